@@ -1,0 +1,210 @@
+//! The command line (clap): parses arguments and dispatches to one function per command.
+//! Commands share the service layer with the web API; output is a table or `-o json`.
+
+mod dags;
+mod output;
+mod run;
+mod runs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, parse_bind};
+
+/// A single-binary replacement for Apache Airflow: YAML DAGs, SQLite state, a web dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrator", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: config/orchestrator.yaml if present; env ORCHESTRATOR_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of list/show commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+/// `-o json`.
+#[derive(Debug, Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: scheduler plus HTTP listener (default 127.0.0.1:8888).
+    Serve {
+        /// Listen address (overrides the config's `bind`).
+        #[arg(long, value_parser = parse_bind)]
+        bind: Option<SocketAddr>,
+    },
+    /// Queue a manual run; a running server starts it at once.
+    Trigger {
+        /// DAG to run.
+        dag_id: String,
+        /// Run configuration, a JSON object (available as `{{ conf.x }}`).
+        #[arg(long)]
+        conf: Option<String>,
+        /// Follow the run to its end; exit non-zero if it failed. Without a server, runs it here.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Run one DAG run in the foreground with live progress; exit code = outcome.
+    Run {
+        /// DAG to run.
+        dag_id: String,
+        /// Run configuration, a JSON object.
+        #[arg(long)]
+        conf: Option<String>,
+    },
+    /// List, show and validate DAGs.
+    #[command(subcommand)]
+    Dags(DagsCommand),
+    /// List and show runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Show the log of a task instance.
+    Logs {
+        /// Run id.
+        run_id: String,
+        /// Task id.
+        task_id: String,
+        /// Try number [default: the latest].
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+        /// DAG, when the run id exists in several.
+        #[arg(long)]
+        dag: Option<String>,
+    },
+    /// Pause a DAG: no new scheduled or queued runs start.
+    Pause {
+        /// DAG to pause.
+        dag_id: String,
+    },
+    /// Unpause a DAG.
+    Unpause {
+        /// DAG to unpause.
+        dag_id: String,
+    },
+    /// Re-run a finished run's tasks (all, or the failed ones and their downstream).
+    Clear {
+        /// Run id.
+        run_id: String,
+        /// Only failed tasks and everything downstream of them.
+        #[arg(long)]
+        failed: bool,
+        /// DAG, when the run id exists in several.
+        #[arg(long)]
+        dag: Option<String>,
+    },
+    /// Queue runs for every schedule interval with a logical date in [--from, --to].
+    Backfill {
+        /// DAG to backfill.
+        dag_id: String,
+        /// First logical date (2024-01-01 or RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Last logical date.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `dags ...`.
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// List loaded DAGs.
+    List(OutputArg),
+    /// Show one DAG and its tasks.
+    Show {
+        /// DAG id.
+        dag_id: String,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Load every DAG file and report every problem; exit 1 if there is any.
+    Validate,
+}
+
+/// `runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this DAG.
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only runs in this state (queued, running, success, failed).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show a run and its task instances.
+    Show {
+        /// Run id.
+        run_id: String,
+        /// DAG, when the run id exists in several.
+        #[arg(long)]
+        dag: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+}
+
+/// How a command ended, for the exit code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the command ran, the thing it ran failed (a DAG run, validation).
+    Failed,
+}
+
+/// Runs a parsed command.
+pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { bind } => crate::daemon::serve(&config, bind).await.map(|()| Outcome::Success),
+        Command::Trigger { dag_id, conf, wait } => run::trigger(&config, &dag_id, conf.as_deref(), wait).await,
+        Command::Run { dag_id, conf } => run::run(&config, &dag_id, conf.as_deref()).await,
+        Command::Dags(cmd) => dags::execute(&config, cmd).await,
+        Command::Runs(cmd) => runs::execute(&config, cmd).await,
+        Command::Logs { run_id, task_id, try_number, dag } => {
+            runs::logs(&config, &run_id, &task_id, try_number, dag.as_deref()).await
+        }
+        Command::Pause { dag_id } => dags::pause(&config, &dag_id, true).await,
+        Command::Unpause { dag_id } => dags::pause(&config, &dag_id, false).await,
+        Command::Clear { run_id, failed, dag } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
+        Command::Backfill { dag_id, from, to } => runs::backfill(&config, &dag_id, &from, &to).await,
+    }
+}
+
+/// The store and DAGs a command works with.
+async fn open(config: &Config) -> anyhow::Result<(crate::store::Store, crate::dag::DagBag)> {
+    let store = crate::store::Store::open(&config.database_url, 1).await?;
+    let bag = crate::daemon::sources(config).load();
+    Ok((store, bag))
+}
+
+/// Tells a running server that the store changed; returns whether one answered.
+async fn notify_server(config: &Config) -> bool {
+    crate::client::wake(config.bind).await
+}

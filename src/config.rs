@@ -1,0 +1,217 @@
+//! The one typed configuration: defaults in code, then `config/orchestrator.yaml` (or the
+//! file named by `--config` / `ORCHESTRATOR_CONFIG`), then `ORCHESTRATOR_*` environment
+//! variables, then command-line flags. Validated once here; nothing else reads the env.
+//!
+//! Relative paths are resolved against the working directory (the project root), whether
+//! they come from the file, the environment or a flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default location of the configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid YAML for the configuration.
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: serde_norway::Error },
+    /// A value (from the file or the environment) is out of range or malformed.
+    #[error("{origin}: {field}: {message}")]
+    Invalid { origin: String, field: &'static str, message: String },
+}
+
+/// The configuration file's shape; every field optional so defaults fill the gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    bind: Option<String>,
+    database_url: Option<String>,
+    dags_folder: Option<PathBuf>,
+    projects_file: Option<PathBuf>,
+    staging: Option<String>,
+    output: Option<String>,
+    warehouse: Option<PathBuf>,
+    parallelism: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// Validated runtime configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP listen address of `serve`.
+    pub bind: SocketAddr,
+    /// SQLite state database (a path, or a `sqlite:` URL).
+    pub database_url: String,
+    /// Folder scanned for DAG files; `templates/` below it holds dynamic-DAG templates.
+    pub dags_folder: PathBuf,
+    /// The projects list that generates DAGs from templates.
+    pub projects_file: PathBuf,
+    /// Staging store for imported tables (path or object-store URL).
+    pub staging: String,
+    /// Output store for processed data (path or object-store URL).
+    pub output: String,
+    /// Warehouse database file.
+    pub warehouse: PathBuf,
+    /// Maximum task instances running at once in this process.
+    pub parallelism: usize,
+    /// How long a graceful shutdown lets running tasks finish before interrupting them.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            database_url: "orchestrator.db".into(),
+            dags_folder: "dags".into(),
+            projects_file: "config/projects.yaml".into(),
+            staging: "imported_data".into(),
+            output: "processed_data".into(),
+            warehouse: "warehouse.db".into(),
+            parallelism: 32,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration. `explicit` is `--config`; a missing default file is
+    /// fine (defaults apply) but a missing explicit one is an error.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |key: &str| std::env::var(format!("ORCHESTRATOR_{key}")).ok();
+        let env_path = env("CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(env_path);
+        let file = match &path {
+            Some(p) => Some((p.clone(), read_file(p)?)),
+            None => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if p.exists() { Some((p.clone(), read_file(&p)?)) } else { None }
+            }
+        };
+        let mut config = Config::default();
+        if let Some((p, f)) = file {
+            config.apply(f, &p.display().to_string())?;
+        }
+        config.apply(ConfigFile::from_env(env)?, "environment")?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, f: ConfigFile, origin: &str) -> Result<(), ConfigError> {
+        if let Some(bind) = f.bind {
+            self.bind = parse_bind(&bind).map_err(|message| ConfigError::Invalid {
+                origin: origin.into(),
+                field: "bind",
+                message,
+            })?;
+        }
+        if let Some(p) = f.parallelism {
+            if p == 0 {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "parallelism",
+                    message: "must be at least 1".into(),
+                });
+            }
+            self.parallelism = p;
+        }
+        set(&mut self.database_url, f.database_url);
+        set(&mut self.dags_folder, f.dags_folder);
+        set(&mut self.projects_file, f.projects_file);
+        set(&mut self.staging, f.staging);
+        set(&mut self.output, f.output);
+        set(&mut self.warehouse, f.warehouse);
+        set(&mut self.shutdown_grace_secs, f.shutdown_grace_secs);
+        Ok(())
+    }
+}
+
+impl ConfigFile {
+    fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |key: &'static str| -> Result<Option<u64>, ConfigError> {
+            env(key)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                        origin: "environment".into(),
+                        field: key,
+                        message: format!("ORCHESTRATOR_{key}='{v}' is not a whole number"),
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            bind: env("BIND"),
+            database_url: env("DATABASE_URL"),
+            dags_folder: env("DAGS_FOLDER").map(PathBuf::from),
+            projects_file: env("PROJECTS_FILE").map(PathBuf::from),
+            staging: env("STAGING"),
+            output: env("OUTPUT"),
+            warehouse: env("WAREHOUSE").map(PathBuf::from),
+            parallelism: number("PARALLELISM")?.map(|n| n as usize),
+            shutdown_grace_secs: number("SHUTDOWN_GRACE_SECS")?,
+        })
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    serde_norway::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+}
+
+/// Parses `host:port`, accepting `localhost` for the loopback address.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let normalized = text.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}"));
+    normalized
+        .as_deref()
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8888"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::default();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8888");
+        assert_eq!(c.database_url, "orchestrator.db");
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_rejected() {
+        let mut c = Config::default();
+        let f: ConfigFile = serde_norway::from_str("bind: localhost:9000\nparallelism: 4\n").unwrap();
+        c.apply(f, "test").unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.parallelism, 4);
+        let err = serde_norway::from_str::<ConfigFile>("bindd: x\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `bindd`"), "{err}");
+    }
+
+    #[test]
+    fn bad_environment_numbers_name_the_variable() {
+        let err = ConfigFile::from_env(|k| (k == "PARALLELISM").then(|| "lots".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "environment: PARALLELISM: ORCHESTRATOR_PARALLELISM='lots' is not a whole number");
+    }
+}

@@ -1,0 +1,114 @@
+//! `orchestrator serve`: wires the store, the DAG loader and its file watcher, the
+//! scheduler and the HTTP listener, and shuts them down together on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dag::DagBag;
+use crate::dag::watch::{DagSources, watch as watch_dags};
+use crate::scheduler::{Engine, Mode, SchedulerConfig};
+use crate::store::Store;
+use crate::web::{AppState, router};
+
+/// Runs the daemon until a signal stops it.
+pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<()> {
+    let bind = bind.unwrap_or(config.bind);
+    if !bind.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {bind}: authentication is not configured, so only loopback \
+             addresses (127.0.0.1, ::1) are allowed"
+        );
+    }
+    let store = Store::open(&config.database_url, 4).await?;
+    let sources = sources(config);
+    let bag = Arc::new(tokio::task::spawn_blocking({
+        let s = sources.clone();
+        move || s.load()
+    })
+    .await?);
+    report_load(&bag);
+    store.ensure_dags(bag.dags.keys()).await?;
+    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    tracing::info!(%bind, dags = bag.dags.len(), "orchestrator serving on http://{bind}");
+
+    let shutdown = CancellationToken::new();
+    let engine = Engine::start(store.clone(), bag.clone(), Mode::Serve, scheduler_config(config), shutdown.clone(), None);
+    let (dags_tx, dags_rx) = watch::channel(bag);
+    let reload_store = store.clone();
+    let reload_engine = engine.handle.clone();
+    let dags_tx = Arc::new(dags_tx);
+    let (_watcher, watch_task) = watch_dags(sources, shutdown.clone(), move |bag: Arc<DagBag>| {
+        let (store, engine, dags_tx) = (reload_store.clone(), reload_engine.clone(), dags_tx.clone());
+        async move {
+            report_load(&bag);
+            if let Err(e) = store.ensure_dags(bag.dags.keys()).await {
+                tracing::error!(error = %e, "cannot record reloaded DAGs");
+            }
+            dags_tx.send_replace(bag.clone());
+            let _ = engine.dags_changed(bag).await;
+        }
+    })
+    .context("cannot watch the DAG folder")?;
+
+    let app = router(AppState { store: store.clone(), engine: engine.handle.clone(), dags: dags_rx });
+    let web = tokio::spawn(
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
+    );
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let result = engine.done.await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    let _ = watch_task.await;
+    store.close().await;
+    tracing::info!("orchestrator stopped");
+    result.context("scheduler task failed")?.context("scheduler stopped on a state-store error")
+}
+
+/// Where DAGs come from, per the configuration.
+pub fn sources(config: &Config) -> DagSources {
+    DagSources { dags_folder: config.dags_folder.clone(), projects_file: config.projects_file.clone() }
+}
+
+/// The scheduler's settings, per the configuration.
+pub fn scheduler_config(config: &Config) -> SchedulerConfig {
+    SchedulerConfig {
+        parallelism: config.parallelism,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    }
+}
+
+fn report_load(bag: &DagBag) {
+    for e in &bag.errors {
+        tracing::warn!("DAG load error: {e}");
+    }
+    tracing::info!(dags = bag.dags.len(), errors = bag.errors.len(), "DAGs loaded");
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}

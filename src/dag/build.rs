@@ -1,0 +1,396 @@
+//! Turns one DAG file's text into a validated [`Dag`], collecting every problem with its
+//! file, line, DAG and task: unknown keys and task types, bad ids, missing upstreams, cycles
+//! (printed `a -> b -> a`), bad cron, bad durations, bad dates and time zones.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_norway::{Mapping, Value};
+
+use super::duration::DurationValue;
+use super::raw::{COMMON_TASK_KEYS, DagFile, OVERRIDE_TASK_KEYS, TaskCommon, TaskDefaults};
+use super::timetable::{Schedule, Timetable};
+use super::{Dag, DagSource, LoadError, RetryPolicy, Task, TriggerRule};
+use crate::ids::{DagId, TaskId, is_valid_id};
+use crate::tasks::TaskKind;
+
+/// One DAG's YAML text and where it came from.
+pub struct DagText<'a> {
+    /// File to name in errors.
+    pub path: &'a Path,
+    /// Generating project, for template DAGs.
+    pub project: Option<&'a str>,
+    /// Id to use when the file sets none (`<project>_<type>` for templates).
+    pub default_dag_id: Option<String>,
+    /// The YAML.
+    pub text: String,
+}
+
+/// Collects problems for one file.
+struct Problems<'a> {
+    src: &'a DagText<'a>,
+    dag_id: Option<String>,
+    errors: Vec<LoadError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, line: Option<usize>, task: Option<&str>, message: impl Into<String>) {
+        self.errors.push(LoadError {
+            file: self.src.path.to_path_buf(),
+            line,
+            dag_id: self.dag_id.clone(),
+            task_id: task.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    fn key_line(&self, key: &str) -> Option<usize> {
+        top_level_line(&self.src.text, key)
+    }
+
+    fn task_line(&self, task: &str) -> Option<usize> {
+        task_line(&self.src.text, task)
+    }
+}
+
+/// Validates one DAG file.
+pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
+    let mut p = Problems { src, dag_id: None, errors: Vec::new() };
+    let raw: DagFile = match serde_norway::from_str(&src.text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.location().map(|l| l.line());
+            p.add(line, None, strip_location(&e.to_string()));
+            return Err(p.errors);
+        }
+    };
+    let dag_id = raw.dag_id.clone().or_else(|| src.default_dag_id.clone());
+    let Some(dag_id) = dag_id else {
+        p.add(None, None, "missing field `dag_id`");
+        return Err(p.errors);
+    };
+    p.dag_id = Some(dag_id.clone());
+    if !is_valid_id(&dag_id) {
+        p.add(p.key_line("dag_id"), None, format!("bad dag_id '{dag_id}': use letters, digits, '_', '-' and '.'"));
+    }
+    let dag = build_fields(raw, DagId::new(dag_id), &mut p);
+    match dag {
+        Some(dag) if p.errors.is_empty() => Ok(dag),
+        _ => Err(p.errors),
+    }
+}
+
+fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
+    let timezone = match raw.timezone.as_deref() {
+        None => Tz::UTC,
+        Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
+            p.add(p.key_line("timezone"), None, format!("unknown timezone '{name}'"));
+            Tz::UTC
+        }),
+    };
+    let mut date = |key: &str, text: Option<&String>| {
+        let text = text?;
+        parse_date(text, timezone).map_err(|m| p.add(p.key_line(key), None, m)).ok()
+    };
+    let start_date = date("start_date", raw.start_date.as_ref());
+    let end_date = date("end_date", raw.end_date.as_ref());
+    let schedule = raw.schedule.as_deref().and_then(|s| {
+        Schedule::parse(s).map_err(|m| p.add(p.key_line("schedule"), None, m)).ok()
+    });
+    let dagrun_timeout = duration(p, "dagrun_timeout", None, raw.dagrun_timeout.as_ref());
+    let defaults = TaskSettings::from_defaults(&raw.default_args, p);
+    let tasks = build_tasks(&raw.tasks, &defaults, p);
+    for (key, value) in [("max_active_runs", raw.max_active_runs), ("max_active_tasks", raw.max_active_tasks)] {
+        if value == Some(0) {
+            p.add(p.key_line(key), None, format!("{key} must be at least 1"));
+        }
+    }
+    let timetable = schedule.map(|schedule| Timetable {
+        schedule,
+        timezone,
+        start_date,
+        end_date,
+        catchup: raw.catchup.unwrap_or(false),
+    });
+    let index = tasks.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+    Some(Dag {
+        id,
+        description: raw.description,
+        tags: raw.tags,
+        schedule_text: raw.schedule,
+        timetable,
+        timezone,
+        max_active_runs: raw.max_active_runs.unwrap_or(16),
+        max_active_tasks: raw.max_active_tasks.unwrap_or(16),
+        dagrun_timeout,
+        params: raw.params,
+        tasks,
+        index,
+        source: DagSource {
+            path: p.src.path.to_path_buf(),
+            project: p.src.project.map(str::to_string),
+            text: p.src.text.clone(),
+        },
+    })
+}
+
+/// Retry and timeout settings: the DAG's `default_args`, overridden per task.
+#[derive(Clone)]
+struct TaskSettings {
+    retry: RetryPolicy,
+    execution_timeout: Option<Duration>,
+}
+
+impl TaskSettings {
+    fn from_defaults(d: &TaskDefaults, p: &mut Problems<'_>) -> Self {
+        let base = TaskSettings { retry: RetryPolicy::default(), execution_timeout: None };
+        base.overridden(d, p, None)
+    }
+
+    fn overridden(&self, d: &TaskDefaults, p: &mut Problems<'_>, task: Option<&str>) -> Self {
+        let mut s = self.clone();
+        if let Some(r) = d.retries {
+            s.retry.retries = r;
+        }
+        if let Some(b) = d.retry_exponential_backoff {
+            s.retry.exponential_backoff = b;
+        }
+        if let Some(v) = duration(p, "retry_delay", task, d.retry_delay.as_ref()) {
+            s.retry.delay = v;
+        }
+        if let Some(v) = duration(p, "max_retry_delay", task, d.max_retry_delay.as_ref()) {
+            s.retry.max_delay = Some(v);
+        }
+        if let Some(v) = duration(p, "execution_timeout", task, d.execution_timeout.as_ref()) {
+            s.execution_timeout = Some(v);
+        }
+        s
+    }
+}
+
+fn duration(
+    p: &mut Problems<'_>,
+    key: &str,
+    task: Option<&str>,
+    value: Option<&DurationValue>,
+) -> Option<Duration> {
+    let line = match task {
+        Some(t) => p.task_line(t),
+        None => p.key_line(key),
+    };
+    value?.parse().map_err(|m| p.add(line, task, format!("{key}: {m}"))).ok()
+}
+
+fn build_tasks(raw: &Mapping, defaults: &TaskSettings, p: &mut Problems<'_>) -> Vec<Task> {
+    if raw.is_empty() {
+        p.add(p.key_line("tasks"), None, "a DAG needs at least one task under `tasks:`");
+        return Vec::new();
+    }
+    let mut tasks = Vec::new();
+    let mut upstream_names = Vec::new();
+    for (key, value) in raw {
+        let Some(id) = key.as_str() else {
+            p.add(p.key_line("tasks"), None, format!("task ids must be text, found {key:?}"));
+            continue;
+        };
+        if let Some((task, ups)) = build_task(id, value, defaults, p) {
+            tasks.push(task);
+            upstream_names.push(ups);
+        }
+    }
+    link_upstreams(&mut tasks, &upstream_names, p);
+    if p.errors.is_empty() {
+        check_cycles(&tasks, p);
+    }
+    tasks
+}
+
+fn build_task(
+    id: &str,
+    value: &Value,
+    defaults: &TaskSettings,
+    p: &mut Problems<'_>,
+) -> Option<(Task, Vec<String>)> {
+    let line = p.task_line(id);
+    if !is_valid_id(id) {
+        p.add(line, Some(id), "bad task id: use letters, digits, '_', '-' and '.'");
+    }
+    let Some(map) = value.as_mapping() else {
+        p.add(line, Some(id), "a task must be a mapping with at least a `type`");
+        return None;
+    };
+    let [common, overrides, kind] = split_task_keys(map);
+    let common: TaskCommon = serde_norway::from_value(Value::Mapping(common))
+        .map_err(|e| p.add(line, Some(id), strip_location(&e.to_string())))
+        .ok()?;
+    let overrides: TaskDefaults = serde_norway::from_value(Value::Mapping(overrides))
+        .map_err(|e| p.add(line, Some(id), strip_location(&e.to_string())))
+        .ok()?;
+    let kind = parse_kind(kind).map_err(|m| p.add(line, Some(id), m)).ok()?;
+    let trigger_rule = match common.trigger_rule.as_deref() {
+        None => TriggerRule::default(),
+        Some(r) => serde_norway::from_value(Value::String(r.to_string()))
+            .map_err(|_| p.add(line, Some(id), format!("unknown trigger_rule '{r}' (use all_success, all_done, one_success, one_failed, none_failed, all_failed, none_failed_min_one_success, none_skipped or always)")))
+            .ok()?,
+    };
+    let settings = defaults.overridden(&overrides, p, Some(id));
+    let ups = common.depends_on.ids().into_iter().map(str::to_string).collect();
+    let task = Task {
+        id: TaskId::new(id),
+        kind,
+        upstream: Vec::new(),
+        downstream: Vec::new(),
+        trigger_rule,
+        retry: settings.retry,
+        execution_timeout: settings.execution_timeout,
+    };
+    Some((task, ups))
+}
+
+/// Splits a task mapping into (common keys, retry/timeout overrides, type + type arguments).
+fn split_task_keys(map: &Mapping) -> [Mapping; 3] {
+    let mut parts = [Mapping::new(), Mapping::new(), Mapping::new()];
+    for (k, v) in map {
+        let slot = match k.as_str() {
+            Some(k) if COMMON_TASK_KEYS.contains(&k) => 0,
+            Some(k) if OVERRIDE_TASK_KEYS.contains(&k) => 1,
+            _ => 2,
+        };
+        parts[slot].insert(k.clone(), v.clone());
+    }
+    parts
+}
+
+fn parse_kind(map: Mapping) -> Result<TaskKind, String> {
+    if !map.contains_key("type") {
+        return Err("missing field `type` (the task type: noop, shell or trigger_dag)".into());
+    }
+    let kind: TaskKind = serde_norway::from_value(Value::Mapping(map)).map_err(|e| {
+        let msg = strip_location(&e.to_string());
+        if msg.starts_with("unknown variant") {
+            msg.replacen("unknown variant", "unknown task type", 1)
+        } else {
+            msg
+        }
+    })?;
+    kind.validate()?;
+    Ok(kind)
+}
+
+fn link_upstreams(tasks: &mut [Task], names: &[Vec<String>], p: &mut Problems<'_>) {
+    let index: HashMap<String, usize> =
+        tasks.iter().enumerate().map(|(i, t)| (t.id.to_string(), i)).collect();
+    for (i, ups) in names.iter().enumerate() {
+        for up in ups {
+            match index.get(up.as_str()) {
+                Some(&u) if !tasks[i].upstream.contains(&u) => {
+                    tasks[i].upstream.push(u);
+                    tasks[u].downstream.push(i);
+                }
+                Some(_) => {}
+                None => {
+                    let id = tasks[i].id.to_string();
+                    p.add(p.task_line(&id), Some(&id), format!("depends_on '{up}', which is not a task of this DAG"));
+                }
+            }
+        }
+    }
+}
+
+fn check_cycles(tasks: &[Task], p: &mut Problems<'_>) {
+    let mut graph = DiGraph::<usize, ()>::new();
+    let nodes: Vec<NodeIndex> = (0..tasks.len()).map(|i| graph.add_node(i)).collect();
+    for (i, t) in tasks.iter().enumerate() {
+        for &u in &t.upstream {
+            graph.add_edge(nodes[u], nodes[i], ());
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        let cycle = cycle_through(&graph, &scc);
+        let names: Vec<&str> = cycle.iter().map(|n| tasks[graph[*n]].id.as_str()).collect();
+        let first = names.first().copied().unwrap_or_default();
+        p.add(p.task_line(first), None, format!("cycle: {}", names.join(" -> ")));
+    }
+}
+
+/// A cycle inside one strongly connected component, from its smallest task back to it.
+fn cycle_through(graph: &DiGraph<usize, ()>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+    let Some(&start) = scc.iter().min_by_key(|n| graph[**n]) else { return Vec::new() };
+    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        let mut next: Vec<NodeIndex> = graph.neighbors(n).filter(|m| scc.contains(m)).collect();
+        next.sort_by_key(|m| graph[*m]);
+        for m in next {
+            if m == start {
+                let mut back = Vec::new();
+                let mut cur = Some(n);
+                while let Some(c) = cur.filter(|c| *c != start) {
+                    back.push(c);
+                    cur = parent.get(&c).copied();
+                }
+                back.reverse();
+                return [vec![start], back, vec![start]].concat();
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(m) {
+                e.insert(n);
+                queue.push_back(m);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+/// Parses `2024-01-01`, `2024-01-01 06:00[:00]`, `2024-01-01T06:00:00` (in the DAG's zone)
+/// or RFC 3339 with an offset.
+pub fn parse_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    let naive = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .or_else(|| {
+            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        })
+        .ok_or_else(|| format!("bad date '{t}' (use 2024-01-01, 2024-01-01 06:00 or RFC 3339)"))?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|d| d.with_timezone(&Utc))
+        .ok_or_else(|| format!("date '{t}' does not exist in {tz}"))
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn top_level_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))).map(|i| i + 1)
+}
+
+fn task_line(text: &str, task: &str) -> Option<usize> {
+    let start = top_level_line(text, "tasks")?;
+    text.lines().enumerate().skip(start).find_map(|(i, l)| {
+        let trimmed = l.trim_start();
+        let indented = trimmed.len() < l.len();
+        let key = trimmed.strip_prefix(task)?.trim_start();
+        (indented && key.starts_with(':')).then_some(i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! Typed identifiers shared by every layer: DAG ids, task ids, run ids and the store's run key.
+//!
+//! Newtypes keep a task id from being passed where a DAG id is expected; they serialise as
+//! plain strings so the CLI's JSON and the store see ordinary text.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a string without checking it (the loader validates ids it reads).
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The id of a DAG (`dag_id` in YAML, unique across the DAG folder).
+    DagId
+);
+string_id!(
+    /// The id of a task inside one DAG.
+    TaskId
+);
+string_id!(
+    /// Airflow-style run id (`manual__2024-01-01T00:00:00+00:00`), unique per DAG.
+    RunId
+);
+
+/// The store's primary key of a DAG run: unique across all DAGs, used internally and in URLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunKey(pub i64);
+
+impl fmt::Display for RunKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether `id` is acceptable as a DAG or task id: Airflow's rule (letters, digits, `_-.`).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 250
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_airflows_character_rules() {
+        assert!(is_valid_id("drugs_import"));
+        assert!(is_valid_id("a.b-c"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("has space"));
+        assert!(!is_valid_id("slash/y"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Entry point: parse the command line, set up logging, run, map the outcome to an exit code
+//! (0 success, 1 failure, 2 usage or configuration error).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use orchestrator::cli::{Cli, Command, Outcome, execute};
+use orchestrator::config::ConfigError;
+use orchestrator::service::ServiceError;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if is_usage_error(&err) { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ConfigError>().is_some()
+        || matches!(
+            err.downcast_ref::<ServiceError>(),
+            Some(ServiceError::UnknownDag(_) | ServiceError::UnknownRun(_) | ServiceError::AmbiguousRun(..) | ServiceError::Invalid(_))
+        )
+}

@@ -1,0 +1,218 @@
+//! The in-memory state machine of one run being executed: which tasks are ready, how a try's
+//! end changes its task, how failures and skips propagate downstream, and when the run is
+//! over. Pure logic (no I/O): it records [`Change`]s for the scheduler to commit before it
+//! acts, which keeps it unit-testable.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::dag::Dag;
+use crate::dag::trigger_rule::{Decision, UpstreamCounts};
+use crate::ids::RunKey;
+use crate::state::{RunState, TaskState};
+use crate::store::{Change, RunRow, TaskInstanceRow};
+use crate::tasks::{TaskError, TaskOutcome};
+
+/// One task's slot in a running run.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// `None`: no status; `Scheduled`: in the ready queue (not persisted).
+    pub state: Option<TaskState>,
+    /// Tries started.
+    pub try_number: u32,
+    /// Tries allowed.
+    pub max_tries: u32,
+    /// Cancels the running try.
+    pub cancel: Option<CancellationToken>,
+    /// Whether `queued` has been written for the current wait.
+    pub queued_written: bool,
+}
+
+/// A run this process is executing.
+#[derive(Debug)]
+pub struct ActiveRun {
+    /// The run as claimed.
+    pub row: RunRow,
+    /// The DAG definition it runs with (a snapshot: later edits apply to later runs).
+    pub dag: Arc<Dag>,
+    /// Per task, indexed like `dag.tasks`.
+    pub slots: Vec<Slot>,
+    /// Tries executing now.
+    pub running: u32,
+    /// When the dagrun timeout fires.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Set when the run timed out: it fails whatever its tasks do.
+    pub timed_out: Option<String>,
+    /// Parent of every try's token.
+    pub cancel: CancellationToken,
+}
+
+/// What happened to a task when its try ended.
+#[derive(Debug, PartialEq)]
+pub enum TryEnd {
+    /// Finished in this state.
+    Done(TaskState),
+    /// Will be tried again at this time.
+    RetryAt(DateTime<Utc>),
+    /// Interrupted by shutdown; runs again on the next start.
+    Abandoned,
+}
+
+impl ActiveRun {
+    /// Builds the run from its stored task instances (missing ones have no status).
+    pub fn new(row: RunRow, dag: Arc<Dag>, tis: &[TaskInstanceRow], cancel: CancellationToken) -> Self {
+        let slots = dag
+            .tasks
+            .iter()
+            .map(|t| match tis.iter().find(|ti| ti.task_id == t.id) {
+                Some(ti) => Slot {
+                    state: ti.state,
+                    try_number: ti.try_number,
+                    max_tries: ti.max_tries.max(1),
+                    ..Slot::default()
+                },
+                None => Slot { max_tries: t.retry.max_tries(), ..Slot::default() },
+            })
+            .collect();
+        let deadline = dag.dagrun_timeout.and_then(|t| {
+            let start = row.start_date.unwrap_or_else(Utc::now);
+            chrono::Duration::from_std(t).ok().map(|d| start + d)
+        });
+        Self { row, dag, slots, running: 0, deadline, timed_out: None, cancel }
+    }
+
+    /// The run's key.
+    pub fn key(&self) -> RunKey {
+        self.row.key
+    }
+
+    /// Decides what to do with task `idx` if it has no status, propagating skips and
+    /// upstream failures. Ready tasks are marked `Scheduled` and pushed to `ready`.
+    pub fn evaluate(&mut self, idx: usize, now: DateTime<Utc>, ready: &mut Vec<usize>, changes: &mut Vec<Change>) {
+        let mut stack = vec![idx];
+        while let Some(i) = stack.pop() {
+            if self.slots[i].state.is_some() {
+                continue;
+            }
+            let task = &self.dag.tasks[i];
+            let mut counts = UpstreamCounts::default();
+            task.upstream.iter().for_each(|&u| counts.add(self.slots[u].state));
+            let new_state = match task.trigger_rule.decide(counts) {
+                Decision::Wait => continue,
+                Decision::Run if self.timed_out.is_some() => TaskState::Skipped,
+                Decision::Run => {
+                    self.slots[i].state = Some(TaskState::Scheduled);
+                    ready.push(i);
+                    continue;
+                }
+                Decision::UpstreamFailed => TaskState::UpstreamFailed,
+                Decision::Skip => TaskState::Skipped,
+            };
+            self.slots[i].state = Some(new_state);
+            changes.push(Change::SetTaskState { run: self.key(), task: task.id.clone(), state: new_state, at: now });
+            stack.extend(task.downstream.iter().copied());
+        }
+    }
+
+    /// Evaluates every task (on start or recovery).
+    pub fn evaluate_all(&mut self, now: DateTime<Utc>, ready: &mut Vec<usize>, changes: &mut Vec<Change>) {
+        for i in 0..self.slots.len() {
+            self.evaluate(i, now, ready, changes);
+        }
+    }
+
+    /// Marks task `idx` as starting its next try; returns the try number.
+    pub fn start_try(&mut self, idx: usize, now: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
+        let slot = &mut self.slots[idx];
+        slot.try_number += 1;
+        slot.state = Some(TaskState::Running);
+        slot.queued_written = false;
+        self.running += 1;
+        let try_number = slot.try_number;
+        changes.push(Change::StartTry { run: self.key(), task: self.dag.tasks[idx].id.clone(), try_number, at: now });
+        try_number
+    }
+
+    /// Records the end of a try and decides the task's next state.
+    pub fn end_try(
+        &mut self,
+        idx: usize,
+        try_number: u32,
+        result: &Result<TaskOutcome, TaskError>,
+        shutting_down: bool,
+        now: DateTime<Utc>,
+        changes: &mut Vec<Change>,
+    ) -> TryEnd {
+        self.running = self.running.saturating_sub(1);
+        let task = &self.dag.tasks[idx];
+        let slot = &mut self.slots[idx];
+        slot.cancel = None;
+        let (state, next_retry_at, error) = match result {
+            Ok(TaskOutcome::Success) => (TaskState::Success, None, None),
+            Ok(TaskOutcome::Skipped(_)) => (TaskState::Skipped, None, None),
+            Err(TaskError::Cancelled(reason)) if shutting_down && self.timed_out.is_none() => {
+                slot.state = None;
+                slot.try_number -= 1;
+                changes.push(Change::AbandonTry {
+                    run: self.row.key,
+                    task: task.id.clone(),
+                    try_number,
+                    at: now,
+                    reason: format!("interrupted by shutdown: {reason}"),
+                });
+                return TryEnd::Abandoned;
+            }
+            Err(e) if e.is_retryable() && try_number < slot.max_tries => {
+                let delay = task.retry.delay_after(try_number);
+                let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                (TaskState::UpForRetry, Some(at), Some(e.to_string()))
+            }
+            Err(e) => (TaskState::Failed, None, Some(e.to_string())),
+        };
+        slot.state = Some(state);
+        changes.push(Change::FinishTry {
+            run: self.row.key,
+            task: task.id.clone(),
+            try_number,
+            state,
+            at: now,
+            error,
+            next_retry_at,
+        });
+        match next_retry_at {
+            Some(at) => TryEnd::RetryAt(at),
+            None => TryEnd::Done(state),
+        }
+    }
+
+    /// Sets every task that has not started to skipped (dagrun timeout).
+    pub fn skip_unstarted(&mut self, now: DateTime<Utc>, changes: &mut Vec<Change>) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if matches!(slot.state, None | Some(TaskState::Scheduled | TaskState::Queued | TaskState::UpForRetry)) {
+                slot.state = Some(TaskState::Skipped);
+                changes.push(Change::SetTaskState { run: self.row.key, task: self.dag.tasks[i].id.clone(), state: TaskState::Skipped, at: now });
+            }
+        }
+    }
+
+    /// The run's final state once every task is finished and nothing runs; Airflow's rule:
+    /// failed if a leaf task failed (or the run timed out), success otherwise.
+    pub fn outcome(&self) -> Option<RunState> {
+        let all_done = self.slots.iter().all(|s| s.state.is_some_and(TaskState::is_finished));
+        if !all_done || self.running > 0 {
+            return None;
+        }
+        let leaf_failed = self
+            .dag
+            .tasks
+            .iter()
+            .zip(&self.slots)
+            .any(|(t, s)| t.downstream.is_empty() && s.state.is_some_and(TaskState::is_failure));
+        Some(if leaf_failed || self.timed_out.is_some() { RunState::Failed } else { RunState::Success })
+    }
+}
+
+#[cfg(test)]
+mod tests;

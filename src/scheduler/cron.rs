@@ -1,0 +1,55 @@
+//! Creating scheduled runs: for each unpaused DAG with a schedule, the next data interval
+//! is created (queued) once it has ended, catching up per `catchup` and never beyond
+//! `max_active_runs` queued-or-running runs.
+
+use chrono::{DateTime, Utc};
+
+use super::core::Scheduler;
+use crate::state::RunType;
+use crate::store::{NewRun, StoreError};
+
+impl Scheduler {
+    /// Creates every scheduled run that is due now.
+    pub(super) async fn schedule_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut active = self.store.active_run_counts().await?;
+        let dags: Vec<_> = self.bag.dags.values().filter(|d| d.timetable.is_some()).cloned().collect();
+        for dag in dags {
+            let Some(timetable) = &dag.timetable else { continue };
+            if self.paused.get(&dag.id).copied().unwrap_or(false) {
+                continue;
+            }
+            loop {
+                let next = match self.cron.get(&dag.id) {
+                    Some(next) => *next,
+                    None => {
+                        let last = self.store.last_scheduled_end(&dag.id).await?;
+                        let next = timetable.next_interval(last, now);
+                        self.cron.insert(dag.id.clone(), next);
+                        next
+                    }
+                };
+                let Some(interval) = next.filter(|i| i.end <= now) else { break };
+                let count = active.entry(dag.id.clone()).or_default();
+                if *count >= dag.max_active_runs {
+                    break;
+                }
+                let new = NewRun {
+                    dag_id: dag.id.clone(),
+                    run_type: RunType::Scheduled,
+                    interval_start: interval.start,
+                    interval_end: interval.end,
+                    conf: serde_json::json!({}),
+                    parent: None,
+                    owner_pid: None,
+                };
+                if let Some(row) = self.store.insert_run(&new).await? {
+                    tracing::info!(dag_id = %dag.id, run_id = %row.run_id, "scheduled run queued");
+                    *count += 1;
+                    self.look_for_queued = true;
+                }
+                self.cron.insert(dag.id.clone(), timetable.next_interval(Some(interval.end), now));
+            }
+        }
+        Ok(())
+    }
+}

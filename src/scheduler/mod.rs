@@ -1,0 +1,118 @@
+//! The scheduler: one actor that owns every run this process executes.
+//!
+//! It is fed [`Command`]s (a finished try, "the store changed", new DAG definitions, a
+//! child-run request from `trigger_dag`) and timers (retries, cron intervals, dagrun
+//! timeouts). A finished task makes its ready downstream tasks start in the same loop turn,
+//! so no polling interval sets the pace. Every state change is committed to the store, in
+//! one transaction per turn, before tasks are started or watchers told.
+//!
+//! `serve` runs it in [`Mode::Serve`] (claims any queued run, schedules cron intervals,
+//! adopts runs of dead processes); `run` in [`Mode::Foreground`] (only its own run and the
+//! children it triggers).
+
+mod active;
+mod core;
+mod cron;
+mod handle;
+mod recovery;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use handle::{ChildRun, EngineError, EngineHandle};
+
+use crate::dag::DagBag;
+use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::state::{RunState, TaskState};
+use crate::store::{RunRow, Store};
+
+/// Messages the scheduler acts on.
+pub enum Command {
+    /// The store changed outside the scheduler (trigger, pause, clear): look again.
+    Wake,
+    /// A try ended.
+    Finished(Box<core::Finished>),
+    /// The DAG folder was reloaded.
+    Dags(Arc<DagBag>),
+    /// A `trigger_dag` task asks for a child run.
+    TriggerChild {
+        dag: DagId,
+        conf: serde_json::Value,
+        parent: RunKey,
+        task: TaskId,
+        reply: tokio::sync::oneshot::Sender<Result<RunRow, EngineError>>,
+    },
+    /// Tell me when this run finishes.
+    WatchRun { run: RunKey, reply: tokio::sync::oneshot::Sender<RunState> },
+}
+
+/// Which runs the scheduler takes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The daemon: every queued run, cron schedules, crash recovery.
+    Serve,
+    /// `orchestrator run`: this run and the runs its tasks trigger; stops when they are done.
+    Foreground {
+        /// The run the user asked for.
+        root: RunKey,
+    },
+}
+
+/// What a foreground run prints as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A try started.
+    TaskStarted { dag_id: DagId, run_id: RunId, task_id: TaskId, try_number: u32 },
+    /// A task reached a state (success, failed, up_for_retry, skipped, upstream_failed).
+    TaskState { dag_id: DagId, run_id: RunId, task_id: TaskId, state: TaskState, error: Option<String> },
+    /// A run finished.
+    RunFinished { dag_id: DagId, run_id: RunId, state: RunState },
+}
+
+/// Settings the scheduler runs with.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Global cap on running tries.
+    pub parallelism: usize,
+    /// Grace period on shutdown before running tries are interrupted.
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// A started scheduler: its handle, and the task to await for its end.
+pub struct Engine {
+    /// Send commands to it.
+    pub handle: EngineHandle,
+    /// Resolves when the scheduler has stopped and committed everything.
+    pub done: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
+}
+
+impl Engine {
+    /// Starts the scheduler on its own task. Cancelling `shutdown` stops it gracefully.
+    pub fn start(
+        store: Store,
+        bag: Arc<DagBag>,
+        mode: Mode,
+        config: SchedulerConfig,
+        shutdown: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let handle = EngineHandle::new(tx, store.clone());
+        let scheduler = core::Scheduler::new(
+            store,
+            bag,
+            mode,
+            config,
+            handle.clone(),
+            rx,
+            shutdown,
+            TaskTracker::new(),
+            progress,
+        );
+        let done = tokio::spawn(scheduler.run());
+        Self { handle, done }
+    }
+}

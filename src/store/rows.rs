@@ -1,0 +1,203 @@
+//! Typed rows read from the store and the changes written to it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{StoreError, StoreResult, from_text};
+use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::state::{RunState, RunType, TaskState};
+use crate::tasks::LogLine;
+
+/// A DAG run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    /// Store key.
+    #[serde(skip)]
+    pub key: RunKey,
+    /// DAG.
+    pub dag_id: DagId,
+    /// Airflow-style run id.
+    pub run_id: RunId,
+    /// Why it exists.
+    pub run_type: RunType,
+    /// Current state.
+    pub state: RunState,
+    /// Logical date (= data interval start).
+    pub logical_date: DateTime<Utc>,
+    /// Data interval start.
+    pub data_interval_start: DateTime<Utc>,
+    /// Data interval end.
+    pub data_interval_end: DateTime<Utc>,
+    /// Run configuration.
+    pub conf: serde_json::Value,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// When it started running.
+    pub start_date: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub end_date: Option<DateTime<Utc>>,
+    /// The run whose `trigger_dag` task created it.
+    #[serde(skip)]
+    pub parent_run: Option<RunKey>,
+    /// That task's id.
+    #[serde(skip)]
+    pub parent_task_id: Option<String>,
+    /// Process executing it.
+    #[serde(skip)]
+    pub owner_pid: Option<i64>,
+    /// Why it ended as it did, when not obvious (e.g. dagrun timeout).
+    pub note: Option<String>,
+}
+
+/// The latest state of one task in one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskInstanceRow {
+    /// Task.
+    pub task_id: TaskId,
+    /// `None`: no status yet.
+    pub state: Option<TaskState>,
+    /// Tries started so far.
+    pub try_number: u32,
+    /// Tries allowed (grows on clear).
+    pub max_tries: u32,
+    /// Start of the latest try.
+    pub start_date: Option<DateTime<Utc>>,
+    /// End of the latest try.
+    pub end_date: Option<DateTime<Utc>>,
+    /// When the next try is due (up_for_retry).
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// Why the latest try failed.
+    pub error: Option<String>,
+}
+
+/// One try of a task instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct TryRow {
+    /// Task.
+    pub task_id: TaskId,
+    /// 1-based try.
+    pub try_number: u32,
+    /// How the try ended (`running` while it runs).
+    pub state: TaskState,
+    /// Start.
+    pub start_date: DateTime<Utc>,
+    /// End.
+    pub end_date: Option<DateTime<Utc>>,
+    /// Failure reason.
+    pub error: Option<String>,
+}
+
+/// A run to create.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// DAG.
+    pub dag_id: DagId,
+    /// Why.
+    pub run_type: RunType,
+    /// Data interval start (= logical date).
+    pub interval_start: DateTime<Utc>,
+    /// Data interval end.
+    pub interval_end: DateTime<Utc>,
+    /// Run configuration (a JSON object).
+    pub conf: serde_json::Value,
+    /// Parent run and task, for `trigger_dag`.
+    pub parent: Option<(RunKey, TaskId)>,
+    /// Reserve the queued run for this process (foreground runs and their children).
+    pub owner_pid: Option<i64>,
+}
+
+/// One state change, committed in a batch by [`super::Store::commit`].
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A try starts: the instance becomes running and a try row is added.
+    StartTry { run: RunKey, task: TaskId, try_number: u32, at: DateTime<Utc> },
+    /// A try ended with `state` (success, failed, up_for_retry, skipped).
+    FinishTry {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        state: TaskState,
+        at: DateTime<Utc>,
+        error: Option<String>,
+        next_retry_at: Option<DateTime<Utc>>,
+    },
+    /// A try was interrupted by shutdown: recorded as failed, the instance reset so it runs
+    /// again without using a retry.
+    AbandonTry { run: RunKey, task: TaskId, try_number: u32, at: DateTime<Utc>, reason: String },
+    /// A state set without a try (queued, upstream_failed, skipped).
+    SetTaskState { run: RunKey, task: TaskId, state: TaskState, at: DateTime<Utc> },
+    /// Log lines of a try.
+    Logs { run: RunKey, task: TaskId, try_number: u32, lines: Vec<LogLine> },
+    /// The run ended.
+    FinishRun { run: RunKey, state: RunState, at: DateTime<Utc>, note: Option<String> },
+}
+
+pub(super) fn parse<T: std::str::FromStr>(s: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    row.try_get::<Option<String>, _>(col)?.as_deref().map(from_text).transpose()
+}
+
+fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
+    from_text(&row.try_get::<String, _>(col)?)
+}
+
+impl RunRow {
+    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+        let conf: String = row.try_get("conf")?;
+        Ok(Self {
+            key: RunKey(row.try_get("id")?),
+            dag_id: DagId::new(row.try_get::<String, _>("dag_id")?),
+            run_id: RunId::new(row.try_get::<String, _>("run_id")?),
+            run_type: parse(&row.try_get::<String, _>("run_type")?)?,
+            state: parse(&row.try_get::<String, _>("state")?)?,
+            logical_date: time(row, "logical_date")?,
+            data_interval_start: time(row, "data_interval_start")?,
+            data_interval_end: time(row, "data_interval_end")?,
+            conf: serde_json::from_str(&conf).map_err(|e| StoreError::Corrupt(format!("conf: {e}")))?,
+            queued_at: time(row, "queued_at")?,
+            start_date: opt_time(row, "start_date")?,
+            end_date: opt_time(row, "end_date")?,
+            parent_run: row.try_get::<Option<i64>, _>("parent_run")?.map(RunKey),
+            parent_task_id: row.try_get("parent_task_id")?,
+            owner_pid: row.try_get("owner_pid")?,
+            note: row.try_get("note")?,
+        })
+    }
+}
+
+impl TaskInstanceRow {
+    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+        let state: Option<String> = row.try_get("state")?;
+        Ok(Self {
+            task_id: TaskId::new(row.try_get::<String, _>("task_id")?),
+            state: state.as_deref().map(parse).transpose()?,
+            try_number: row.try_get("try_number")?,
+            max_tries: row.try_get("max_tries")?,
+            start_date: opt_time(row, "start_date")?,
+            end_date: opt_time(row, "end_date")?,
+            next_retry_at: opt_time(row, "next_retry_at")?,
+            error: row.try_get("error")?,
+        })
+    }
+}
+
+impl TryRow {
+    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+        Ok(Self {
+            task_id: TaskId::new(row.try_get::<String, _>("task_id")?),
+            try_number: row.try_get("try_number")?,
+            state: parse(&row.try_get::<String, _>("state")?)?,
+            start_date: time(row, "start_date")?,
+            end_date: opt_time(row, "end_date")?,
+            error: row.try_get("error")?,
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! `shell`: runs a command through `sh -c`, its stdout and stderr going to the task log.
+//!
+//! The command runs in its own process group so a timeout or cancellation stops the whole
+//! tree it started (SIGTERM, then SIGKILL after a grace period).
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{TaskContext, TaskError, TaskOutcome};
+use crate::dag::duration::DurationValue;
+
+/// Exit code that marks the try as skipped rather than failed (Airflow's default).
+const DEFAULT_SKIP_EXIT_CODE: i32 = 99;
+/// How long a cancelled command has between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Run a shell command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellTask {
+    /// The command line, given to `sh -c`; `{{ }}` templates are rendered first.
+    pub command: String,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the directory `orchestrator` runs in).
+    pub cwd: Option<String>,
+    /// Kill the command after this long (like `execution_timeout`, counted per try).
+    pub timeout: Option<DurationValue>,
+    /// An exit with this code marks the try skipped (default 99, as in Airflow).
+    pub skip_exit_code: Option<i32>,
+}
+
+impl ShellTask {
+    /// Checks the timeout at load time.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.command.trim().is_empty() {
+            return Err("shell task needs a non-empty 'command'".into());
+        }
+        self.timeout_duration().map(|_| ())
+    }
+
+    fn timeout_duration(&self) -> Result<Option<Duration>, String> {
+        self.timeout.as_ref().map(DurationValue::parse).transpose()
+    }
+
+    /// Runs the command to completion, timeout or cancellation.
+    pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
+        let timeout = self.timeout_duration().map_err(TaskError::Fatal)?;
+        ctx.log.info(format!("$ {}", self.command));
+        let mut child = self.spawn().map_err(|e| {
+            TaskError::Failed(format!("cannot start `sh -c` for the command: {e}"))
+        })?;
+        let pipes = forward_output(&mut child, ctx);
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = ctx.cancel.cancelled() => {
+                stop(&mut child).await;
+                return Err(TaskError::Cancelled("shell command stopped".into()));
+            }
+            () = sleep_or_forever(timeout) => {
+                stop(&mut child).await;
+                return Err(TaskError::TimedOut(timeout.unwrap_or_default()));
+            }
+        };
+        // Drain what the command printed before it exited.
+        pipes.await;
+        let status = status.map_err(|e| TaskError::Failed(format!("waiting for command: {e}")))?;
+        match status.code() {
+            Some(0) => Ok(TaskOutcome::Success),
+            Some(code) if code == self.skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE) => {
+                Ok(TaskOutcome::Skipped(format!("command exited with skip code {code}")))
+            }
+            Some(code) => Err(TaskError::Failed(format!("command exited with code {code}"))),
+            None => Err(TaskError::Failed("command was killed by a signal".into())),
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(&self.command)
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.spawn()
+    }
+}
+
+async fn sleep_or_forever(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn forward_output(child: &mut Child, ctx: &TaskContext) -> impl Future<Output = ()> + use<> {
+    let out = child.stdout.take().map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDOUT")));
+    let err = child.stderr.take().map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDERR")));
+    async move {
+        for handle in [out, err].into_iter().flatten() {
+            // A reader only ends at EOF or on a read error; either way the log has what came.
+            let _ = handle.await;
+        }
+    }
+}
+
+async fn copy_lines(stream: impl AsyncRead + Unpin, log: super::TaskLog, level: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.write(level, line);
+    }
+}
+
+/// SIGTERM to the whole process group, then SIGKILL if it lingers.
+async fn stop(child: &mut Child) {
+    let Some(pid) = child.id() else { return };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
