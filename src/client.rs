@@ -15,7 +15,11 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 /// Tells the server at `addr` to look at the store again. Returns whether an orchestrator
 /// server answered (false: nothing listening, or something else is).
 pub async fn wake(addr: SocketAddr) -> bool {
-    tokio::time::timeout(TIMEOUT, post(addr, WAKE_PATH)).await.ok().flatten().is_some_and(|status| status == 204)
+    tokio::time::timeout(TIMEOUT, post(addr, WAKE_PATH))
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|status| status == 204)
 }
 
 async fn post(addr: SocketAddr, path: &str) -> Option<u16> {

@@ -18,13 +18,23 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not valid YAML for the configuration.
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: serde_norway::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_norway::Error,
+    },
     /// A value (from the file or the environment) is out of range or malformed.
     #[error("{origin}: {field}: {message}")]
-    Invalid { origin: String, field: &'static str, message: String },
+    Invalid {
+        origin: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// The configuration file's shape; every field optional so defaults fill the gaps.
@@ -92,7 +102,11 @@ impl Config {
             Some(p) => Some((p.clone(), read_file(p)?)),
             None => {
                 let p = PathBuf::from(DEFAULT_CONFIG_FILE);
-                if p.exists() { Some((p.clone(), read_file(&p)?)) } else { None }
+                if p.exists() {
+                    Some((p.clone(), read_file(&p)?))
+                } else {
+                    None
+                }
             }
         };
         let mut config = Config::default();
@@ -166,18 +180,25 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if text.trim().is_empty() {
         return Ok(ConfigFile::default());
     }
-    serde_norway::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    serde_norway::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Parses `host:port`, accepting `localhost` for the loopback address.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
-    let normalized = text.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}"));
+    let normalized = text
+        .strip_prefix("localhost:")
+        .map(|p| format!("127.0.0.1:{p}"));
     normalized
         .as_deref()
         .unwrap_or(text)
@@ -199,11 +220,14 @@ mod tests {
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_rejected() {
         let mut c = Config::default();
-        let f: ConfigFile = serde_norway::from_str("bind: localhost:9000\nparallelism: 4\n").unwrap();
+        let f: ConfigFile =
+            serde_norway::from_str("bind: localhost:9000\nparallelism: 4\n").unwrap();
         c.apply(f, "test").unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:9000");
         assert_eq!(c.parallelism, 4);
-        let err = serde_norway::from_str::<ConfigFile>("bindd: x\n").unwrap_err().to_string();
+        let err = serde_norway::from_str::<ConfigFile>("bindd: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `bindd`"), "{err}");
     }
 
@@ -212,6 +236,9 @@ mod tests {
         let err = ConfigFile::from_env(|k| (k == "PARALLELISM").then(|| "lots".to_string()))
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "environment: PARALLELISM: ORCHESTRATOR_PARALLELISM='lots' is not a whole number");
+        assert_eq!(
+            err,
+            "environment: PARALLELISM: ORCHESTRATOR_PARALLELISM='lots' is not a whole number"
+        );
     }
 }

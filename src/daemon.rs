@@ -28,24 +28,40 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     }
     let store = Store::open(&config.database_url, 4).await?;
     let sources = sources(config);
-    let bag = Arc::new(tokio::task::spawn_blocking({
-        let s = sources.clone();
-        move || s.load()
-    })
-    .await?);
+    let bag = Arc::new(
+        tokio::task::spawn_blocking({
+            let s = sources.clone();
+            move || s.load()
+        })
+        .await?,
+    );
     report_load(&bag);
     store.ensure_dags(bag.dags.keys()).await?;
-    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-    tracing::info!(%bind, dags = bag.dags.len(), "orchestrator serving on http://{bind}");
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        dags = bag.dags.len(),
+        "orchestrator serving on http://{bound}"
+    );
 
     let shutdown = CancellationToken::new();
-    let engine = Engine::start(store.clone(), bag.clone(), Mode::Serve, scheduler_config(config), shutdown.clone(), None);
+    let engine = Engine::start(
+        store.clone(),
+        bag.clone(),
+        Mode::Serve,
+        scheduler_config(config),
+        shutdown.clone(),
+        None,
+    );
     let (dags_tx, dags_rx) = watch::channel(bag);
     let reload_store = store.clone();
     let reload_engine = engine.handle.clone();
     let dags_tx = Arc::new(dags_tx);
     let (_watcher, watch_task) = watch_dags(sources, shutdown.clone(), move |bag: Arc<DagBag>| {
-        let (store, engine, dags_tx) = (reload_store.clone(), reload_engine.clone(), dags_tx.clone());
+        let (store, engine, dags_tx) =
+            (reload_store.clone(), reload_engine.clone(), dags_tx.clone());
         async move {
             report_load(&bag);
             if let Err(e) = store.ensure_dags(bag.dags.keys()).await {
@@ -57,9 +73,15 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     })
     .context("cannot watch the DAG folder")?;
 
-    let app = router(AppState { store: store.clone(), engine: engine.handle.clone(), dags: dags_rx });
+    let app = router(AppState {
+        store: store.clone(),
+        engine: engine.handle.clone(),
+        dags: dags_rx,
+    });
     let web = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future(),
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
     );
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
@@ -69,12 +91,17 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let _ = watch_task.await;
     store.close().await;
     tracing::info!("orchestrator stopped");
-    result.context("scheduler task failed")?.context("scheduler stopped on a state-store error")
+    result
+        .context("scheduler task failed")?
+        .context("scheduler stopped on a state-store error")
 }
 
 /// Where DAGs come from, per the configuration.
 pub fn sources(config: &Config) -> DagSources {
-    DagSources { dags_folder: config.dags_folder.clone(), projects_file: config.projects_file.clone() }
+    DagSources {
+        dags_folder: config.dags_folder.clone(),
+        projects_file: config.projects_file.clone(),
+    }
 }
 
 /// The scheduler's settings, per the configuration.
@@ -89,7 +116,11 @@ fn report_load(bag: &DagBag) {
     for e in &bag.errors {
         tracing::warn!("DAG load error: {e}");
     }
-    tracing::info!(dags = bag.dags.len(), errors = bag.errors.len(), "DAGs loaded");
+    tracing::info!(
+        dags = bag.dags.len(),
+        errors = bag.errors.len(),
+        "DAGs loaded"
+    );
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -43,7 +43,10 @@ pub async fn execute(
         Ok(TaskOutcome::Skipped(why)) => log.info(format!("task skipped: {why}")),
         Err(e) => log.write("ERROR", format!("task failed: {e}")),
     }
-    TryResult { result, logs: log.drain() }
+    TryResult {
+        result,
+        logs: log.drain(),
+    }
 }
 
 async fn run_guarded(

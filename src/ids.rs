@@ -68,7 +68,9 @@ impl fmt::Display for RunKey {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 250
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]

@@ -11,9 +11,19 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -26,7 +36,11 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {err:#}");
-            if is_usage_error(&err) { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if is_usage_error(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -35,6 +49,11 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
     err.downcast_ref::<ConfigError>().is_some()
         || matches!(
             err.downcast_ref::<ServiceError>(),
-            Some(ServiceError::UnknownDag(_) | ServiceError::UnknownRun(_) | ServiceError::AmbiguousRun(..) | ServiceError::Invalid(_))
+            Some(
+                ServiceError::UnknownDag(_)
+                    | ServiceError::UnknownRun(_)
+                    | ServiceError::AmbiguousRun(..)
+                    | ServiceError::Invalid(_)
+            )
         )
 }

@@ -49,16 +49,23 @@ pub struct RunDetail {
 
 /// Looks a DAG up in the bag.
 pub fn dag<'a>(bag: &'a DagBag, id: &str) -> ServiceResult<&'a std::sync::Arc<Dag>> {
-    bag.get(id).ok_or_else(|| ServiceError::UnknownDag(id.to_string()))
+    bag.get(id)
+        .ok_or_else(|| ServiceError::UnknownDag(id.to_string()))
 }
 
 /// Parses a run's conf: a JSON object.
 pub fn parse_conf(text: Option<&str>) -> ServiceResult<serde_json::Value> {
-    let Some(text) = text else { return Ok(serde_json::json!({})) };
+    let Some(text) = text else {
+        return Ok(serde_json::json!({}));
+    };
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ServiceError::Invalid("--conf must be a JSON object, like '{\"key\": 1}'".into())),
-        Err(e) => Err(ServiceError::Invalid(format!("--conf is not valid JSON: {e}"))),
+        Ok(_) => Err(ServiceError::Invalid(
+            "--conf must be a JSON object, like '{\"key\": 1}'".into(),
+        )),
+        Err(e) => Err(ServiceError::Invalid(format!(
+            "--conf is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -82,11 +89,19 @@ pub async fn trigger(
         parent: None,
         owner_pid,
     };
-    store.insert_run(&new).await?.ok_or_else(|| ServiceError::Conflict("run id already taken".into()))
+    store
+        .insert_run(&new)
+        .await?
+        .ok_or_else(|| ServiceError::Conflict("run id already taken".into()))
 }
 
 /// Pauses or unpauses a DAG; returns the previous value.
-pub async fn set_paused(store: &Store, bag: &DagBag, dag_id: &str, paused: bool) -> ServiceResult<bool> {
+pub async fn set_paused(
+    store: &Store,
+    bag: &DagBag,
+    dag_id: &str,
+    paused: bool,
+) -> ServiceResult<bool> {
     let dag = dag(bag, dag_id)?;
     Ok(store.set_paused(&dag.id, paused).await?)
 }
@@ -100,7 +115,10 @@ pub async fn find_run(store: &Store, run_id: &str, dag: Option<&str>) -> Service
         1 => Ok(rows.remove(0)),
         _ => {
             let dags: Vec<String> = rows.iter().map(|r| r.dag_id.to_string()).collect();
-            Err(ServiceError::AmbiguousRun(run_id.to_string(), dags.join(", ")))
+            Err(ServiceError::AmbiguousRun(
+                run_id.to_string(),
+                dags.join(", "),
+            ))
         }
     }
 }
@@ -108,7 +126,10 @@ pub async fn find_run(store: &Store, run_id: &str, dag: Option<&str>) -> Service
 /// A run and its task instances.
 pub async fn run_detail(store: &Store, run: RunRow) -> ServiceResult<RunDetail> {
     let task_instances = store.task_instances(run.key).await?;
-    Ok(RunDetail { run, task_instances })
+    Ok(RunDetail {
+        run,
+        task_instances,
+    })
 }
 
 /// What `clear` did.
@@ -122,7 +143,12 @@ pub struct Cleared {
 
 /// Resets a finished run's tasks (all, or the failed ones and everything downstream of
 /// them) and queues the run again. Cleared tasks get their full retries back.
-pub async fn clear(store: &Store, bag: &DagBag, run: RunRow, only_failed: bool) -> ServiceResult<Cleared> {
+pub async fn clear(
+    store: &Store,
+    bag: &DagBag,
+    run: RunRow,
+    only_failed: bool,
+) -> ServiceResult<Cleared> {
     if !run.state.is_finished() {
         return Err(ServiceError::Conflict(format!(
             "run '{}' is {}; only finished runs can be cleared",
@@ -143,22 +169,41 @@ pub async fn clear(store: &Store, bag: &DagBag, run: RunRow, only_failed: bool) 
     }
     let mut indices: Vec<usize> = chosen.into_iter().collect();
     indices.sort_unstable();
-    let tasks: Vec<(TaskId, u32)> =
-        indices.iter().map(|&i| (dag.tasks[i].id.clone(), dag.tasks[i].retry.max_tries())).collect();
+    let tasks: Vec<(TaskId, u32)> = indices
+        .iter()
+        .map(|&i| (dag.tasks[i].id.clone(), dag.tasks[i].retry.max_tries()))
+        .collect();
     if tasks.is_empty() {
-        return Err(ServiceError::Conflict(format!("run '{}' has no failed tasks to clear", run.run_id)));
+        return Err(ServiceError::Conflict(format!(
+            "run '{}' has no failed tasks to clear",
+            run.run_id
+        )));
     }
     store.clear_tasks(run.key, &tasks).await?;
     store.requeue_run(run.key).await?;
-    let run = store.run(run.key).await?.ok_or_else(|| ServiceError::UnknownRun(run.run_id.to_string()))?;
-    Ok(Cleared { run, tasks: tasks.into_iter().map(|(t, _)| t).collect() })
+    let run = store
+        .run(run.key)
+        .await?
+        .ok_or_else(|| ServiceError::UnknownRun(run.run_id.to_string()))?;
+    Ok(Cleared {
+        run,
+        tasks: tasks.into_iter().map(|(t, _)| t).collect(),
+    })
 }
 
 /// Queues one backfill run per schedule interval whose logical date is in `[from, to]`.
-pub async fn backfill(store: &Store, bag: &DagBag, dag_id: &str, from: &str, to: &str) -> ServiceResult<Vec<RunRow>> {
+pub async fn backfill(
+    store: &Store,
+    bag: &DagBag,
+    dag_id: &str,
+    from: &str,
+    to: &str,
+) -> ServiceResult<Vec<RunRow>> {
     let dag = dag(bag, dag_id)?;
     let Some(timetable) = &dag.timetable else {
-        return Err(ServiceError::Invalid(format!("DAG '{dag_id}' has no schedule to backfill")));
+        return Err(ServiceError::Invalid(format!(
+            "DAG '{dag_id}' has no schedule to backfill"
+        )));
     };
     let parse = |flag: &str, text: &str| -> ServiceResult<DateTime<Utc>> {
         parse_date(text, dag.timezone).map_err(|e| ServiceError::Invalid(format!("--{flag}: {e}")))
@@ -191,5 +236,10 @@ pub async fn children(store: &Store, key: RunKey) -> ServiceResult<Vec<RunRow>> 
 
 /// The latest run state per DAG (for `dags list`).
 pub async fn latest_states(store: &Store, dag: &DagId, n: u32) -> ServiceResult<Vec<RunState>> {
-    Ok(store.list_runs(Some(dag), None, n).await?.into_iter().map(|r| r.state).collect())
+    Ok(store
+        .list_runs(Some(dag), None, n)
+        .await?
+        .into_iter()
+        .map(|r| r.state)
+        .collect())
 }

@@ -119,7 +119,10 @@ impl RunState {
 impl TaskState {
     /// Whether no further try will happen without a `clear`.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped
+        )
     }
 
     /// Counts as "failed" for trigger rules.
@@ -154,7 +157,10 @@ mod tests {
         for s in ["queued", "running", "success", "failed"] {
             assert_eq!(s.parse::<RunState>().unwrap().as_str(), s);
         }
-        assert_eq!("up_for_retry".parse::<TaskState>().unwrap(), TaskState::UpForRetry);
+        assert_eq!(
+            "up_for_retry".parse::<TaskState>().unwrap(),
+            TaskState::UpForRetry
+        );
         assert!("bogus".parse::<TaskState>().is_err());
     }
 

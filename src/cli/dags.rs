@@ -46,8 +46,11 @@ pub(super) async fn execute(config: &Config, cmd: DagsCommand) -> anyhow::Result
 async fn list(config: &Config, format: Format) -> anyhow::Result<Outcome> {
     let (store, bag) = open(config).await?;
     let paused = store.paused_flags().await?;
-    let dags: Vec<DagSummary> =
-        bag.dags.values().map(|d| DagSummary::new(d, paused.get(&d.id).copied().unwrap_or(false))).collect();
+    let dags: Vec<DagSummary> = bag
+        .dags
+        .values()
+        .map(|d| DagSummary::new(d, paused.get(&d.id).copied().unwrap_or(false)))
+        .collect();
     match format {
         Format::Json => json(&dags)?,
         Format::Table => {
@@ -67,7 +70,10 @@ async fn list(config: &Config, format: Format) -> anyhow::Result<Outcome> {
         }
     }
     if !bag.errors.is_empty() {
-        eprintln!("warning: {} DAG load error(s); run `orchestrator dags validate`", bag.errors.len());
+        eprintln!(
+            "warning: {} DAG load error(s); run `orchestrator dags validate`",
+            bag.errors.len()
+        );
     }
     Ok(Outcome::Success)
 }
@@ -81,22 +87,33 @@ struct TaskSummary<'a> {
     trigger_rule: crate::dag::TriggerRule,
     retries: u32,
     execution_timeout_secs: Option<f64>,
+    doc: Option<&'a str>,
 }
 
 async fn show(config: &Config, dag_id: &str, format: Format) -> anyhow::Result<Outcome> {
     let (store, bag) = open(config).await?;
     let dag = service::dag(&bag, dag_id)?;
-    let paused = store.paused_flags().await?.get(&dag.id).copied().unwrap_or(false);
+    let paused = store
+        .paused_flags()
+        .await?
+        .get(&dag.id)
+        .copied()
+        .unwrap_or(false);
     let tasks: Vec<TaskSummary> = dag
         .tasks
         .iter()
         .map(|t| TaskSummary {
             task_id: t.id.as_str(),
             kind: t.kind.type_name(),
-            depends_on: t.upstream.iter().map(|&u| dag.tasks[u].id.as_str()).collect(),
+            depends_on: t
+                .upstream
+                .iter()
+                .map(|&u| dag.tasks[u].id.as_str())
+                .collect(),
             trigger_rule: t.trigger_rule,
             retries: t.retry.retries,
             execution_timeout_secs: t.execution_timeout.map(|d| d.as_secs_f64()),
+            doc: t.doc.as_deref(),
         })
         .collect();
     match format {
@@ -122,7 +139,12 @@ async fn show(config: &Config, dag_id: &str, format: Format) -> anyhow::Result<O
         }
         Format::Table => {
             println!("dag_id:    {}", dag.id);
-            println!("schedule:  {}", dag.schedule_text.as_deref().unwrap_or("none (manual runs only)"));
+            println!(
+                "schedule:  {}",
+                dag.schedule_text
+                    .as_deref()
+                    .unwrap_or("none (manual runs only)")
+            );
             println!("paused:    {paused}");
             println!("file:      {}", dag.source.path.display());
             if let Some(d) = &dag.description {
@@ -136,12 +158,18 @@ async fn show(config: &Config, dag_id: &str, format: Format) -> anyhow::Result<O
                         t.task_id.to_string(),
                         t.kind.to_string(),
                         t.depends_on.join(","),
-                        serde_json::to_value(t.trigger_rule).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        serde_json::to_value(t.trigger_rule)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
                         t.retries.to_string(),
                     ]
                 })
                 .collect();
-            table(&["TASK_ID", "TYPE", "DEPENDS_ON", "TRIGGER_RULE", "RETRIES"], &rows);
+            table(
+                &["TASK_ID", "TYPE", "DEPENDS_ON", "TRIGGER_RULE", "RETRIES"],
+                &rows,
+            );
         }
     }
     Ok(Outcome::Success)
@@ -152,8 +180,16 @@ fn validate(config: &Config) -> Outcome {
     for e in &bag.errors {
         println!("error: {e}");
     }
-    println!("{} DAG(s) valid, {} error(s)", bag.dags.len(), bag.errors.len());
-    if bag.errors.is_empty() { Outcome::Success } else { Outcome::Failed }
+    println!(
+        "{} DAG(s) valid, {} error(s)",
+        bag.dags.len(),
+        bag.errors.len()
+    );
+    if bag.errors.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    }
 }
 
 pub(super) async fn pause(config: &Config, dag_id: &str, paused: bool) -> anyhow::Result<Outcome> {

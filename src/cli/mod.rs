@@ -182,18 +182,31 @@ pub enum Outcome {
 pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { bind } => crate::daemon::serve(&config, bind).await.map(|()| Outcome::Success),
-        Command::Trigger { dag_id, conf, wait } => run::trigger(&config, &dag_id, conf.as_deref(), wait).await,
+        Command::Serve { bind } => crate::daemon::serve(&config, bind)
+            .await
+            .map(|()| Outcome::Success),
+        Command::Trigger { dag_id, conf, wait } => {
+            run::trigger(&config, &dag_id, conf.as_deref(), wait).await
+        }
         Command::Run { dag_id, conf } => run::run(&config, &dag_id, conf.as_deref()).await,
         Command::Dags(cmd) => dags::execute(&config, cmd).await,
         Command::Runs(cmd) => runs::execute(&config, cmd).await,
-        Command::Logs { run_id, task_id, try_number, dag } => {
-            runs::logs(&config, &run_id, &task_id, try_number, dag.as_deref()).await
-        }
+        Command::Logs {
+            run_id,
+            task_id,
+            try_number,
+            dag,
+        } => runs::logs(&config, &run_id, &task_id, try_number, dag.as_deref()).await,
         Command::Pause { dag_id } => dags::pause(&config, &dag_id, true).await,
         Command::Unpause { dag_id } => dags::pause(&config, &dag_id, false).await,
-        Command::Clear { run_id, failed, dag } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
-        Command::Backfill { dag_id, from, to } => runs::backfill(&config, &dag_id, &from, &to).await,
+        Command::Clear {
+            run_id,
+            failed,
+            dag,
+        } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
+        Command::Backfill { dag_id, from, to } => {
+            runs::backfill(&config, &dag_id, &from, &to).await
+        }
     }
 }
 

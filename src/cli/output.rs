@@ -12,7 +12,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
@@ -29,13 +33,21 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// A time as `2024-01-01 12:00:00` in the local zone, or `-`.
 pub fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+    t.map(|t| {
+        t.with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    })
+    .unwrap_or_else(|| "-".into())
 }
 
 /// Seconds between two times, or `-`.
 pub fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
     match (start, end) {
-        (Some(s), Some(e)) => format!("{:.3}s", (e - s).num_microseconds().unwrap_or(0) as f64 / 1e6),
+        (Some(s), Some(e)) => format!(
+            "{:.3}s",
+            (e - s).num_microseconds().unwrap_or(0) as f64 / 1e6
+        ),
         _ => "-".into(),
     }
 }

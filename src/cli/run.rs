@@ -17,7 +17,12 @@ use crate::store::{RunRow, Store};
 /// How often `trigger --wait` re-reads a run executed by the server.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
-pub(super) async fn trigger(config: &Config, dag_id: &str, conf: Option<&str>, wait: bool) -> anyhow::Result<Outcome> {
+pub(super) async fn trigger(
+    config: &Config,
+    dag_id: &str,
+    conf: Option<&str>,
+    wait: bool,
+) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
     let (store, bag) = open(config).await?;
     service::dag(&bag, dag_id)?;
@@ -29,7 +34,10 @@ pub(super) async fn trigger(config: &Config, dag_id: &str, conf: Option<&str>, w
     println!("queued {} run {}", run.dag_id, run.run_id);
     if !wait {
         if !notify_server(config).await {
-            println!("note: no server answers at {}; the run starts when `orchestrator serve` runs (or use `orchestrator run`)", config.bind);
+            println!(
+                "note: no server answers at {}; the run starts when `orchestrator serve` runs (or use `orchestrator run`)",
+                config.bind
+            );
         }
         return Ok(Outcome::Success);
     }
@@ -39,41 +47,88 @@ pub(super) async fn trigger(config: &Config, dag_id: &str, conf: Option<&str>, w
     execute_here(config, store, Arc::new(bag), run).await
 }
 
-pub(super) async fn run(config: &Config, dag_id: &str, conf: Option<&str>) -> anyhow::Result<Outcome> {
+pub(super) async fn run(
+    config: &Config,
+    dag_id: &str,
+    conf: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
     let (store, bag) = open(config).await?;
-    let run = service::trigger(&store, &bag, dag_id, conf, Some(i64::from(std::process::id()))).await?;
+    let run = service::trigger(
+        &store,
+        &bag,
+        dag_id,
+        conf,
+        Some(i64::from(std::process::id())),
+    )
+    .await?;
     println!("running {} run {}", run.dag_id, run.run_id);
     execute_here(config, store, Arc::new(bag), run).await
 }
 
 /// Executes a run reserved for this process (and the runs it triggers), printing progress.
-async fn execute_here(config: &Config, store: Store, bag: Arc<crate::dag::DagBag>, run: RunRow) -> anyhow::Result<Outcome> {
+async fn execute_here(
+    config: &Config,
+    store: Store,
+    bag: Arc<crate::dag::DagBag>,
+    run: RunRow,
+) -> anyhow::Result<Outcome> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::daemon::stop_on_signal(shutdown.clone()));
     let mode = Mode::Foreground { root: run.key };
-    let engine = Engine::start(store.clone(), bag, mode, crate::daemon::scheduler_config(config), shutdown.clone(), Some(tx));
+    let engine = Engine::start(
+        store.clone(),
+        bag,
+        mode,
+        crate::daemon::scheduler_config(config),
+        shutdown.clone(),
+        Some(tx),
+    );
     while let Some(p) = rx.recv().await {
         print_progress(&p);
     }
     engine.done.await??;
     shutdown.cancel();
-    let end = store.run(run.key).await?.map_or(RunState::Failed, |r| r.state);
+    let end = store
+        .run(run.key)
+        .await?
+        .map_or(RunState::Failed, |r| r.state);
     finish(&store, &run, end).await
 }
 
 fn print_progress(p: &Progress) {
     let now = Local::now().format("%H:%M:%S%.3f");
     match p {
-        Progress::TaskStarted { dag_id, task_id, try_number, .. } => {
+        Progress::TaskStarted {
+            dag_id,
+            task_id,
+            try_number,
+            ..
+        } => {
             println!("[{now}] {dag_id}.{task_id}: running (try {try_number})");
         }
-        Progress::TaskState { dag_id, task_id, state, error, .. } => {
-            let why = error.as_deref().filter(|_| *state != TaskState::Success).map(|e| format!(": {e}"));
-            println!("[{now}] {dag_id}.{task_id}: {state}{}", why.unwrap_or_default());
+        Progress::TaskState {
+            dag_id,
+            task_id,
+            state,
+            error,
+            ..
+        } => {
+            let why = error
+                .as_deref()
+                .filter(|_| *state != TaskState::Success)
+                .map(|e| format!(": {e}"));
+            println!(
+                "[{now}] {dag_id}.{task_id}: {state}{}",
+                why.unwrap_or_default()
+            );
         }
-        Progress::RunFinished { dag_id, run_id, state } => println!("[{now}] {dag_id} run {run_id}: {state}"),
+        Progress::RunFinished {
+            dag_id,
+            run_id,
+            state,
+        } => println!("[{now}] {dag_id} run {run_id}: {state}"),
     }
 }
 
@@ -81,9 +136,17 @@ fn print_progress(p: &Progress) {
 async fn follow(store: &Store, run: RunRow) -> anyhow::Result<Outcome> {
     let mut last = run.state;
     loop {
-        let Some(now) = store.run(run.key).await? else { anyhow::bail!("run {} disappeared", run.run_id) };
+        let Some(now) = store.run(run.key).await? else {
+            anyhow::bail!("run {} disappeared", run.run_id)
+        };
         if now.state != last {
-            println!("[{}] {} run {}: {}", Local::now().format("%H:%M:%S%.3f"), now.dag_id, now.run_id, now.state);
+            println!(
+                "[{}] {} run {}: {}",
+                Local::now().format("%H:%M:%S%.3f"),
+                now.dag_id,
+                now.run_id,
+                now.state
+            );
             last = now.state;
         }
         if now.state.is_finished() {
@@ -105,6 +168,15 @@ async fn finish(store: &Store, run: &RunRow, state: RunState) -> anyhow::Result<
         .filter(|t| t.state == Some(TaskState::Failed))
         .map(|t| format!("{} ({})", t.task_id, t.error.unwrap_or_default()))
         .collect();
-    println!("{} run {} {state}; failed tasks: {}", run.dag_id, run.run_id, if failed.is_empty() { "none".into() } else { failed.join(", ") });
+    println!(
+        "{} run {} {state}; failed tasks: {}",
+        run.dag_id,
+        run.run_id,
+        if failed.is_empty() {
+            "none".into()
+        } else {
+            failed.join(", ")
+        }
+    );
     Ok(Outcome::Failed)
 }

@@ -9,10 +9,26 @@ use crate::store::RunRow;
 
 pub(super) async fn execute(config: &Config, cmd: RunsCommand) -> anyhow::Result<Outcome> {
     match cmd {
-        RunsCommand::List { dag, state, limit, output } => {
-            list(config, dag.as_deref(), state.as_deref(), limit, output.format).await
+        RunsCommand::List {
+            dag,
+            state,
+            limit,
+            output,
+        } => {
+            list(
+                config,
+                dag.as_deref(),
+                state.as_deref(),
+                limit,
+                output.format,
+            )
+            .await
         }
-        RunsCommand::Show { run_id, dag, output } => show(config, &run_id, dag.as_deref(), output.format).await,
+        RunsCommand::Show {
+            run_id,
+            dag,
+            output,
+        } => show(config, &run_id, dag.as_deref(), output.format).await,
     }
 }
 
@@ -31,7 +47,14 @@ fn run_rows(runs: &[RunRow]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const RUN_HEADER: [&str; 6] = ["DAG_ID", "RUN_ID", "STATE", "RUN_TYPE", "LOGICAL_DATE", "DURATION"];
+const RUN_HEADER: [&str; 6] = [
+    "DAG_ID",
+    "RUN_ID",
+    "STATE",
+    "RUN_TYPE",
+    "LOGICAL_DATE",
+    "DURATION",
+];
 
 async fn list(
     config: &Config,
@@ -41,7 +64,10 @@ async fn list(
     format: Format,
 ) -> anyhow::Result<Outcome> {
     let state = state
-        .map(|s| s.parse::<RunState>().map_err(|e| ServiceError::Invalid(format!("--state: {e}"))))
+        .map(|s| {
+            s.parse::<RunState>()
+                .map_err(|e| ServiceError::Invalid(format!("--state: {e}")))
+        })
         .transpose()?;
     let store = crate::store::Store::open(&config.database_url, 1).await?;
     let dag = dag.map(DagId::new);
@@ -53,7 +79,12 @@ async fn list(
     Ok(Outcome::Success)
 }
 
-async fn show(config: &Config, run_id: &str, dag: Option<&str>, format: Format) -> anyhow::Result<Outcome> {
+async fn show(
+    config: &Config,
+    run_id: &str,
+    dag: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Outcome> {
     let store = crate::store::Store::open(&config.database_url, 1).await?;
     let run = service::find_run(&store, run_id, dag).await?;
     let children = service::children(&store, run.key).await?;
@@ -70,7 +101,11 @@ async fn show(config: &Config, run_id: &str, dag: Option<&str>, format: Format) 
     println!("logical_date:  {}", r.logical_date.to_rfc3339());
     println!("conf:          {}", r.conf);
     println!("started:       {}", time(r.start_date));
-    println!("ended:         {}   ({})", time(r.end_date), duration(r.start_date, r.end_date));
+    println!(
+        "ended:         {}   ({})",
+        time(r.end_date),
+        duration(r.start_date, r.end_date)
+    );
     if let Some(note) = &r.note {
         println!("note:          {note}");
     }
@@ -81,7 +116,8 @@ async fn show(config: &Config, run_id: &str, dag: Option<&str>, format: Format) 
         .map(|t| {
             vec![
                 t.task_id.to_string(),
-                t.state.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                t.state
+                    .map_or_else(|| "none".to_string(), |s| s.to_string()),
                 t.try_number.to_string(),
                 time(t.start_date),
                 duration(t.start_date, t.end_date),
@@ -89,7 +125,10 @@ async fn show(config: &Config, run_id: &str, dag: Option<&str>, format: Format) 
             ]
         })
         .collect();
-    table(&["TASK_ID", "STATE", "TRY", "STARTED", "DURATION", "ERROR"], &rows);
+    table(
+        &["TASK_ID", "STATE", "TRY", "STARTED", "DURATION", "ERROR"],
+        &rows,
+    );
     if !children.is_empty() {
         println!("\ntriggered runs:");
         table(&RUN_HEADER, &run_rows(&children));
@@ -107,28 +146,55 @@ pub(super) async fn logs(
     let store = crate::store::Store::open(&config.database_url, 1).await?;
     let run = service::find_run(&store, run_id, dag).await?;
     let task = TaskId::new(task_id);
-    let ti = store.task_instances(run.key).await?.into_iter().find(|t| t.task_id == task);
+    let ti = store
+        .task_instances(run.key)
+        .await?
+        .into_iter()
+        .find(|t| t.task_id == task);
     let Some(ti) = ti else {
-        return Err(ServiceError::Invalid(format!("run '{run_id}' has no task '{task_id}'")).into());
+        return Err(
+            ServiceError::Invalid(format!("run '{run_id}' has no task '{task_id}'")).into(),
+        );
     };
     let try_number = try_number.unwrap_or(ti.try_number.max(1));
     for line in store.logs(run.key, &task, try_number).await? {
-        println!("[{}] {:<6} {}", line.ts.format("%Y-%m-%d %H:%M:%S%.3f"), line.level, line.message);
+        println!(
+            "[{}] {:<6} {}",
+            line.ts.format("%Y-%m-%d %H:%M:%S%.3f"),
+            line.level,
+            line.message
+        );
     }
     Ok(Outcome::Success)
 }
 
-pub(super) async fn clear(config: &Config, run_id: &str, failed: bool, dag: Option<&str>) -> anyhow::Result<Outcome> {
+pub(super) async fn clear(
+    config: &Config,
+    run_id: &str,
+    failed: bool,
+    dag: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let (store, bag) = open(config).await?;
     let run = service::find_run(&store, run_id, dag).await?;
     let cleared = service::clear(&store, &bag, run, failed).await?;
     let names: Vec<&str> = cleared.tasks.iter().map(TaskId::as_str).collect();
-    println!("cleared {} task(s) of {} run {}: {}", names.len(), cleared.run.dag_id, cleared.run.run_id, names.join(", "));
+    println!(
+        "cleared {} task(s) of {} run {}: {}",
+        names.len(),
+        cleared.run.dag_id,
+        cleared.run.run_id,
+        names.join(", ")
+    );
     server_note(config).await;
     Ok(Outcome::Success)
 }
 
-pub(super) async fn backfill(config: &Config, dag_id: &str, from: &str, to: &str) -> anyhow::Result<Outcome> {
+pub(super) async fn backfill(
+    config: &Config,
+    dag_id: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<Outcome> {
     let (store, bag) = open(config).await?;
     let runs = service::backfill(&store, &bag, dag_id, from, to).await?;
     println!("queued {} backfill run(s) of {dag_id}", runs.len());
@@ -141,6 +207,9 @@ pub(super) async fn backfill(config: &Config, dag_id: &str, from: &str, to: &str
 
 async fn server_note(config: &Config) {
     if !notify_server(config).await {
-        println!("note: no server answers at {}; queued runs start when `orchestrator serve` runs", config.bind);
+        println!(
+            "note: no server answers at {}; queued runs start when `orchestrator serve` runs",
+            config.bind
+        );
     }
 }

@@ -59,10 +59,19 @@ impl Problems<'_> {
 
 /// Validates one DAG file.
 pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
-    let mut p = Problems { src, dag_id: None, errors: Vec::new() };
+    let mut p = Problems {
+        src,
+        dag_id: None,
+        errors: Vec::new(),
+    };
     let raw: DagFile = match serde_norway::from_str(&src.text) {
         Ok(raw) => raw,
         Err(e) => {
+            // Name the DAG in the error when the file is at least YAML with a dag_id.
+            p.dag_id = serde_norway::from_str::<Value>(&src.text)
+                .ok()
+                .and_then(|v| v.get("dag_id").and_then(Value::as_str).map(str::to_string))
+                .or_else(|| src.default_dag_id.clone());
             let line = e.location().map(|l| l.line());
             p.add(line, None, strip_location(&e.to_string()));
             return Err(p.errors);
@@ -75,7 +84,11 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
     };
     p.dag_id = Some(dag_id.clone());
     if !is_valid_id(&dag_id) {
-        p.add(p.key_line("dag_id"), None, format!("bad dag_id '{dag_id}': use letters, digits, '_', '-' and '.'"));
+        p.add(
+            p.key_line("dag_id"),
+            None,
+            format!("bad dag_id '{dag_id}': use letters, digits, '_', '-' and '.'"),
+        );
     }
     let dag = build_fields(raw, DagId::new(dag_id), &mut p);
     match dag {
@@ -88,23 +101,34 @@ fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
     let timezone = match raw.timezone.as_deref() {
         None => Tz::UTC,
         Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
-            p.add(p.key_line("timezone"), None, format!("unknown timezone '{name}'"));
+            p.add(
+                p.key_line("timezone"),
+                None,
+                format!("unknown timezone '{name}'"),
+            );
             Tz::UTC
         }),
     };
     let mut date = |key: &str, text: Option<&String>| {
         let text = text?;
-        parse_date(text, timezone).map_err(|m| p.add(p.key_line(key), None, m)).ok()
+        parse_date(text, timezone)
+            .map_err(|m| p.add(p.key_line(key), None, m))
+            .ok()
     };
     let start_date = date("start_date", raw.start_date.as_ref());
     let end_date = date("end_date", raw.end_date.as_ref());
     let schedule = raw.schedule.as_deref().and_then(|s| {
-        Schedule::parse(s).map_err(|m| p.add(p.key_line("schedule"), None, m)).ok()
+        Schedule::parse(s)
+            .map_err(|m| p.add(p.key_line("schedule"), None, m))
+            .ok()
     });
     let dagrun_timeout = duration(p, "dagrun_timeout", None, raw.dagrun_timeout.as_ref());
     let defaults = TaskSettings::from_defaults(&raw.default_args, p);
     let tasks = build_tasks(&raw.tasks, &defaults, p);
-    for (key, value) in [("max_active_runs", raw.max_active_runs), ("max_active_tasks", raw.max_active_tasks)] {
+    for (key, value) in [
+        ("max_active_runs", raw.max_active_runs),
+        ("max_active_tasks", raw.max_active_tasks),
+    ] {
         if value == Some(0) {
             p.add(p.key_line(key), None, format!("{key} must be at least 1"));
         }
@@ -116,7 +140,11 @@ fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
         end_date,
         catchup: raw.catchup.unwrap_or(false),
     });
-    let index = tasks.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+    let index = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect();
     Some(Dag {
         id,
         description: raw.description,
@@ -147,7 +175,10 @@ struct TaskSettings {
 
 impl TaskSettings {
     fn from_defaults(d: &TaskDefaults, p: &mut Problems<'_>) -> Self {
-        let base = TaskSettings { retry: RetryPolicy::default(), execution_timeout: None };
+        let base = TaskSettings {
+            retry: RetryPolicy::default(),
+            execution_timeout: None,
+        };
         base.overridden(d, p, None)
     }
 
@@ -182,19 +213,30 @@ fn duration(
         Some(t) => p.task_line(t),
         None => p.key_line(key),
     };
-    value?.parse().map_err(|m| p.add(line, task, format!("{key}: {m}"))).ok()
+    value?
+        .parse()
+        .map_err(|m| p.add(line, task, format!("{key}: {m}")))
+        .ok()
 }
 
 fn build_tasks(raw: &Mapping, defaults: &TaskSettings, p: &mut Problems<'_>) -> Vec<Task> {
     if raw.is_empty() {
-        p.add(p.key_line("tasks"), None, "a DAG needs at least one task under `tasks:`");
+        p.add(
+            p.key_line("tasks"),
+            None,
+            "a DAG needs at least one task under `tasks:`",
+        );
         return Vec::new();
     }
     let mut tasks = Vec::new();
     let mut upstream_names = Vec::new();
     for (key, value) in raw {
         let Some(id) = key.as_str() else {
-            p.add(p.key_line("tasks"), None, format!("task ids must be text, found {key:?}"));
+            p.add(
+                p.key_line("tasks"),
+                None,
+                format!("task ids must be text, found {key:?}"),
+            );
             continue;
         };
         if let Some((task, ups)) = build_task(id, value, defaults, p) {
@@ -217,10 +259,18 @@ fn build_task(
 ) -> Option<(Task, Vec<String>)> {
     let line = p.task_line(id);
     if !is_valid_id(id) {
-        p.add(line, Some(id), "bad task id: use letters, digits, '_', '-' and '.'");
+        p.add(
+            line,
+            Some(id),
+            "bad task id: use letters, digits, '_', '-' and '.'",
+        );
     }
     let Some(map) = value.as_mapping() else {
-        p.add(line, Some(id), "a task must be a mapping with at least a `type`");
+        p.add(
+            line,
+            Some(id),
+            "a task must be a mapping with at least a `type`",
+        );
         return None;
     };
     let [common, overrides, kind] = split_task_keys(map);
@@ -230,7 +280,9 @@ fn build_task(
     let overrides: TaskDefaults = serde_norway::from_value(Value::Mapping(overrides))
         .map_err(|e| p.add(line, Some(id), strip_location(&e.to_string())))
         .ok()?;
-    let kind = parse_kind(kind).map_err(|m| p.add(line, Some(id), m)).ok()?;
+    let kind = parse_kind(kind)
+        .map_err(|m| p.add(line, Some(id), m))
+        .ok()?;
     let trigger_rule = match common.trigger_rule.as_deref() {
         None => TriggerRule::default(),
         Some(r) => serde_norway::from_value(Value::String(r.to_string()))
@@ -238,7 +290,12 @@ fn build_task(
             .ok()?,
     };
     let settings = defaults.overridden(&overrides, p, Some(id));
-    let ups = common.depends_on.ids().into_iter().map(str::to_string).collect();
+    let ups = common
+        .depends_on
+        .ids()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let task = Task {
         id: TaskId::new(id),
         kind,
@@ -247,6 +304,7 @@ fn build_task(
         trigger_rule,
         retry: settings.retry,
         execution_timeout: settings.execution_timeout,
+        doc: common.doc,
     };
     Some((task, ups))
 }
@@ -282,8 +340,11 @@ fn parse_kind(map: Mapping) -> Result<TaskKind, String> {
 }
 
 fn link_upstreams(tasks: &mut [Task], names: &[Vec<String>], p: &mut Problems<'_>) {
-    let index: HashMap<String, usize> =
-        tasks.iter().enumerate().map(|(i, t)| (t.id.to_string(), i)).collect();
+    let index: HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.to_string(), i))
+        .collect();
     for (i, ups) in names.iter().enumerate() {
         for up in ups {
             match index.get(up.as_str()) {
@@ -294,7 +355,11 @@ fn link_upstreams(tasks: &mut [Task], names: &[Vec<String>], p: &mut Problems<'_
                 Some(_) => {}
                 None => {
                     let id = tasks[i].id.to_string();
-                    p.add(p.task_line(&id), Some(&id), format!("depends_on '{up}', which is not a task of this DAG"));
+                    p.add(
+                        p.task_line(&id),
+                        Some(&id),
+                        format!("depends_on '{up}', which is not a task of this DAG"),
+                    );
                 }
             }
         }
@@ -317,13 +382,19 @@ fn check_cycles(tasks: &[Task], p: &mut Problems<'_>) {
         let cycle = cycle_through(&graph, &scc);
         let names: Vec<&str> = cycle.iter().map(|n| tasks[graph[*n]].id.as_str()).collect();
         let first = names.first().copied().unwrap_or_default();
-        p.add(p.task_line(first), None, format!("cycle: {}", names.join(" -> ")));
+        p.add(
+            p.task_line(first),
+            None,
+            format!("cycle: {}", names.join(" -> ")),
+        );
     }
 }
 
 /// A cycle inside one strongly connected component, from its smallest task back to it.
 fn cycle_through(graph: &DiGraph<usize, ()>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
-    let Some(&start) = scc.iter().min_by_key(|n| graph[**n]) else { return Vec::new() };
+    let Some(&start) = scc.iter().min_by_key(|n| graph[**n]) else {
+        return Vec::new();
+    };
     let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
@@ -360,9 +431,14 @@ pub fn parse_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .or_else(|| {
-            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
-                .iter()
-                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+            [
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%d %H:%M",
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
         })
         .ok_or_else(|| format!("bad date '{t}' (use 2024-01-01, 2024-01-01 06:00 or RFC 3339)"))?;
     tz.from_local_datetime(&naive)
@@ -379,7 +455,12 @@ fn strip_location(msg: &str) -> String {
 }
 
 fn top_level_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))).map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 fn task_line(text: &str, task: &str) -> Option<usize> {

@@ -50,7 +50,10 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(DurationValue::Seconds(5).parse().unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            DurationValue::Seconds(5).parse().unwrap(),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

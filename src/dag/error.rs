@@ -21,7 +21,13 @@ pub struct LoadError {
 impl LoadError {
     /// An error about a whole file.
     pub fn file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Self { file: file.into(), line: None, dag_id: None, task_id: None, message: message.into() }
+        Self {
+            file: file.into(),
+            line: None,
+            dag_id: None,
+            task_id: None,
+            message: message.into(),
+        }
     }
 }
 

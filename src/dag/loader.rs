@@ -41,7 +41,12 @@ pub fn load_dag_bag(dags_folder: &Path, projects_file: &Path) -> DagBag {
         Ok(files) => {
             for path in files {
                 built.push(read_text(&path).and_then(|text| {
-                    build_dag(&DagText { path: &path, project: None, default_dag_id: None, text })
+                    build_dag(&DagText {
+                        path: &path,
+                        project: None,
+                        default_dag_id: None,
+                        text,
+                    })
                 }));
             }
         }
@@ -64,7 +69,10 @@ fn assemble(built: Vec<Result<Dag, Vec<LoadError>>>, mut errors: Vec<LoadError>)
             Ok(dag) => match dags.get(&dag.id) {
                 Some(first) => errors.push(LoadError {
                     dag_id: Some(dag.id.to_string()),
-                    message: format!("duplicate dag_id, already defined in {}", first.source.path.display()),
+                    message: format!(
+                        "duplicate dag_id, already defined in {}",
+                        first.source.path.display()
+                    ),
                     ..LoadError::file(&dag.source.path, "")
                 }),
                 None => {
@@ -132,7 +140,8 @@ fn dag_files(folder: &Path) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 fn read_text(path: &Path) -> Result<String, Vec<LoadError>> {
-    std::fs::read_to_string(path).map_err(|e| vec![LoadError::file(path, format!("cannot read: {e}"))])
+    std::fs::read_to_string(path)
+        .map_err(|e| vec![LoadError::file(path, format!("cannot read: {e}"))])
 }
 
 fn read_projects(path: &Path) -> Result<ProjectsFile, LoadError> {
@@ -140,7 +149,10 @@ fn read_projects(path: &Path) -> Result<ProjectsFile, LoadError> {
         .map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
     serde_norway::from_str(&text).map_err(|e| LoadError {
         line: e.location().map(|l| l.line()),
-        ..LoadError::file(path, e.to_string().split(" at line ").next().unwrap_or_default())
+        ..LoadError::file(
+            path,
+            e.to_string().split(" at line ").next().unwrap_or_default(),
+        )
     })
 }
 
@@ -158,7 +170,11 @@ fn generate(
                 read_text(&path).map_err(|_| {
                     vec![LoadError::file(
                         projects_file,
-                        format!("project '{}': DAG type '{kind}' has no template {}", project.name, path.display()),
+                        format!(
+                            "project '{}': DAG type '{kind}' has no template {}",
+                            project.name,
+                            path.display()
+                        ),
                     )]
                 })
             });
@@ -173,7 +189,11 @@ fn generate(
                     })
                 }),
             };
-            out.push(result.map_err(|errs| errs.into_iter().map(|e| in_project(e, &project.name)).collect()));
+            out.push(result.map_err(|errs| {
+                errs.into_iter()
+                    .map(|e| in_project(e, &project.name))
+                    .collect()
+            }));
         }
     }
     out
@@ -199,7 +219,10 @@ fn substitute(text: &str, project: &Project, path: &Path) -> Result<String, Vec<
             }
             out.push_str(&rest[..at]);
             let Some(close) = rest[at..].find('}') else {
-                errors.push(LoadError { line: Some(n + 1), ..LoadError::file(path, "unclosed `${` placeholder") });
+                errors.push(LoadError {
+                    line: Some(n + 1),
+                    ..LoadError::file(path, "unclosed `${` placeholder")
+                });
                 rest = "";
                 break;
             };
@@ -208,17 +231,28 @@ fn substitute(text: &str, project: &Project, path: &Path) -> Result<String, Vec<
                 Some(value) => out.push_str(&value),
                 None => errors.push(LoadError {
                     line: Some(n + 1),
-                    ..LoadError::file(path, format!(
-                        "unknown placeholder '${{{name}}}' (known: ${{project}}{})",
-                        project.vars.keys().map(|k| format!(", ${{vars.{k}}}")).collect::<String>()
-                    ))
+                    ..LoadError::file(
+                        path,
+                        format!(
+                            "unknown placeholder '${{{name}}}' (known: ${{project}}{})",
+                            project
+                                .vars
+                                .keys()
+                                .map(|k| format!(", ${{vars.{k}}}"))
+                                .collect::<String>()
+                        ),
+                    )
                 }),
             }
             rest = &rest[at + close + 1..];
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn lookup(name: &str, project: &Project) -> Option<String> {
@@ -239,18 +273,27 @@ mod tests {
     use super::*;
 
     fn project() -> Project {
-        serde_norway::from_str("name: drugs\ndags: [import]\nvars: {input_dir: data/sample, n: 3}\n").unwrap()
+        serde_norway::from_str(
+            "name: drugs\ndags: [import]\nvars: {input_dir: data/sample, n: 3}\n",
+        )
+        .unwrap()
     }
 
     #[test]
     fn placeholders_are_replaced_and_dollar_escapes_kept() {
-        let out = substitute("dag: ${project}_x\ndir: ${vars.input_dir}/${vars.n}\nlit: $${HOME}\n", &project(), Path::new("t.yaml")).unwrap();
+        let out = substitute(
+            "dag: ${project}_x\ndir: ${vars.input_dir}/${vars.n}\nlit: $${HOME}\n",
+            &project(),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
         assert_eq!(out, "dag: drugs_x\ndir: data/sample/3\nlit: ${HOME}\n");
     }
 
     #[test]
     fn an_unknown_placeholder_names_file_line_and_known_names() {
-        let errs = substitute("a: 1\nb: ${vars.nope}\n", &project(), Path::new("t.yaml")).unwrap_err();
+        let errs =
+            substitute("a: 1\nb: ${vars.nope}\n", &project(), Path::new("t.yaml")).unwrap_err();
         assert_eq!(
             errs[0].to_string(),
             "t.yaml:2: unknown placeholder '${vars.nope}' (known: ${project}, ${vars.input_dir}, ${vars.n})"

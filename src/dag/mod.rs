@@ -88,6 +88,8 @@ pub struct Task {
     pub retry: RetryPolicy,
     /// A try running longer is cancelled.
     pub execution_timeout: Option<Duration>,
+    /// Free text describing the task (`doc:`).
+    pub doc: Option<String>,
 }
 
 /// How often and when a failed task is tried again.

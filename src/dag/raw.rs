@@ -44,8 +44,13 @@ pub struct TaskDefaults {
 pub const COMMON_TASK_KEYS: [&str; 3] = ["depends_on", "trigger_rule", "doc"];
 
 /// Keys of [`TaskDefaults`]: a task may override the DAG's `default_args`.
-pub const OVERRIDE_TASK_KEYS: [&str; 5] =
-    ["retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout"];
+pub const OVERRIDE_TASK_KEYS: [&str; 5] = [
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "execution_timeout",
+];
 
 /// The type-independent part of a task.
 #[derive(Debug, Default, Deserialize)]

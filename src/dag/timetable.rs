@@ -36,7 +36,9 @@ impl Schedule {
                 "bad schedule '{text}': expected 5 cron fields (minute hour day month weekday)"
             ));
         }
-        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed);
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed);
         parser
             .build()
             .parse(text)
@@ -45,7 +47,15 @@ impl Schedule {
     }
 }
 
-const PRESETS: [&str; 7] = ["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"];
+const PRESETS: [&str; 7] = [
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@yearly",
+    "@annually",
+    "@midnight",
+];
 
 /// The interval a run covers; `start` is its logical date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +95,9 @@ impl Timetable {
         };
         let earliest = match self.start_date {
             Some(s) => self.fire_at_or_after(cron, s)?,
-            None => self.fire_at_or_before(cron, now).and_then(|e| self.fire_before(cron, e))?,
+            None => self
+                .fire_at_or_before(cron, now)
+                .and_then(|e| self.fire_before(cron, e))?,
         };
         let mut start = last_end.map_or(earliest, |e| e.max(earliest));
         if !self.catchup {
@@ -107,14 +119,20 @@ impl Timetable {
     pub fn intervals_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DataInterval> {
         let cron = match &self.schedule {
             Schedule::Once => {
-                return self.once(None).filter(|i| i.start >= from && i.start <= to).into_iter().collect();
+                return self
+                    .once(None)
+                    .filter(|i| i.start >= from && i.start <= to)
+                    .into_iter()
+                    .collect();
             }
             Schedule::Cron(c) => c,
         };
         let mut out = Vec::new();
         let mut cursor = self.fire_at_or_after(cron, from);
         while let Some(start) = cursor.filter(|s| *s <= to) {
-            let Some(end) = self.fire_after(cron, start) else { break };
+            let Some(end) = self.fire_after(cron, start) else {
+                break;
+            };
             out.push(DataInterval { start, end });
             cursor = Some(end);
         }
@@ -123,7 +141,9 @@ impl Timetable {
 
     fn once(&self, last_end: Option<DateTime<Utc>>) -> Option<DataInterval> {
         let start = self.start_date.unwrap_or(DateTime::UNIX_EPOCH);
-        last_end.is_none().then_some(DataInterval { start, end: start })
+        last_end
+            .is_none()
+            .then_some(DataInterval { start, end: start })
     }
 
     fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
@@ -131,19 +151,27 @@ impl Timetable {
     }
 
     fn fire_at_or_after(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_next_occurrence(&self.local(t), true).ok().map(|d| d.with_timezone(&Utc))
+        cron.find_next_occurrence(&self.local(t), true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
     }
 
     fn fire_after(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_next_occurrence(&self.local(t), false).ok().map(|d| d.with_timezone(&Utc))
+        cron.find_next_occurrence(&self.local(t), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
     }
 
     fn fire_at_or_before(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_previous_occurrence(&self.local(t), true).ok().map(|d| d.with_timezone(&Utc))
+        cron.find_previous_occurrence(&self.local(t), true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
     }
 
     fn fire_before(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_previous_occurrence(&self.local(t), false).ok().map(|d| d.with_timezone(&Utc))
+        cron.find_previous_occurrence(&self.local(t), false)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
     }
 }
 
@@ -171,7 +199,9 @@ mod tests {
         let i = t.next_interval(None, utc("2024-01-10T00:00:00Z")).unwrap();
         assert_eq!(i.start, utc("2024-01-01T03:00:00Z"));
         assert_eq!(i.end, utc("2024-01-02T03:00:00Z"));
-        let next = t.next_interval(Some(i.end), utc("2024-01-10T00:00:00Z")).unwrap();
+        let next = t
+            .next_interval(Some(i.end), utc("2024-01-10T00:00:00Z"))
+            .unwrap();
         assert_eq!(next.start, utc("2024-01-02T03:00:00Z"));
     }
 
@@ -209,10 +239,22 @@ mod tests {
     fn end_date_stops_the_schedule_and_once_runs_once() {
         let mut t = daily(true, Tz::UTC);
         t.end_date = Some(utc("2024-01-02T00:00:00Z"));
-        assert!(t.next_interval(Some(utc("2024-01-02T03:00:00Z")), utc("2024-02-01T00:00:00Z")).is_none());
+        assert!(
+            t.next_interval(
+                Some(utc("2024-01-02T03:00:00Z")),
+                utc("2024-02-01T00:00:00Z")
+            )
+            .is_none()
+        );
         t.schedule = Schedule::Once;
         assert!(t.next_interval(None, utc("2024-02-01T00:00:00Z")).is_some());
-        assert!(t.next_interval(Some(utc("2024-01-01T00:00:00Z")), utc("2024-02-01T00:00:00Z")).is_none());
+        assert!(
+            t.next_interval(
+                Some(utc("2024-01-01T00:00:00Z")),
+                utc("2024-02-01T00:00:00Z")
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -228,7 +270,15 @@ mod tests {
         assert!(Schedule::parse("@daily").is_ok());
         let e = Schedule::parse("61 * * * *").unwrap_err();
         assert!(e.starts_with("bad schedule '61 * * * *'"), "{e}");
-        assert!(Schedule::parse("* * * *").unwrap_err().contains("expected 5 cron fields"));
-        assert!(Schedule::parse("@sometimes").unwrap_err().contains("unknown preset"));
+        assert!(
+            Schedule::parse("* * * *")
+                .unwrap_err()
+                .contains("expected 5 cron fields")
+        );
+        assert!(
+            Schedule::parse("@sometimes")
+                .unwrap_err()
+                .contains("unknown preset")
+        );
     }
 }

@@ -128,17 +128,32 @@ mod tests {
     fn all_success_waits_then_runs_or_propagates() {
         let r = TriggerRule::AllSuccess;
         assert_eq!(r.decide(counts(&[Some(Success), None])), Decision::Wait);
-        assert_eq!(r.decide(counts(&[Some(Success), Some(Success)])), Decision::Run);
-        assert_eq!(r.decide(counts(&[Some(Failed), None])), Decision::UpstreamFailed);
-        assert_eq!(r.decide(counts(&[Some(Skipped), Some(Success)])), Decision::Skip);
+        assert_eq!(
+            r.decide(counts(&[Some(Success), Some(Success)])),
+            Decision::Run
+        );
+        assert_eq!(
+            r.decide(counts(&[Some(Failed), None])),
+            Decision::UpstreamFailed
+        );
+        assert_eq!(
+            r.decide(counts(&[Some(Skipped), Some(Success)])),
+            Decision::Skip
+        );
         assert_eq!(r.decide(counts(&[])), Decision::Run);
     }
 
     #[test]
     fn all_done_runs_after_failures_too() {
         let r = TriggerRule::AllDone;
-        assert_eq!(r.decide(counts(&[Some(Failed), Some(Running)])), Decision::Wait);
-        assert_eq!(r.decide(counts(&[Some(Failed), Some(UpstreamFailed)])), Decision::Run);
+        assert_eq!(
+            r.decide(counts(&[Some(Failed), Some(Running)])),
+            Decision::Wait
+        );
+        assert_eq!(
+            r.decide(counts(&[Some(Failed), Some(UpstreamFailed)])),
+            Decision::Run
+        );
     }
 
     #[test]

@@ -72,6 +72,9 @@ where
 }
 
 fn existing_parent(file: &Path) -> Option<PathBuf> {
-    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     parent.is_dir().then(|| parent.to_path_buf())
 }

@@ -62,7 +62,12 @@ pub enum TryEnd {
 
 impl ActiveRun {
     /// Builds the run from its stored task instances (missing ones have no status).
-    pub fn new(row: RunRow, dag: Arc<Dag>, tis: &[TaskInstanceRow], cancel: CancellationToken) -> Self {
+    pub fn new(
+        row: RunRow,
+        dag: Arc<Dag>,
+        tis: &[TaskInstanceRow],
+        cancel: CancellationToken,
+    ) -> Self {
         let slots = dag
             .tasks
             .iter()
@@ -73,14 +78,25 @@ impl ActiveRun {
                     max_tries: ti.max_tries.max(1),
                     ..Slot::default()
                 },
-                None => Slot { max_tries: t.retry.max_tries(), ..Slot::default() },
+                None => Slot {
+                    max_tries: t.retry.max_tries(),
+                    ..Slot::default()
+                },
             })
             .collect();
         let deadline = dag.dagrun_timeout.and_then(|t| {
             let start = row.start_date.unwrap_or_else(Utc::now);
             chrono::Duration::from_std(t).ok().map(|d| start + d)
         });
-        Self { row, dag, slots, running: 0, deadline, timed_out: None, cancel }
+        Self {
+            row,
+            dag,
+            slots,
+            running: 0,
+            deadline,
+            timed_out: None,
+            cancel,
+        }
     }
 
     /// The run's key.
@@ -90,7 +106,13 @@ impl ActiveRun {
 
     /// Decides what to do with task `idx` if it has no status, propagating skips and
     /// upstream failures. Ready tasks are marked `Scheduled` and pushed to `ready`.
-    pub fn evaluate(&mut self, idx: usize, now: DateTime<Utc>, ready: &mut Vec<usize>, changes: &mut Vec<Change>) {
+    pub fn evaluate(
+        &mut self,
+        idx: usize,
+        now: DateTime<Utc>,
+        ready: &mut Vec<usize>,
+        changes: &mut Vec<Change>,
+    ) {
         let mut stack = vec![idx];
         while let Some(i) = stack.pop() {
             if self.slots[i].state.is_some() {
@@ -98,7 +120,9 @@ impl ActiveRun {
             }
             let task = &self.dag.tasks[i];
             let mut counts = UpstreamCounts::default();
-            task.upstream.iter().for_each(|&u| counts.add(self.slots[u].state));
+            task.upstream
+                .iter()
+                .for_each(|&u| counts.add(self.slots[u].state));
             let new_state = match task.trigger_rule.decide(counts) {
                 Decision::Wait => continue,
                 Decision::Run if self.timed_out.is_some() => TaskState::Skipped,
@@ -111,13 +135,23 @@ impl ActiveRun {
                 Decision::Skip => TaskState::Skipped,
             };
             self.slots[i].state = Some(new_state);
-            changes.push(Change::SetTaskState { run: self.key(), task: task.id.clone(), state: new_state, at: now });
+            changes.push(Change::SetTaskState {
+                run: self.key(),
+                task: task.id.clone(),
+                state: new_state,
+                at: now,
+            });
             stack.extend(task.downstream.iter().copied());
         }
     }
 
     /// Evaluates every task (on start or recovery).
-    pub fn evaluate_all(&mut self, now: DateTime<Utc>, ready: &mut Vec<usize>, changes: &mut Vec<Change>) {
+    pub fn evaluate_all(
+        &mut self,
+        now: DateTime<Utc>,
+        ready: &mut Vec<usize>,
+        changes: &mut Vec<Change>,
+    ) {
         for i in 0..self.slots.len() {
             self.evaluate(i, now, ready, changes);
         }
@@ -131,7 +165,12 @@ impl ActiveRun {
         slot.queued_written = false;
         self.running += 1;
         let try_number = slot.try_number;
-        changes.push(Change::StartTry { run: self.key(), task: self.dag.tasks[idx].id.clone(), try_number, at: now });
+        changes.push(Change::StartTry {
+            run: self.key(),
+            task: self.dag.tasks[idx].id.clone(),
+            try_number,
+            at: now,
+        });
         try_number
     }
 
@@ -190,9 +229,17 @@ impl ActiveRun {
     /// Sets every task that has not started to skipped (dagrun timeout).
     pub fn skip_unstarted(&mut self, now: DateTime<Utc>, changes: &mut Vec<Change>) {
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if matches!(slot.state, None | Some(TaskState::Scheduled | TaskState::Queued | TaskState::UpForRetry)) {
+            if matches!(
+                slot.state,
+                None | Some(TaskState::Scheduled | TaskState::Queued | TaskState::UpForRetry)
+            ) {
                 slot.state = Some(TaskState::Skipped);
-                changes.push(Change::SetTaskState { run: self.row.key, task: self.dag.tasks[i].id.clone(), state: TaskState::Skipped, at: now });
+                changes.push(Change::SetTaskState {
+                    run: self.row.key,
+                    task: self.dag.tasks[i].id.clone(),
+                    state: TaskState::Skipped,
+                    at: now,
+                });
             }
         }
     }
@@ -200,17 +247,22 @@ impl ActiveRun {
     /// The run's final state once every task is finished and nothing runs; Airflow's rule:
     /// failed if a leaf task failed (or the run timed out), success otherwise.
     pub fn outcome(&self) -> Option<RunState> {
-        let all_done = self.slots.iter().all(|s| s.state.is_some_and(TaskState::is_finished));
+        let all_done = self
+            .slots
+            .iter()
+            .all(|s| s.state.is_some_and(TaskState::is_finished));
         if !all_done || self.running > 0 {
             return None;
         }
-        let leaf_failed = self
-            .dag
-            .tasks
-            .iter()
-            .zip(&self.slots)
-            .any(|(t, s)| t.downstream.is_empty() && s.state.is_some_and(TaskState::is_failure));
-        Some(if leaf_failed || self.timed_out.is_some() { RunState::Failed } else { RunState::Success })
+        let leaf_failed =
+            self.dag.tasks.iter().zip(&self.slots).any(|(t, s)| {
+                t.downstream.is_empty() && s.state.is_some_and(TaskState::is_failure)
+            });
+        Some(if leaf_failed || self.timed_out.is_some() {
+            RunState::Failed
+        } else {
+            RunState::Success
+        })
     }
 }
 

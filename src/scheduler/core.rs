@@ -38,8 +38,15 @@ pub struct Finished {
 
 /// Done after the turn's changes are committed.
 enum Action {
-    Spawn { run: RunKey, task: usize, try_number: u32 },
-    RunDone { run: RunKey, state: RunState },
+    Spawn {
+        run: RunKey,
+        task: usize,
+        try_number: u32,
+    },
+    RunDone {
+        run: RunKey,
+        state: RunState,
+    },
     Progress(Progress),
 }
 
@@ -160,7 +167,10 @@ impl Scheduler {
 
     fn begin_drain(&mut self) {
         let grace = chrono::Duration::from_std(self.config.shutdown_grace).unwrap_or_default();
-        tracing::info!(running = self.running, "shutting down: no new tasks start; waiting for running tries");
+        tracing::info!(
+            running = self.running,
+            "shutting down: no new tasks start; waiting for running tries"
+        );
         self.drain_deadline = Some(Utc::now() + grace);
     }
 
@@ -198,7 +208,13 @@ impl Scheduler {
                 self.cron_dirty = true;
                 self.look_for_queued = true;
             }
-            Command::TriggerChild { dag, conf, parent, task, reply } => {
+            Command::TriggerChild {
+                dag,
+                conf,
+                parent,
+                task,
+                reply,
+            } => {
                 let result = self.create_child(dag, conf, parent, task).await;
                 let _ = reply.send(result);
             }
@@ -228,7 +244,11 @@ impl Scheduler {
             parent: Some((parent, task)),
             owner_pid,
         };
-        let row = self.store.insert_run(&new).await?.ok_or(StoreError::Conflict("child run exists".into()))?;
+        let row = self
+            .store
+            .insert_run(&new)
+            .await?
+            .ok_or(StoreError::Conflict("child run exists".into()))?;
         if owner_pid.is_some() {
             self.reserved.insert(row.key);
         }
@@ -236,7 +256,11 @@ impl Scheduler {
         Ok(row)
     }
 
-    async fn watch(&mut self, run: RunKey, reply: oneshot::Sender<RunState>) -> Result<(), StoreError> {
+    async fn watch(
+        &mut self,
+        run: RunKey,
+        reply: oneshot::Sender<RunState>,
+    ) -> Result<(), StoreError> {
         if !self.runs.contains_key(&run)
             && let Some(row) = self.store.run(run).await?
             && row.state.is_finished()
@@ -250,7 +274,9 @@ impl Scheduler {
 
     fn on_finished(&mut self, f: Finished) {
         let draining = self.drain_deadline.is_some();
-        let Some(run) = self.runs.get_mut(&f.run) else { return };
+        let Some(run) = self.runs.get_mut(&f.run) else {
+            return;
+        };
         self.running = self.running.saturating_sub(1);
         if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
             *n = n.saturating_sub(1);
@@ -263,7 +289,14 @@ impl Scheduler {
             try_number: f.try_number,
             lines: f.result.logs,
         });
-        let end = run.end_try(f.task, f.try_number, &f.result.result, draining, f.at, &mut self.changes);
+        let end = run.end_try(
+            f.task,
+            f.try_number,
+            &f.result.result,
+            draining,
+            f.at,
+            &mut self.changes,
+        );
         let state = match end {
             TryEnd::Done(s) => s,
             TryEnd::RetryAt(at) => {
@@ -291,9 +324,18 @@ impl Scheduler {
 
     /// Finishes the run if all its tasks are done.
     pub(super) fn check_run_done(&mut self, key: RunKey, now: DateTime<Utc>) {
-        let Some(state) = self.runs.get(&key).and_then(ActiveRun::outcome) else { return };
-        let Some(run) = self.runs.remove(&key) else { return };
-        self.changes.push(Change::FinishRun { run: key, state, at: now, note: run.timed_out.clone() });
+        let Some(state) = self.runs.get(&key).and_then(ActiveRun::outcome) else {
+            return;
+        };
+        let Some(run) = self.runs.remove(&key) else {
+            return;
+        };
+        self.changes.push(Change::FinishRun {
+            run: key,
+            state,
+            at: now,
+            note: run.timed_out.clone(),
+        });
         self.actions.push(Action::RunDone { run: key, state });
         self.actions.push(Action::Progress(Progress::RunFinished {
             dag_id: run.dag.id.clone(),
@@ -308,7 +350,9 @@ impl Scheduler {
     fn dispatch(&mut self, now: DateTime<Utc>) {
         let mut waiting = VecDeque::new();
         while let Some((key, idx)) = self.ready.pop_front() {
-            let Some(run) = self.runs.get_mut(&key) else { continue };
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
             let slot = &mut run.slots[idx];
             if !matches!(slot.state, Some(TaskState::Scheduled | TaskState::Queued)) {
                 continue;
@@ -319,7 +363,12 @@ impl Scheduler {
                     slot.queued_written = true;
                     slot.state = Some(TaskState::Queued);
                     let task = run.dag.tasks[idx].id.clone();
-                    self.changes.push(Change::SetTaskState { run: key, task, state: TaskState::Queued, at: now });
+                    self.changes.push(Change::SetTaskState {
+                        run: key,
+                        task,
+                        state: TaskState::Queued,
+                        at: now,
+                    });
                 }
                 waiting.push_back((key, idx));
                 continue;
@@ -327,7 +376,11 @@ impl Scheduler {
             *dag_running += 1;
             self.running += 1;
             let try_number = run.start_try(idx, now, &mut self.changes);
-            self.actions.push(Action::Spawn { run: key, task: idx, try_number });
+            self.actions.push(Action::Spawn {
+                run: key,
+                task: idx,
+                try_number,
+            });
             self.actions.push(Action::Progress(Progress::TaskStarted {
                 dag_id: run.dag.id.clone(),
                 run_id: run.row.run_id.clone(),
@@ -354,7 +407,11 @@ impl Scheduler {
         }
         for action in std::mem::take(&mut self.actions) {
             match action {
-                Action::Spawn { run, task, try_number } => self.spawn(run, task, try_number),
+                Action::Spawn {
+                    run,
+                    task,
+                    try_number,
+                } => self.spawn(run, task, try_number),
                 Action::RunDone { run, state } => {
                     for w in self.watchers.remove(&run).unwrap_or_default() {
                         let _ = w.send(state);
@@ -371,7 +428,9 @@ impl Scheduler {
     }
 
     fn spawn(&mut self, key: RunKey, idx: usize, try_number: u32) {
-        let Some(run) = self.runs.get_mut(&key) else { return };
+        let Some(run) = self.runs.get_mut(&key) else {
+            return;
+        };
         let dag = run.dag.clone();
         let task = &dag.tasks[idx];
         let cancel = run.cancel.child_token();
@@ -401,8 +460,15 @@ impl Scheduler {
         self.tracker.spawn(
             async move {
                 let task = &dag.tasks[idx];
-                let result = executor::execute(&task.kind, &values, ctx, task.execution_timeout).await;
-                let finished = Finished { run: key, task: idx, try_number, result, at: Utc::now() };
+                let result =
+                    executor::execute(&task.kind, &values, ctx, task.execution_timeout).await;
+                let finished = Finished {
+                    run: key,
+                    task: idx,
+                    try_number,
+                    result,
+                    at: Utc::now(),
+                };
                 // Fails only when the scheduler is gone, and then nobody is left to tell.
                 let _ = handle.send(Command::Finished(Box::new(finished))).await;
             }
@@ -418,9 +484,15 @@ impl Scheduler {
             }
         };
         consider(self.drain_deadline);
-        self.runs.values().filter(|r| r.timed_out.is_none()).for_each(|r| consider(r.deadline));
+        self.runs
+            .values()
+            .filter(|r| r.timed_out.is_none())
+            .for_each(|r| consider(r.deadline));
         if self.mode == Mode::Serve {
-            self.cron.values().flatten().for_each(|i| consider(Some(i.end)));
+            self.cron
+                .values()
+                .flatten()
+                .for_each(|i| consider(Some(i.end)));
         }
         match next {
             Some(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
@@ -446,7 +518,10 @@ impl Scheduler {
             self.cron_dirty = true;
         }
         if self.drain_deadline.is_some_and(|d| d <= now) {
-            tracing::warn!(running = self.running, "shutdown grace period over: interrupting running tries");
+            tracing::warn!(
+                running = self.running,
+                "shutdown grace period over: interrupting running tries"
+            );
             self.runs.values().for_each(|r| r.cancel.cancel());
         }
     }
@@ -459,9 +534,14 @@ impl Scheduler {
             .map(ActiveRun::key)
             .collect();
         for key in expired {
-            let Some(run) = self.runs.get_mut(&key) else { continue };
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
             let limit = run.dag.dagrun_timeout.map(humantime::format_duration);
-            let note = format!("dagrun_timeout of {} exceeded", limit.map(|l| l.to_string()).unwrap_or_default());
+            let note = format!(
+                "dagrun_timeout of {} exceeded",
+                limit.map(|l| l.to_string()).unwrap_or_default()
+            );
             tracing::warn!(dag_id = %run.dag.id, run_id = %run.row.run_id, "{note}");
             run.timed_out = Some(note);
             run.cancel.cancel();

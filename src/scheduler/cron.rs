@@ -12,9 +12,17 @@ impl Scheduler {
     /// Creates every scheduled run that is due now.
     pub(super) async fn schedule_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut active = self.store.active_run_counts().await?;
-        let dags: Vec<_> = self.bag.dags.values().filter(|d| d.timetable.is_some()).cloned().collect();
+        let dags: Vec<_> = self
+            .bag
+            .dags
+            .values()
+            .filter(|d| d.timetable.is_some())
+            .cloned()
+            .collect();
         for dag in dags {
-            let Some(timetable) = &dag.timetable else { continue };
+            let Some(timetable) = &dag.timetable else {
+                continue;
+            };
             if self.paused.get(&dag.id).copied().unwrap_or(false) {
                 continue;
             }
@@ -28,7 +36,9 @@ impl Scheduler {
                         next
                     }
                 };
-                let Some(interval) = next.filter(|i| i.end <= now) else { break };
+                let Some(interval) = next.filter(|i| i.end <= now) else {
+                    break;
+                };
                 let count = active.entry(dag.id.clone()).or_default();
                 if *count >= dag.max_active_runs {
                     break;
@@ -47,7 +57,10 @@ impl Scheduler {
                     *count += 1;
                     self.look_for_queued = true;
                 }
-                self.cron.insert(dag.id.clone(), timetable.next_interval(Some(interval.end), now));
+                self.cron.insert(
+                    dag.id.clone(),
+                    timetable.next_interval(Some(interval.end), now),
+                );
             }
         }
         Ok(())

@@ -76,10 +76,19 @@ impl EngineHandle {
         task: &TaskId,
     ) -> Result<ChildRun, EngineError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::TriggerChild { dag: dag.clone(), conf, parent, task: task.clone(), reply };
+        let cmd = Command::TriggerChild {
+            dag: dag.clone(),
+            conf,
+            parent,
+            task: task.clone(),
+            reply,
+        };
         self.send(cmd).await?;
         let row = rx.await.map_err(|_| EngineError::Stopped)??;
-        Ok(ChildRun { key: row.key, run_id: row.run_id })
+        Ok(ChildRun {
+            key: row.key,
+            run_id: row.run_id,
+        })
     }
 
     /// Waits until the run finishes, wherever it is executed.

@@ -46,7 +46,10 @@ pub enum Command {
         reply: tokio::sync::oneshot::Sender<Result<RunRow, EngineError>>,
     },
     /// Tell me when this run finishes.
-    WatchRun { run: RunKey, reply: tokio::sync::oneshot::Sender<RunState> },
+    WatchRun {
+        run: RunKey,
+        reply: tokio::sync::oneshot::Sender<RunState>,
+    },
 }
 
 /// Which runs the scheduler takes on.
@@ -65,11 +68,26 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// A try started.
-    TaskStarted { dag_id: DagId, run_id: RunId, task_id: TaskId, try_number: u32 },
+    TaskStarted {
+        dag_id: DagId,
+        run_id: RunId,
+        task_id: TaskId,
+        try_number: u32,
+    },
     /// A task reached a state (success, failed, up_for_retry, skipped, upstream_failed).
-    TaskState { dag_id: DagId, run_id: RunId, task_id: TaskId, state: TaskState, error: Option<String> },
+    TaskState {
+        dag_id: DagId,
+        run_id: RunId,
+        task_id: TaskId,
+        state: TaskState,
+        error: Option<String>,
+    },
     /// A run finished.
-    RunFinished { dag_id: DagId, run_id: RunId, state: RunState },
+    RunFinished {
+        dag_id: DagId,
+        run_id: RunId,
+        state: RunState,
+    },
 }
 
 /// Settings the scheduler runs with.

@@ -22,12 +22,17 @@ const INTERRUPTED: &str = "interrupted: the process running this try stopped (cr
 
 /// Whether a process with this pid exists on this machine.
 pub fn process_alive(pid: i64) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM))
 }
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
-    dag.tasks.iter().map(|t| (t.id.clone(), t.retry.max_tries())).collect()
+    dag.tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.retry.max_tries()))
+        .collect()
 }
 
 impl Scheduler {
@@ -43,7 +48,12 @@ impl Scheduler {
             }
             if let Some(owner) = row.owner_pid.filter(|_| !mine) {
                 // Reserved by a live `orchestrator run`; or its process died: take it over.
-                if process_alive(owner) || !self.store.claim_run(row.key, self.pid, Some(owner), &[]).await? {
+                if process_alive(owner)
+                    || !self
+                        .store
+                        .claim_run(row.key, self.pid, Some(owner), &[])
+                        .await?
+                {
                     continue;
                 }
             }
@@ -55,7 +65,11 @@ impl Scheduler {
             if (paused && !mine) || self.dag_running_runs(&dag.id) >= dag.max_active_runs {
                 continue;
             }
-            if self.store.claim_run(row.key, self.pid, None, &task_specs(&dag)).await? {
+            if self
+                .store
+                .claim_run(row.key, self.pid, None, &task_specs(&dag))
+                .await?
+            {
                 self.activate(row, dag).await?;
             }
         }
@@ -73,13 +87,25 @@ impl Scheduler {
                 continue;
             }
             let Some(dag) = self.bag.get(row.dag_id.as_str()).cloned() else {
-                let note = format!("DAG '{}' is no longer loaded; the interrupted run cannot resume", row.dag_id);
+                let note = format!(
+                    "DAG '{}' is no longer loaded; the interrupted run cannot resume",
+                    row.dag_id
+                );
                 tracing::warn!(run_id = %row.run_id, "{note}");
                 let at = Utc::now();
-                self.changes.push(Change::FinishRun { run: row.key, state: RunState::Failed, at, note: Some(note) });
+                self.changes.push(Change::FinishRun {
+                    run: row.key,
+                    state: RunState::Failed,
+                    at,
+                    note: Some(note),
+                });
                 continue;
             };
-            if self.store.claim_run(row.key, self.pid, Some(owner), &task_specs(&dag)).await? {
+            if self
+                .store
+                .claim_run(row.key, self.pid, Some(owner), &task_specs(&dag))
+                .await?
+            {
                 tracing::info!(dag_id = %row.dag_id, run_id = %row.run_id, "resuming interrupted run");
                 self.activate(row, dag).await?;
             }
@@ -95,14 +121,17 @@ impl Scheduler {
         let tis = self.store.task_instances(row.key).await?;
         let mut run = ActiveRun::new(row, dag, &tis, CancellationToken::new());
         let key = run.key();
-        let known: Vec<_> =
-            tis.iter().filter_map(|ti| run.dag.task(ti.task_id.as_str()).map(|(i, _)| (i, ti))).collect();
+        let known: Vec<_> = tis
+            .iter()
+            .filter_map(|ti| run.dag.task(ti.task_id.as_str()).map(|(i, _)| (i, ti)))
+            .collect();
         for (idx, ti) in known {
             match ti.state {
                 Some(TaskState::Running) => self.interrupted(&mut run, idx, now),
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].state = None,
                 Some(TaskState::UpForRetry) => {
-                    self.retries.insert((ti.next_retry_at.unwrap_or(now), key, idx));
+                    self.retries
+                        .insert((ti.next_retry_at.unwrap_or(now), key, idx));
                 }
                 _ => {}
             }
@@ -121,7 +150,8 @@ impl Scheduler {
         let (try_number, max_tries) = (run.slots[idx].try_number, run.slots[idx].max_tries);
         let task = &run.dag.tasks[idx];
         let (state, next_retry_at) = if try_number < max_tries {
-            let delay = chrono::Duration::from_std(task.retry.delay_after(try_number)).unwrap_or_default();
+            let delay =
+                chrono::Duration::from_std(task.retry.delay_after(try_number)).unwrap_or_default();
             self.retries.insert((now + delay, run.key(), idx));
             (TaskState::UpForRetry, Some(now + delay))
         } else {

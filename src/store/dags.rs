@@ -14,11 +14,13 @@ impl Store {
         let now = to_text(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for id in ids {
-            sqlx::query("INSERT OR IGNORE INTO dag (dag_id, is_paused, first_seen) VALUES (?, 0, ?)")
-                .bind(id.as_str())
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO dag (dag_id, is_paused, first_seen) VALUES (?, 0, ?)",
+            )
+            .bind(id.as_str())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -43,9 +45,16 @@ impl Store {
 
     /// The paused flag of every known DAG.
     pub async fn paused_flags(&self) -> StoreResult<HashMap<DagId, bool>> {
-        let rows = sqlx::query("SELECT dag_id, is_paused FROM dag").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT dag_id, is_paused FROM dag")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
-            .map(|r| Ok((DagId::new(r.try_get::<String, _>("dag_id")?), r.try_get::<i64, _>("is_paused")? != 0)))
+            .map(|r| {
+                Ok((
+                    DagId::new(r.try_get::<String, _>("dag_id")?),
+                    r.try_get::<i64, _>("is_paused")? != 0,
+                ))
+            })
             .collect()
     }
 }

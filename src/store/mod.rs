@@ -58,7 +58,10 @@ impl Store {
     /// Opens (creating if needed) the database at `url` (a path or `sqlite:` URL) and
     /// applies pending migrations. `connections` bounds the pool.
     pub async fn open(url: &str, connections: u32) -> StoreResult<Self> {
-        let open_err = |source| StoreError::Open { url: url.to_string(), source };
+        let open_err = |source| StoreError::Open {
+            url: url.to_string(),
+            source,
+        };
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url).map_err(open_err)?
         } else {
@@ -84,7 +87,13 @@ impl Store {
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect();
         let mut migrator = Migrator::with_migrations(migrations);

@@ -112,7 +112,12 @@ pub struct NewRun {
 #[derive(Clone, Debug)]
 pub enum Change {
     /// A try starts: the instance becomes running and a try row is added.
-    StartTry { run: RunKey, task: TaskId, try_number: u32, at: DateTime<Utc> },
+    StartTry {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        at: DateTime<Utc>,
+    },
     /// A try ended with `state` (success, failed, up_for_retry, skipped).
     FinishTry {
         run: RunKey,
@@ -125,24 +130,49 @@ pub enum Change {
     },
     /// A try was interrupted by shutdown: recorded as failed, the instance reset so it runs
     /// again without using a retry.
-    AbandonTry { run: RunKey, task: TaskId, try_number: u32, at: DateTime<Utc>, reason: String },
+    AbandonTry {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        at: DateTime<Utc>,
+        reason: String,
+    },
     /// A state set without a try (queued, upstream_failed, skipped).
-    SetTaskState { run: RunKey, task: TaskId, state: TaskState, at: DateTime<Utc> },
+    SetTaskState {
+        run: RunKey,
+        task: TaskId,
+        state: TaskState,
+        at: DateTime<Utc>,
+    },
     /// Log lines of a try.
-    Logs { run: RunKey, task: TaskId, try_number: u32, lines: Vec<LogLine> },
+    Logs {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        lines: Vec<LogLine>,
+    },
     /// The run ended.
-    FinishRun { run: RunKey, state: RunState, at: DateTime<Utc>, note: Option<String> },
+    FinishRun {
+        run: RunKey,
+        state: RunState,
+        at: DateTime<Utc>,
+        note: Option<String>,
+    },
 }
 
 pub(super) fn parse<T: std::str::FromStr>(s: &str) -> StoreResult<T>
 where
     T::Err: std::fmt::Display,
 {
-    s.parse().map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
 }
 
 fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    row.try_get::<Option<String>, _>(col)?.as_deref().map(from_text).transpose()
+    row.try_get::<Option<String>, _>(col)?
+        .as_deref()
+        .map(from_text)
+        .transpose()
 }
 
 fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
@@ -161,7 +191,8 @@ impl RunRow {
             logical_date: time(row, "logical_date")?,
             data_interval_start: time(row, "data_interval_start")?,
             data_interval_end: time(row, "data_interval_end")?,
-            conf: serde_json::from_str(&conf).map_err(|e| StoreError::Corrupt(format!("conf: {e}")))?,
+            conf: serde_json::from_str(&conf)
+                .map_err(|e| StoreError::Corrupt(format!("conf: {e}")))?,
             queued_at: time(row, "queued_at")?,
             start_date: opt_time(row, "start_date")?,
             end_date: opt_time(row, "end_date")?,

@@ -59,22 +59,36 @@ impl Store {
                 }
             }
         }
-        Err(StoreError::Conflict(format!("cannot find a free run id for {}", new.dag_id)))
+        Err(StoreError::Conflict(format!(
+            "cannot find a free run id for {}",
+            new.dag_id
+        )))
     }
 
     /// One run by key.
     pub async fn run(&self, key: RunKey) -> StoreResult<Option<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE id = ?"));
-        let row = sqlx::query(sql).bind(key.0).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sql)
+            .bind(key.0)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
     /// Runs with this run id (optionally of one DAG).
-    pub async fn runs_by_run_id(&self, run_id: &str, dag: Option<&DagId>) -> StoreResult<Vec<RunRow>> {
+    pub async fn runs_by_run_id(
+        &self,
+        run_id: &str,
+        dag: Option<&DagId>,
+    ) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
             "{RUN_COLUMNS} WHERE run_id = ?1 AND (?2 IS NULL OR dag_id = ?2) ORDER BY id"
         ));
-        let rows = sqlx::query(sql).bind(run_id).bind(dag.map(DagId::as_str)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(run_id)
+            .bind(dag.map(DagId::as_str))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -100,15 +114,23 @@ impl Store {
 
     /// Runs in a state, oldest first.
     pub async fn runs_in_state(&self, state: RunState) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE state = ? ORDER BY queued_at, id"));
-        let rows = sqlx::query(sql).bind(state.as_str()).fetch_all(&self.pool).await?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE state = ? ORDER BY queued_at, id"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
     /// Child runs created by `trigger_dag` tasks of `parent`.
     pub async fn child_runs(&self, parent: RunKey) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE parent_run = ? ORDER BY id"));
-        let rows = sqlx::query(sql).bind(parent.0).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(parent.0)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -189,7 +211,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((DagId::new(r.try_get::<String, _>("dag_id")?), r.try_get::<u32, _>("n")?)))
+            .map(|r| {
+                Ok((
+                    DagId::new(r.try_get::<String, _>("dag_id")?),
+                    r.try_get::<u32, _>("n")?,
+                ))
+            })
             .collect()
     }
 }

@@ -34,7 +34,12 @@ impl Store {
     }
 
     /// The log of one try.
-    pub async fn logs(&self, run: RunKey, task: &TaskId, try_number: u32) -> StoreResult<Vec<LogLine>> {
+    pub async fn logs(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Vec<LogLine>> {
         let rows = sqlx::query(
             "SELECT ts, level, message FROM task_log WHERE run = ? AND task_id = ? AND try_number = ? \
              ORDER BY id",
@@ -89,12 +94,20 @@ impl Store {
 }
 
 fn level_name(level: &str) -> &'static str {
-    ["INFO", "WARN", "ERROR", "STDOUT", "STDERR"].into_iter().find(|l| *l == level).unwrap_or("INFO")
+    ["INFO", "WARN", "ERROR", "STDOUT", "STDERR"]
+        .into_iter()
+        .find(|l| *l == level)
+        .unwrap_or("INFO")
 }
 
 async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreResult<()> {
     match change {
-        Change::StartTry { run, task, try_number, at } => {
+        Change::StartTry {
+            run,
+            task,
+            try_number,
+            at,
+        } => {
             sqlx::query(
                 "UPDATE task_instance SET state = 'running', try_number = ?, start_date = ?, \
                  end_date = NULL, next_retry_at = NULL, error = NULL WHERE run = ? AND task_id = ?",
@@ -116,7 +129,15 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .execute(&mut **tx)
             .await?;
         }
-        Change::FinishTry { run, task, try_number, state, at, error, next_retry_at } => {
+        Change::FinishTry {
+            run,
+            task,
+            try_number,
+            state,
+            at,
+            error,
+            next_retry_at,
+        } => {
             sqlx::query(
                 "UPDATE task_instance SET state = ?, end_date = ?, error = ?, next_retry_at = ? \
                  WHERE run = ? AND task_id = ?",
@@ -129,9 +150,24 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .bind(task.as_str())
             .execute(&mut **tx)
             .await?;
-            finish_try_row(tx, *run, task, *try_number, state.as_str(), *at, error.as_deref()).await?;
+            finish_try_row(
+                tx,
+                *run,
+                task,
+                *try_number,
+                state.as_str(),
+                *at,
+                error.as_deref(),
+            )
+            .await?;
         }
-        Change::AbandonTry { run, task, try_number, at, reason } => {
+        Change::AbandonTry {
+            run,
+            task,
+            try_number,
+            at,
+            reason,
+        } => {
             sqlx::query(
                 "UPDATE task_instance SET state = NULL, try_number = try_number - 1, end_date = ?, \
                  error = ? WHERE run = ? AND task_id = ?",
@@ -150,7 +186,12 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
                 .execute(&mut **tx)
                 .await?;
         }
-        Change::SetTaskState { run, task, state, at } => {
+        Change::SetTaskState {
+            run,
+            task,
+            state,
+            at,
+        } => {
             let ends = state.is_finished();
             sqlx::query(
                 "UPDATE task_instance SET state = ?, end_date = CASE WHEN ? THEN ? ELSE end_date END \
@@ -164,7 +205,12 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .execute(&mut **tx)
             .await?;
         }
-        Change::Logs { run, task, try_number, lines } => {
+        Change::Logs {
+            run,
+            task,
+            try_number,
+            lines,
+        } => {
             for line in lines {
                 sqlx::query(
                     "INSERT INTO task_log (run, task_id, try_number, ts, level, message) VALUES (?, ?, ?, ?, ?, ?)",
@@ -179,7 +225,12 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
                 .await?;
             }
         }
-        Change::FinishRun { run, state, at, note } => {
+        Change::FinishRun {
+            run,
+            state,
+            at,
+            note,
+        } => {
             sqlx::query("UPDATE dag_run SET state = ?, end_date = ?, note = ? WHERE id = ?")
                 .bind(state.as_str())
                 .bind(to_text(*at))

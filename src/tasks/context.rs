@@ -28,7 +28,11 @@ pub struct TaskLog(Arc<Mutex<Vec<LogLine>>>);
 impl TaskLog {
     /// Appends a line at `level`.
     pub fn write(&self, level: &'static str, message: impl Into<String>) {
-        let line = LogLine { ts: Utc::now(), level, message: message.into() };
+        let line = LogLine {
+            ts: Utc::now(),
+            level,
+            message: message.into(),
+        };
         tracing::debug!(target: "task_log", level, message = %line.message);
         // A poisoned lock only means another writer panicked mid-push; the data is intact.
         let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());

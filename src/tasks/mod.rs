@@ -64,7 +64,10 @@ pub enum TaskError {
 impl TaskError {
     /// Whether the retry policy applies to this failure.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_))
+        matches!(
+            self,
+            Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_)
+        )
     }
 }
 

@@ -55,9 +55,9 @@ impl ShellTask {
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let timeout = self.timeout_duration().map_err(TaskError::Fatal)?;
         ctx.log.info(format!("$ {}", self.command));
-        let mut child = self.spawn().map_err(|e| {
-            TaskError::Failed(format!("cannot start `sh -c` for the command: {e}"))
-        })?;
+        let mut child = self
+            .spawn()
+            .map_err(|e| TaskError::Failed(format!("cannot start `sh -c` for the command: {e}")))?;
         let pipes = forward_output(&mut child, ctx);
         let status = tokio::select! {
             status = child.wait() => status,
@@ -75,10 +75,12 @@ impl ShellTask {
         let status = status.map_err(|e| TaskError::Failed(format!("waiting for command: {e}")))?;
         match status.code() {
             Some(0) => Ok(TaskOutcome::Success),
-            Some(code) if code == self.skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE) => {
-                Ok(TaskOutcome::Skipped(format!("command exited with skip code {code}")))
-            }
-            Some(code) => Err(TaskError::Failed(format!("command exited with code {code}"))),
+            Some(code) if code == self.skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE) => Ok(
+                TaskOutcome::Skipped(format!("command exited with skip code {code}")),
+            ),
+            Some(code) => Err(TaskError::Failed(format!(
+                "command exited with code {code}"
+            ))),
             None => Err(TaskError::Failed("command was killed by a signal".into())),
         }
     }
@@ -108,8 +110,14 @@ async fn sleep_or_forever(timeout: Option<Duration>) {
 }
 
 fn forward_output(child: &mut Child, ctx: &TaskContext) -> impl Future<Output = ()> + use<> {
-    let out = child.stdout.take().map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDOUT")));
-    let err = child.stderr.take().map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDERR")));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDOUT")));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDERR")));
     async move {
         for handle in [out, err].into_iter().flatten() {
             // A reader only ends at EOF or on a read error; either way the log has what came.
@@ -130,7 +138,10 @@ async fn stop(child: &mut Child) {
     let Some(pid) = child.id() else { return };
     let group = Pid::from_raw(pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait().await;
     }

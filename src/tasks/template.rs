@@ -86,7 +86,9 @@ pub fn render_str(text: &str, values: &TemplateValues) -> Result<String, String>
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(text.to_string());
     }
-    environment().render_str(text, values).map_err(|e| format!("template '{text}': {e}"))
+    environment()
+        .render_str(text, values)
+        .map_err(|e| format!("template '{text}': {e}"))
 }
 
 /// Renders every string inside a task's config and rebuilds the typed config.
@@ -99,9 +101,12 @@ pub fn render_kind(kind: &TaskKind, values: &TemplateValues) -> Result<TaskKind,
 fn render_value(value: Value, values: &TemplateValues) -> Result<Value, String> {
     Ok(match value {
         Value::String(s) => Value::String(render_str(&s, values)?),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| render_value(v, values)).collect::<Result<_, _>>()?)
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| render_value(v, values))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| Ok((k, render_value(v, values)?)))
@@ -119,7 +124,9 @@ mod tests {
         let params: Map<String, Value> =
             serde_json::from_str(r#"{"region": "eu", "n": 1}"#).unwrap();
         let conf = serde_json::json!({"n": 2});
-        let date = DateTime::parse_from_rfc3339("2024-03-05T00:00:00Z").unwrap().to_utc();
+        let date = DateTime::parse_from_rfc3339("2024-03-05T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let run = RunInfo {
             dag_id: "d",
             run_id: "manual__x",
@@ -134,14 +141,26 @@ mod tests {
     #[test]
     fn airflow_names_render() {
         let v = values();
-        assert_eq!(render_str("{{ ds }} {{ ds_nodash }}", &v).unwrap(), "2024-03-05 20240305");
-        assert_eq!(render_str("{{ params.region }}/{{ dag_id }}", &v).unwrap(), "eu/d");
-        assert_eq!(render_str("{{ ts }}", &v).unwrap(), "2024-03-05T00:00:00+00:00");
+        assert_eq!(
+            render_str("{{ ds }} {{ ds_nodash }}", &v).unwrap(),
+            "2024-03-05 20240305"
+        );
+        assert_eq!(
+            render_str("{{ params.region }}/{{ dag_id }}", &v).unwrap(),
+            "eu/d"
+        );
+        assert_eq!(
+            render_str("{{ ts }}", &v).unwrap(),
+            "2024-03-05T00:00:00+00:00"
+        );
     }
 
     #[test]
     fn conf_overrides_params_like_airflow() {
-        assert_eq!(render_str("{{ params.n }} {{ conf.n }}", &values()).unwrap(), "2 2");
+        assert_eq!(
+            render_str("{{ params.n }} {{ conf.n }}", &values()).unwrap(),
+            "2 2"
+        );
     }
 
     #[test]

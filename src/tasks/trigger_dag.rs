@@ -43,7 +43,8 @@ impl TriggerDagTask {
             .trigger_child(&dag, conf, ctx.run_key, &ctx.task_id)
             .await
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
-        ctx.log.info(format!("triggered {dag} run {}", child.run_id));
+        ctx.log
+            .info(format!("triggered {dag} run {}", child.run_id));
         if !self.wait_for_completion {
             return Ok(TaskOutcome::Success);
         }
@@ -51,10 +52,14 @@ impl TriggerDagTask {
             s = ctx.engine.wait_for_run(child.key) => s.map_err(|e| TaskError::Failed(e.to_string()))?,
             () = ctx.cancel.cancelled() => return Err(TaskError::Cancelled("stopped waiting for the triggered run".into())),
         };
-        ctx.log.info(format!("{dag} run {} finished: {state}", child.run_id));
+        ctx.log
+            .info(format!("{dag} run {} finished: {state}", child.run_id));
         match state {
             RunState::Success => Ok(TaskOutcome::Success),
-            other => Err(TaskError::Failed(format!("triggered run {} of {dag} ended {other}", child.run_id))),
+            other => Err(TaskError::Failed(format!(
+                "triggered run {} of {dag} ended {other}",
+                child.run_id
+            ))),
         }
     }
 }

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
@@ -59,7 +59,11 @@ async fn health(State(state): State<AppState>) -> Response {
         "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": Utc::now()},
         "dags": {"loaded": state.dags.borrow().dags.len(), "import_errors": state.dags.borrow().errors.len()},
     });
-    let status = if db == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
