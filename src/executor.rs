@@ -9,6 +9,8 @@ use crate::tasks::{LogLine, TaskContext, TaskError, TaskKind, TaskOutcome};
 
 /// How long a cancelled task gets to stop before the executor stops waiting for it.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a running try's log lines are stored.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 /// The result of one try and what it logged.
 pub struct TryResult {
@@ -35,7 +37,7 @@ pub async fn execute(
         ctx.run_id
     ));
     let result = match render_kind(kind, values) {
-        Ok(rendered) => run_guarded(rendered, ctx, timeout).await,
+        Ok(rendered) => with_live_log(run_guarded(rendered, ctx.clone(), timeout), &ctx).await,
         Err(e) => Err(TaskError::Fatal(e)),
     };
     match &result {
@@ -46,6 +48,29 @@ pub async fn execute(
     TryResult {
         result,
         logs: log.drain(),
+    }
+}
+
+/// Drives the try while handing its log lines to the scheduler every second, so the log of
+/// a long try can be read while it runs.
+async fn with_live_log(
+    work: impl Future<Output = Result<TaskOutcome, TaskError>>,
+    ctx: &TaskContext,
+) -> Result<TaskOutcome, TaskError> {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(LOG_FLUSH);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = tick.tick() => {
+                let lines = ctx.log.drain();
+                if !lines.is_empty() {
+                    // The scheduler is gone only at exit; the lines then go with the result.
+                    let _ = ctx.engine.append_logs(ctx.run_key, &ctx.task_id, ctx.try_number, lines).await;
+                }
+            }
+        }
     }
 }
 

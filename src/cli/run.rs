@@ -26,25 +26,27 @@ pub(super) async fn trigger(
     let conf = service::parse_conf(conf)?;
     let (store, bag) = open(config).await?;
     service::dag(&bag, dag_id)?;
-    // Without a server, `--wait` runs it here; the run is reserved so a server starting
+    // `--wait` without a server runs it here; the run is reserved so a server starting
     // meanwhile leaves it alone.
-    let server = notify_server(config).await;
-    let owner = (wait && !server).then(|| i64::from(std::process::id()));
+    let here = wait && !notify_server(config).await;
+    let owner = here.then(|| i64::from(std::process::id()));
     let run = service::trigger(&store, &bag, dag_id, conf, owner).await?;
     println!("queued {} run {}", run.dag_id, run.run_id);
-    if !wait {
-        if !notify_server(config).await {
-            println!(
-                "note: no server answers at {}; the run starts when `orchestrator serve` runs (or use `orchestrator run`)",
-                config.bind
-            );
-        }
-        return Ok(Outcome::Success);
+    if here {
+        return execute_here(config, store, Arc::new(bag), run).await;
     }
-    if server && notify_server(config).await {
-        return follow(&store, run).await;
+    if !notify_server(config).await {
+        println!(
+            "note: no server answers at {}; the run starts when `orchestrator serve` runs \
+             (or use `orchestrator run`)",
+            config.bind
+        );
     }
-    execute_here(config, store, Arc::new(bag), run).await
+    if wait {
+        follow(&store, run).await
+    } else {
+        Ok(Outcome::Success)
+    }
 }
 
 pub(super) async fn run(

@@ -60,6 +60,17 @@ pub enum TryEnd {
     Abandoned,
 }
 
+impl Slot {
+    /// Moves to `next`, reporting a transition the state model does not allow (a bug).
+    pub fn set(&mut self, next: Option<TaskState>) {
+        if !TaskState::can_become(self.state, next) {
+            tracing::error!(from = ?self.state, to = ?next, "unexpected task state transition");
+            debug_assert!(false, "task state {:?} -> {:?}", self.state, next);
+        }
+        self.state = next;
+    }
+}
+
 impl ActiveRun {
     /// Builds the run from its stored task instances (missing ones have no status).
     pub fn new(
@@ -127,14 +138,14 @@ impl ActiveRun {
                 Decision::Wait => continue,
                 Decision::Run if self.timed_out.is_some() => TaskState::Skipped,
                 Decision::Run => {
-                    self.slots[i].state = Some(TaskState::Scheduled);
+                    self.slots[i].set(Some(TaskState::Scheduled));
                     ready.push(i);
                     continue;
                 }
                 Decision::UpstreamFailed => TaskState::UpstreamFailed,
                 Decision::Skip => TaskState::Skipped,
             };
-            self.slots[i].state = Some(new_state);
+            self.slots[i].set(Some(new_state));
             changes.push(Change::SetTaskState {
                 run: self.key(),
                 task: task.id.clone(),
@@ -161,7 +172,7 @@ impl ActiveRun {
     pub fn start_try(&mut self, idx: usize, now: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
         let slot = &mut self.slots[idx];
         slot.try_number += 1;
-        slot.state = Some(TaskState::Running);
+        slot.set(Some(TaskState::Running));
         slot.queued_written = false;
         self.running += 1;
         let try_number = slot.try_number;
@@ -192,7 +203,7 @@ impl ActiveRun {
             Ok(TaskOutcome::Success) => (TaskState::Success, None, None),
             Ok(TaskOutcome::Skipped(_)) => (TaskState::Skipped, None, None),
             Err(TaskError::Cancelled(reason)) if shutting_down && self.timed_out.is_none() => {
-                slot.state = None;
+                slot.set(None);
                 slot.try_number -= 1;
                 changes.push(Change::AbandonTry {
                     run: self.row.key,
@@ -210,7 +221,7 @@ impl ActiveRun {
             }
             Err(e) => (TaskState::Failed, None, Some(e.to_string())),
         };
-        slot.state = Some(state);
+        slot.set(Some(state));
         changes.push(Change::FinishTry {
             run: self.row.key,
             task: task.id.clone(),
@@ -233,7 +244,7 @@ impl ActiveRun {
                 slot.state,
                 None | Some(TaskState::Scheduled | TaskState::Queued | TaskState::UpForRetry)
             ) {
-                slot.state = Some(TaskState::Skipped);
+                slot.set(Some(TaskState::Skipped));
                 changes.push(Change::SetTaskState {
                     run: self.row.key,
                     task: self.dag.tasks[i].id.clone(),

@@ -130,6 +130,13 @@ impl Scheduler {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.turn().await?;
+            if let Mode::Foreground { root } = self.mode
+                && !self.root_started
+            {
+                return Err(StoreError::Conflict(format!(
+                    "run {root} could not be started"
+                )));
+            }
             if self.is_done() {
                 break;
             }
@@ -202,6 +209,7 @@ impl Scheduler {
                 self.look_for_queued = true;
             }
             Command::Finished(f) => self.on_finished(*f),
+            Command::Record(change) => self.changes.push(change),
             Command::Dags(bag) => {
                 self.bag = bag;
                 self.cron.clear();
@@ -361,7 +369,7 @@ impl Scheduler {
             if self.running >= self.config.parallelism || *dag_running >= run.dag.max_active_tasks {
                 if !slot.queued_written {
                     slot.queued_written = true;
-                    slot.state = Some(TaskState::Queued);
+                    slot.set(Some(TaskState::Queued));
                     let task = run.dag.tasks[idx].id.clone();
                     self.changes.push(Change::SetTaskState {
                         run: key,
@@ -509,7 +517,7 @@ impl Scheduler {
             if let Some(run) = self.runs.get_mut(&key)
                 && run.slots[idx].state == Some(TaskState::UpForRetry)
             {
-                run.slots[idx].state = Some(TaskState::Scheduled);
+                run.slots[idx].set(Some(TaskState::Scheduled));
                 self.ready.push_back((key, idx));
             }
         }

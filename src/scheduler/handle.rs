@@ -57,6 +57,28 @@ impl EngineHandle {
         self.tx.send(cmd).await.map_err(|_| EngineError::Stopped)
     }
 
+    /// Whether the scheduler is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Log lines of a try that is still running (stored in the scheduler's next commit).
+    pub async fn append_logs(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+        lines: Vec<crate::tasks::LogLine>,
+    ) -> Result<(), EngineError> {
+        let change = crate::store::Change::Logs {
+            run,
+            task: task.clone(),
+            try_number,
+            lines,
+        };
+        self.send(Command::Record(change)).await
+    }
+
     /// The store changed (a run was queued, a DAG paused...): the scheduler looks again.
     pub async fn wake(&self) -> Result<(), EngineError> {
         self.send(Command::Wake).await

@@ -35,6 +35,8 @@ pub enum Command {
     Wake,
     /// A try ended.
     Finished(Box<core::Finished>),
+    /// A change to commit with the next turn (log lines of a running try).
+    Record(crate::store::Change),
     /// The DAG folder was reloaded.
     Dags(Arc<DagBag>),
     /// A `trigger_dag` task asks for a child run.

@@ -128,7 +128,7 @@ impl Scheduler {
         for (idx, ti) in known {
             match ti.state {
                 Some(TaskState::Running) => self.interrupted(&mut run, idx, now),
-                Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].state = None,
+                Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {
                     self.retries
                         .insert((ti.next_retry_at.unwrap_or(now), key, idx));
@@ -158,7 +158,7 @@ impl Scheduler {
             (TaskState::Failed, None)
         };
         let task_id = task.id.clone();
-        run.slots[idx].state = Some(state);
+        run.slots[idx].set(Some(state));
         self.changes.push(Change::FinishTry {
             run: run.key(),
             task: task_id,

@@ -55,11 +55,14 @@ async fn health(State(state): State<AppState>) -> Response {
     };
     let body = json!({
         "metadatabase": {"status": db},
-        "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": Utc::now()},
+        "scheduler": {
+            "status": if state.engine.is_running() { "healthy" } else { "unhealthy" },
+            "latest_scheduler_heartbeat": Utc::now(),
+        },
         "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": Utc::now()},
         "dags": {"loaded": state.dags.borrow().dags.len(), "import_errors": state.dags.borrow().errors.len()},
     });
-    let status = if db == "healthy" {
+    let status = if db == "healthy" && state.engine.is_running() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

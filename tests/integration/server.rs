@@ -266,3 +266,24 @@ fn backfill_queues_one_run_per_interval_and_clear_reruns_failed_tasks() {
     });
     assert_eq!(task(&env.run_detail(&run_id), "t")["try_number"], 2);
 }
+
+#[test]
+fn a_running_task_s_log_can_be_read_before_it_ends() {
+    let mut env = Env::new();
+    env.dag(
+        "chatty",
+        "dag_id: chatty\ntasks:\n  t: {type: shell, command: 'echo first line; while [ ! -f go ]; do sleep 0.05; done; echo done'}\n",
+    );
+    let _server = env.serve();
+    env.ok(&["trigger", "chatty"]);
+    wait_until("the first line is in the log while the task runs", || {
+        let Some(run) = env.runs("chatty").first().cloned() else {
+            return false;
+        };
+        let out = env.run(&["logs", run["run_id"].as_str().unwrap(), "t"]);
+        String::from_utf8_lossy(&out.stdout).contains("STDOUT first line")
+    });
+    assert_eq!(states(&env, "chatty"), vec!["running"]);
+    std::fs::write(env.path("go"), "").unwrap();
+    wait_until("the run succeeds", || states(&env, "chatty") == ["success"]);
+}
