@@ -167,13 +167,16 @@ impl Store {
         .rows_affected()
             == 1;
         if claimed {
-            for (task, max_tries) in tasks {
-                sqlx::query("INSERT OR IGNORE INTO task_instance (run, task_id, max_tries) VALUES (?, ?, ?)")
-                    .bind(key.0)
-                    .bind(task.as_str())
-                    .bind(max_tries)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in tasks.chunks(300) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT OR IGNORE INTO task_instance (run, task_id, max_tries) ",
+                );
+                q.push_values(chunk, |mut row, (task, max_tries)| {
+                    row.push_bind(key.0)
+                        .push_bind(task.as_str())
+                        .push_bind(*max_tries);
+                });
+                q.build().execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;

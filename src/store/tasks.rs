@@ -1,7 +1,7 @@
 //! Task instances, tries and logs, and the batched commit the scheduler writes through.
 
 use chrono::Utc;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Store, StoreResult, to_text};
@@ -67,8 +67,41 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Try rows and log lines go in multi-row inserts: a fan-out of a thousand tasks
+        // commits in a few statements instead of thousands. Try rows first, as later
+        // changes in the batch may update them.
+        let starts: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::StartTry {
+                    run,
+                    task,
+                    try_number,
+                    at,
+                } => Some((*run, task, *try_number, *at)),
+                _ => None,
+            })
+            .collect();
+        for chunk in starts.chunks(200) {
+            insert_tries(&mut tx, chunk).await?;
+        }
         for change in changes {
             apply(&mut tx, change).await?;
+        }
+        let lines: Vec<_> = changes
+            .iter()
+            .flat_map(|c| match c {
+                Change::Logs {
+                    run,
+                    task,
+                    try_number,
+                    lines,
+                } => lines.iter().map(|l| (*run, task, *try_number, l)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        for chunk in lines.chunks(150) {
+            insert_logs(&mut tx, chunk).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -116,16 +149,6 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .bind(to_text(*at))
             .bind(run.0)
             .bind(task.as_str())
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "INSERT OR REPLACE INTO task_try (run, task_id, try_number, state, start_date) \
-                 VALUES (?, ?, ?, 'running', ?)",
-            )
-            .bind(run.0)
-            .bind(task.as_str())
-            .bind(try_number)
-            .bind(to_text(*at))
             .execute(&mut **tx)
             .await?;
         }
@@ -205,26 +228,8 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .execute(&mut **tx)
             .await?;
         }
-        Change::Logs {
-            run,
-            task,
-            try_number,
-            lines,
-        } => {
-            for line in lines {
-                sqlx::query(
-                    "INSERT INTO task_log (run, task_id, try_number, ts, level, message) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(run.0)
-                .bind(task.as_str())
-                .bind(try_number)
-                .bind(to_text(line.ts))
-                .bind(line.level)
-                .bind(&line.message)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
+        // Inserted in bulk by `commit`.
+        Change::Logs { .. } => {}
         Change::FinishRun {
             run,
             state,
@@ -240,6 +245,43 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
                 .await?;
         }
     }
+    Ok(())
+}
+
+async fn insert_tries(
+    tx: &mut Transaction<'static, Sqlite>,
+    tries: &[(RunKey, &TaskId, u32, chrono::DateTime<Utc>)],
+) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT OR REPLACE INTO task_try (run, task_id, try_number, state, start_date) ",
+    );
+    q.push_values(tries, |mut row, (run, task, try_number, at)| {
+        row.push_bind(run.0)
+            .push_bind(task.as_str())
+            .push_bind(*try_number)
+            .push_bind("running")
+            .push_bind(to_text(*at));
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_logs(
+    tx: &mut Transaction<'static, Sqlite>,
+    lines: &[(RunKey, &TaskId, u32, &LogLine)],
+) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO task_log (run, task_id, try_number, ts, level, message) ",
+    );
+    q.push_values(lines, |mut row, (run, task, try_number, line)| {
+        row.push_bind(run.0)
+            .push_bind(task.as_str())
+            .push_bind(*try_number)
+            .push_bind(to_text(line.ts))
+            .push_bind(line.level)
+            .push_bind(line.message.as_str());
+    });
+    q.build().execute(&mut **tx).await?;
     Ok(())
 }
 
