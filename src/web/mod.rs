@@ -1,6 +1,9 @@
-//! The HTTP front-end of `serve`: health and version endpoints (Airflow's paths), and the
-//! wake-up the CLI sends after it changes the store. Handlers stay thin: extract → call the
-//! engine or store → respond. The dashboard and the full REST API build on this router.
+//! The HTTP front-end of `serve`: the DAG list page, health and version endpoints (Airflow's
+//! paths), and the wake-up the CLI sends after it changes the store. Handlers stay thin:
+//! extract → call the service, engine or store → respond. The full dashboard and the
+//! Airflow-compatible REST API build on this router.
+
+mod pages;
 
 use std::sync::Arc;
 
@@ -37,6 +40,7 @@ pub struct AppState {
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(pages::dags))
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))

@@ -287,3 +287,24 @@ fn a_running_task_s_log_can_be_read_before_it_ends() {
     std::fs::write(env.path("go"), "").unwrap();
     wait_until("the run succeeds", || states(&env, "chatty") == ["success"]);
 }
+
+#[test]
+fn the_dag_list_page_shows_dags_runs_and_escaped_load_errors() {
+    let mut env = Env::new();
+    env.dag("chain", CHAIN);
+    env.dag(
+        "evil",
+        "dag_id: evil\ntasks:\n  t: {type: '<script>x</script>'}\n",
+    );
+    let server = env.serve();
+    env.ok(&["trigger", "chain", "--wait"]);
+    let (status, html) = crate::support::http_text(&server.addr, "GET", "/");
+    assert_eq!(status, 200);
+    assert!(html.contains("<td>chain</td>"), "{html}");
+    assert!(
+        html.contains(r#"<span class="state success" title="success">"#),
+        "{html}"
+    );
+    assert!(html.contains("&#60;script&#62;x"), "{html}");
+    assert!(!html.contains("<script>"), "{html}");
+}

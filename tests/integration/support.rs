@@ -174,6 +174,12 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
 
 /// A minimal HTTP/1.1 request; returns status and JSON body (Null when not JSON).
 pub fn http(addr: &str, method: &str, path: &str) -> (u16, Value) {
+    let (status, body) = http_text(addr, method, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A minimal HTTP/1.1 request; returns status and body text.
+pub fn http_text(addr: &str, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     write!(
@@ -184,8 +190,8 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, Value) {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }
 
 /// Polls `cond` until it holds; fails the test with `what` after `PATIENCE`.
