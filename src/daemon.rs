@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dag::DagBag;
 use crate::dag::watch::{DagSources, watch as watch_dags};
+use crate::data::{DataError, DataPaths, Location};
 use crate::scheduler::{Engine, Mode, SchedulerConfig};
 use crate::store::Store;
 use crate::web::{AppState, router};
@@ -51,7 +52,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
         store.clone(),
         bag.clone(),
         Mode::Serve,
-        scheduler_config(config),
+        scheduler_config(config)?,
         shutdown.clone(),
         None,
     );
@@ -105,11 +106,21 @@ pub fn sources(config: &Config) -> DagSources {
 }
 
 /// The scheduler's settings, per the configuration.
-pub fn scheduler_config(config: &Config) -> SchedulerConfig {
-    SchedulerConfig {
+pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
+    Ok(SchedulerConfig {
         parallelism: config.parallelism,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
-    }
+        data: Arc::new(data_paths(config)?),
+    })
+}
+
+/// The data locations, per the configuration.
+pub fn data_paths(config: &Config) -> Result<DataPaths, DataError> {
+    Ok(DataPaths {
+        staging: Location::parse(&config.staging)?,
+        output: Location::parse(&config.output)?,
+        warehouse: config.warehouse.clone(),
+    })
 }
 
 fn report_load(bag: &DagBag) {

@@ -83,7 +83,7 @@ async fn execute_here(
         store.clone(),
         bag,
         mode,
-        crate::daemon::scheduler_config(config),
+        crate::daemon::scheduler_config(config)?,
         shutdown.clone(),
         Some(tx),
     );

@@ -325,7 +325,7 @@ fn split_task_keys(map: &Mapping) -> [Mapping; 3] {
 
 fn parse_kind(map: Mapping) -> Result<TaskKind, String> {
     if !map.contains_key("type") {
-        return Err("missing field `type` (the task type: noop, shell or trigger_dag)".into());
+        return Err("missing field `type` (a task type: noop, shell, trigger_dag, import, load, sql or drug_graph)".into());
     }
     let kind: TaskKind = serde_norway::from_value(Value::Mapping(map)).map_err(|e| {
         let msg = strip_location(&e.to_string());

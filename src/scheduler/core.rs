@@ -462,6 +462,7 @@ impl Scheduler {
             log: TaskLog::default(),
             cancel,
             engine: self.handle.clone(),
+            data: self.config.data.clone(),
         };
         let span = tracing::info_span!("task", dag_id = %dag.id, run_id = %run.row.run_id, task_id = %task.id, try_number);
         let handle = self.handle.clone();

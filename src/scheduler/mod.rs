@@ -99,6 +99,8 @@ pub struct SchedulerConfig {
     pub parallelism: usize,
     /// Grace period on shutdown before running tries are interrupted.
     pub shutdown_grace: std::time::Duration,
+    /// Where data tasks read and write.
+    pub data: Arc<crate::data::DataPaths>,
 }
 
 /// A started scheduler: its handle, and the task to await for its end.

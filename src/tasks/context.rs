@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::data::DataPaths;
 use crate::ids::{DagId, RunId, RunKey, TaskId};
 use crate::scheduler::EngineHandle;
 
@@ -72,4 +73,6 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
     /// The engine, for tasks that start other runs.
     pub engine: EngineHandle,
+    /// Staging, output and warehouse locations.
+    pub data: Arc<DataPaths>,
 }

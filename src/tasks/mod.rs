@@ -6,8 +6,12 @@
 //! variant, never from a message.
 
 mod context;
+mod drug_graph;
+mod import;
+mod load;
 mod noop;
 mod shell;
+mod sql;
 pub mod template;
 mod trigger_dag;
 
@@ -16,8 +20,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use context::{LogLine, TaskContext, TaskLog};
+pub use drug_graph::DrugGraphTask;
+pub use import::{Format, ImportTask};
+pub use load::LoadTask;
 pub use noop::NoopTask;
 pub use shell::ShellTask;
+pub use sql::SqlTask;
 pub use trigger_dag::TriggerDagTask;
 
 /// A task's type and its own arguments, as validated at load time.
@@ -30,6 +38,14 @@ pub enum TaskKind {
     Shell(ShellTask),
     /// Triggers another DAG, optionally waiting for it.
     TriggerDag(TriggerDagTask),
+    /// Imports CSV or JSON into the staging store as Parquet.
+    Import(ImportTask),
+    /// Loads staged tables into the warehouse.
+    Load(LoadTask),
+    /// Runs SQL against the warehouse.
+    Sql(SqlTask),
+    /// Builds the drug-mention graph.
+    DrugGraph(DrugGraphTask),
 }
 
 /// How a try ended when it did not fail.
@@ -78,6 +94,10 @@ impl TaskKind {
             Self::Noop(_) => "noop",
             Self::Shell(_) => "shell",
             Self::TriggerDag(_) => "trigger_dag",
+            Self::Import(_) => "import",
+            Self::Load(_) => "load",
+            Self::Sql(_) => "sql",
+            Self::DrugGraph(_) => "drug_graph",
         }
     }
 
@@ -87,6 +107,10 @@ impl TaskKind {
             Self::Noop(_) => Ok(()),
             Self::Shell(t) => t.validate(),
             Self::TriggerDag(t) => t.validate(),
+            Self::Import(t) => t.validate(),
+            Self::Load(t) => t.validate(),
+            Self::Sql(t) => t.validate(),
+            Self::DrugGraph(t) => t.validate(),
         }
     }
 
@@ -104,6 +128,10 @@ impl TaskKind {
             Self::Noop(t) => t.run(ctx).await,
             Self::Shell(t) => t.run(ctx).await,
             Self::TriggerDag(t) => t.run(ctx).await,
+            Self::Import(t) => t.run(ctx).await,
+            Self::Load(t) => t.run(ctx).await,
+            Self::Sql(t) => t.run(ctx).await,
+            Self::DrugGraph(t) => t.run(ctx).await,
         }
     }
 }

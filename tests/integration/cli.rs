@@ -106,7 +106,7 @@ fn the_shipped_project_validates_and_its_orchestrator_dag_runs_end_to_end() {
     }
     assert!(
         env.ok(&["dags", "validate"])
-            .contains("5 DAG(s) valid, 0 error(s)")
+            .contains("6 DAG(s) valid, 0 error(s)")
     );
     let out = env.ok(&["run", "drugs_orchestrator"]);
     assert!(out.contains("drugs_orchestrator run manual__"), "{out}");

@@ -53,7 +53,7 @@ fn an_unknown_task_type_is_rejected() {
     assert_eq!(
         error("unknown_task_type.yaml"),
         "unknown_task_type.yaml:3: DAG 'unknown_task_type': task 'a': unknown task type `bash`, \
-         expected one of `noop`, `shell`, `trigger_dag`"
+         expected one of `noop`, `shell`, `trigger_dag`, `import`, `load`, `sql`, `drug_graph`"
     );
 }
 

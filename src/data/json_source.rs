@@ -1,0 +1,327 @@
+//! JSON sources: one array of objects (tolerating a trailing comma before `]`, as in the
+//! seed's `pubmed.json`) or newline-delimited objects. A streaming scanner cuts the input
+//! into top-level elements without holding the file; each element is parsed on its own, so
+//! a bad one is rejected with its line while a broken structure (unclosed array, garbage
+//! between elements) fails the import with its line and column.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::DataError;
+use super::parquet_io::TableWriter;
+use super::table::{Cell, SAMPLE_ROWS, infer};
+
+/// Reads a JSON file into `out`.
+pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| DataError::io(&shown, e))?;
+    let mut scanner = Scanner::new(BufReader::with_capacity(1 << 20, file), shown.clone());
+    let mut sample: Vec<(u64, Vec<u8>)> = Vec::new();
+    while sample.len() < SAMPLE_ROWS {
+        match scanner.next_element()? {
+            Some(e) => sample.push(e),
+            None => break,
+        }
+    }
+    if !out.started() {
+        let parsed: Vec<Map<String, Value>> = sample
+            .iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<Map<String, Value>>(b).ok())
+            .collect();
+        let mut names: Vec<String> = Vec::new();
+        for obj in &parsed {
+            for k in obj.keys() {
+                if !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+        let rows: Vec<Vec<Cell>> = parsed
+            .iter()
+            .map(|o| {
+                names
+                    .iter()
+                    .map(|n| o.get(n).map_or(Cell::Null, Cell::Json))
+                    .collect()
+            })
+            .collect();
+        let types = infer(names.len(), rows.iter().map(Vec::as_slice));
+        out.begin(names, types)?;
+    }
+    let names = out.names().to_vec();
+    for (line, bytes) in sample {
+        handle(line, &bytes, &names, out)?;
+    }
+    while let Some((line, bytes)) = scanner.next_element()? {
+        handle(line, &bytes, &names, out)?;
+    }
+    Ok(())
+}
+
+fn handle(
+    line: u64,
+    bytes: &[u8],
+    names: &[String],
+    out: &mut TableWriter,
+) -> Result<(), DataError> {
+    let raw = || String::from_utf8_lossy(bytes).into_owned();
+    let obj = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(other) => {
+            let kind = match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a scalar",
+            };
+            return out.reject(line, &raw(), &format!("element is {kind}, not an object"));
+        }
+        Err(e) => {
+            let at = line + e.line().saturating_sub(1) as u64;
+            return out.reject(
+                line,
+                &raw(),
+                &format!("invalid JSON at line {at} column {}: {e}", e.column()),
+            );
+        }
+    };
+    let cells: Vec<Cell> = names
+        .iter()
+        .map(|n| obj.get(n).map_or(Cell::Null, Cell::Json))
+        .collect();
+    out.row(line, &cells, raw)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Start,
+    Array { opened: u64 },
+    Lines,
+    Done,
+}
+
+/// Cuts a JSON stream into top-level elements.
+struct Scanner<R> {
+    reader: R,
+    line: u64,
+    column: u64,
+    mode: Mode,
+    path: String,
+}
+
+impl<R: BufRead> Scanner<R> {
+    fn new(reader: R, path: String) -> Self {
+        Self {
+            reader,
+            line: 1,
+            column: 1,
+            mode: Mode::Start,
+            path,
+        }
+    }
+
+    fn peek(&mut self) -> Result<Option<u8>, DataError> {
+        let buf = self
+            .reader
+            .fill_buf()
+            .map_err(|e| DataError::io(&self.path, e))?;
+        Ok(buf.first().copied())
+    }
+
+    fn bump(&mut self, b: u8) {
+        self.reader.consume(1);
+        if b == b'\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+    }
+
+    fn skip_space(&mut self) -> Result<Option<u8>, DataError> {
+        while let Some(b) = self.peek()? {
+            if !(b.is_ascii_whitespace()) {
+                return Ok(Some(b));
+            }
+            self.bump(b);
+        }
+        Ok(None)
+    }
+
+    fn error(&self, what: &str) -> DataError {
+        DataError::Format(format!(
+            "{}: line {} column {}: {what}",
+            self.path, self.line, self.column
+        ))
+    }
+
+    /// The next element and the line it starts on.
+    fn next_element(&mut self) -> Result<Option<(u64, Vec<u8>)>, DataError> {
+        loop {
+            match self.mode {
+                Mode::Done => return Ok(None),
+                Mode::Start => self.start()?,
+                Mode::Array { opened } => {
+                    let Some(b) = self.skip_space()? else {
+                        return Err(self.error(&format!("unexpected end of file: the array opened at line {opened} is not closed")));
+                    };
+                    match b {
+                        b']' => {
+                            self.bump(b);
+                            self.mode = Mode::Done;
+                            self.expect_end()?;
+                        }
+                        b',' => self.bump(b),
+                        _ => {
+                            let element = self.element()?;
+                            match self.skip_space()? {
+                                Some(b',') | Some(b']') => {}
+                                Some(other) => {
+                                    return Err(self.error(&format!(
+                                        "expected ',' or ']' after an array element, found '{}'",
+                                        char::from(other)
+                                    )));
+                                }
+                                None => {}
+                            }
+                            return Ok(Some(element));
+                        }
+                    }
+                }
+                Mode::Lines => {
+                    if self.skip_space()?.is_none() {
+                        self.mode = Mode::Done;
+                        continue;
+                    }
+                    return self.element().map(Some);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self) -> Result<(), DataError> {
+        if self
+            .reader
+            .fill_buf()
+            .map_err(|e| DataError::io(&self.path, e))?
+            .starts_with(b"\xEF\xBB\xBF")
+        {
+            self.reader.consume(3);
+        }
+        self.mode = match self.skip_space()? {
+            None => Mode::Done,
+            Some(b'[') => {
+                self.bump(b'[');
+                Mode::Array { opened: self.line }
+            }
+            Some(b'{') => Mode::Lines,
+            Some(other) => {
+                return Err(self.error(&format!(
+                    "expected a JSON array or objects, found '{}'",
+                    char::from(other)
+                )));
+            }
+        };
+        Ok(())
+    }
+
+    fn expect_end(&mut self) -> Result<(), DataError> {
+        match self.skip_space()? {
+            None => Ok(()),
+            Some(b) => Err(self.error(&format!(
+                "unexpected '{}' after the closing ']'",
+                char::from(b)
+            ))),
+        }
+    }
+
+    /// Reads one value: a bracketed one up to its matching close, or a scalar up to a delimiter.
+    fn element(&mut self) -> Result<(u64, Vec<u8>), DataError> {
+        let start = self.line;
+        let mut out = Vec::new();
+        let mut depth = 0u32;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let Some(b) = self.peek()? else {
+                if depth == 0 && !in_string && !out.is_empty() {
+                    return Ok((start, out));
+                }
+                return Err(self.error(&format!(
+                    "unexpected end of file in the element starting at line {start}"
+                )));
+            };
+            if in_string {
+                in_string = b != b'"' || escaped;
+                escaped = b == b'\\' && !escaped;
+            } else {
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b',' | b']' | b'}' if depth == 0 => return Ok((start, out)),
+                    b if depth == 0 && b.is_ascii_whitespace() && !out.is_empty() => {
+                        return Ok((start, out));
+                    }
+                    _ => {}
+                }
+            }
+            out.push(b);
+            self.bump(b);
+            if depth == 0 && !in_string && matches!(b, b'}' | b']') {
+                return Ok((start, out));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elements(text: &str) -> Result<Vec<(u64, String)>, DataError> {
+        let mut s = Scanner::new(text.as_bytes(), "t.json".into());
+        let mut out = Vec::new();
+        while let Some((line, bytes)) = s.next_element()? {
+            out.push((line, String::from_utf8(bytes).unwrap()));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn arrays_with_a_trailing_comma_and_ndjson_are_read() {
+        let e = elements("[\n {\"a\": 1},\n {\"a\": \"x,]}\"},\n]\n").unwrap();
+        assert_eq!(
+            e,
+            vec![(2, "{\"a\": 1}".into()), (3, "{\"a\": \"x,]}\"}".into())]
+        );
+        let e = elements("\u{feff}{\"a\":1}\n\n{\"a\":2}\n").unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1].0, 3);
+        assert!(elements("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn broken_structure_names_line_and_column() {
+        let err = elements("[\n {\"a\": 1}\n {\"a\": 2}\n]")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "t.json: line 3 column 2: expected ',' or ']' after an array element, found '{'"
+        );
+        let err = elements("[\n {\"a\": 1},\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.json: line 3 column 1: unexpected end of file: the array opened at line 1 is not closed"
+        );
+        let err = elements("hello").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.json: line 1 column 1: expected a JSON array or objects, found 'h'"
+        );
+    }
+}

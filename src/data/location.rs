@@ -1,0 +1,252 @@
+//! Storage locations for staged and output data: a local folder or an object-store URL
+//! (`s3://bucket/prefix`; credentials and endpoint from the usual `AWS_*` variables), behind
+//! one type. Readers get a local file (remote objects are downloaded to a temporary file,
+//! streaming); writers produce a local temporary file and [`Location::publish`] it, which is
+//! atomic on both kinds: a rename into place locally, a completed multipart upload remotely.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use tokio::io::AsyncWriteExt;
+
+use super::DataError;
+
+/// Where tables and outputs live.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// A local folder (relative paths resolve against the working directory).
+    Local(PathBuf),
+    /// An object-store prefix.
+    Remote {
+        /// The store.
+        store: Arc<dyn ObjectStore>,
+        /// Prefix inside it.
+        prefix: ObjectPath,
+        /// The URL as given, for messages.
+        url: String,
+    },
+}
+
+/// A file to read: the real path for local data, a temporary download for remote data.
+pub struct LocalCopy {
+    path: PathBuf,
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl LocalCopy {
+    /// Where to read it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Location {
+    /// Parses a local path or an object-store URL.
+    pub fn parse(text: &str) -> Result<Self, DataError> {
+        if !text.contains("://") || text.starts_with("file://") {
+            let path = text.strip_prefix("file://").unwrap_or(text);
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        let url =
+            url::Url::parse(text).map_err(|e| DataError::Location(format!("'{text}': {e}")))?;
+        let (store, prefix) = remote_store(&url)?;
+        Ok(Self::Remote {
+            store,
+            prefix,
+            url: text.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// How to show `name` inside this location.
+    pub fn display(&self, name: &str) -> String {
+        match self {
+            Self::Local(dir) => dir.join(name).display().to_string(),
+            Self::Remote { url, .. } => format!("{url}/{name}"),
+        }
+    }
+
+    fn object(prefix: &ObjectPath, name: &str) -> ObjectPath {
+        name.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// Whether `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, DataError> {
+        match self {
+            Self::Local(dir) => Ok(dir.join(name).exists()),
+            Self::Remote { store, prefix, .. } => {
+                match store.head(&Self::object(prefix, name)).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(self.error(name, e)),
+                }
+            }
+        }
+    }
+
+    /// A readable local file holding `name`.
+    pub async fn fetch(&self, name: &str) -> Result<LocalCopy, DataError> {
+        match self {
+            Self::Local(dir) => {
+                let path = dir.join(name);
+                if !path.is_file() {
+                    return Err(DataError::Missing(path.display().to_string()));
+                }
+                Ok(LocalCopy { path, _temp: None })
+            }
+            Self::Remote { store, prefix, .. } => {
+                let result = store
+                    .get(&Self::object(prefix, name))
+                    .await
+                    .map_err(|e| match e {
+                        object_store::Error::NotFound { .. } => {
+                            DataError::Missing(self.display(name))
+                        }
+                        e => self.error(name, e),
+                    })?;
+                let temp = tempfile::NamedTempFile::new()
+                    .map_err(|e| DataError::io("a temporary file", e))?;
+                let (file, path) = temp.into_parts();
+                let mut out = tokio::fs::File::from_std(file);
+                let mut stream = result.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.error(name, e))?;
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|e| DataError::io(&path.display().to_string(), e))?;
+                }
+                out.flush()
+                    .await
+                    .map_err(|e| DataError::io(&path.display().to_string(), e))?;
+                Ok(LocalCopy {
+                    path: path.to_path_buf(),
+                    _temp: Some(path),
+                })
+            }
+        }
+    }
+
+    /// A temporary file to write `name` into before publishing it (next to the target when
+    /// local, so the final rename stays on one file system).
+    pub fn scratch(&self, name: &str) -> Result<tempfile::NamedTempFile, DataError> {
+        match self {
+            Self::Local(dir) => {
+                let target = dir.join(name);
+                let parent = target.parent().unwrap_or(dir).to_path_buf();
+                std::fs::create_dir_all(&parent)
+                    .map_err(|e| DataError::io(&parent.display().to_string(), e))?;
+                tempfile::Builder::new()
+                    .prefix(&format!(".{}.", file_name(name)))
+                    .suffix(".tmp")
+                    .tempfile_in(&parent)
+                    .map_err(|e| DataError::io(&parent.display().to_string(), e))
+            }
+            Self::Remote { .. } => {
+                tempfile::NamedTempFile::new().map_err(|e| DataError::io("a temporary file", e))
+            }
+        }
+    }
+
+    /// Makes `file` visible as `name`, all at once.
+    pub async fn publish(
+        &self,
+        name: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), DataError> {
+        match self {
+            Self::Local(dir) => {
+                let target = dir.join(name);
+                let shown = target.display().to_string();
+                // Temporary files are created private; published data is readable like any output.
+                std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| DataError::io(&shown, e))?;
+                file.persist(&target)
+                    .map_err(|e| DataError::io(&shown, e.error))?;
+                Ok(())
+            }
+            Self::Remote { store, prefix, .. } => {
+                let object = Self::object(prefix, name);
+                let upload = store
+                    .put_multipart(&object)
+                    .await
+                    .map_err(|e| self.error(name, e))?;
+                let mut writer = WriteMultipart::new(upload);
+                let mut source = tokio::fs::File::open(file.path())
+                    .await
+                    .map_err(|e| DataError::io(&file.path().display().to_string(), e))?;
+                let mut buf = vec![0u8; 4 << 20];
+                loop {
+                    let n = tokio::io::AsyncReadExt::read(&mut source, &mut buf)
+                        .await
+                        .map_err(|e| DataError::io(&file.path().display().to_string(), e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    writer
+                        .wait_for_capacity(4)
+                        .await
+                        .map_err(|e| self.error(name, e))?;
+                    writer.write(&buf[..n]);
+                }
+                writer.finish().await.map_err(|e| self.error(name, e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `name` if it exists (a stale rejects file, say).
+    pub async fn remove(&self, name: &str) -> Result<(), DataError> {
+        match self {
+            Self::Local(dir) => match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(DataError::io(&self.display(name), e))
+                }
+                _ => Ok(()),
+            },
+            Self::Remote { store, prefix, .. } => {
+                match store.delete(&Self::object(prefix, name)).await {
+                    Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => {
+                        Err(self.error(name, e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn error(&self, name: &str, e: object_store::Error) -> DataError {
+        DataError::Store(format!("{}: {e}", self.display(name)))
+    }
+}
+
+fn file_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+#[cfg(feature = "s3")]
+fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), DataError> {
+    if url.scheme() != "s3" {
+        return Err(DataError::Location(format!(
+            "'{url}': only local paths and s3:// URLs are supported"
+        )));
+    }
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_url(url.as_str())
+        .build()
+        .map_err(|e| DataError::Location(format!("'{url}': {e}")))?;
+    let prefix = ObjectPath::from_url_path(url.path())
+        .map_err(|e| DataError::Location(format!("'{url}': {e}")))?;
+    Ok((Arc::new(store), prefix))
+}
+
+#[cfg(not(feature = "s3"))]
+fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), DataError> {
+    Err(DataError::Location(format!(
+        "'{url}': this build has no object-store support (enable the `s3` feature)"
+    )))
+}

@@ -1,0 +1,182 @@
+//! Parquet in and out. [`TableWriter`] receives rows from a source, writes record batches
+//! to a Parquet file and refused rows to a rejects file (JSON lines: line, raw text,
+//! reason); [`read_batches`] streams a Parquet file back as record batches.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::DataError;
+use super::table::{BATCH_ROWS, BatchBuilder, Cell, ColumnType};
+
+/// Counts of one import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Rows written.
+    pub rows: u64,
+    /// Rows refused (in the rejects file).
+    pub rejected: u64,
+    /// Blank or whitespace-only lines skipped.
+    pub blank: u64,
+}
+
+/// Writes a table's rows to Parquet and its refused rows to a rejects file.
+pub struct TableWriter {
+    parquet: Option<File>,
+    writer: Option<ArrowWriter<File>>,
+    builder: Option<BatchBuilder>,
+    rejects: BufWriter<File>,
+    /// Column types forced by the task's `schema:`.
+    pub given: Vec<(String, ColumnType)>,
+    /// Counts so far.
+    pub stats: ImportStats,
+    context: String,
+}
+
+impl TableWriter {
+    /// Writes to these (temporary) files; `context` names the table in errors.
+    pub fn new(
+        parquet: File,
+        rejects: File,
+        given: Vec<(String, ColumnType)>,
+        context: &str,
+    ) -> Self {
+        Self {
+            parquet: Some(parquet),
+            writer: None,
+            builder: None,
+            rejects: BufWriter::new(rejects),
+            given,
+            stats: ImportStats::default(),
+            context: context.to_string(),
+        }
+    }
+
+    /// Whether the columns are known yet.
+    pub fn started(&self) -> bool {
+        self.builder.is_some()
+    }
+
+    /// The columns, once started.
+    pub fn names(&self) -> &[String] {
+        self.builder.as_ref().map_or(&[], |b| b.names())
+    }
+
+    /// Sets the columns: the given schema wins over inferred types.
+    pub fn begin(
+        &mut self,
+        names: Vec<String>,
+        inferred: Vec<ColumnType>,
+    ) -> Result<(), DataError> {
+        let types = names
+            .iter()
+            .zip(inferred)
+            .map(|(n, t)| {
+                self.given
+                    .iter()
+                    .find(|(g, _)| g == n)
+                    .map_or(t, |(_, g)| *g)
+            })
+            .collect();
+        let builder = BatchBuilder::new(names, types);
+        let file = self
+            .parquet
+            .take()
+            .ok_or_else(|| DataError::Format(format!("{}: columns set twice", self.context)))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(file, builder.schema(), Some(props))
+            .map_err(|e| DataError::arrow(&self.context, e))?;
+        self.writer = Some(writer);
+        self.builder = Some(builder);
+        Ok(())
+    }
+
+    /// Adds a row; a row that does not fit its columns is rejected with `raw()` as its text.
+    pub fn row(
+        &mut self,
+        line: u64,
+        cells: &[Cell<'_>],
+        raw: impl FnOnce() -> String,
+    ) -> Result<(), DataError> {
+        let Some(builder) = self.builder.as_mut() else {
+            return Err(DataError::Format(format!(
+                "{}: row before columns",
+                self.context
+            )));
+        };
+        match builder.push(cells) {
+            Ok(()) => self.stats.rows += 1,
+            Err(reason) => return self.reject(line, &raw(), &reason),
+        }
+        if builder.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Records a refused row.
+    pub fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), DataError> {
+        self.stats.rejected += 1;
+        let raw: String = raw.chars().take(10_000).collect();
+        let entry = serde_json::json!({"line": line, "raw": raw, "reason": reason});
+        writeln!(self.rejects, "{entry}")
+            .map_err(|e| DataError::io(&format!("{} rejects", self.context), e))
+    }
+
+    fn flush(&mut self) -> Result<(), DataError> {
+        if let (Some(builder), Some(writer)) = (self.builder.as_mut(), self.writer.as_mut())
+            && !builder.is_empty()
+        {
+            let batch = builder
+                .finish()
+                .map_err(|e| DataError::arrow(&self.context, e))?;
+            writer
+                .write(&batch)
+                .map_err(|e| DataError::arrow(&self.context, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes both files.
+    pub fn finish(mut self) -> Result<ImportStats, DataError> {
+        if !self.started() {
+            // No rows and no header: an empty table still needs a valid file.
+            self.begin(Vec::new(), Vec::new())?;
+        }
+        self.flush()?;
+        if let Some(writer) = self.writer.take() {
+            writer
+                .close()
+                .map_err(|e| DataError::arrow(&self.context, e))?;
+        }
+        self.rejects
+            .flush()
+            .map_err(|e| DataError::io(&format!("{} rejects", self.context), e))?;
+        Ok(self.stats)
+    }
+}
+
+/// Streams the record batches of a Parquet file.
+pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> {
+    let context = path.display().to_string();
+    let file = File::open(path).map_err(|e| DataError::io(&context, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+        .map_err(|e| DataError::arrow(&context, e))
+}
+
+/// Reads every batch (for small tables and tests).
+pub fn read_all(path: &Path) -> Result<Vec<RecordBatch>, DataError> {
+    let context = path.display().to_string();
+    read_batches(path)?
+        .map(|b| b.map_err(|e| DataError::arrow(&context, e)))
+        .collect()
+}

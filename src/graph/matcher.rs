@@ -1,0 +1,121 @@
+//! Finds which drugs a title mentions: one Aho-Corasick automaton over every drug name,
+//! case-insensitive, reporting overlapping matches so that when one name contains another
+//! (`SODIUM CHLORIDE`, `CHLORIDE`) each is judged on its own; a match counts only when it is
+//! a whole word or phrase (`ETHANOL` is not mentioned by `METHANOL`).
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+/// Multi-pattern whole-word matcher over drug names.
+pub struct DrugMatcher {
+    automaton: AhoCorasick,
+    /// Titles are lowercased first when some name is not ASCII (ASCII folding suffices otherwise).
+    lowercase: bool,
+}
+
+impl DrugMatcher {
+    /// Builds the automaton; `names` are already cleaned (trimmed, single spaces).
+    pub fn new(names: &[String]) -> Result<Self, String> {
+        let lowercase = !names.iter().all(|n| n.is_ascii());
+        let patterns: Vec<String> = names
+            .iter()
+            .map(|n| {
+                if lowercase {
+                    n.to_lowercase()
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .ascii_case_insensitive(true)
+            .build(&patterns)
+            .map_err(|e| format!("cannot build the drug matcher: {e}"))?;
+        Ok(Self {
+            automaton,
+            lowercase,
+        })
+    }
+
+    /// Appends to `out` the index of every drug `title` mentions (sorted, no duplicates).
+    pub fn mentions(&self, title: &str, out: &mut Vec<u32>) {
+        let lowered;
+        let hay = if self.lowercase {
+            lowered = title.to_lowercase();
+            lowered.as_str()
+        } else {
+            title
+        };
+        let start = out.len();
+        for m in self.automaton.find_overlapping_iter(hay) {
+            if is_boundary(hay[..m.start()].chars().next_back())
+                && is_boundary(hay[m.end()..].chars().next())
+            {
+                out.push(m.pattern().as_u32());
+            }
+        }
+        out[start..].sort_unstable();
+        let mut tail = out.split_off(start);
+        tail.dedup();
+        out.extend(tail);
+    }
+}
+
+fn is_boundary(c: Option<char>) -> bool {
+    c.is_none_or(|c| !c.is_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(names: &[&str], title: &str) -> Vec<u32> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut out = Vec::new();
+        DrugMatcher::new(&names).unwrap().mentions(title, &mut out);
+        out
+    }
+
+    #[test]
+    fn matching_is_case_insensitive_and_whole_word() {
+        assert_eq!(
+            found(&["DIPHENHYDRAMINE"], "Diphenhydramine hydrochloride helps"),
+            vec![0]
+        );
+        assert_eq!(found(&["ETHANOL"], "methanol poisoning"), Vec::<u32>::new());
+        assert_eq!(found(&["ETHANOL"], "ethanolamine"), Vec::<u32>::new());
+        assert_eq!(
+            found(
+                &["ETHANOL"],
+                "acute ethanol withdrawal, and ethanol intoxication."
+            ),
+            vec![0]
+        );
+        assert_eq!(found(&["EPINEPHRINE"], "(epinephrine)-induced"), vec![0]);
+    }
+
+    #[test]
+    fn multi_word_names_match_as_phrases() {
+        let names = ["SODIUM CHLORIDE", "CHLORIDE", "SODIUM"];
+        assert_eq!(found(&names, "Sodium chloride infusion"), vec![0, 1, 2]);
+        assert_eq!(found(&names, "sodium bicarbonate"), vec![2]);
+        assert_eq!(found(&names, "potassium chloride"), vec![1]);
+        assert_eq!(
+            found(&["SODIUM CHLORIDE"], "sodiumchloride"),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[test]
+    fn a_name_inside_another_name_is_judged_as_a_whole_word() {
+        // ISOPRENALINE contains PRENALINE (made up), which must not match inside it.
+        let names = ["ISOPRENALINE", "PRENALINE"];
+        assert_eq!(found(&names, "isoprenaline hydrochloride"), vec![0]);
+        assert_eq!(found(&names, "prenaline and isoprenaline"), vec![0, 1]);
+    }
+
+    #[test]
+    fn non_ascii_names_fold_case_too() {
+        assert_eq!(found(&["ÉTHER"], "l'éther anesthésique"), vec![0]);
+    }
+}

@@ -1,0 +1,75 @@
+//! `load`: loads staged Parquet tables into the warehouse (SQLite), one table per staged
+//! table, replacing (atomically) or appending.
+
+use arrow_array::RecordBatchReader;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::import::valid_table;
+use super::{TaskContext, TaskError, TaskOutcome};
+use crate::data::DataError;
+use crate::data::parquet_io::read_batches;
+use crate::data::warehouse::{LoadMode, Warehouse};
+
+/// Load staged tables into the warehouse.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTask {
+    /// Staged tables to load; each becomes a warehouse table of the same name.
+    pub tables: Vec<String>,
+    /// `replace` (default) or `append`.
+    #[serde(default)]
+    pub mode: LoadMode,
+}
+
+impl LoadTask {
+    /// Checks arguments at load time.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tables.is_empty() {
+            return Err("load needs at least one table in 'tables'".into());
+        }
+        self.tables.iter().try_for_each(|t| valid_table(t))
+    }
+
+    /// Loads each table in turn.
+    pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
+        let fail = |e: DataError| TaskError::Failed(e.to_string());
+        let warehouse = Warehouse::open(&ctx.data.warehouse).await.map_err(fail)?;
+        for table in &self.tables {
+            if ctx.cancel.is_cancelled() {
+                return Err(TaskError::Cancelled("load stopped".into()));
+            }
+            let copy = ctx
+                .data
+                .staging
+                .fetch(&format!("{table}.parquet"))
+                .await
+                .map_err(fail)?;
+            let reader = read_batches(copy.path()).map_err(fail)?;
+            let schema = reader.schema();
+            let (tx, rx) = mpsc::channel(4);
+            let context = copy.path().display().to_string();
+            let producer = tokio::task::spawn_blocking(move || {
+                for batch in reader {
+                    let batch = batch.map_err(|e| DataError::arrow(&context, e));
+                    if tx.blocking_send(batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            let rows = warehouse
+                .load(table, schema, rx, self.mode)
+                .await
+                .map_err(fail)?;
+            producer
+                .await
+                .map_err(|e| TaskError::Failed(format!("reading {table}: {e}")))?;
+            ctx.log.info(format!(
+                "loaded {rows} row(s) into {}.{table}",
+                ctx.data.warehouse.display()
+            ));
+        }
+        warehouse.close().await;
+        Ok(TaskOutcome::Success)
+    }
+}
