@@ -2,6 +2,7 @@
 //! Commands share the service layer with the web API; output is a table or `-o json`.
 
 mod dags;
+mod graph;
 mod output;
 mod run;
 mod runs;
@@ -111,6 +112,9 @@ pub enum Command {
         #[arg(long)]
         dag: Option<String>,
     },
+    /// Analyses of the drug-mention graph.
+    #[command(subcommand)]
+    Graph(GraphCommand),
     /// Queue runs for every schedule interval with a logical date in [--from, --to].
     Backfill {
         /// DAG to backfill.
@@ -138,6 +142,29 @@ pub enum DagsCommand {
     },
     /// Load every DAG file and report every problem; exit 1 if there is any.
     Validate,
+}
+
+/// `graph ...`.
+#[derive(Debug, Subcommand)]
+pub enum GraphCommand {
+    /// The journal(s) that mention the most distinct drugs.
+    TopJournals {
+        /// Graph file (path or URL) [default: graph.json in the output store].
+        #[arg(long)]
+        graph: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Drugs mentioned by the same journals as <drug> through PubMed, not clinical trials.
+    RelatedDrugs {
+        /// Drug name (case-insensitive).
+        drug: String,
+        /// Graph file (path or URL) [default: graph.json in the output store].
+        #[arg(long)]
+        graph: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 /// `runs ...`.
@@ -204,6 +231,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             failed,
             dag,
         } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
+        Command::Graph(cmd) => graph::execute(&config, cmd).await,
         Command::Backfill { dag_id, from, to } => {
             runs::backfill(&config, &dag_id, &from, &to).await
         }

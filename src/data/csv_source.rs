@@ -3,8 +3,10 @@
 //! lines; a record with the wrong number of fields or invalid UTF-8 is rejected with its
 //! line, never silently dropped.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use super::DataError;
@@ -19,7 +21,7 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(BufReader::with_capacity(1 << 20, file));
+        .from_reader(LineCounter::new(BufReader::with_capacity(1 << 20, file)));
     let mut record = csv::ByteRecord::new();
     let csv_err = |e: csv::Error| DataError::Format(format!("{shown}: {e}"));
     let header = loop {
@@ -34,7 +36,7 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
     };
     let mut sample = Vec::new();
     while sample.len() < SAMPLE_ROWS && reader.read_byte_record(&mut record).map_err(csv_err)? {
-        sample.push((line_of(&record), record.clone()));
+        sample.push((line_of(&reader, &record), record.clone()));
     }
     if out.started() {
         if out.names() != header.as_slice() {
@@ -61,13 +63,80 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
         handle(*line, rec, width, delimiter, out)?;
     }
     while reader.read_byte_record(&mut record).map_err(csv_err)? {
-        handle(line_of(&record), &record, width, delimiter, out)?;
+        handle(line_of(&reader, &record), &record, width, delimiter, out)?;
     }
+    out.stats.blank += reader.get_ref().empty_lines();
     Ok(())
 }
 
-fn line_of(record: &csv::ByteRecord) -> u64 {
-    record.position().map_or(0, |p| p.line())
+fn line_of<R: Read>(reader: &csv::Reader<LineCounter<R>>, record: &csv::ByteRecord) -> u64 {
+    record
+        .position()
+        .map_or(0, |p| reader.get_ref().line_at(p.byte()))
+}
+
+/// Tracks where lines start as bytes pass, so a record's byte offset gives its line (the
+/// csv crate's own line count skips blank lines). Only offsets not yet asked about are kept.
+struct LineCounter<R> {
+    inner: R,
+    state: RefCell<LineState>,
+}
+
+#[derive(Default)]
+struct LineState {
+    read: u64,
+    newlines: VecDeque<u64>,
+    passed: u64,
+    empty: u64,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            state: RefCell::new(LineState::default()),
+        }
+    }
+
+    /// 1-based line of the byte at `offset`; offsets must not decrease between calls.
+    fn line_at(&self, offset: u64) -> u64 {
+        let mut st = self.state.borrow_mut();
+        while st.newlines.front().is_some_and(|&n| n < offset) {
+            st.newlines.pop_front();
+            st.passed += 1;
+        }
+        // The csv crate reports a record that follows empty lines at the first of them.
+        let mut at = offset;
+        while st.newlines.front() == Some(&at) {
+            st.newlines.pop_front();
+            st.passed += 1;
+            st.empty += 1;
+            at += 1;
+        }
+        st.passed + 1
+    }
+
+    /// Empty lines the csv crate skipped before the records asked about so far.
+    fn empty_lines(&self) -> u64 {
+        self.state.borrow().empty
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let st = self.state.get_mut();
+        let base = st.read;
+        st.newlines.extend(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| base + i as u64),
+        );
+        st.read += n as u64;
+        Ok(n)
+    }
 }
 
 fn is_blank(record: &csv::ByteRecord) -> bool {

@@ -60,3 +60,69 @@ pub fn related_drugs(graph: &Graph, drug: &str) -> Result<Vec<String>, String> {
         .collect();
     Ok(related.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{DrugNode, JournalLink, Mention};
+
+    fn node(drug: &str, pubmed: &[&str], trials: &[&str]) -> DrugNode {
+        let m = |j: &&str| Mention {
+            id: None,
+            title: "t".into(),
+            date: "2020-01-01".into(),
+            journal: Some(j.to_string()),
+        };
+        let mut journals: Vec<JournalLink> = pubmed
+            .iter()
+            .chain(trials)
+            .map(|j| JournalLink {
+                journal: j.to_string(),
+                date: "2020-01-01".into(),
+            })
+            .collect();
+        journals.sort();
+        journals.dedup();
+        DrugNode {
+            atccode: None,
+            drug: drug.into(),
+            pubmed: pubmed.iter().map(m).collect(),
+            clinical_trials: trials.iter().map(m).collect(),
+            journals,
+        }
+    }
+
+    fn graph() -> Graph {
+        Graph {
+            drugs: vec![
+                node("A", &["J1", "J2"], &[]),
+                node("B", &["J1"], &[]),
+                node("C", &["J2"], &["J2"]),
+                node("D", &["J3"], &[]),
+                node("E", &[], &["J1"]),
+            ],
+        }
+    }
+
+    #[test]
+    fn top_journals_lists_every_journal_tied_at_the_maximum() {
+        let top = top_journals(&graph());
+        assert_eq!(top.max_distinct_drugs, 3);
+        assert_eq!(top.journals, vec!["J1"]);
+        assert_eq!(
+            top_journals(&Graph::default()).journals,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn related_drugs_share_a_pubmed_journal_and_are_not_in_its_trials() {
+        // A's PubMed journals: J1, J2. B (J1) is related; C is in J2's trials; E only in trials.
+        assert_eq!(related_drugs(&graph(), "a").unwrap(), vec!["B"]);
+        assert_eq!(related_drugs(&graph(), "D").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            related_drugs(&graph(), "Z").unwrap_err(),
+            "drug 'Z' is not in the graph"
+        );
+    }
+}

@@ -262,3 +262,154 @@ fn fill(slot: &mut Option<String>, value: Option<String>) {
         *slot = value;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drugs(names: &[&str]) -> Vec<RawDrug> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| RawDrug {
+                row: i + 1,
+                atccode: Some(format!("C{i}")),
+                drug: Some(n.to_string()),
+            })
+            .collect()
+    }
+
+    fn row(kind: Source, id: &str, title: &str, date: &str, journal: &str) -> RawPublication {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        RawPublication {
+            source: "t".into(),
+            row: 1,
+            kind,
+            id: opt(id),
+            title: opt(title),
+            date: opt(date),
+            journal: opt(journal),
+        }
+    }
+
+    #[test]
+    fn split_records_with_compatible_fields_merge_into_one_publication() {
+        let mut b = GraphBuilder::new(drugs(&["GLUCAGON"])).unwrap();
+        b.add(row(
+            Source::ClinicalTrial,
+            "NCT1",
+            "Glucagon infusion",
+            "25/05/2020",
+            "",
+        ));
+        b.add(row(
+            Source::ClinicalTrial,
+            "",
+            "Glucagon  infusion ",
+            "25/05/2020",
+            "J of X",
+        ));
+        let (g, report) = b.finish();
+        assert_eq!(report.merged, 1);
+        let trials = &g.drugs[0].clinical_trials;
+        assert_eq!(trials.len(), 1);
+        assert_eq!(trials[0].id.as_deref(), Some("NCT1"));
+        assert_eq!(trials[0].journal.as_deref(), Some("J of X"));
+        assert_eq!(trials[0].date, "2020-05-25");
+    }
+
+    #[test]
+    fn conflicting_or_differently_dated_rows_stay_apart() {
+        let mut b = GraphBuilder::new(drugs(&["GLUCAGON"])).unwrap();
+        b.add(row(
+            Source::ClinicalTrial,
+            "NCT1",
+            "Glucagon",
+            "2020-01-01",
+            "A",
+        ));
+        b.add(row(
+            Source::ClinicalTrial,
+            "NCT2",
+            "Glucagon",
+            "2020-01-01",
+            "A",
+        ));
+        b.add(row(
+            Source::ClinicalTrial,
+            "NCT1",
+            "Glucagon",
+            "2020-01-02",
+            "A",
+        ));
+        b.add(row(Source::Pubmed, "NCT1", "Glucagon", "2020-01-01", "A"));
+        let (g, report) = b.finish();
+        assert_eq!(report.merged, 0);
+        assert_eq!(g.drugs[0].clinical_trials.len(), 3);
+        assert_eq!(g.drugs[0].pubmed.len(), 1);
+        // Journals hold distinct (journal, date) pairs.
+        assert_eq!(g.drugs[0].journals.len(), 2);
+    }
+
+    #[test]
+    fn rows_without_title_or_readable_date_are_reported() {
+        let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
+        b.add(row(Source::Pubmed, "1", "  ", "2020-01-01", "J"));
+        b.add(row(Source::Pubmed, "2", "X", "someday", "J"));
+        b.add(row(Source::Pubmed, "3", "X", "", "J"));
+        let (_, report) = b.finish();
+        let reasons: Vec<&str> = report.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec!["no title", "unreadable date 'someday'", "no date"]
+        );
+    }
+
+    #[test]
+    fn drugs_are_cleaned_deduplicated_and_sorted() {
+        let raw = vec![
+            RawDrug {
+                row: 1,
+                atccode: Some("B".into()),
+                drug: Some(" ZINC ".into()),
+            },
+            RawDrug {
+                row: 2,
+                atccode: Some("A".into()),
+                drug: Some("ASPIRIN".into()),
+            },
+            RawDrug {
+                row: 3,
+                atccode: Some("B".into()),
+                drug: Some("zinc".into()),
+            },
+            RawDrug {
+                row: 4,
+                atccode: None,
+                drug: None,
+            },
+        ];
+        let b = GraphBuilder::new(raw).unwrap();
+        let (g, report) = b.finish();
+        let names: Vec<&str> = g.drugs.iter().map(|d| d.drug.as_str()).collect();
+        assert_eq!(names, vec!["ASPIRIN", "ZINC"]);
+        assert_eq!(report.rejected.len(), 2);
+        assert_eq!(report.rejected[0].reason, "duplicate of drug 'zinc'");
+        assert_eq!(report.rejected[1].reason, "no drug name");
+    }
+
+    #[test]
+    fn mentions_are_sorted_by_date_then_id() {
+        let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
+        b.add(row(Source::Pubmed, "2", "X b", "2020-01-02", "J"));
+        b.add(row(Source::Pubmed, "9", "X a", "2020-01-01", "J"));
+        b.add(row(Source::Pubmed, "1", "X c", "2020-01-02", "J"));
+        let (g, _) = b.finish();
+        let ids: Vec<&str> = g.drugs[0]
+            .pubmed
+            .iter()
+            .filter_map(|m| m.id.as_deref())
+            .collect();
+        assert_eq!(ids, vec!["9", "1", "2"]);
+    }
+}

@@ -3,5 +3,6 @@
 
 mod cli;
 mod execution;
+mod pipeline;
 mod server;
 mod support;
