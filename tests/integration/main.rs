@@ -4,5 +4,6 @@
 mod cli;
 mod execution;
 mod pipeline;
+mod s3;
 mod server;
 mod support;

@@ -174,7 +174,7 @@ fn a_table_without_a_needed_column_fails_drug_graph_with_the_columns_found() {
     );
 }
 
-fn expected_graph() -> Value {
+pub fn expected_graph() -> Value {
     json!({
         "drugs": [
             {

@@ -1,0 +1,131 @@
+//! The pipeline against a real S3-compatible server (moto, which `.ci/run` installs), not a
+//! mock in the process: staging and output both on `s3://`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::{Env, wait_until};
+
+/// A moto server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_binary() -> String {
+    if let Ok(path) = std::env::var("ORCHESTRATOR_TEST_MOTO") {
+        return path;
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/moto_server");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "moto_server".into()
+    }
+}
+
+fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = moto_binary();
+    let child = Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {binary} ({e}): run the tests through .ci/run, which installs moto"
+            )
+        });
+    let endpoint = format!("127.0.0.1:{port}");
+    wait_until("moto listens", || TcpStream::connect(&endpoint).is_ok());
+    Moto { child, endpoint }
+}
+
+fn s3_request(endpoint: &str, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(endpoint).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn with_s3(env: &Env, moto: &Moto, args: &[&str]) -> std::process::Output {
+    env.command(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", format!("http://{}", moto.endpoint))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("ORCHESTRATOR_STAGING", "s3://orchestrator-test/staging")
+        .env("ORCHESTRATOR_OUTPUT", "s3://orchestrator-test/output")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_pipeline_stages_and_publishes_on_an_s3_compatible_server() {
+    let moto = start_moto();
+    assert_eq!(
+        s3_request(&moto.endpoint, "PUT", "/orchestrator-test").0,
+        200
+    );
+    let env = Env::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["dags", "config", "data"] {
+        crate::cli::copy_dir(&root.join(dir), &env.path(dir));
+    }
+    let out = with_s3(&env, &moto, &["run", "drugs_orchestrator"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!env.path("imported_data").exists() && !env.path("processed_data").exists());
+
+    let (status, listing) = s3_request(&moto.endpoint, "GET", "/orchestrator-test?list-type=2");
+    assert_eq!(status, 200);
+    for key in [
+        "staging/drugs.parquet",
+        "staging/pubmed_json.parquet",
+        "output/graph.json",
+        "output/top_journals.json",
+    ] {
+        assert!(
+            listing.contains(&format!("<Key>{key}</Key>")),
+            "{key} missing from {listing}"
+        );
+    }
+    let (_, graph) = s3_request(
+        &moto.endpoint,
+        "GET",
+        "/orchestrator-test/output/graph.json",
+    );
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert_eq!(graph, crate::pipeline::expected_graph());
+
+    let out = with_s3(
+        &env,
+        &moto,
+        &["graph", "related-drugs", "betamethasone", "-o", "json"],
+    );
+    let related: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(related["related_drugs"], serde_json::json!(["ATROPINE"]));
+}
