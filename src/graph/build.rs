@@ -3,15 +3,14 @@
 //! non-empty fields do not conflict are one publication), and assembles sorted nodes.
 //! Rows that cannot take part are reported with their reason, never silently dropped.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
 use chrono::NaiveDate;
 
 use super::clean::{clean_text, parse_date};
 use super::matcher::DrugMatcher;
-use super::{DrugNode, Graph, JournalLink, Mention};
 
 /// Which kind of publication a row is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,21 +79,38 @@ pub struct Report {
     pub rejected: Vec<Rejected>,
 }
 
+/// A span of the text arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    len: u32,
+}
+
+/// A publication mentioning at least one drug, kept compactly: text lives in one arena and
+/// journals are interned, so millions of publications fit in a few hundred megabytes.
 struct Record {
     kind: Source,
-    id: Option<String>,
-    title: String,
     date: NaiveDate,
-    journal: Option<String>,
-    drugs: Vec<u32>,
+    id: Option<Span>,
+    title: Span,
+    journal: Option<u32>,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Accumulates rows, then produces the graph.
 pub struct GraphBuilder {
     drugs: Vec<(Option<String>, String)>,
     matcher: DrugMatcher,
+    text: String,
+    journals: Vec<String>,
+    journal_ids: HashMap<String, u32>,
     records: Vec<Record>,
-    groups: HashMap<u64, Vec<usize>>,
+    /// (drug, record) pairs.
+    mentions: Vec<(u32, u32)>,
+    /// First record of each (kind, title, date) hash, and the next record with the same hash.
+    heads: HashMap<u64, u32>,
+    next: Vec<u32>,
     report: Report,
     scratch: Vec<u32>,
 }
@@ -131,8 +147,13 @@ impl GraphBuilder {
         Ok(Self {
             drugs,
             matcher,
+            text: String::new(),
+            journals: Vec::new(),
+            journal_ids: HashMap::new(),
             records: Vec::new(),
-            groups: HashMap::new(),
+            mentions: Vec::new(),
+            heads: HashMap::new(),
+            next: Vec::new(),
             report,
             scratch: Vec::new(),
         })
@@ -167,99 +188,256 @@ impl GraphBuilder {
         if self.scratch.is_empty() {
             return;
         }
-        let record = Record {
-            kind: raw.kind,
-            id: raw.id.as_deref().and_then(clean_text),
-            title,
-            date,
-            journal: raw.journal.as_deref().and_then(clean_text),
-            drugs: self.scratch.clone(),
-        };
-        self.insert(record);
+        let id = raw.id.as_deref().and_then(clean_text);
+        let journal = raw
+            .journal
+            .as_deref()
+            .and_then(clean_text)
+            .map(|j| self.intern(j));
+        self.insert(raw.kind, title, date, id, journal);
     }
 
-    fn insert(&mut self, record: Record) {
+    fn intern(&mut self, journal: String) -> u32 {
+        if let Some(&i) = self.journal_ids.get(&journal) {
+            return i;
+        }
+        let i = self.journals.len() as u32;
+        self.journals.push(journal.clone());
+        self.journal_ids.insert(journal, i);
+        i
+    }
+
+    fn store(&mut self, s: &str) -> Span {
+        let span = Span {
+            start: self.text.len(),
+            len: s.len() as u32,
+        };
+        self.text.push_str(s);
+        span
+    }
+
+    fn get(&self, span: Span) -> &str {
+        &self.text[span.start..span.start + span.len as usize]
+    }
+
+    fn insert(
+        &mut self,
+        kind: Source,
+        title: String,
+        date: NaiveDate,
+        id: Option<String>,
+        journal: Option<u32>,
+    ) {
         let mut h = DefaultHasher::new();
-        (record.kind, &record.title, record.date).hash(&mut h);
-        let group = self.groups.entry(h.finish()).or_default();
-        for &i in group.iter() {
-            let existing = &mut self.records[i];
-            let same = existing.kind == record.kind
-                && existing.title == record.title
-                && existing.date == record.date;
-            if same
-                && compatible(&existing.id, &record.id)
-                && compatible(&existing.journal, &record.journal)
-            {
-                fill(&mut existing.id, record.id);
-                fill(&mut existing.journal, record.journal);
+        (kind, &title, date).hash(&mut h);
+        let key = h.finish();
+        let mut at = self.heads.get(&key).copied().unwrap_or(NONE);
+        while at != NONE {
+            let r = &self.records[at as usize];
+            let same = r.kind == kind && r.date == date && self.get(r.title) == title;
+            let id_ok = match (r.id, &id) {
+                (Some(a), Some(b)) => self.get(a) == b,
+                _ => true,
+            };
+            let journal_ok = matches!((r.journal, journal), (Some(a), Some(b)) if a == b)
+                || r.journal.is_none()
+                || journal.is_none();
+            if same && id_ok && journal_ok {
+                if r.id.is_none() && id.is_some() {
+                    let span = id.as_deref().map(|i| self.store(i));
+                    self.records[at as usize].id = span;
+                }
+                let r = &mut self.records[at as usize];
+                r.journal = r.journal.or(journal);
                 self.report.merged += 1;
                 return;
             }
+            at = self.next[at as usize];
         }
-        group.push(self.records.len());
+        let index = self.records.len() as u32;
+        let record = Record {
+            kind,
+            date,
+            id: id.as_deref().map(|i| self.store(i)),
+            title: self.store(&title),
+            journal,
+        };
         self.records.push(record);
+        self.next
+            .push(self.heads.insert(key, index).unwrap_or(NONE));
+        self.mentions
+            .extend(self.scratch.iter().map(|&d| (d, index)));
     }
 
-    /// Assembles the sorted graph and the final report.
-    pub fn finish(mut self) -> (Graph, Report) {
-        let mut nodes: Vec<DrugNode> = self
-            .drugs
-            .iter()
-            .map(|(code, name)| DrugNode {
-                atccode: code.clone(),
-                drug: name.clone(),
-                pubmed: Vec::new(),
-                clinical_trials: Vec::new(),
-                journals: Vec::new(),
-            })
-            .collect();
-        let mut journals: Vec<BTreeSet<JournalLink>> = vec![BTreeSet::new(); nodes.len()];
+    /// Sorts the mentions and returns the finished graph.
+    pub fn finish(mut self) -> BuiltGraph {
         self.report.mentioning = self.records.len();
-        for r in &self.records {
-            let date = r.date.format("%Y-%m-%d").to_string();
-            let mention = Mention {
-                id: r.id.clone(),
-                title: r.title.clone(),
-                date: date.clone(),
-                journal: r.journal.clone(),
+        self.report.mentions = self.mentions.len();
+        let mut order: Vec<u32> = (0..self.drugs.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (ca, na) = &self.drugs[a as usize];
+            let (cb, nb) = &self.drugs[b as usize];
+            (na, ca).cmp(&(nb, cb))
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (pos, &d) in order.iter().enumerate() {
+            rank[d as usize] = pos as u32;
+        }
+        let mut mentions = std::mem::take(&mut self.mentions);
+        mentions.sort_unstable_by(|a, b| {
+            rank[a.0 as usize]
+                .cmp(&rank[b.0 as usize])
+                .then_with(|| self.compare(a.1, b.1))
+        });
+        BuiltGraph {
+            b: self,
+            order,
+            mentions,
+        }
+    }
+
+    /// Graph order of two records: date, then id (none first), title, journal.
+    fn compare(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let (ra, rb) = (&self.records[a as usize], &self.records[b as usize]);
+        let key = |r: &Record| {
+            (
+                r.date,
+                r.id.map(|s| self.get(s)),
+                self.get(r.title),
+                r.journal.map(|j| self.journals[j as usize].as_str()),
+            )
+        };
+        key(ra).cmp(&key(rb))
+    }
+}
+
+/// A finished graph, held compactly until written.
+pub struct BuiltGraph {
+    b: GraphBuilder,
+    /// Drug indices in output order (by name, then ATC code).
+    order: Vec<u32>,
+    /// (drug, record) pairs in output order.
+    mentions: Vec<(u32, u32)>,
+}
+
+#[derive(serde::Serialize)]
+struct NodeOut<'a> {
+    atccode: Option<&'a str>,
+    drug: &'a str,
+    pubmed: Vec<MentionOut<'a>>,
+    clinical_trials: Vec<MentionOut<'a>>,
+    journals: Vec<JournalOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct MentionOut<'a> {
+    id: Option<&'a str>,
+    title: &'a str,
+    #[serde(serialize_with = "iso")]
+    date: NaiveDate,
+    journal: Option<&'a str>,
+}
+
+#[derive(serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+struct JournalOut<'a> {
+    journal: &'a str,
+    #[serde(serialize_with = "iso")]
+    date: NaiveDate,
+}
+
+fn iso<S: serde::Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(d)
+}
+
+impl BuiltGraph {
+    /// What happened to the input.
+    pub fn report(&self) -> &Report {
+        &self.b.report
+    }
+
+    /// Writes `graph.json`: one drug per line, deterministic.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(b"{\"drugs\": [\n")?;
+        let mut rest = self.mentions.as_slice();
+        for (n, &d) in self.order.iter().enumerate() {
+            let split = rest.iter().position(|m| m.0 != d).unwrap_or(rest.len());
+            let (mine, tail) = rest.split_at(split);
+            rest = tail;
+            if n > 0 {
+                out.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut *out, &self.node(d, mine)).map_err(std::io::Error::other)?;
+        }
+        out.write_all(b"\n]}\n")
+    }
+
+    fn node(&self, d: u32, mentions: &[(u32, u32)]) -> NodeOut<'_> {
+        let b = &self.b;
+        let (code, name) = &b.drugs[d as usize];
+        let mut node = NodeOut {
+            atccode: code.as_deref(),
+            drug: name,
+            pubmed: Vec::new(),
+            clinical_trials: Vec::new(),
+            journals: Vec::new(),
+        };
+        for &(_, r) in mentions {
+            let r = &b.records[r as usize];
+            let journal = r.journal.map(|j| b.journals[j as usize].as_str());
+            let m = MentionOut {
+                id: r.id.map(|s| b.get(s)),
+                title: b.get(r.title),
+                date: r.date,
+                journal,
             };
-            for &d in &r.drugs {
-                let node = &mut nodes[d as usize];
-                match r.kind {
-                    Source::Pubmed => node.pubmed.push(mention.clone()),
-                    Source::ClinicalTrial => node.clinical_trials.push(mention.clone()),
-                }
-                if let Some(j) = &r.journal {
-                    journals[d as usize].insert(JournalLink {
-                        journal: j.clone(),
-                        date: date.clone(),
-                    });
-                }
-                self.report.mentions += 1;
+            match r.kind {
+                Source::Pubmed => node.pubmed.push(m),
+                Source::ClinicalTrial => node.clinical_trials.push(m),
+            }
+            if let Some(journal) = journal {
+                node.journals.push(JournalOut {
+                    journal,
+                    date: r.date,
+                });
             }
         }
-        for (node, links) in nodes.iter_mut().zip(journals) {
-            node.pubmed.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-            node.clinical_trials
-                .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-            node.journals = links.into_iter().collect();
+        node.journals.sort();
+        node.journals.dedup();
+        node
+    }
+
+    /// The journal(s) mentioning the most distinct drugs.
+    pub fn top_journals(&self) -> super::TopJournals {
+        let b = &self.b;
+        let mut counts = vec![0usize; b.journals.len()];
+        let mut last = vec![NONE; b.journals.len()];
+        for &(d, r) in &self.mentions {
+            if let Some(j) = b.records[r as usize].journal
+                && last[j as usize] != d
+            {
+                last[j as usize] = d;
+                counts[j as usize] += 1;
+            }
         }
-        nodes.sort_by(|a, b| (&a.drug, &a.atccode).cmp(&(&b.drug, &b.atccode)));
-        (Graph { drugs: nodes }, self.report)
+        let max = counts.iter().copied().max().unwrap_or(0);
+        let mut journals: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| max > 0 && **c == max)
+            .map(|(j, _)| b.journals[j].clone())
+            .collect();
+        journals.sort();
+        super::TopJournals {
+            max_distinct_drugs: max,
+            journals,
+        }
     }
-}
 
-fn compatible(a: &Option<String>, b: &Option<String>) -> bool {
-    match (a, b) {
-        (Some(x), Some(y)) => x == y,
-        _ => true,
-    }
-}
-
-fn fill(slot: &mut Option<String>, value: Option<String>) {
-    if slot.is_none() {
-        *slot = value;
+    /// The graph as owned values (for tests and small graphs).
+    pub fn to_graph(&self) -> Result<super::Graph, String> {
+        let mut buf = Vec::new();
+        self.write_json(&mut buf).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&buf).map_err(|e| e.to_string())
     }
 }
 
@@ -309,7 +487,8 @@ mod tests {
             "25/05/2020",
             "J of X",
         ));
-        let (g, report) = b.finish();
+        let built = b.finish();
+        let (g, report) = (built.to_graph().unwrap(), built.report());
         assert_eq!(report.merged, 1);
         let trials = &g.drugs[0].clinical_trials;
         assert_eq!(trials.len(), 1);
@@ -343,7 +522,8 @@ mod tests {
             "A",
         ));
         b.add(row(Source::Pubmed, "NCT1", "Glucagon", "2020-01-01", "A"));
-        let (g, report) = b.finish();
+        let built = b.finish();
+        let (g, report) = (built.to_graph().unwrap(), built.report());
         assert_eq!(report.merged, 0);
         assert_eq!(g.drugs[0].clinical_trials.len(), 3);
         assert_eq!(g.drugs[0].pubmed.len(), 1);
@@ -357,7 +537,8 @@ mod tests {
         b.add(row(Source::Pubmed, "1", "  ", "2020-01-01", "J"));
         b.add(row(Source::Pubmed, "2", "X", "someday", "J"));
         b.add(row(Source::Pubmed, "3", "X", "", "J"));
-        let (_, report) = b.finish();
+        let built = b.finish();
+        let report = built.report();
         let reasons: Vec<&str> = report.rejected.iter().map(|r| r.reason.as_str()).collect();
         assert_eq!(
             reasons,
@@ -390,7 +571,8 @@ mod tests {
             },
         ];
         let b = GraphBuilder::new(raw).unwrap();
-        let (g, report) = b.finish();
+        let built = b.finish();
+        let (g, report) = (built.to_graph().unwrap(), built.report());
         let names: Vec<&str> = g.drugs.iter().map(|d| d.drug.as_str()).collect();
         assert_eq!(names, vec!["ASPIRIN", "ZINC"]);
         assert_eq!(report.rejected.len(), 2);
@@ -404,7 +586,7 @@ mod tests {
         b.add(row(Source::Pubmed, "2", "X b", "2020-01-02", "J"));
         b.add(row(Source::Pubmed, "9", "X a", "2020-01-01", "J"));
         b.add(row(Source::Pubmed, "1", "X c", "2020-01-02", "J"));
-        let (g, _) = b.finish();
+        let g = b.finish().to_graph().unwrap();
         let ids: Vec<&str> = g.drugs[0]
             .pubmed
             .iter()

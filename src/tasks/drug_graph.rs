@@ -12,8 +12,7 @@ use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::analysis::top_journals;
-use crate::graph::{Graph, GraphBuilder, RawDrug, RawPublication, Source};
+use crate::graph::{GraphBuilder, RawDrug, RawPublication, Source};
 
 /// Build the drug-mention graph.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -148,15 +147,20 @@ impl DrugGraphTask {
         for (table, kind, path) in sources {
             read_publications(table, *kind, path, &mut builder)?;
         }
-        let (graph, report) = builder.finish();
+        let built = builder.finish();
+        let report = built.report();
         let mut files = files.into_iter();
         let mut next = || {
             files
                 .next()
                 .ok_or_else(|| DataError::Format("missing output file".into()))
         };
-        write_graph(&graph, next()?)?;
-        let top = top_journals(&graph);
+        let mut out = std::io::BufWriter::new(next()?);
+        built
+            .write_json(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| DataError::io(&self.output, e))?;
+        let top = built.top_journals();
         serde_json::to_writer_pretty(std::io::BufWriter::new(next()?), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
         let mut rejects = std::io::BufWriter::new(next()?);
@@ -213,21 +217,6 @@ async fn publish_rejects(
         Some(f) if count > 0 => output.publish(name, f).await,
         _ => output.remove(name).await,
     }
-}
-
-/// Writes the graph deterministically: one drug per line.
-fn write_graph(graph: &Graph, file: std::fs::File) -> Result<(), DataError> {
-    let err = |e: std::io::Error| DataError::io("graph.json", e);
-    let mut out = std::io::BufWriter::new(file);
-    out.write_all(b"{\"drugs\": [\n").map_err(err)?;
-    for (i, node) in graph.drugs.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",\n").map_err(err)?;
-        }
-        serde_json::to_writer(&mut out, node).map_err(|e| DataError::Format(e.to_string()))?;
-    }
-    out.write_all(b"\n]}\n").map_err(err)?;
-    out.flush().map_err(err)
 }
 
 /// Finds a column by any of its accepted names.
