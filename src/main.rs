@@ -11,6 +11,12 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Dags(_) | Command::Runs(_) | Command::Logs { .. } | Command::Graph(_)
+    ) {
+        default_sigpipe();
+    }
     let default_level = if matches!(cli.command, Command::Serve { .. }) {
         "info"
     } else {
@@ -43,6 +49,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Listing commands end quietly when their reader goes away (`orchestrator runs list | head`)
+/// instead of failing on a broken pipe. Not for commands that run tasks or serve: those keep
+/// Rust's default of ignoring SIGPIPE.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in `main`, before any other thread exists; restoring the
+    // default disposition installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn is_usage_error(err: &anyhow::Error) -> bool {

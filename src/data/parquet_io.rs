@@ -15,6 +15,9 @@ use parquet::file::properties::WriterProperties;
 use super::DataError;
 use super::table::{BATCH_ROWS, BatchBuilder, Cell, ColumnType};
 
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
 /// Counts of one import.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportStats {
@@ -91,6 +94,9 @@ impl TableWriter {
             .ok_or_else(|| DataError::Format(format!("{}: columns set twice", self.context)))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            // Row groups are buffered in memory until full: keep them small so an import's
+            // memory stays flat (a few MB per table) whatever the file size.
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let writer = ArrowWriter::try_new(file, builder.schema(), Some(props))
             .map_err(|e| DataError::arrow(&self.context, e))?;

@@ -2,6 +2,7 @@
 //! builder that turns rows of text or JSON cells into Arrow record batches, refusing a row
 //! whole (with a reason) when a cell does not fit its column.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
@@ -264,22 +265,22 @@ fn convert(cell: Cell<'_>, ty: ColumnType) -> Result<Typed<'_>, String> {
     })
 }
 
-/// The value at row `i` of an Arrow column as text (`None` for null), for the types the
-/// import writes; other types are refused by name.
-pub fn text_at(col: &dyn arrow_array::Array, i: usize) -> Result<Option<String>, String> {
+/// The value at row `i` of an Arrow column as text (`None` for null), borrowed from the
+/// batch for text columns; other types the import writes are formatted, the rest refused.
+pub fn text_at(col: &dyn arrow_array::Array, i: usize) -> Result<Option<Cow<'_, str>>, String> {
     use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
     if col.is_null(i) {
         return Ok(None);
     }
     let any = col.as_any();
     if let Some(a) = any.downcast_ref::<StringArray>() {
-        Ok(Some(a.value(i).to_string()))
+        Ok(Some(Cow::Borrowed(a.value(i))))
     } else if let Some(a) = any.downcast_ref::<Int64Array>() {
-        Ok(Some(a.value(i).to_string()))
+        Ok(Some(Cow::Owned(a.value(i).to_string())))
     } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-        Ok(Some(a.value(i).to_string()))
+        Ok(Some(Cow::Owned(a.value(i).to_string())))
     } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        Ok(Some(a.value(i).to_string()))
+        Ok(Some(Cow::Owned(a.value(i).to_string())))
     } else {
         Err(format!("unsupported column type {}", col.data_type()))
     }

@@ -120,15 +120,9 @@ impl Warehouse {
                 .map_err(|e| self.err(e))?;
         }
         if mode == LoadMode::Replace {
-            for sql in [
-                format!("DROP TABLE IF EXISTS {target}"),
-                format!("ALTER TABLE {staging} RENAME TO {target}"),
-            ] {
-                sqlx::query(AssertSqlSafe(sql))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e))?;
-            }
+            run_statements(&mut tx, &swap_in(&staging, &target))
+                .await
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(rows)
@@ -168,17 +162,16 @@ impl Warehouse {
             .await
             .map_err(|e| self.err(e))?;
         let select = select.trim().trim_end_matches(';');
-        for sql in [
+        let build = [
             format!("DROP TABLE IF EXISTS {staging}"),
             format!("CREATE TABLE {staging} AS {select}"),
-            format!("DROP TABLE IF EXISTS {target}"),
-            format!("ALTER TABLE {staging} RENAME TO {target}"),
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
+        ];
+        run_statements(&mut tx, &build)
+            .await
+            .map_err(|e| self.err(e))?;
+        run_statements(&mut tx, &swap_in(&staging, &target))
+            .await
+            .map_err(|e| self.err(e))?;
         let count: i64 =
             sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {target}")))
                 .fetch_one(&mut *tx)
@@ -192,6 +185,26 @@ impl Warehouse {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Statements replacing `target` by `staging` (run inside the caller's transaction).
+fn swap_in(staging: &str, target: &str) -> [String; 2] {
+    [
+        format!("DROP TABLE IF EXISTS {target}"),
+        format!("ALTER TABLE {staging} RENAME TO {target}"),
+    ]
+}
+
+async fn run_statements(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    statements: &[String],
+) -> Result<(), sqlx::Error> {
+    for sql in statements {
+        sqlx::query(AssertSqlSafe(sql.clone()))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Quotes an identifier, refusing ones that could escape the quotes.
@@ -264,7 +277,7 @@ fn push_cell(
     } else if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
         row.push_bind(a.value(i));
     } else if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-        row.push_bind(a.value(i).to_string());
+        row.push_bind(a.value(i));
     } else {
         row.push_bind(None::<i64>);
     }

@@ -3,6 +3,7 @@
 //! non-empty fields do not conflict are one publication), and assembles sorted nodes.
 //! Rows that cannot take part are reported with their reason, never silently dropped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -32,23 +33,41 @@ pub struct RawDrug {
     pub drug: Option<String>,
 }
 
-/// A row of a publication source.
+/// A row of a publication source (borrowing from the batch it was read from).
 #[derive(Clone, Debug)]
-pub struct RawPublication {
+pub struct RawPublication<'a> {
     /// Source table, for reports.
-    pub source: String,
+    pub source: &'a str,
     /// 1-based row in its source.
     pub row: usize,
     /// PubMed or clinical trial.
     pub kind: Source,
     /// Id as text.
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
     /// Title.
-    pub title: Option<String>,
+    pub title: Option<Cow<'a, str>>,
     /// Date in one of the accepted formats.
-    pub date: Option<String>,
+    pub date: Option<Cow<'a, str>>,
     /// Journal.
-    pub journal: Option<String>,
+    pub journal: Option<Cow<'a, str>>,
+}
+
+/// A row after cleaning and matching, ready for [`GraphBuilder::accept`]. Preparing needs
+/// only `&GraphBuilder`, so rows can be prepared on several threads.
+pub enum Prepared {
+    /// It mentions these drugs.
+    Matched {
+        kind: Source,
+        title: String,
+        date: NaiveDate,
+        id: Option<String>,
+        journal: Option<String>,
+        drugs: Vec<u32>,
+    },
+    /// A valid row mentioning no drug.
+    Unmatched,
+    /// It cannot take part.
+    Rejected(Rejected),
 }
 
 /// A row left out, and why.
@@ -122,7 +141,7 @@ impl GraphBuilder {
         let mut drugs: Vec<(Option<String>, String)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for d in raw {
-            let Some(name) = d.drug.as_deref().and_then(clean_text) else {
+            let Some(name) = d.drug.as_deref().and_then(clean_text).map(Cow::into_owned) else {
                 report.rejected.push(Rejected {
                     source: "drugs".into(),
                     row: d.row,
@@ -130,7 +149,11 @@ impl GraphBuilder {
                 });
                 continue;
             };
-            let code = d.atccode.as_deref().and_then(clean_text);
+            let code = d
+                .atccode
+                .as_deref()
+                .and_then(clean_text)
+                .map(Cow::into_owned);
             if !seen.insert((code.clone(), name.to_uppercase())) {
                 report.rejected.push(Rejected {
                     source: "drugs".into(),
@@ -160,41 +183,68 @@ impl GraphBuilder {
     }
 
     /// Adds one publication row.
-    pub fn add(&mut self, raw: RawPublication) {
-        self.report.rows += 1;
-        let reject = |reason: String| Rejected {
-            source: raw.source.clone(),
-            row: raw.row,
-            reason,
+    pub fn add(&mut self, raw: &RawPublication<'_>) {
+        let prepared = self.prepare(raw);
+        self.accept(prepared);
+    }
+
+    /// Cleans and matches a row (no change to the builder).
+    pub fn prepare(&self, raw: &RawPublication<'_>) -> Prepared {
+        let reject = |reason: String| {
+            Prepared::Rejected(Rejected {
+                source: raw.source.to_string(),
+                row: raw.row,
+                reason,
+            })
         };
         let Some(title) = raw.title.as_deref().and_then(clean_text) else {
-            self.report.rejected.push(reject("no title".into()));
-            return;
+            return reject("no title".into());
         };
         let date = match raw.date.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            None => return self.report.rejected.push(reject("no date".into())),
+            None => return reject("no date".into()),
             Some(text) => match parse_date(text) {
                 Some(d) => d,
-                None => {
-                    return self
-                        .report
-                        .rejected
-                        .push(reject(format!("unreadable date '{text}'")));
-                }
+                None => return reject(format!("unreadable date '{text}'")),
             },
         };
-        self.scratch.clear();
-        self.matcher.mentions(&title, &mut self.scratch);
-        if self.scratch.is_empty() {
-            return;
+        let mut drugs = Vec::new();
+        self.matcher.mentions(&title, &mut drugs);
+        if drugs.is_empty() {
+            return Prepared::Unmatched;
         }
-        let id = raw.id.as_deref().and_then(clean_text);
-        let journal = raw
-            .journal
-            .as_deref()
-            .and_then(clean_text)
-            .map(|j| self.intern(j));
-        self.insert(raw.kind, title, date, id, journal);
+        Prepared::Matched {
+            kind: raw.kind,
+            title: title.into_owned(),
+            date,
+            id: raw.id.as_deref().and_then(clean_text).map(Cow::into_owned),
+            journal: raw
+                .journal
+                .as_deref()
+                .and_then(clean_text)
+                .map(Cow::into_owned),
+            drugs,
+        }
+    }
+
+    /// Adds a prepared row; rows must come in source order for a deterministic merge.
+    pub fn accept(&mut self, prepared: Prepared) {
+        self.report.rows += 1;
+        match prepared {
+            Prepared::Unmatched => {}
+            Prepared::Rejected(r) => self.report.rejected.push(r),
+            Prepared::Matched {
+                kind,
+                title,
+                date,
+                id,
+                journal,
+                drugs,
+            } => {
+                let journal = journal.map(|j| self.intern(j));
+                self.scratch = drugs;
+                self.insert(kind, title, date, id, journal);
+            }
+        }
     }
 
     fn intern(&mut self, journal: String) -> u32 {
@@ -283,11 +333,16 @@ impl GraphBuilder {
         for (pos, &d) in order.iter().enumerate() {
             rank[d as usize] = pos as u32;
         }
+        // Rank records once by their graph order, then sort mentions on integer keys.
+        let mut by_order: Vec<u32> = (0..self.records.len() as u32).collect();
+        by_order.sort_unstable_by(|&a, &b| self.compare(a, b));
+        let mut record_rank = vec![0u32; by_order.len()];
+        for (pos, &r) in by_order.iter().enumerate() {
+            record_rank[r as usize] = pos as u32;
+        }
         let mut mentions = std::mem::take(&mut self.mentions);
-        mentions.sort_unstable_by(|a, b| {
-            rank[a.0 as usize]
-                .cmp(&rank[b.0 as usize])
-                .then_with(|| self.compare(a.1, b.1))
+        mentions.sort_unstable_by_key(|&(d, r)| {
+            (u64::from(rank[d as usize]) << 32) | u64::from(record_rank[r as usize])
         });
         BuiltGraph {
             b: self,
@@ -299,15 +354,13 @@ impl GraphBuilder {
     /// Graph order of two records: date, then id (none first), title, journal.
     fn compare(&self, a: u32, b: u32) -> std::cmp::Ordering {
         let (ra, rb) = (&self.records[a as usize], &self.records[b as usize]);
-        let key = |r: &Record| {
-            (
-                r.date,
-                r.id.map(|s| self.get(s)),
-                self.get(r.title),
-                r.journal.map(|j| self.journals[j as usize].as_str()),
-            )
-        };
-        key(ra).cmp(&key(rb))
+        let journal = |r: &Record| r.journal.map(|j| self.journals[j as usize].as_str());
+        // Field by field, so most comparisons stop at the date or the id.
+        ra.date
+            .cmp(&rb.date)
+            .then_with(|| ra.id.map(|s| self.get(s)).cmp(&rb.id.map(|s| self.get(s))))
+            .then_with(|| self.get(ra.title).cmp(self.get(rb.title)))
+            .then_with(|| journal(ra).cmp(&journal(rb)))
     }
 }
 
@@ -457,10 +510,16 @@ mod tests {
             .collect()
     }
 
-    fn row(kind: Source, id: &str, title: &str, date: &str, journal: &str) -> RawPublication {
-        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    fn row<'a>(
+        kind: Source,
+        id: &'a str,
+        title: &'a str,
+        date: &'a str,
+        journal: &'a str,
+    ) -> RawPublication<'a> {
+        let opt = |s: &'a str| (!s.is_empty()).then_some(Cow::Borrowed(s));
         RawPublication {
-            source: "t".into(),
+            source: "t",
             row: 1,
             kind,
             id: opt(id),
@@ -473,14 +532,14 @@ mod tests {
     #[test]
     fn split_records_with_compatible_fields_merge_into_one_publication() {
         let mut b = GraphBuilder::new(drugs(&["GLUCAGON"])).unwrap();
-        b.add(row(
+        b.add(&row(
             Source::ClinicalTrial,
             "NCT1",
             "Glucagon infusion",
             "25/05/2020",
             "",
         ));
-        b.add(row(
+        b.add(&row(
             Source::ClinicalTrial,
             "",
             "Glucagon  infusion ",
@@ -500,28 +559,28 @@ mod tests {
     #[test]
     fn conflicting_or_differently_dated_rows_stay_apart() {
         let mut b = GraphBuilder::new(drugs(&["GLUCAGON"])).unwrap();
-        b.add(row(
+        b.add(&row(
             Source::ClinicalTrial,
             "NCT1",
             "Glucagon",
             "2020-01-01",
             "A",
         ));
-        b.add(row(
+        b.add(&row(
             Source::ClinicalTrial,
             "NCT2",
             "Glucagon",
             "2020-01-01",
             "A",
         ));
-        b.add(row(
+        b.add(&row(
             Source::ClinicalTrial,
             "NCT1",
             "Glucagon",
             "2020-01-02",
             "A",
         ));
-        b.add(row(Source::Pubmed, "NCT1", "Glucagon", "2020-01-01", "A"));
+        b.add(&row(Source::Pubmed, "NCT1", "Glucagon", "2020-01-01", "A"));
         let built = b.finish();
         let (g, report) = (built.to_graph().unwrap(), built.report());
         assert_eq!(report.merged, 0);
@@ -534,9 +593,9 @@ mod tests {
     #[test]
     fn rows_without_title_or_readable_date_are_reported() {
         let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
-        b.add(row(Source::Pubmed, "1", "  ", "2020-01-01", "J"));
-        b.add(row(Source::Pubmed, "2", "X", "someday", "J"));
-        b.add(row(Source::Pubmed, "3", "X", "", "J"));
+        b.add(&row(Source::Pubmed, "1", "  ", "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "2", "X", "someday", "J"));
+        b.add(&row(Source::Pubmed, "3", "X", "", "J"));
         let built = b.finish();
         let report = built.report();
         let reasons: Vec<&str> = report.rejected.iter().map(|r| r.reason.as_str()).collect();
@@ -583,9 +642,9 @@ mod tests {
     #[test]
     fn mentions_are_sorted_by_date_then_id() {
         let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
-        b.add(row(Source::Pubmed, "2", "X b", "2020-01-02", "J"));
-        b.add(row(Source::Pubmed, "9", "X a", "2020-01-01", "J"));
-        b.add(row(Source::Pubmed, "1", "X c", "2020-01-02", "J"));
+        b.add(&row(Source::Pubmed, "2", "X b", "2020-01-02", "J"));
+        b.add(&row(Source::Pubmed, "9", "X a", "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "1", "X c", "2020-01-02", "J"));
         let g = b.finish().to_graph().unwrap();
         let ids: Vec<&str> = g.drugs[0]
             .pubmed

@@ -12,7 +12,11 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 
 /// Decodes escape runs, trims and collapses whitespace. Returns `None` for empty text.
-pub fn clean_text(raw: &str) -> Option<String> {
+/// Clean text (the common case) is returned as is, without copying.
+pub fn clean_text(raw: &str) -> Option<Cow<'_, str>> {
+    if is_clean(raw) {
+        return (!raw.is_empty()).then_some(Cow::Borrowed(raw));
+    }
     let decoded = decode_escapes(raw);
     let mut out = String::with_capacity(decoded.len());
     for word in decoded.split_whitespace() {
@@ -21,7 +25,19 @@ pub fn clean_text(raw: &str) -> Option<String> {
         }
         out.push_str(word);
     }
-    (!out.is_empty()).then_some(out)
+    (!out.is_empty()).then_some(Cow::Owned(out))
+}
+
+/// No escapes, no whitespace other than single inner spaces.
+fn is_clean(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let edge_space = bytes.first().is_some_and(u8::is_ascii_whitespace)
+        || bytes.last().is_some_and(u8::is_ascii_whitespace);
+    !edge_space
+        && !s.contains("\\x")
+        && !bytes.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
+        && !bytes.iter().any(|&b| b.is_ascii_whitespace() && b != b' ')
+        && !s.chars().any(|c| c.is_whitespace() && !c.is_ascii())
 }
 
 /// Replaces every run of literal `\xNN` escapes by the UTF-8 it encodes, dropping invalid

@@ -10,7 +10,9 @@ pub mod matcher;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::{GraphBuilder, RawDrug, RawPublication, Rejected, Report, Source};
+pub use build::{
+    BuiltGraph, GraphBuilder, Prepared, RawDrug, RawPublication, Rejected, Report, Source,
+};
 
 /// The graph as written to `graph.json`.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]

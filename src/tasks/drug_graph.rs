@@ -3,6 +3,7 @@
 //! `top_journals.json` to the output store (atomically), plus `graph.rejects.jsonl` listing
 //! rows that could not take part and why.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use arrow_array::RecordBatch;
@@ -12,7 +13,10 @@ use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::{GraphBuilder, RawDrug, RawPublication, Source};
+use crate::graph::{GraphBuilder, Prepared, RawDrug, RawPublication, Source};
+
+/// Rows left out that the log lists one by one (the rejects file has them all).
+const SHOWN_REJECTS: usize = 20;
 
 /// Build the drug-mention graph.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,12 +146,23 @@ impl DrugGraphTask {
         sources: &[(String, Source, std::path::PathBuf)],
         files: Vec<std::fs::File>,
     ) -> Result<Summary, DataError> {
+        let started = std::time::Instant::now();
+        let mut timings = Vec::new();
         let raw_drugs = read_drugs(&self.drugs, drugs)?;
         let mut builder = GraphBuilder::new(raw_drugs).map_err(DataError::Format)?;
+        timings.push(format!(
+            "drugs and matcher {:.2}s",
+            started.elapsed().as_secs_f64()
+        ));
         for (table, kind, path) in sources {
+            let t = std::time::Instant::now();
             read_publications(table, *kind, path, &mut builder)?;
+            timings.push(format!("{table} {:.2}s", t.elapsed().as_secs_f64()));
         }
+        let t = std::time::Instant::now();
         let built = builder.finish();
+        timings.push(format!("sort {:.2}s", t.elapsed().as_secs_f64()));
+        let t = std::time::Instant::now();
         let report = built.report();
         let mut files = files.into_iter();
         let mut next = || {
@@ -155,12 +170,13 @@ impl DrugGraphTask {
                 .next()
                 .ok_or_else(|| DataError::Format("missing output file".into()))
         };
-        let mut out = std::io::BufWriter::new(next()?);
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, next()?);
         built
             .write_json(&mut out)
             .and_then(|()| out.flush())
             .map_err(|e| DataError::io(&self.output, e))?;
         let top = built.top_journals();
+        timings.push(format!("write {:.2}s", t.elapsed().as_secs_f64()));
         serde_json::to_writer_pretty(std::io::BufWriter::new(next()?), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
         let mut rejects = std::io::BufWriter::new(next()?);
@@ -184,12 +200,21 @@ impl DrugGraphTask {
                 top.journals.join(", ")
             ),
         ];
+        lines.push(format!("timings: {}", timings.join(", ")));
         lines.extend(
             report
                 .rejected
                 .iter()
+                .take(SHOWN_REJECTS)
                 .map(|r| format!("left out {} row {}: {}", r.source, r.row, r.reason)),
         );
+        if report.rejected.len() > SHOWN_REJECTS {
+            lines.push(format!(
+                "... and {} more row(s) left out (all are in {})",
+                report.rejected.len() - SHOWN_REJECTS,
+                rejects_name(&self.output)
+            ));
+        }
         Ok(Summary {
             lines,
             rejected: report.rejected.len(),
@@ -245,10 +270,7 @@ fn read_drugs(table: &str, path: &std::path::Path) -> Result<Vec<RawDrug>, DataE
         let name = column(&batch, &["drug"]).ok_or_else(|| missing(table, "'drug'", &batch))?;
         let code = column(&batch, &["atccode"]);
         for i in 0..batch.num_rows() {
-            let text = |c: usize| {
-                text_at(batch.column(c).as_ref(), i)
-                    .map_err(|e| DataError::Format(format!("{table}: {e}")))
-            };
+            let text = |c: usize| cell(table, &batch, c, i).map(|t| t.map(Cow::into_owned));
             out.push(RawDrug {
                 row: out.len() + 1,
                 atccode: code.map(text).transpose()?.flatten(),
@@ -259,13 +281,27 @@ fn read_drugs(table: &str, path: &std::path::Path) -> Result<Vec<RawDrug>, DataE
     Ok(out)
 }
 
+fn cell<'a>(
+    table: &str,
+    batch: &'a RecordBatch,
+    col: usize,
+    row: usize,
+) -> Result<Option<Cow<'a, str>>, DataError> {
+    text_at(batch.column(col).as_ref(), row).map_err(|e| DataError::Format(format!("{table}: {e}")))
+}
+
+/// Reads a publication table batch by batch; rows are cleaned and matched on every core,
+/// then added in source order so merging stays deterministic.
 fn read_publications(
     table: &str,
     kind: Source,
     path: &std::path::Path,
     builder: &mut GraphBuilder,
 ) -> Result<(), DataError> {
-    let mut row = 0;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let mut done = 0;
     for batch in read_batches(path)? {
         let batch = batch.map_err(|e| DataError::arrow(table, e))?;
         let title = column(&batch, &["title", "scientific_title"])
@@ -273,22 +309,46 @@ fn read_publications(
         let date = column(&batch, &["date"]).ok_or_else(|| missing(table, "'date'", &batch))?;
         let id = column(&batch, &["id"]);
         let journal = column(&batch, &["journal"]);
-        for i in 0..batch.num_rows() {
-            row += 1;
-            let text = |c: usize| {
-                text_at(batch.column(c).as_ref(), i)
-                    .map_err(|e| DataError::Format(format!("{table}: {e}")))
-            };
-            builder.add(RawPublication {
-                source: table.to_string(),
-                row,
+        let raw_at = |i: usize| -> Result<RawPublication<'_>, DataError> {
+            let text = |c: usize| cell(table, &batch, c, i);
+            Ok(RawPublication {
+                source: table,
+                row: done + i + 1,
                 kind,
                 id: id.map(text).transpose()?.flatten(),
                 title: text(title)?,
                 date: text(date)?,
                 journal: journal.map(text).transpose()?.flatten(),
-            });
+            })
+        };
+        let rows = batch.num_rows();
+        let chunk = rows.div_ceil(threads).max(1);
+        let shared: &GraphBuilder = builder;
+        let parts: Vec<Result<Vec<Prepared>, DataError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..rows)
+                .step_by(chunk)
+                .map(|start| {
+                    let raw_at = &raw_at;
+                    scope.spawn(move || {
+                        (start..(start + chunk).min(rows))
+                            .map(|i| raw_at(i).map(|raw| shared.prepare(&raw)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(DataError::Format(format!("{table}: a worker panicked")))
+                    })
+                })
+                .collect()
+        });
+        for part in parts {
+            part?.into_iter().for_each(|p| builder.accept(p));
         }
+        done += rows;
     }
     Ok(())
 }
