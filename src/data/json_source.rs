@@ -192,11 +192,15 @@ impl<R: BufRead> Scanner<R> {
                     }
                 }
                 Mode::Lines => {
-                    if self.skip_space()?.is_none() {
-                        self.mode = Mode::Done;
-                        continue;
+                    match self.skip_space()? {
+                        None => {
+                            self.mode = Mode::Done;
+                            continue;
+                        }
+                        // Not an object or array: the rest of the line is one bad element.
+                        Some(b) if b != b'{' && b != b'[' => return self.rest_of_line().map(Some),
+                        Some(_) => return self.element().map(Some),
                     }
-                    return self.element().map(Some);
                 }
             }
         }
@@ -236,6 +240,19 @@ impl<R: BufRead> Scanner<R> {
                 char::from(b)
             ))),
         }
+    }
+
+    fn rest_of_line(&mut self) -> Result<(u64, Vec<u8>), DataError> {
+        let start = self.line;
+        let mut out = Vec::new();
+        while let Some(b) = self.peek()? {
+            if b == b'\n' {
+                break;
+            }
+            out.push(b);
+            self.bump(b);
+        }
+        Ok((start, out))
     }
 
     /// Reads one value: a bracketed one up to its matching close, or a scalar up to a delimiter.

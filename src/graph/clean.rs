@@ -146,6 +146,16 @@ mod tests {
     }
 
     #[test]
+    fn clean_text_is_not_copied_and_unicode_spaces_count_as_whitespace() {
+        assert!(matches!(
+            clean_text("Already clean text"),
+            Some(Cow::Borrowed(_))
+        ));
+        assert_eq!(clean_text("a\u{a0}b").as_deref(), Some("a b"));
+        assert_eq!(clean_text("a  b").as_deref(), Some("a b"));
+    }
+
+    #[test]
     fn the_three_date_formats_become_iso() {
         let d = |s| parse_date(s).map(|d| d.to_string());
         assert_eq!(d("2020-01-01").as_deref(), Some("2020-01-01"));

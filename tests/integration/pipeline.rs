@@ -114,6 +114,36 @@ fn unreadable_rows_go_to_the_rejects_file_with_line_and_reason() {
     assert!(log.contains("imported 2 row(s) from 1 file(s) into imported_data/things.parquet; 2 rejected (see imported_data/things.rejects.jsonl); 2 blank line(s) skipped"), "{log}");
 }
 
+#[test]
+fn a_glob_imports_every_matching_file_and_ndjson_is_read() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("in")).unwrap();
+    std::fs::write(env.path("in/a.csv"), "id,name\n1,a\n").unwrap();
+    std::fs::write(env.path("in/b.csv"), "id,name\n2,b\n3,c\n").unwrap();
+    std::fs::write(env.path("in/c.json"), "{\"id\": 4}\n").unwrap();
+    env.dag("imp", &import_dag("in/*.csv"));
+    env.ok(&["run", "imp"]);
+    assert!(log_of(&env, "imp", "t").contains("imported 3 row(s) from 2 file(s)"));
+
+    std::fs::write(
+        env.path("events.jsonl"),
+        "{\"id\": 1, \"tags\": [\"x\"]}\n\n{\"id\": \"2\"}\nnot json\n",
+    )
+    .unwrap();
+    env.dag("imp", &import_dag("events.jsonl"));
+    env.ok(&["run", "imp"]);
+    let log = log_of(&env, "imp", "t");
+    assert!(log.contains("imported 2 row(s) from 1 file(s)"), "{log}");
+    let rejects = std::fs::read_to_string(env.path("imported_data/things.rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 1, "{rejects}");
+    assert!(rejects.contains("\"line\":4"), "{rejects}");
+    assert!(rejects.contains("\"raw\":\"not json\""), "{rejects}");
+    assert!(
+        rejects.contains("invalid JSON at line 4 column 2"),
+        "{rejects}"
+    );
+}
+
 fn failed_error(env: &Env, dag: &str, task_id: &str) -> String {
     let out = env.run(&["run", dag]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
