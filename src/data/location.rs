@@ -75,20 +75,6 @@ impl Location {
             .fold(prefix.clone(), |p, part| p.join(part))
     }
 
-    /// Whether `name` exists.
-    pub async fn exists(&self, name: &str) -> Result<bool, DataError> {
-        match self {
-            Self::Local(dir) => Ok(dir.join(name).exists()),
-            Self::Remote { store, prefix, .. } => {
-                match store.head(&Self::object(prefix, name)).await {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::NotFound { .. }) => Ok(false),
-                    Err(e) => Err(self.error(name, e)),
-                }
-            }
-        }
-    }
-
     /// A readable local file holding `name`.
     pub async fn fetch(&self, name: &str) -> Result<LocalCopy, DataError> {
         match self {

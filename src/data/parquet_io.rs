@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
@@ -177,12 +176,4 @@ pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> 
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
         .map_err(|e| DataError::arrow(&context, e))
-}
-
-/// Reads every batch (for small tables and tests).
-pub fn read_all(path: &Path) -> Result<Vec<RecordBatch>, DataError> {
-    let context = path.display().to_string();
-    read_batches(path)?
-        .map(|b| b.map_err(|e| DataError::arrow(&context, e)))
-        .collect()
 }
