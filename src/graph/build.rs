@@ -398,8 +398,29 @@ struct JournalOut<'a> {
     date: NaiveDate,
 }
 
+/// `YYYY-MM-DD` without going through chrono's formatter (hot when writing the graph).
 fn iso<S: serde::Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(d)
+    use chrono::Datelike;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        return s.collect_str(d);
+    }
+    let y = y as u32;
+    let digits = [
+        y / 1000,
+        y / 100 % 10,
+        y / 10 % 10,
+        y % 10,
+        m / 10,
+        m % 10,
+        day / 10,
+        day % 10,
+    ];
+    let mut buf = [b'-'; 10];
+    for (slot, digit) in [0, 1, 2, 3, 5, 6, 8, 9].into_iter().zip(digits) {
+        buf[slot] = b'0' + digit as u8;
+    }
+    s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
 }
 
 impl BuiltGraph {

@@ -28,16 +28,24 @@ pub fn clean_text(raw: &str) -> Option<Cow<'_, str>> {
     (!out.is_empty()).then_some(Cow::Owned(out))
 }
 
-/// No escapes, no whitespace other than single inner spaces.
+/// No escapes, no whitespace other than single inner spaces (checked in one pass over
+/// ASCII text; other text takes the normalising path).
 fn is_clean(s: &str) -> bool {
     let bytes = s.as_bytes();
-    let edge_space = bytes.first().is_some_and(u8::is_ascii_whitespace)
-        || bytes.last().is_some_and(u8::is_ascii_whitespace);
-    !edge_space
-        && !s.contains("\\x")
-        && !bytes.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
-        && !bytes.iter().any(|&b| b.is_ascii_whitespace() && b != b' ')
-        && !s.chars().any(|c| c.is_whitespace() && !c.is_ascii())
+    if !s.is_ascii() || bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+        return false;
+    }
+    let mut prev = 0u8;
+    for &b in bytes {
+        let bad = (b.is_ascii_whitespace() && b != b' ')
+            || (b == b' ' && prev == b' ')
+            || (b == b'x' && prev == b'\\');
+        if bad {
+            return false;
+        }
+        prev = b;
+    }
+    true
 }
 
 /// Replaces every run of literal `\xNN` escapes by the UTF-8 it encodes, dropping invalid
@@ -100,10 +108,29 @@ fn decode_run(bytes: &[u8], out: &mut String) {
 /// Parses the date formats seen in the sources; `None` when unreadable.
 pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     let t = raw.trim();
+    if let Some(d) = numeric_date(t.as_bytes()) {
+        return Some(d);
+    }
     const FORMATS: [&str; 5] = ["%Y-%m-%d", "%d/%m/%Y", "%d %B %Y", "%d %b %Y", "%B %d, %Y"];
     FORMATS
         .iter()
         .find_map(|f| NaiveDate::parse_from_str(t, f).ok())
+}
+
+/// `YYYY-MM-DD` and `DD/MM/YYYY` read directly (they are most rows; chrono's format parser
+/// is kept for the rest).
+fn numeric_date(b: &[u8]) -> Option<NaiveDate> {
+    let num = |s: &[u8]| {
+        s.iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = match b {
+        [_, _, _, _, b'-', _, _, b'-', _, _] => (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?),
+        [_, _, b'/', _, _, b'/', _, _, _, _] => (num(&b[6..10])?, num(&b[3..5])?, num(&b[0..2])?),
+        _ => return None,
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
 }
 
 #[cfg(test)]
