@@ -130,3 +130,56 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn adding_a_project_adds_its_dags_and_a_bad_placeholder_is_reported() {
+    let env = Env::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["dags", "config"] {
+        copy_dir(&root.join(dir), &env.path(dir));
+    }
+    std::fs::write(
+        env.path("config/projects.yaml"),
+        "projects:\n  - name: drugs\n    dags: [import, load, process, orchestrator]\n    vars: {input_dir: data/sample}\n  - name: vets\n    dags: [import, process]\n    vars: {input_dir: data/vets}\n",
+    )
+    .unwrap();
+    let ids: Vec<String> = env
+        .json(&["dags", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dag_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.contains(&"vets_import".to_string()) && ids.contains(&"vets_process".to_string()),
+        "{ids:?}"
+    );
+    let shown = env.json(&["dags", "show", "vets_import"]);
+    assert_eq!(shown["project"], "vets");
+
+    std::fs::write(
+        env.path("dags/templates/load.yaml"),
+        "tasks:\n  t: {type: shell, command: 'ls ${vars.missing}'}\n",
+    )
+    .unwrap();
+    let out = env.run(&["dags", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(
+            "dags/templates/load.yaml:2: unknown placeholder '${vars.missing}' (known: ${project}, ${vars.input_dir}) (project 'drugs')"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_auth() {
+    let env = Env::new();
+    let out = env.run(&["serve", "--bind", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).lines().last().unwrap_or_default(),
+        "error: refusing to listen on 0.0.0.0:0: authentication is not configured, so only loopback addresses (127.0.0.1, ::1) are allowed"
+    );
+}
