@@ -1,22 +1,22 @@
 //! The warehouse: a SQLite database the staged tables are loaded into so they can be
-//! queried with SQL. Loads are atomic per table (the new table is built under a temporary
-//! name and swapped in, in one transaction); queries return their first rows for the log.
+//! queried with SQL. Blocking code (rusqlite, on the same bundled SQLite as the state store);
+//! tasks call it from `spawn_blocking`. Loads are atomic per table: the new table is built
+//! under a temporary name and swapped in, in one transaction.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, SchemaRef};
+use fallible_iterator::FallibleIterator;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, Statement, TransactionBehavior};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, QueryBuilder, Row, Sqlite, SqlitePool};
-use tokio::sync::mpsc;
 
 use super::DataError;
 
-/// SQLite's limit on bound parameters in one statement (conservative).
-const MAX_PARAMS: usize = 30_000;
+/// Rows per prepared multi-row INSERT.
+const INSERT_ROWS: usize = 128;
 
 /// How `load` treats an existing table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,12 +29,6 @@ pub enum LoadMode {
     Append,
 }
 
-/// An open warehouse.
-pub struct Warehouse {
-    pool: SqlitePool,
-    path: String,
-}
-
 /// The first rows of a query.
 pub struct QueryRows {
     /// Column names.
@@ -45,31 +39,28 @@ pub struct QueryRows {
     pub total: u64,
 }
 
+/// An open warehouse.
+pub struct Warehouse {
+    conn: Connection,
+    path: String,
+}
+
 impl Warehouse {
     /// Opens (creating) the warehouse database.
-    pub async fn open(path: &Path) -> Result<Self, DataError> {
+    pub fn open(path: &Path) -> Result<Self, DataError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| DataError::io(&shown, e))?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|e| DataError::Warehouse {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|e| DataError::Warehouse {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(Self { pool, path: shown })
+        let err = |e: rusqlite::Error| DataError::Warehouse {
+            path: shown.clone(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        Ok(Self { conn, path: shown })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> DataError {
@@ -80,11 +71,11 @@ impl Warehouse {
     }
 
     /// Loads batches into `table`; returns the number of rows loaded.
-    pub async fn load(
-        &self,
+    pub fn load(
+        &mut self,
         table: &str,
-        schema: SchemaRef,
-        mut batches: mpsc::Receiver<Result<RecordBatch, DataError>>,
+        schema: &SchemaRef,
+        batches: impl Iterator<Item = Result<RecordBatch, DataError>>,
         mode: LoadMode,
     ) -> Result<u64, DataError> {
         let target = quote(table)?;
@@ -94,57 +85,98 @@ impl Warehouse {
         } else {
             &target
         };
-        let columns = column_defs(&schema)?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
+        let columns = column_defs(schema)?;
+        // The warehouse is rebuilt from staging: an OS crash may lose the latest load (never
+        // corrupt the file, in WAL mode), so loads skip the fsyncs.
+        self.conn
+            .pragma_update(None, "synchronous", "OFF")
             .map_err(|e| self.err(e))?;
+        let path = self.path.clone();
+        let err = |e: rusqlite::Error| DataError::Warehouse {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         if mode == LoadMode::Replace {
-            let drop = format!("DROP TABLE IF EXISTS {staging}");
-            sqlx::query(AssertSqlSafe(drop))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
+                .map_err(err)?;
         }
-        let create = format!("CREATE TABLE IF NOT EXISTS {into} ({columns})");
-        sqlx::query(AssertSqlSafe(create))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        tx.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {into} ({columns});"))
+            .map_err(err)?;
+        let width = schema.fields().len();
+        let row = format!("({})", vec!["?"; width].join(","));
+        let mut many = tx
+            .prepare(&format!(
+                "INSERT INTO {into} VALUES {}",
+                vec![row.as_str(); INSERT_ROWS].join(",")
+            ))
+            .map_err(err)?;
+        let mut one = tx
+            .prepare(&format!("INSERT INTO {into} VALUES {row}"))
+            .map_err(err)?;
         let mut rows = 0u64;
-        while let Some(batch) = batches.recv().await {
+        for batch in batches {
             let batch = batch?;
-            rows += insert_batch(&mut tx, into, &batch)
-                .await
-                .map_err(|e| self.err(e))?;
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let take = if batch.num_rows() - start >= INSERT_ROWS {
+                    INSERT_ROWS
+                } else {
+                    1
+                };
+                let stmt = if take == INSERT_ROWS {
+                    &mut many
+                } else {
+                    &mut one
+                };
+                bind_rows(stmt, &batch, start, take).map_err(err)?;
+                stmt.raw_execute().map_err(err)?;
+                start += take;
+            }
+            rows += batch.num_rows() as u64;
         }
+        drop((many, one));
         if mode == LoadMode::Replace {
-            run_statements(&mut tx, &swap_in(&staging, &target))
-                .await
-                .map_err(|e| self.err(e))?;
+            tx.execute_batch(&swap_in(&staging, &target)).map_err(err)?;
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
+        tx.commit().map_err(err)?;
         Ok(rows)
     }
 
-    /// Runs SQL (one or more statements); returns the first `keep` rows it produced.
-    pub async fn query(&self, sql: &str, keep: usize) -> Result<QueryRows, DataError> {
-        use futures_util::TryStreamExt;
-        let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_many(&self.pool);
+    /// Runs SQL (one or more statements); returns the first `keep` rows of the last
+    /// statement that returns rows.
+    pub fn query(&self, sql: &str, keep: usize) -> Result<QueryRows, DataError> {
         let mut out = QueryRows {
             columns: Vec::new(),
             rows: Vec::new(),
             total: 0,
         };
-        while let Some(item) = stream.try_next().await.map_err(|e| self.err(e))? {
-            if let sqlx::Either::Right(row) = item {
-                if out.columns.is_empty() {
-                    out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-                }
+        let mut batch = rusqlite::Batch::new(&self.conn, sql);
+        while let Some(mut stmt) = batch.next().map_err(|e| self.err(e))? {
+            if stmt.column_count() == 0 {
+                stmt.raw_execute().map_err(|e| self.err(e))?;
+                continue;
+            }
+            out = QueryRows {
+                columns: stmt
+                    .column_names()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                rows: Vec::new(),
+                total: 0,
+            };
+            let width = stmt.column_count();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
                 if out.rows.len() < keep {
-                    out.rows
-                        .push((0..row.len()).map(|i| cell_text(&row, i)).collect());
+                    let cells = (0..width)
+                        .map(|i| row.get_ref(i).map(cell_text))
+                        .collect::<Result<_, _>>();
+                    out.rows.push(cells.map_err(|e| self.err(e))?);
                 }
                 out.total += 1;
             }
@@ -152,59 +184,36 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Replaces `table` with the result of a query, atomically.
-    pub async fn create_table_as(&self, table: &str, select: &str) -> Result<u64, DataError> {
+    /// Replaces `table` with the result of a query, atomically; returns its row count.
+    pub fn create_table_as(&mut self, table: &str, select: &str) -> Result<u64, DataError> {
         let target = quote(table)?;
         let staging = quote(&format!("{table}__building"))?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
         let select = select.trim().trim_end_matches(';');
-        let build = [
-            format!("DROP TABLE IF EXISTS {staging}"),
-            format!("CREATE TABLE {staging} AS {select}"),
-        ];
-        run_statements(&mut tx, &build)
-            .await
-            .map_err(|e| self.err(e))?;
-        run_statements(&mut tx, &swap_in(&staging, &target))
-            .await
-            .map_err(|e| self.err(e))?;
-        let count: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {target}")))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
+        let path = self.path.clone();
+        let err = |e: rusqlite::Error| DataError::Warehouse {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} AS {select};"
+        ))
+        .map_err(err)?;
+        tx.execute_batch(&swap_in(&staging, &target)).map_err(err)?;
+        let count: i64 = tx
+            .query_row(&format!("SELECT COUNT(*) FROM {target}"), [], |r| r.get(0))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
         Ok(count as u64)
-    }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
 /// Statements replacing `target` by `staging` (run inside the caller's transaction).
-fn swap_in(staging: &str, target: &str) -> [String; 2] {
-    [
-        format!("DROP TABLE IF EXISTS {target}"),
-        format!("ALTER TABLE {staging} RENAME TO {target}"),
-    ]
-}
-
-async fn run_statements(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    statements: &[String],
-) -> Result<(), sqlx::Error> {
-    for sql in statements {
-        sqlx::query(AssertSqlSafe(sql.clone()))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+fn swap_in(staging: &str, target: &str) -> String {
+    format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {target};")
 }
 
 /// Quotes an identifier, refusing ones that could escape the quotes.
@@ -241,57 +250,121 @@ fn column_defs(schema: &SchemaRef) -> Result<String, DataError> {
     Ok(defs.join(", "))
 }
 
-async fn insert_batch(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    table: &str,
+/// Binds rows `start..start + count` of `batch` to `stmt`'s parameters.
+fn bind_rows(
+    stmt: &mut Statement<'_>,
     batch: &RecordBatch,
-) -> Result<u64, sqlx::Error> {
-    let ncols = batch.num_columns().max(1);
-    let per_stmt = (MAX_PARAMS / ncols).max(1);
-    let mut start = 0;
-    while start < batch.num_rows() {
-        let end = (start + per_stmt).min(batch.num_rows());
-        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} "));
-        q.push_values(start..end, |mut row, i| {
-            for col in batch.columns() {
-                push_cell(&mut row, col.as_ref(), i);
+    start: usize,
+    count: usize,
+) -> rusqlite::Result<()> {
+    let width = batch.num_columns();
+    for r in 0..count {
+        for (c, col) in batch.columns().iter().enumerate() {
+            let (idx, i, col) = (r * width + c + 1, start + r, col.as_ref());
+            let any = col.as_any();
+            if col.is_null(i) {
+                stmt.raw_bind_parameter(idx, Value::Null)?;
+            } else if let Some(a) = any.downcast_ref::<StringArray>() {
+                stmt.raw_bind_parameter(idx, a.value(i))?;
+            } else if let Some(a) = any.downcast_ref::<Int64Array>() {
+                stmt.raw_bind_parameter(idx, a.value(i))?;
+            } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+                stmt.raw_bind_parameter(idx, a.value(i))?;
+            } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+                stmt.raw_bind_parameter(idx, a.value(i))?;
+            } else {
+                stmt.raw_bind_parameter(idx, Value::Null)?;
             }
-        });
-        q.build().execute(&mut **tx).await?;
-        start = end;
+        }
     }
-    Ok(batch.num_rows() as u64)
+    Ok(())
 }
 
-fn push_cell(
-    row: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>,
-    col: &dyn Array,
-    i: usize,
-) {
-    if col.is_null(i) {
-        row.push_bind(None::<i64>);
-    } else if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
-        row.push_bind(a.value(i));
-    } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
-        row.push_bind(a.value(i));
-    } else if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
-        row.push_bind(a.value(i));
-    } else if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-        row.push_bind(a.value(i));
-    } else {
-        row.push_bind(None::<i64>);
+fn cell_text(v: ValueRef<'_>) -> String {
+    match v {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
     }
 }
 
-fn cell_text(row: &SqliteRow, i: usize) -> String {
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return v.map_or_else(|| "NULL".into(), |v| v.to_string());
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn batch(ids: &[i64]) -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let array = Arc::new(Int64Array::from(ids.to_vec()));
+        (
+            schema.clone(),
+            RecordBatch::try_new(schema, vec![array]).unwrap(),
+        )
     }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-        return v.map_or_else(|| "NULL".into(), |v| v.to_string());
+
+    fn count(w: &Warehouse) -> String {
+        w.query("SELECT COUNT(*) FROM t", 1).unwrap().rows[0][0].clone()
     }
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return v.unwrap_or_else(|| "NULL".into());
+
+    #[test]
+    fn replace_swaps_append_adds_and_a_failed_load_keeps_the_old_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Warehouse::open(&dir.path().join("w.db")).unwrap();
+        let (schema, b) = batch(&(0..300).collect::<Vec<_>>());
+        assert_eq!(
+            w.load(
+                "t",
+                &schema,
+                std::iter::once(Ok(b.clone())),
+                LoadMode::Replace
+            )
+            .unwrap(),
+            300
+        );
+        w.load(
+            "t",
+            &schema,
+            std::iter::once(Ok(b.clone())),
+            LoadMode::Append,
+        )
+        .unwrap();
+        assert_eq!(count(&w), "600");
+        w.load(
+            "t",
+            &schema,
+            std::iter::once(Ok(batch(&[1, 2]).1)),
+            LoadMode::Replace,
+        )
+        .unwrap();
+        assert_eq!(count(&w), "2");
+        let broken = vec![Ok(b), Err(DataError::Format("disk on fire".into()))];
+        let err = w
+            .load("t", &schema, broken.into_iter(), LoadMode::Replace)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        assert_eq!(count(&w), "2", "the previous table is intact");
     }
-    "<blob>".into()
+
+    #[test]
+    fn queries_return_the_last_result_set_and_quote_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(&dir.path().join("w.db")).unwrap();
+        let rows = w
+            .query(
+                "CREATE TABLE x (a); INSERT INTO x VALUES (1), (NULL); SELECT a FROM x",
+                10,
+            )
+            .unwrap();
+        assert_eq!(rows.columns, vec!["a"]);
+        assert_eq!(
+            rows.rows,
+            vec![vec!["1".to_string()], vec!["NULL".to_string()]]
+        );
+        assert!(quote("a\"b").is_err());
+    }
 }

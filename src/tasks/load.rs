@@ -3,7 +3,6 @@
 
 use arrow_array::RecordBatchReader;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::import::valid_table;
 use super::{TaskContext, TaskError, TaskOutcome};
@@ -34,7 +33,6 @@ impl LoadTask {
     /// Loads each table in turn.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let fail = |e: DataError| TaskError::Failed(e.to_string());
-        let warehouse = Warehouse::open(&ctx.data.warehouse).await.map_err(fail)?;
         for table in &self.tables {
             if ctx.cancel.is_cancelled() {
                 return Err(TaskError::Cancelled("load stopped".into()));
@@ -45,31 +43,22 @@ impl LoadTask {
                 .fetch(&format!("{table}.parquet"))
                 .await
                 .map_err(fail)?;
-            let reader = read_batches(copy.path()).map_err(fail)?;
-            let schema = reader.schema();
-            let (tx, rx) = mpsc::channel(4);
-            let context = copy.path().display().to_string();
-            let producer = tokio::task::spawn_blocking(move || {
-                for batch in reader {
-                    let batch = batch.map_err(|e| DataError::arrow(&context, e));
-                    if tx.blocking_send(batch).is_err() {
-                        break;
-                    }
-                }
-            });
-            let rows = warehouse
-                .load(table, schema, rx, self.mode)
-                .await
-                .map_err(fail)?;
-            producer
-                .await
-                .map_err(|e| TaskError::Failed(format!("reading {table}: {e}")))?;
+            let (path, name, mode) = (ctx.data.warehouse.clone(), table.clone(), self.mode);
+            let rows = tokio::task::spawn_blocking(move || {
+                let reader = read_batches(copy.path())?;
+                let schema = reader.schema();
+                let context = copy.path().display().to_string();
+                let batches = reader.map(|b| b.map_err(|e| DataError::arrow(&context, e)));
+                Warehouse::open(&path)?.load(&name, &schema, batches, mode)
+            })
+            .await
+            .map_err(|e| TaskError::Failed(format!("loading {table}: {e}")))?
+            .map_err(fail)?;
             ctx.log.info(format!(
                 "loaded {rows} row(s) into {}.{table}",
                 ctx.data.warehouse.display()
             ));
         }
-        warehouse.close().await;
         Ok(TaskOutcome::Success)
     }
 }

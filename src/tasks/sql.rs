@@ -41,23 +41,37 @@ impl SqlTask {
                 .map_err(|e| TaskError::Failed(format!("{file}: {e}")))?,
             (None, None) => return Err(TaskError::Fatal("sql task needs `sql` or `file`".into())),
         };
-        let warehouse = Warehouse::open(&ctx.data.warehouse).await.map_err(fail)?;
         ctx.log.info(format!(
             "running on {}:\n{}",
             ctx.data.warehouse.display(),
             sql.trim()
         ));
-        if let Some(table) = &self.into_table {
-            let rows = warehouse.create_table_as(table, &sql).await.map_err(fail)?;
+        let (path, into, shown) = (
+            ctx.data.warehouse.clone(),
+            self.into_table.clone(),
+            self.show_rows.unwrap_or(20),
+        );
+        let (created, result) = tokio::task::spawn_blocking(move || {
+            let mut warehouse = Warehouse::open(&path)?;
+            match into {
+                Some(table) => {
+                    let rows = warehouse.create_table_as(&table, &sql)?;
+                    let select =
+                        format!("SELECT * FROM {}", crate::data::warehouse::quote(&table)?);
+                    Ok::<_, crate::data::DataError>((
+                        Some((table, rows)),
+                        warehouse.query(&select, shown)?,
+                    ))
+                }
+                None => Ok((None, warehouse.query(&sql, shown)?)),
+            }
+        })
+        .await
+        .map_err(|e| TaskError::Failed(format!("sql task stopped: {e}")))?
+        .map_err(fail)?;
+        if let Some((table, rows)) = created {
             ctx.log.info(format!("table {table} now has {rows} row(s)"));
         }
-        let shown = self.show_rows.unwrap_or(20);
-        let select = match &self.into_table {
-            Some(table) => format!("SELECT * FROM \"{table}\""),
-            None => sql,
-        };
-        let result = warehouse.query(&select, shown).await.map_err(fail)?;
-        warehouse.close().await;
         if !result.columns.is_empty() {
             ctx.log.info(result.columns.join(" | "));
             for row in &result.rows {
