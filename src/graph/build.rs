@@ -120,7 +120,7 @@ const NONE: u32 = u32::MAX;
 /// Accumulates rows, then produces the graph.
 pub struct GraphBuilder {
     drugs: Vec<(Option<String>, String)>,
-    matcher: DrugMatcher,
+    preparer: Preparer,
     text: String,
     journals: Vec<String>,
     journal_ids: HashMap<String, u32>,
@@ -165,11 +165,13 @@ impl GraphBuilder {
             drugs.push((code, name));
         }
         let names: Vec<String> = drugs.iter().map(|(_, n)| n.clone()).collect();
-        let matcher = DrugMatcher::new(&names)?;
+        let preparer = Preparer {
+            matcher: std::sync::Arc::new(DrugMatcher::new(&names)?),
+        };
         report.drugs = drugs.len();
         Ok(Self {
             drugs,
-            matcher,
+            preparer,
             text: String::new(),
             journals: Vec::new(),
             journal_ids: HashMap::new(),
@@ -190,40 +192,12 @@ impl GraphBuilder {
 
     /// Cleans and matches a row (no change to the builder).
     pub fn prepare(&self, raw: &RawPublication<'_>) -> Prepared {
-        let reject = |reason: String| {
-            Prepared::Rejected(Rejected {
-                source: raw.source.to_string(),
-                row: raw.row,
-                reason,
-            })
-        };
-        let Some(title) = raw.title.as_deref().and_then(clean_text) else {
-            return reject("no title".into());
-        };
-        let date = match raw.date.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            None => return reject("no date".into()),
-            Some(text) => match parse_date(text) {
-                Some(d) => d,
-                None => return reject(format!("unreadable date '{text}'")),
-            },
-        };
-        let mut drugs = Vec::new();
-        self.matcher.mentions(&title, &mut drugs);
-        if drugs.is_empty() {
-            return Prepared::Unmatched;
-        }
-        Prepared::Matched {
-            kind: raw.kind,
-            title: title.into_owned(),
-            date,
-            id: raw.id.as_deref().and_then(clean_text).map(Cow::into_owned),
-            journal: raw
-                .journal
-                .as_deref()
-                .and_then(clean_text)
-                .map(Cow::into_owned),
-            drugs,
-        }
+        self.preparer.prepare(raw)
+    }
+
+    /// A handle that prepares rows on other threads while this builder accepts them.
+    pub fn preparer(&self) -> Preparer {
+        self.preparer.clone()
     }
 
     /// Adds a prepared row; rows must come in source order for a deterministic merge.
@@ -361,6 +335,52 @@ impl GraphBuilder {
             .then_with(|| ra.id.map(|s| self.get(s)).cmp(&rb.id.map(|s| self.get(s))))
             .then_with(|| self.get(ra.title).cmp(self.get(rb.title)))
             .then_with(|| journal(ra).cmp(&journal(rb)))
+    }
+}
+
+/// Cleans and matches rows: the read-only half of the builder, shareable across threads.
+#[derive(Clone)]
+pub struct Preparer {
+    matcher: std::sync::Arc<DrugMatcher>,
+}
+
+impl Preparer {
+    /// Cleans and matches a row (no change to the builder).
+    pub fn prepare(&self, raw: &RawPublication<'_>) -> Prepared {
+        let reject = |reason: String| {
+            Prepared::Rejected(Rejected {
+                source: raw.source.to_string(),
+                row: raw.row,
+                reason,
+            })
+        };
+        let Some(title) = raw.title.as_deref().and_then(clean_text) else {
+            return reject("no title".into());
+        };
+        let date = match raw.date.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            None => return reject("no date".into()),
+            Some(text) => match parse_date(text) {
+                Some(d) => d,
+                None => return reject(format!("unreadable date '{text}'")),
+            },
+        };
+        let mut drugs = Vec::new();
+        self.matcher.mentions(&title, &mut drugs);
+        if drugs.is_empty() {
+            return Prepared::Unmatched;
+        }
+        Prepared::Matched {
+            kind: raw.kind,
+            title: title.into_owned(),
+            date,
+            id: raw.id.as_deref().and_then(clean_text).map(Cow::into_owned),
+            journal: raw
+                .journal
+                .as_deref()
+                .and_then(clean_text)
+                .map(Cow::into_owned),
+            drugs,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::{GraphBuilder, Prepared, RawDrug, RawPublication, Source};
+use crate::graph::{GraphBuilder, Prepared, Preparer, RawDrug, RawPublication, Source};
 
 /// Rows left out that the log lists one by one (the rejects file has them all).
 const SHOWN_REJECTS: usize = 20;
@@ -154,11 +154,9 @@ impl DrugGraphTask {
             "drugs and matcher {:.2}s",
             started.elapsed().as_secs_f64()
         ));
-        for (table, kind, path) in sources {
-            let t = std::time::Instant::now();
-            read_publications(table, *kind, path, &mut builder)?;
-            timings.push(format!("{table} {:.2}s", t.elapsed().as_secs_f64()));
-        }
+        let t = std::time::Instant::now();
+        read_publications(sources, &mut builder)?;
+        timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let built = builder.finish();
         timings.push(format!("sort {:.2}s", t.elapsed().as_secs_f64()));
@@ -290,13 +288,38 @@ fn cell<'a>(
     text_at(batch.column(col).as_ref(), row).map_err(|e| DataError::Format(format!("{table}: {e}")))
 }
 
-/// Reads a publication table batch by batch; rows are cleaned and matched on every core,
-/// then added in source order so merging stays deterministic.
+/// Reads the publication tables: batches are cleaned and matched on every core while a
+/// separate thread adds the results to the builder, in source order so merging stays
+/// deterministic.
 fn read_publications(
+    sources: &[(String, Source, std::path::PathBuf)],
+    builder: &mut GraphBuilder,
+) -> Result<(), DataError> {
+    let preparer = builder.preparer();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(4);
+        let accumulator = scope.spawn(move || {
+            for part in rx {
+                part.into_iter().for_each(|p| builder.accept(p));
+            }
+        });
+        let result = sources
+            .iter()
+            .try_for_each(|(table, kind, path)| prepare_table(table, *kind, path, &preparer, &tx));
+        drop(tx);
+        accumulator
+            .join()
+            .map_err(|_| DataError::Format("the graph builder panicked".into()))?;
+        result
+    })
+}
+
+fn prepare_table(
     table: &str,
     kind: Source,
     path: &std::path::Path,
-    builder: &mut GraphBuilder,
+    preparer: &Preparer,
+    out: &std::sync::mpsc::SyncSender<Vec<Prepared>>,
 ) -> Result<(), DataError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -323,7 +346,6 @@ fn read_publications(
         };
         let rows = batch.num_rows();
         let chunk = rows.div_ceil(threads).max(1);
-        let shared: &GraphBuilder = builder;
         let parts: Vec<Result<Vec<Prepared>, DataError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..rows)
                 .step_by(chunk)
@@ -331,7 +353,7 @@ fn read_publications(
                     let raw_at = &raw_at;
                     scope.spawn(move || {
                         (start..(start + chunk).min(rows))
-                            .map(|i| raw_at(i).map(|raw| shared.prepare(&raw)))
+                            .map(|i| raw_at(i).map(|raw| preparer.prepare(&raw)))
                             .collect::<Result<Vec<_>, _>>()
                     })
                 })
@@ -346,7 +368,10 @@ fn read_publications(
                 .collect()
         });
         for part in parts {
-            part?.into_iter().for_each(|p| builder.accept(p));
+            // The receiver only goes away if the builder thread panicked; join reports that.
+            if out.send(part?).is_err() {
+                break;
+            }
         }
         done += rows;
     }
