@@ -83,15 +83,27 @@ async fn run_guarded(
     let cancel = ctx.cancel.clone();
     let mut handle = tokio::spawn(async move { kind.run(&ctx).await });
     tokio::select! {
-        joined = &mut handle => return joined_result(joined),
-        () = sleep_or_forever(timeout) => {}
+        joined = &mut handle => joined_result(joined),
+        () = sleep_or_forever(timeout) => {
+            // Timed out: ask the task to stop, give it a moment, then abandon it.
+            cancel.cancel();
+            if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
+                handle.abort();
+            }
+            Err(TaskError::TimedOut(timeout.unwrap_or_default()))
+        }
+        () = cancel.cancelled() => {
+            // Cancelled from outside (dagrun timeout, shutdown): the task may finish its own
+            // way; one that ignores cancellation is abandoned after the grace period.
+            match tokio::time::timeout(STOP_GRACE, &mut handle).await {
+                Ok(joined) => joined_result(joined),
+                Err(_) => {
+                    handle.abort();
+                    Err(TaskError::Cancelled("the task did not stop in time".into()))
+                }
+            }
+        }
     }
-    // Timed out: ask the task to stop, give it a moment, then abandon it.
-    cancel.cancel();
-    if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
-        handle.abort();
-    }
-    Err(TaskError::TimedOut(timeout.unwrap_or_default()))
 }
 
 fn joined_result(

@@ -26,6 +26,8 @@ pub struct ImportStats {
     pub rejected: u64,
     /// Blank or whitespace-only lines skipped.
     pub blank: u64,
+    /// JSON elements with keys that are not columns (those keys are not imported).
+    pub unknown_keys: u64,
 }
 
 /// Writes a table's rows to Parquet and its refused rows to a rejects file.

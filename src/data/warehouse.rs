@@ -77,6 +77,7 @@ impl Warehouse {
         schema: &SchemaRef,
         batches: impl Iterator<Item = Result<RecordBatch, DataError>>,
         mode: LoadMode,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<u64, DataError> {
         let target = quote(table)?;
         let staging = quote(&format!("{table}__loading"))?;
@@ -107,18 +108,28 @@ impl Warehouse {
         tx.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {into} ({columns});"))
             .map_err(err)?;
         let width = schema.fields().len();
+        // Named columns: an appended table whose columns were reordered still lines up.
+        let names = schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", ");
+        let insert = format!("INSERT INTO {into} ({names}) VALUES");
         let row = format!("({})", vec!["?"; width].join(","));
         let mut many = tx
             .prepare(&format!(
-                "INSERT INTO {into} VALUES {}",
+                "{insert} {}",
                 vec![row.as_str(); INSERT_ROWS].join(",")
             ))
             .map_err(err)?;
-        let mut one = tx
-            .prepare(&format!("INSERT INTO {into} VALUES {row}"))
-            .map_err(err)?;
+        let mut one = tx.prepare(&format!("{insert} {row}")).map_err(err)?;
         let mut rows = 0u64;
         for batch in batches {
+            if cancelled() {
+                // Dropping the transaction rolls the partial load back.
+                return Err(DataError::Format(format!("loading {table} was cancelled")));
+            }
             let batch = batch?;
             let mut start = 0;
             while start < batch.num_rows() {
@@ -144,6 +155,25 @@ impl Warehouse {
         }
         tx.commit().map_err(err)?;
         Ok(rows)
+    }
+
+    /// Runs a script in one transaction (all or nothing, so a retry never replays half of
+    /// it); returns the first `keep` rows of its last result.
+    pub fn run_script(&mut self, sql: &str, keep: usize) -> Result<QueryRows, DataError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match self.query(sql, keep) {
+            Ok(rows) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(rows)
+            }
+            Err(e) => {
+                // The error that matters is the script's; a failed rollback adds nothing.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Runs SQL (one or more statements); returns the first `keep` rows of the last
@@ -321,7 +351,8 @@ mod tests {
                 "t",
                 &schema,
                 std::iter::once(Ok(b.clone())),
-                LoadMode::Replace
+                LoadMode::Replace,
+                &|| false,
             )
             .unwrap(),
             300
@@ -331,6 +362,7 @@ mod tests {
             &schema,
             std::iter::once(Ok(b.clone())),
             LoadMode::Append,
+            &|| false,
         )
         .unwrap();
         assert_eq!(count(&w), "600");
@@ -339,12 +371,15 @@ mod tests {
             &schema,
             std::iter::once(Ok(batch(&[1, 2]).1)),
             LoadMode::Replace,
+            &|| false,
         )
         .unwrap();
         assert_eq!(count(&w), "2");
         let broken = vec![Ok(b), Err(DataError::Format("disk on fire".into()))];
         let err = w
-            .load("t", &schema, broken.into_iter(), LoadMode::Replace)
+            .load("t", &schema, broken.into_iter(), LoadMode::Replace, &|| {
+                false
+            })
             .unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
         assert_eq!(count(&w), "2", "the previous table is intact");

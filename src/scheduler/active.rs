@@ -203,8 +203,9 @@ impl ActiveRun {
             Ok(TaskOutcome::Success) => (TaskState::Success, None, None),
             Ok(TaskOutcome::Skipped(_)) => (TaskState::Skipped, None, None),
             Err(TaskError::Cancelled(reason)) if shutting_down && self.timed_out.is_none() => {
+                // The interrupted try keeps its number and log; it does not use a retry.
                 slot.set(None);
-                slot.try_number -= 1;
+                slot.max_tries += 1;
                 changes.push(Change::AbandonTry {
                     run: self.row.key,
                     task: task.id.clone(),
@@ -214,7 +215,9 @@ impl ActiveRun {
                 });
                 return TryEnd::Abandoned;
             }
-            Err(e) if e.is_retryable() && try_number < slot.max_tries => {
+            Err(e)
+                if e.is_retryable() && try_number < slot.max_tries && self.timed_out.is_none() =>
+            {
                 let delay = task.retry.delay_after(try_number);
                 let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
                 (TaskState::UpForRetry, Some(at), Some(e.to_string()))

@@ -75,6 +75,8 @@ pub(super) struct Scheduler {
     actions: Vec<Action>,
     pub(super) look_for_queued: bool,
     drain_deadline: Option<DateTime<Utc>>,
+    /// Whether running tries were told to stop at the end of the shutdown grace period.
+    interrupted: bool,
     root_started: bool,
 }
 
@@ -116,6 +118,7 @@ impl Scheduler {
             actions: Vec::new(),
             look_for_queued: true,
             drain_deadline: None,
+            interrupted: false,
             root_started: false,
         }
     }
@@ -153,6 +156,7 @@ impl Scheduler {
                 () = sleep => self.on_timers(Utc::now()),
                 _ = poll.tick(), if self.mode == Mode::Serve && self.drain_deadline.is_none() => {
                     self.look_for_queued = true;
+                    self.cron_dirty = true;
                     self.adopt_orphans().await?;
                 }
             }
@@ -492,15 +496,20 @@ impl Scheduler {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        consider(self.drain_deadline);
+        // Once the interrupt is sent, the drain deadline is no longer a timer.
+        consider(self.drain_deadline.filter(|_| !self.interrupted));
         self.runs
             .values()
             .filter(|r| r.timed_out.is_none())
             .for_each(|r| consider(r.deadline));
-        if self.mode == Mode::Serve {
+        if self.mode == Mode::Serve && self.drain_deadline.is_none() {
+            // An interval already due is waiting for a free run slot: a finished run (or the
+            // fallback poll) looks again, so it is not a timer.
+            let now = Utc::now();
             self.cron
                 .values()
                 .flatten()
+                .filter(|i| i.end > now)
                 .for_each(|i| consider(Some(i.end)));
         }
         match next {
@@ -526,7 +535,8 @@ impl Scheduler {
         if self.cron.values().flatten().any(|i| i.end <= now) {
             self.cron_dirty = true;
         }
-        if self.drain_deadline.is_some_and(|d| d <= now) {
+        if !self.interrupted && self.drain_deadline.is_some_and(|d| d <= now) {
+            self.interrupted = true;
             tracing::warn!(
                 running = self.running,
                 "shutdown grace period over: interrupting running tries"

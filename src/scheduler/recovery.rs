@@ -47,13 +47,8 @@ impl Scheduler {
                 continue;
             }
             if let Some(owner) = row.owner_pid.filter(|_| !mine) {
-                // Reserved by a live `orchestrator run`; or its process died: take it over.
-                if process_alive(owner)
-                    || !self
-                        .store
-                        .claim_run(row.key, self.pid, Some(owner), &[])
-                        .await?
-                {
+                // Reserved by a live `orchestrator run`; or its process died: release it.
+                if process_alive(owner) || !self.store.release_run(row.key, owner).await? {
                     continue;
                 }
             }

@@ -128,8 +128,8 @@ pub enum Change {
         error: Option<String>,
         next_retry_at: Option<DateTime<Utc>>,
     },
-    /// A try was interrupted by shutdown: recorded as failed, the instance reset so it runs
-    /// again without using a retry.
+    /// A try was interrupted by shutdown: recorded as failed, the instance reset with one
+    /// more try allowed, so it runs again without using up a retry.
     AbandonTry {
         run: RunKey,
         task: TaskId,

@@ -183,10 +183,20 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Releases a queued run reserved by a process that is gone, so any scheduler may take it.
+    pub async fn release_run(&self, key: RunKey, owner: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE dag_run SET owner_pid = NULL WHERE id = ? AND state = 'queued' AND owner_pid = ?")
+            .bind(key.0)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Queues a finished run again after [`Store::clear_tasks`] reset some of its tasks.
     pub async fn requeue_run(&self, key: RunKey) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE dag_run SET state = 'queued', end_date = NULL, owner_pid = NULL, note = NULL \
+            "UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL, owner_pid = NULL, note = NULL \
              WHERE id = ?",
         )
         .bind(key.0)

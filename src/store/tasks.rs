@@ -192,7 +192,7 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             reason,
         } => {
             sqlx::query(
-                "UPDATE task_instance SET state = NULL, try_number = try_number - 1, end_date = ?, \
+                "UPDATE task_instance SET state = NULL, max_tries = max_tries + 1, end_date = ?, \
                  error = ? WHERE run = ? AND task_id = ?",
             )
             .bind(to_text(*at))
@@ -201,13 +201,8 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             .bind(task.as_str())
             .execute(&mut **tx)
             .await?;
-            // The interrupted try keeps its row (as failed) but its number is reused.
-            sqlx::query("DELETE FROM task_try WHERE run = ? AND task_id = ? AND try_number = ?")
-                .bind(run.0)
-                .bind(task.as_str())
-                .bind(try_number)
-                .execute(&mut **tx)
-                .await?;
+            // The interrupted try keeps its row and log; an extra try makes up for it.
+            finish_try_row(tx, *run, task, *try_number, "failed", *at, Some(reason)).await?;
         }
         Change::SetTaskState {
             run,

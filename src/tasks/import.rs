@@ -190,9 +190,13 @@ async fn resolve(source: &str) -> Result<Vec<(Location, String)>, DataError> {
         .collect())
 }
 
-/// Files matching a local glob, sorted.
+/// Files matching a local glob, sorted. `*` does not cross `/`; symlinked folders are not
+/// followed (no loops).
 fn glob(pattern: &str) -> Result<Vec<PathBuf>, DataError> {
-    let matcher = globset::Glob::new(pattern)
+    let pattern = pattern.strip_prefix("./").unwrap_or(pattern);
+    let matcher = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
         .map_err(|e| DataError::Format(format!("bad glob '{pattern}': {e}")))?
         .compile_matcher();
     // Walk from the longest prefix without glob characters.
@@ -213,10 +217,10 @@ fn glob(pattern: &str) -> Result<Vec<PathBuf>, DataError> {
         for entry in entries.flatten() {
             let path = entry.path();
             let rel = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
-            if path.is_dir() {
-                pending.push(path);
-            } else if matcher.is_match(&rel) {
-                found.push(rel);
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(_) if matcher.is_match(&rel) => found.push(rel),
+                _ => {}
             }
         }
     }

@@ -44,12 +44,14 @@ impl LoadTask {
                 .await
                 .map_err(fail)?;
             let (path, name, mode) = (ctx.data.warehouse.clone(), table.clone(), self.mode);
+            let cancel = ctx.cancel.clone();
             let rows = tokio::task::spawn_blocking(move || {
                 let reader = read_batches(copy.path())?;
                 let schema = reader.schema();
                 let context = copy.path().display().to_string();
                 let batches = reader.map(|b| b.map_err(|e| DataError::arrow(&context, e)));
-                Warehouse::open(&path)?.load(&name, &schema, batches, mode)
+                Warehouse::open(&path)?
+                    .load(&name, &schema, batches, mode, &|| cancel.is_cancelled())
             })
             .await
             .map_err(|e| TaskError::Failed(format!("loading {table}: {e}")))?

@@ -63,7 +63,7 @@ impl SqlTask {
                         warehouse.query(&select, shown)?,
                     ))
                 }
-                None => Ok((None, warehouse.query(&sql, shown)?)),
+                None => Ok((None, warehouse.run_script(&sql, shown)?)),
             }
         })
         .await

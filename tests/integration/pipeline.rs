@@ -121,7 +121,10 @@ fn a_glob_imports_every_matching_file_and_ndjson_is_read() {
     std::fs::write(env.path("in/a.csv"), "id,name\n1,a\n").unwrap();
     std::fs::write(env.path("in/b.csv"), "id,name\n2,b\n3,c\n").unwrap();
     std::fs::write(env.path("in/c.json"), "{\"id\": 4}\n").unwrap();
-    env.dag("imp", &import_dag("in/*.csv"));
+    std::fs::create_dir(env.path("in/old")).unwrap();
+    std::fs::write(env.path("in/old/d.csv"), "id,name\n5,e\n").unwrap();
+    // `*` stays within one folder, and a leading `./` is fine.
+    env.dag("imp", &import_dag("./in/*.csv"));
     env.ok(&["run", "imp"]);
     assert!(log_of(&env, "imp", "t").contains("imported 3 row(s) from 2 file(s)"));
 

@@ -159,8 +159,9 @@ fn fatal_errors_are_not_retried_and_shutdown_abandons_the_try() {
     );
     assert_eq!(end, TryEnd::Abandoned);
     assert_eq!(r.slots[0].state, None);
-    assert_eq!(r.slots[0].try_number, 0);
+    assert_eq!((r.slots[0].try_number, r.slots[0].max_tries), (1, 5));
     let t = r.start_try(0, now, &mut changes);
+    assert_eq!(t, 2, "the next try gets a new number, so logs stay apart");
     let end = r.end_try(
         0,
         t,
