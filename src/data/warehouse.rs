@@ -52,10 +52,7 @@ impl Warehouse {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| DataError::io(&shown, e))?;
         }
-        let err = |e: rusqlite::Error| DataError::Warehouse {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
+        let err = sqlite_error(&shown);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -63,11 +60,8 @@ impl Warehouse {
         Ok(Self { conn, path: shown })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> DataError {
-        DataError::Warehouse {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+    fn err(&self, e: rusqlite::Error) -> DataError {
+        sqlite_error(&self.path)(e)
     }
 
     /// Loads batches into `table`; returns the number of rows loaded.
@@ -93,14 +87,11 @@ impl Warehouse {
             .pragma_update(None, "synchronous", "OFF")
             .map_err(|e| self.err(e))?;
         let path = self.path.clone();
-        let err = |e: rusqlite::Error| DataError::Warehouse {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let err = sqlite_error(&path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         if mode == LoadMode::Replace {
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
                 .map_err(err)?;
@@ -220,14 +211,11 @@ impl Warehouse {
         let staging = quote(&format!("{table}__building"))?;
         let select = select.trim().trim_end_matches(';');
         let path = self.path.clone();
-        let err = |e: rusqlite::Error| DataError::Warehouse {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let err = sqlite_error(&path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .map_err(&err)?;
         tx.execute_batch(&format!(
             "DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} AS {select};"
         ))
@@ -238,6 +226,15 @@ impl Warehouse {
             .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(count as u64)
+    }
+}
+
+/// Maps a SQLite error to a warehouse error naming the file. (Takes the path by value
+/// from the caller so the connection can be borrowed mutably meanwhile.)
+fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_ {
+    move |e| DataError::Warehouse {
+        path: path.to_string(),
+        message: e.to_string(),
     }
 }
 
