@@ -157,6 +157,13 @@ pub(super) async fn logs(
         );
     };
     let try_number = try_number.unwrap_or(ti.try_number.max(1));
+    if try_number == 0 || try_number > ti.try_number.max(1) {
+        return Err(ServiceError::Invalid(format!(
+            "task '{task_id}' of run '{run_id}' has no try {try_number} (it has {})",
+            ti.try_number
+        ))
+        .into());
+    }
     for line in store.logs(run.key, &task, try_number).await? {
         println!(
             "[{}] {:<6} {}",
