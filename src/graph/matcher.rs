@@ -2,8 +2,13 @@
 //! case-insensitive, reporting overlapping matches so that when one name contains another
 //! (`SODIUM CHLORIDE`, `CHLORIDE`) each is judged on its own; a match counts only when it is
 //! a whole word or phrase (`ETHANOL` is not mentioned by `METHANOL`).
+//!
+//! A mention can only start at a word boundary, so the automaton runs anchored from each
+//! such position (and stops as soon as no name can continue) instead of reporting, then
+//! discarding, every name found inside longer words.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
 
 /// Multi-pattern whole-word matcher over drug names.
 pub struct DrugMatcher {
@@ -28,6 +33,7 @@ impl DrugMatcher {
             .collect();
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Anchored)
             .ascii_case_insensitive(true)
             .build(&patterns)
             .map_err(|e| format!("cannot build the drug matcher: {e}"))?;
@@ -46,18 +52,36 @@ impl DrugMatcher {
         } else {
             title
         };
-        let start = out.len();
-        for m in self.automaton.find_overlapping_iter(hay) {
-            if is_boundary(hay[..m.start()].chars().next_back())
-                && is_boundary(hay[m.end()..].chars().next())
-            {
+        let first = out.len();
+        let mut prev: Option<char> = None;
+        for (at, c) in hay.char_indices() {
+            if is_boundary(prev) {
+                self.anchored_at(hay, at, out);
+            }
+            prev = Some(c);
+        }
+        out[first..].sort_unstable();
+        let mut tail = out.split_off(first);
+        tail.dedup();
+        out.extend(tail);
+    }
+
+    /// Names that start exactly at `at` and end at a word boundary.
+    fn anchored_at(&self, hay: &str, at: usize, out: &mut Vec<u32>) {
+        let input = Input::new(hay).span(at..hay.len()).anchored(Anchored::Yes);
+        let mut state = OverlappingState::start();
+        // Anchored search is configured above, so the search cannot fail; stop if it ever does.
+        while self
+            .automaton
+            .try_find_overlapping(input.clone(), &mut state)
+            .is_ok()
+        {
+            let Some(m) = state.get_match() else { break };
+            // Names ending here as a suffix of a longer text (output links) start elsewhere.
+            if m.start() == at && is_boundary(hay[m.end()..].chars().next()) {
                 out.push(m.pattern().as_u32());
             }
         }
-        out[start..].sort_unstable();
-        let mut tail = out.split_off(start);
-        tail.dedup();
-        out.extend(tail);
     }
 }
 
@@ -112,6 +136,13 @@ mod tests {
         let names = ["ISOPRENALINE", "PRENALINE"];
         assert_eq!(found(&names, "isoprenaline hydrochloride"), vec![0]);
         assert_eq!(found(&names, "prenaline and isoprenaline"), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_name_failing_its_boundary_does_not_hide_one_inside_it() {
+        let names = ["SODIUM CHLORIDE", "CHLORIDE"];
+        assert_eq!(found(&names, "disodium chloride buffer"), vec![1]);
+        assert_eq!(found(&["PRENALINE"], "isoprenaline"), Vec::<u32>::new());
     }
 
     #[test]
