@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::DataError;
 
-/// Rows per prepared multi-row INSERT.
+/// Rows per prepared multi-row INSERT (fewer for wide tables: SQLite binds at most 32,766
+/// parameters per statement).
 const INSERT_ROWS: usize = 128;
+/// Parameters per statement we allow ourselves.
+const MAX_PARAMS: usize = 32_000;
 
 /// How `load` treats an existing table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,10 +111,11 @@ impl Warehouse {
             .join(", ");
         let insert = format!("INSERT INTO {into} ({names}) VALUES");
         let row = format!("({})", vec!["?"; width].join(","));
+        let per_statement = (MAX_PARAMS / width.max(1)).clamp(1, INSERT_ROWS);
         let mut many = tx
             .prepare(&format!(
                 "{insert} {}",
-                vec![row.as_str(); INSERT_ROWS].join(",")
+                vec![row.as_str(); per_statement].join(",")
             ))
             .map_err(err)?;
         let mut one = tx.prepare(&format!("{insert} {row}")).map_err(err)?;
@@ -124,12 +128,12 @@ impl Warehouse {
             let batch = batch?;
             let mut start = 0;
             while start < batch.num_rows() {
-                let take = if batch.num_rows() - start >= INSERT_ROWS {
-                    INSERT_ROWS
+                let take = if batch.num_rows() - start >= per_statement {
+                    per_statement
                 } else {
                     1
                 };
-                let stmt = if take == INSERT_ROWS {
+                let stmt = if take == per_statement {
                     &mut many
                 } else {
                     &mut one
