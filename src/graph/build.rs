@@ -308,8 +308,15 @@ impl GraphBuilder {
             rank[d as usize] = pos as u32;
         }
         // Rank records once by their graph order, then sort mentions on integer keys.
+        // A packed prefix of the order (date, then the id's first bytes) settles most
+        // comparisons without touching the text.
+        let prefix: Vec<u64> = self.records.iter().map(|r| self.order_prefix(r)).collect();
         let mut by_order: Vec<u32> = (0..self.records.len() as u32).collect();
-        by_order.sort_unstable_by(|&a, &b| self.compare(a, b));
+        by_order.sort_unstable_by(|&a, &b| {
+            prefix[a as usize]
+                .cmp(&prefix[b as usize])
+                .then_with(|| self.compare(a, b))
+        });
         let mut record_rank = vec![0u32; by_order.len()];
         for (pos, &r) in by_order.iter().enumerate() {
             record_rank[r as usize] = pos as u32;
@@ -323,6 +330,25 @@ impl GraphBuilder {
             order,
             mentions,
         }
+    }
+
+    /// The date and the first three bytes of the id, packed so that comparing prefixes
+    /// agrees with [`Self::compare`] whenever they differ (a missing id sorts first).
+    fn order_prefix(&self, r: &Record) -> u64 {
+        let days = u64::from(chrono::Datelike::num_days_from_ce(&r.date).max(0) as u32);
+        let id = match r.id {
+            None => 0,
+            Some(span) => {
+                let bytes = self.get(span).as_bytes();
+                // 1 marks "has an id" so that an empty id still sorts after none.
+                let mut packed = 1u64;
+                for i in 0..3 {
+                    packed = (packed << 8) | u64::from(bytes.get(i).copied().unwrap_or(0));
+                }
+                packed
+            }
+        };
+        (days << 32) | id
     }
 
     /// Graph order of two records: date, then id (none first), title, journal.
