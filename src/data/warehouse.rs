@@ -10,7 +10,7 @@ use arrow_array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringArr
 use arrow_schema::{DataType, SchemaRef};
 use fallible_iterator::FallibleIterator;
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, Statement, TransactionBehavior};
+use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
@@ -63,6 +63,24 @@ impl Warehouse {
         Ok(Self { conn, path: shown })
     }
 
+    /// Starts a write transaction, with the error mapper for its statements.
+    fn begin(
+        &mut self,
+    ) -> Result<
+        (
+            Transaction<'_>,
+            impl Fn(rusqlite::Error) -> DataError + Copy + '_,
+        ),
+        DataError,
+    > {
+        let err = sqlite_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        Ok((tx, err))
+    }
+
     fn err(&self, e: rusqlite::Error) -> DataError {
         sqlite_error(&self.path)(e)
     }
@@ -89,12 +107,7 @@ impl Warehouse {
         self.conn
             .pragma_update(None, "synchronous", "OFF")
             .map_err(|e| self.err(e))?;
-        let path = self.path.clone();
-        let err = sqlite_error(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         if mode == LoadMode::Replace {
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
                 .map_err(err)?;
@@ -214,12 +227,7 @@ impl Warehouse {
         let target = quote(table)?;
         let staging = quote(&format!("{table}__building"))?;
         let select = select.trim().trim_end_matches(';');
-        let path = self.path.clone();
-        let err = sqlite_error(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         tx.execute_batch(&format!(
             "DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} AS {select};"
         ))
@@ -233,8 +241,7 @@ impl Warehouse {
     }
 }
 
-/// Maps a SQLite error to a warehouse error naming the file. (Takes the path by value
-/// from the caller so the connection can be borrowed mutably meanwhile.)
+/// Maps a SQLite error to a warehouse error naming the file.
 fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_ {
     move |e| DataError::Warehouse {
         path: path.to_string(),
