@@ -4,6 +4,7 @@
 //! [`warehouse`].
 
 pub mod csv_source;
+pub mod direct;
 pub mod json_source;
 pub mod location;
 pub mod parquet_io;

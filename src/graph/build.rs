@@ -1,17 +1,29 @@
 //! Builds the graph from raw rows: cleans each row, matches its title against every drug,
 //! merges split records (two rows of one source kind with the same title and date whose
-//! non-empty fields do not conflict are one publication), and assembles sorted nodes.
+//! non-empty fields do not conflict are one publication), and writes sorted nodes.
 //! Rows that cannot take part are reported with their reason, never silently dropped.
+//!
+//! Sized for millions of rows on a few cores: rows are cleaned, matched and JSON-encoded in
+//! chunks on worker threads ([`Preparer`]); one thread merges the chunks, in source order,
+//! into a compact store (one byte arena, interned journals, 32-byte records); writing sorts
+//! each drug's mentions and encodes nodes on worker threads while the caller writes the
+//! pieces in order ([`BuiltGraph::write_json`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
+use std::io::Write;
+use std::ops::Range;
+use std::sync::{Mutex, mpsc};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
+use foldhash::fast::FixedState;
 
 use super::clean::{clean_text, parse_date};
 use super::matcher::DrugMatcher;
+
+type FastMap<K, V> = HashMap<K, V, FixedState>;
 
 /// Which kind of publication a row is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,24 +64,6 @@ pub struct RawPublication<'a> {
     pub journal: Option<Cow<'a, str>>,
 }
 
-/// A row after cleaning and matching, ready for [`GraphBuilder::accept`]. Preparing needs
-/// only `&GraphBuilder`, so rows can be prepared on several threads.
-pub enum Prepared {
-    /// It mentions these drugs.
-    Matched {
-        kind: Source,
-        title: String,
-        date: NaiveDate,
-        id: Option<String>,
-        journal: Option<String>,
-        drugs: Vec<u32>,
-    },
-    /// A valid row mentioning no drug.
-    Unmatched,
-    /// It cannot take part.
-    Rejected(Rejected),
-}
-
 /// A row left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Rejected {
@@ -98,21 +92,114 @@ pub struct Report {
     pub rejected: Vec<Rejected>,
 }
 
-/// A span of the text arena.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A byte range of a chunk's text.
+#[derive(Clone, Copy, Debug)]
 struct Span {
-    start: usize,
+    start: u32,
     len: u32,
 }
 
-/// A publication mentioning at least one drug, kept compactly: text lives in one arena and
-/// journals are interned, so millions of publications fit in a few hundred megabytes.
-struct Record {
+/// A cleaned row that mentions at least one drug. Title and id are stored JSON-encoded
+/// (encoding is one-to-one, so equal text means equal encodings), the journal as text.
+struct PreparedRow {
     kind: Source,
-    date: NaiveDate,
-    id: Option<Span>,
+    key: u64,
+    hash: u64,
     title: Span,
-    journal: Option<u32>,
+    id: Option<Span>,
+    journal: Option<Span>,
+    drugs: Range<u32>,
+}
+
+/// Rows cleaned and matched together, their text in one buffer: handing a chunk to the
+/// builder costs a few allocations, not a few per row.
+#[derive(Default)]
+pub struct PreparedChunk {
+    rows_read: usize,
+    text: Vec<u8>,
+    rows: Vec<PreparedRow>,
+    drugs: Vec<u32>,
+    rejected: Vec<Rejected>,
+}
+
+impl PreparedChunk {
+    fn slice(&self, s: Span) -> &[u8] {
+        &self.text[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    fn push(&mut self, s: &str, json: bool) -> Span {
+        let start = self.text.len();
+        if json {
+            push_json(&mut self.text, s);
+        } else {
+            self.text.extend_from_slice(s.as_bytes());
+        }
+        Span {
+            start: start as u32,
+            len: (self.text.len() - start) as u32,
+        }
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn push_json(buf: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, s);
+}
+
+/// Packs the date and the first bytes of the id so that comparing keys agrees with the
+/// graph order (date, then id, a missing id first) whenever the keys differ.
+fn order_key(date: NaiveDate, id: Option<&str>) -> u64 {
+    // Biased so that every date chrono can represent maps to a u32 in order.
+    let days = (i64::from(date.num_days_from_ce()) + (1 << 31)) as u64;
+    let id = id.map_or(0, |id| {
+        let bytes = id.as_bytes();
+        // The leading 1 marks "has an id" so that an empty id still sorts after none.
+        (0..3).fold(1u64, |packed, i| {
+            (packed << 8) | u64::from(bytes.get(i).copied().unwrap_or(0))
+        })
+    });
+    (days << 32) | id
+}
+
+/// The date half of an order key.
+fn key_days(key: u64) -> u64 {
+    key >> 32
+}
+
+fn days_date(days: u64) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt((days as i64 - (1 << 31)) as i32)
+}
+
+/// Which rows may be parts of one publication: same kind, title and date.
+fn merge_hash(kind: Source, title: &[u8], key: u64) -> u64 {
+    FixedState::default().hash_one((kind, title, key_days(key)))
+}
+
+/// Orders two JSON-encoded strings as the text they encode.
+fn cmp_json(a: &[u8], b: &[u8]) -> Ordering {
+    if a.contains(&b'\\') || b.contains(&b'\\') {
+        let text = |j: &[u8]| serde_json::from_slice::<String>(j).ok();
+        if let (Some(x), Some(y)) = (text(a), text(b)) {
+            return x.cmp(&y);
+        }
+    }
+    strip_quotes(a).cmp(strip_quotes(b))
+}
+
+fn strip_quotes(j: &[u8]) -> &[u8] {
+    j.get(1..j.len().saturating_sub(1)).unwrap_or(j)
+}
+
+/// A publication mentioning at least one drug: its title's JSON, then its id's, at `start`
+/// in the arena.
+struct Record {
+    key: u64,
+    start: u64,
+    title_len: u32,
+    id_len: u32,
+    journal: u32,
+    kind: Source,
 }
 
 const NONE: u32 = u32::MAX;
@@ -121,17 +208,16 @@ const NONE: u32 = u32::MAX;
 pub struct GraphBuilder {
     drugs: Vec<(Option<String>, String)>,
     preparer: Preparer,
-    text: String,
+    text: Vec<u8>,
     journals: Vec<String>,
-    journal_ids: HashMap<String, u32>,
+    journal_ids: FastMap<Box<[u8]>, u32>,
     records: Vec<Record>,
     /// (drug, record) pairs.
     mentions: Vec<(u32, u32)>,
-    /// First record of each (kind, title, date) hash, and the next record with the same hash.
-    heads: HashMap<u64, u32>,
+    /// Last record of each merge hash, and the record before it with the same hash.
+    heads: FastMap<u64, u32>,
     next: Vec<u32>,
     report: Report,
-    scratch: Vec<u32>,
 }
 
 impl GraphBuilder {
@@ -139,7 +225,7 @@ impl GraphBuilder {
     pub fn new(raw: impl IntoIterator<Item = RawDrug>) -> Result<Self, String> {
         let mut report = Report::default();
         let mut drugs: Vec<(Option<String>, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for d in raw {
             let Some(name) = d.drug.as_deref().and_then(clean_text).map(Cow::into_owned) else {
                 report.rejected.push(Rejected {
@@ -172,27 +258,22 @@ impl GraphBuilder {
         Ok(Self {
             drugs,
             preparer,
-            text: String::new(),
+            text: Vec::new(),
             journals: Vec::new(),
-            journal_ids: HashMap::new(),
+            journal_ids: FastMap::default(),
             records: Vec::new(),
             mentions: Vec::new(),
-            heads: HashMap::new(),
+            heads: FastMap::default(),
             next: Vec::new(),
             report,
-            scratch: Vec::new(),
         })
     }
 
     /// Adds one publication row.
     pub fn add(&mut self, raw: &RawPublication<'_>) {
-        let prepared = self.prepare(raw);
-        self.accept(prepared);
-    }
-
-    /// Cleans and matches a row (no change to the builder).
-    pub fn prepare(&self, raw: &RawPublication<'_>) -> Prepared {
-        self.preparer.prepare(raw)
+        let mut chunk = PreparedChunk::default();
+        self.preparer.prepare_into(raw, &mut chunk);
+        self.accept(chunk);
     }
 
     /// A handle that prepares rows on other threads while this builder accepts them.
@@ -200,166 +281,170 @@ impl GraphBuilder {
         self.preparer.clone()
     }
 
-    /// Adds a prepared row; rows must come in source order for a deterministic merge.
-    pub fn accept(&mut self, prepared: Prepared) {
-        self.report.rows += 1;
-        match prepared {
-            Prepared::Unmatched => {}
-            Prepared::Rejected(r) => self.report.rejected.push(r),
-            Prepared::Matched {
-                kind,
-                title,
-                date,
-                id,
-                journal,
-                drugs,
-            } => {
-                let journal = journal.map(|j| self.intern(j));
-                self.scratch = drugs;
-                self.insert(kind, title, date, id, journal);
+    /// Adds prepared rows; chunks must come in source order for a deterministic merge.
+    pub fn accept(&mut self, chunk: PreparedChunk) {
+        self.report.rows += chunk.rows_read;
+        for row in &chunk.rows {
+            let journal = row.journal.map(|s| self.intern(chunk.slice(s)));
+            let title = chunk.slice(row.title);
+            let id = row.id.map(|s| chunk.slice(s));
+            if self.merge(row, title, id, journal) {
+                continue;
             }
+            let index = self.records.len() as u32;
+            let start = self.text.len() as u64;
+            self.text.extend_from_slice(title);
+            self.text.extend_from_slice(id.unwrap_or_default());
+            self.records.push(Record {
+                key: row.key,
+                start,
+                title_len: title.len() as u32,
+                id_len: id.map_or(NONE, |i| i.len() as u32),
+                journal: journal.unwrap_or(NONE),
+                kind: row.kind,
+            });
+            self.next
+                .push(self.heads.insert(row.hash, index).unwrap_or(NONE));
+            let drugs = &chunk.drugs[row.drugs.start as usize..row.drugs.end as usize];
+            self.mentions.extend(drugs.iter().map(|&d| (d, index)));
         }
+        self.report.rejected.extend(chunk.rejected);
     }
 
-    fn intern(&mut self, journal: String) -> u32 {
-        if let Some(&i) = self.journal_ids.get(&journal) {
-            return i;
-        }
-        let i = self.journals.len() as u32;
-        self.journals.push(journal.clone());
-        self.journal_ids.insert(journal, i);
-        i
-    }
-
-    fn store(&mut self, s: &str) -> Span {
-        let span = Span {
-            start: self.text.len(),
-            len: s.len() as u32,
-        };
-        self.text.push_str(s);
-        span
-    }
-
-    fn get(&self, span: Span) -> &str {
-        &self.text[span.start..span.start + span.len as usize]
-    }
-
-    fn insert(
+    /// Folds the row into an earlier record of the same publication, if there is one.
+    fn merge(
         &mut self,
-        kind: Source,
-        title: String,
-        date: NaiveDate,
-        id: Option<String>,
+        row: &PreparedRow,
+        title: &[u8],
+        id: Option<&[u8]>,
         journal: Option<u32>,
-    ) {
-        let mut h = DefaultHasher::new();
-        (kind, &title, date).hash(&mut h);
-        let key = h.finish();
-        let mut at = self.heads.get(&key).copied().unwrap_or(NONE);
+    ) -> bool {
+        let mut at = self.heads.get(&row.hash).copied().unwrap_or(NONE);
         while at != NONE {
             let r = &self.records[at as usize];
-            let same = r.kind == kind && r.date == date && self.get(r.title) == title;
-            let id_ok = match (r.id, &id) {
-                (Some(a), Some(b)) => self.get(a) == b,
+            let same = r.kind == row.kind
+                && key_days(r.key) == key_days(row.key)
+                && self.title(r) == title;
+            let id_ok = match (self.id(r), id) {
+                (Some(a), Some(b)) => a == b,
                 _ => true,
             };
-            let journal_ok = matches!((r.journal, journal), (Some(a), Some(b)) if a == b)
-                || r.journal.is_none()
-                || journal.is_none();
+            let journal_ok = r.journal == NONE || journal.is_none_or(|j| j == r.journal);
             if same && id_ok && journal_ok {
-                if r.id.is_none() && id.is_some() {
-                    let span = id.as_deref().map(|i| self.store(i));
-                    self.records[at as usize].id = span;
+                if let (NONE, Some(id)) = (r.id_len, id) {
+                    // The id lives right after the title: store both again.
+                    let start = self.text.len() as u64;
+                    self.text.extend_from_slice(title);
+                    self.text.extend_from_slice(id);
+                    let r = &mut self.records[at as usize];
+                    r.start = start;
+                    r.id_len = id.len() as u32;
+                    r.key = row.key;
                 }
                 let r = &mut self.records[at as usize];
-                r.journal = r.journal.or(journal);
+                if r.journal == NONE {
+                    r.journal = journal.unwrap_or(NONE);
+                }
                 self.report.merged += 1;
-                return;
+                return true;
             }
             at = self.next[at as usize];
         }
-        let index = self.records.len() as u32;
-        let record = Record {
-            kind,
-            date,
-            id: id.as_deref().map(|i| self.store(i)),
-            title: self.store(&title),
-            journal,
-        };
-        self.records.push(record);
-        self.next
-            .push(self.heads.insert(key, index).unwrap_or(NONE));
-        self.mentions
-            .extend(self.scratch.iter().map(|&d| (d, index)));
+        false
     }
 
-    /// Sorts the mentions and returns the finished graph.
+    fn intern(&mut self, journal: &[u8]) -> u32 {
+        if let Some(&i) = self.journal_ids.get(journal) {
+            return i;
+        }
+        let i = self.journals.len() as u32;
+        self.journals
+            .push(String::from_utf8_lossy(journal).into_owned());
+        self.journal_ids.insert(journal.into(), i);
+        i
+    }
+
+    fn title(&self, r: &Record) -> &[u8] {
+        let start = r.start as usize;
+        &self.text[start..start + r.title_len as usize]
+    }
+
+    fn id(&self, r: &Record) -> Option<&[u8]> {
+        (r.id_len != NONE).then(|| {
+            let start = r.start as usize + r.title_len as usize;
+            &self.text[start..start + r.id_len as usize]
+        })
+    }
+
+    /// Groups the mentions by drug in output order and returns the finished graph (each
+    /// drug's mentions are sorted as it is written).
     pub fn finish(mut self) -> BuiltGraph {
         self.report.mentioning = self.records.len();
         self.report.mentions = self.mentions.len();
+        // Only needed while merging.
+        self.heads = FastMap::default();
+        self.next = Vec::new();
         let mut order: Vec<u32> = (0..self.drugs.len() as u32).collect();
         order.sort_by(|&a, &b| {
             let (ca, na) = &self.drugs[a as usize];
             let (cb, nb) = &self.drugs[b as usize];
             (na, ca).cmp(&(nb, cb))
         });
-        let mut rank = vec![0u32; order.len()];
+        let mut rank = vec![0usize; order.len()];
         for (pos, &d) in order.iter().enumerate() {
-            rank[d as usize] = pos as u32;
+            rank[d as usize] = pos;
         }
-        // Rank records once by their graph order, then sort mentions on integer keys.
-        // A packed prefix of the order (date, then the id's first bytes) settles most
-        // comparisons without touching the text.
-        let prefix: Vec<u64> = self.records.iter().map(|r| self.order_prefix(r)).collect();
-        let mut by_order: Vec<u32> = (0..self.records.len() as u32).collect();
-        by_order.sort_unstable_by(|&a, &b| {
-            prefix[a as usize]
-                .cmp(&prefix[b as usize])
-                .then_with(|| self.compare(a, b))
-        });
-        let mut record_rank = vec![0u32; by_order.len()];
-        for (pos, &r) in by_order.iter().enumerate() {
-            record_rank[r as usize] = pos as u32;
+        // Counting sort by drug: offsets[p]..offsets[p + 1] are the records of the drug at
+        // output position p, in source order.
+        let mut offsets = vec![0usize; order.len() + 1];
+        for &(d, _) in &self.mentions {
+            offsets[rank[d as usize] + 1] += 1;
         }
-        let mut mentions = std::mem::take(&mut self.mentions);
-        mentions.sort_unstable_by_key(|&(d, r)| {
-            (u64::from(rank[d as usize]) << 32) | u64::from(record_rank[r as usize])
-        });
+        for p in 0..order.len() {
+            offsets[p + 1] += offsets[p];
+        }
+        let mut fill = offsets.clone();
+        let mut by_drug = vec![0u32; self.mentions.len()];
+        for (d, r) in std::mem::take(&mut self.mentions) {
+            let slot = &mut fill[rank[d as usize]];
+            by_drug[*slot] = r;
+            *slot += 1;
+        }
+        let mut journal_order: Vec<u32> = (0..self.journals.len() as u32).collect();
+        journal_order.sort_by(|&a, &b| self.journals[a as usize].cmp(&self.journals[b as usize]));
+        let mut journal_rank = vec![0u32; journal_order.len()];
+        for (pos, &j) in journal_order.iter().enumerate() {
+            journal_rank[j as usize] = pos as u32;
+        }
+        let journal_json = journal_order
+            .iter()
+            .map(|&j| {
+                let mut buf = Vec::new();
+                push_json(&mut buf, &self.journals[j as usize]);
+                buf
+            })
+            .collect();
         BuiltGraph {
             b: self,
             order,
-            mentions,
+            offsets,
+            by_drug,
+            journal_rank,
+            journal_json,
         }
     }
 
-    /// The date and the first three bytes of the id, packed so that comparing prefixes
-    /// agrees with [`Self::compare`] whenever they differ (a missing id sorts first).
-    fn order_prefix(&self, r: &Record) -> u64 {
-        let days = u64::from(chrono::Datelike::num_days_from_ce(&r.date).max(0) as u32);
-        let id = match r.id {
-            None => 0,
-            Some(span) => {
-                let bytes = self.get(span).as_bytes();
-                // 1 marks "has an id" so that an empty id still sorts after none.
-                let mut packed = 1u64;
-                for i in 0..3 {
-                    packed = (packed << 8) | u64::from(bytes.get(i).copied().unwrap_or(0));
-                }
-                packed
-            }
-        };
-        (days << 32) | id
-    }
-
-    /// Graph order of two records: date, then id (none first), title, journal.
-    fn compare(&self, a: u32, b: u32) -> std::cmp::Ordering {
+    /// Graph order of two records whose order keys are equal (same date, same id start):
+    /// id (none first), title, journal.
+    fn compare_tail(&self, a: u32, b: u32) -> Ordering {
         let (ra, rb) = (&self.records[a as usize], &self.records[b as usize]);
-        let journal = |r: &Record| r.journal.map(|j| self.journals[j as usize].as_str());
-        // Field by field, so most comparisons stop at the date or the id.
-        ra.date
-            .cmp(&rb.date)
-            .then_with(|| ra.id.map(|s| self.get(s)).cmp(&rb.id.map(|s| self.get(s))))
-            .then_with(|| self.get(ra.title).cmp(self.get(rb.title)))
+        let journal =
+            |r: &Record| (r.journal != NONE).then(|| self.journals[r.journal as usize].as_str());
+        let id = match (self.id(ra), self.id(rb)) {
+            (Some(x), Some(y)) => cmp_json(x, y),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        };
+        id.then_with(|| cmp_json(self.title(ra), self.title(rb)))
             .then_with(|| journal(ra).cmp(&journal(rb)))
     }
 }
@@ -371,42 +456,49 @@ pub struct Preparer {
 }
 
 impl Preparer {
-    /// Cleans and matches a row (no change to the builder).
-    pub fn prepare(&self, raw: &RawPublication<'_>) -> Prepared {
-        let reject = |reason: String| {
-            Prepared::Rejected(Rejected {
+    /// Cleans and matches a row into `chunk`.
+    pub fn prepare_into(&self, raw: &RawPublication<'_>, chunk: &mut PreparedChunk) {
+        chunk.rows_read += 1;
+        let reject = |chunk: &mut PreparedChunk, reason: String| {
+            chunk.rejected.push(Rejected {
                 source: raw.source.to_string(),
                 row: raw.row,
                 reason,
-            })
+            });
         };
         let Some(title) = raw.title.as_deref().and_then(clean_text) else {
-            return reject("no title".into());
+            return reject(chunk, "no title".into());
         };
         let date = match raw.date.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            None => return reject("no date".into()),
+            None => return reject(chunk, "no date".into()),
             Some(text) => match parse_date(text) {
                 Some(d) => d,
-                None => return reject(format!("unreadable date '{text}'")),
+                None => return reject(chunk, format!("unreadable date '{text}'")),
             },
         };
-        let mut drugs = Vec::new();
-        self.matcher.mentions(&title, &mut drugs);
-        if drugs.is_empty() {
-            return Prepared::Unmatched;
+        let first = chunk.drugs.len();
+        self.matcher.mentions(&title, &mut chunk.drugs);
+        if chunk.drugs.len() == first {
+            return;
         }
-        Prepared::Matched {
+        let id = raw.id.as_deref().and_then(clean_text);
+        let key = order_key(date, id.as_deref());
+        let title = chunk.push(&title, true);
+        let id = id.map(|i| chunk.push(&i, true));
+        let journal = raw
+            .journal
+            .as_deref()
+            .and_then(clean_text)
+            .map(|j| chunk.push(&j, false));
+        chunk.rows.push(PreparedRow {
             kind: raw.kind,
-            title: title.into_owned(),
-            date,
-            id: raw.id.as_deref().and_then(clean_text).map(Cow::into_owned),
-            journal: raw
-                .journal
-                .as_deref()
-                .and_then(clean_text)
-                .map(Cow::into_owned),
-            drugs,
-        }
+            key,
+            hash: merge_hash(raw.kind, chunk.slice(title), key),
+            title,
+            id,
+            journal,
+            drugs: first as u32..chunk.drugs.len() as u32,
+        });
     }
 }
 
@@ -415,58 +507,19 @@ pub struct BuiltGraph {
     b: GraphBuilder,
     /// Drug indices in output order (by name, then ATC code).
     order: Vec<u32>,
-    /// (drug, record) pairs in output order.
-    mentions: Vec<(u32, u32)>,
+    /// `by_drug[offsets[p]..offsets[p + 1]]`: records mentioning the drug at position `p`.
+    offsets: Vec<usize>,
+    by_drug: Vec<u32>,
+    /// Position of each journal in name order, and the JSON of each name in that order.
+    journal_rank: Vec<u32>,
+    journal_json: Vec<Vec<u8>>,
 }
 
-#[derive(serde::Serialize)]
-struct NodeOut<'a> {
-    atccode: Option<&'a str>,
-    drug: &'a str,
-    pubmed: Vec<MentionOut<'a>>,
-    clinical_trials: Vec<MentionOut<'a>>,
-    journals: Vec<JournalOut<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct MentionOut<'a> {
-    id: Option<&'a str>,
-    title: &'a str,
-    #[serde(serialize_with = "iso")]
-    date: NaiveDate,
-    journal: Option<&'a str>,
-}
-
-#[derive(serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
-struct JournalOut<'a> {
-    journal: &'a str,
-    #[serde(serialize_with = "iso")]
-    date: NaiveDate,
-}
-
-/// `YYYY-MM-DD` without going through chrono's formatter (hot when writing the graph).
-fn iso<S: serde::Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-    use chrono::Datelike;
-    let (y, m, day) = (d.year(), d.month(), d.day());
-    if !(0..=9999).contains(&y) {
-        return s.collect_str(d);
-    }
-    let y = y as u32;
-    let digits = [
-        y / 1000,
-        y / 100 % 10,
-        y / 10 % 10,
-        y % 10,
-        m / 10,
-        m % 10,
-        day / 10,
-        day % 10,
-    ];
-    let mut buf = [b'-'; 10];
-    for (slot, digit) in [0, 1, 2, 3, 5, 6, 8, 9].into_iter().zip(digits) {
-        buf[slot] = b'0' + digit as u8;
-    }
-    s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+/// Per-thread buffers for encoding nodes.
+#[derive(Default)]
+struct Scratch {
+    sorted: Vec<(u64, u32)>,
+    journals: Vec<u64>,
 }
 
 impl BuiltGraph {
@@ -475,68 +528,193 @@ impl BuiltGraph {
         &self.b.report
     }
 
-    /// Writes `graph.json`: one drug per line, deterministic.
-    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    /// Writes `graph.json` (one drug per line, deterministic), encoding on `threads`
+    /// threads while this one writes the pieces in order.
+    pub fn write_json(
+        &self,
+        out: &mut (impl Write + ?Sized),
+        threads: usize,
+    ) -> std::io::Result<()> {
         out.write_all(b"{\"drugs\": [\n")?;
-        let mut rest = self.mentions.as_slice();
-        for (n, &d) in self.order.iter().enumerate() {
-            let split = rest.iter().position(|m| m.0 != d).unwrap_or(rest.len());
-            let (mine, tail) = rest.split_at(split);
-            rest = tail;
-            if n > 0 {
-                out.write_all(b",\n")?;
+        let pieces = self.pieces(threads);
+        if threads <= 1 {
+            let (mut scratch, mut buf) = (Scratch::default(), Vec::new());
+            for range in pieces {
+                buf.clear();
+                self.encode(range, &mut scratch, &mut buf);
+                out.write_all(&buf)?;
             }
-            serde_json::to_writer(&mut *out, &self.node(d, mine)).map_err(std::io::Error::other)?;
+        } else {
+            self.write_parallel(pieces, out, threads)?;
         }
         out.write_all(b"\n]}\n")
     }
 
-    fn node(&self, d: u32, mentions: &[(u32, u32)]) -> NodeOut<'_> {
-        let b = &self.b;
-        let (code, name) = &b.drugs[d as usize];
-        let mut node = NodeOut {
-            atccode: code.as_deref(),
-            drug: name,
-            pubmed: Vec::new(),
-            clinical_trials: Vec::new(),
-            journals: Vec::new(),
-        };
-        for &(_, r) in mentions {
-            let r = &b.records[r as usize];
-            let journal = r.journal.map(|j| b.journals[j as usize].as_str());
-            let m = MentionOut {
-                id: r.id.map(|s| b.get(s)),
-                title: b.get(r.title),
-                date: r.date,
-                journal,
-            };
-            match r.kind {
-                Source::Pubmed => node.pubmed.push(m),
-                Source::ClinicalTrial => node.clinical_trials.push(m),
-            }
-            if let Some(journal) = journal {
-                node.journals.push(JournalOut {
-                    journal,
-                    date: r.date,
-                });
+    /// Contiguous runs of drugs with about the same number of mentions each.
+    fn pieces(&self, threads: usize) -> Vec<Range<usize>> {
+        let target = (self.by_drug.len() / (threads.max(1) * 128)).max(4096);
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for p in 0..self.order.len() {
+            if self.offsets[p + 1] - self.offsets[start] >= target || p + 1 == self.order.len() {
+                pieces.push(start..p + 1);
+                start = p + 1;
             }
         }
-        node.journals.sort();
-        node.journals.dedup();
-        node
+        pieces
+    }
+
+    fn write_parallel(
+        &self,
+        pieces: Vec<Range<usize>>,
+        out: &mut (impl Write + ?Sized),
+        threads: usize,
+    ) -> std::io::Result<()> {
+        type Job = (Range<usize>, Vec<u8>, mpsc::SyncSender<Vec<u8>>);
+        let window = threads * 2;
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(window);
+        let job_rx = Mutex::new(job_rx);
+        std::thread::scope(|scope| {
+            // Owned by this closure, so the workers see the queue close however it returns.
+            let jobs = jobs;
+            for _ in 0..threads {
+                let job_rx = &job_rx;
+                scope.spawn(move || {
+                    let mut scratch = Scratch::default();
+                    // The lock guard is a temporary: it is released before encoding.
+                    while let Ok(Ok((range, mut buf, reply))) = job_rx.lock().map(|rx| rx.recv()) {
+                        buf.clear();
+                        self.encode(range, &mut scratch, &mut buf);
+                        if reply.send(buf).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            // Receivers of the pieces in flight, oldest first; buffers are reused.
+            let mut in_flight: VecDeque<mpsc::Receiver<Vec<u8>>> = VecDeque::new();
+            let mut spare: Vec<Vec<u8>> = Vec::new();
+            let stopped = || std::io::Error::other("a graph encoding thread stopped");
+            let mut write_oldest = |in_flight: &mut VecDeque<mpsc::Receiver<Vec<u8>>>,
+                                    spare: &mut Vec<Vec<u8>>|
+             -> std::io::Result<()> {
+                if let Some(rx) = in_flight.pop_front() {
+                    let buf = rx.recv().map_err(|_| stopped())?;
+                    out.write_all(&buf)?;
+                    spare.push(buf);
+                }
+                Ok(())
+            };
+            for range in pieces {
+                if in_flight.len() >= window {
+                    write_oldest(&mut in_flight, &mut spare)?;
+                }
+                let (tx, rx) = mpsc::sync_channel(1);
+                jobs.send((range, spare.pop().unwrap_or_default(), tx))
+                    .map_err(|_| stopped())?;
+                in_flight.push_back(rx);
+            }
+            while !in_flight.is_empty() {
+                write_oldest(&mut in_flight, &mut spare)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends the nodes of the drugs at output positions `range`.
+    fn encode(&self, range: Range<usize>, scratch: &mut Scratch, buf: &mut Vec<u8>) {
+        let b = &self.b;
+        for pos in range {
+            if pos > 0 {
+                buf.extend_from_slice(b",\n");
+            }
+            let (code, name) = &b.drugs[self.order[pos] as usize];
+            buf.extend_from_slice(b"{\"atccode\":");
+            match code {
+                Some(code) => push_json(buf, code),
+                None => buf.extend_from_slice(b"null"),
+            }
+            buf.extend_from_slice(b",\"drug\":");
+            push_json(buf, name);
+            let records = &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]];
+            scratch.sorted.clear();
+            scratch
+                .sorted
+                .extend(records.iter().map(|&r| (b.records[r as usize].key, r)));
+            scratch
+                .sorted
+                .sort_unstable_by(|x, y| x.0.cmp(&y.0).then_with(|| b.compare_tail(x.1, y.1)));
+            for (label, kind) in [
+                (&b",\"pubmed\":["[..], Source::Pubmed),
+                (&b"],\"clinical_trials\":["[..], Source::ClinicalTrial),
+            ] {
+                buf.extend_from_slice(label);
+                let mut first = true;
+                for &(key, r) in &scratch.sorted {
+                    let record = &b.records[r as usize];
+                    if record.kind != kind {
+                        continue;
+                    }
+                    if !first {
+                        buf.push(b',');
+                    }
+                    first = false;
+                    self.encode_mention(record, key, buf);
+                }
+            }
+            buf.extend_from_slice(b"],\"journals\":[");
+            scratch.journals.clear();
+            scratch
+                .journals
+                .extend(scratch.sorted.iter().filter_map(|&(key, r)| {
+                    let j = b.records[r as usize].journal;
+                    (j != NONE)
+                        .then(|| (u64::from(self.journal_rank[j as usize]) << 32) | key_days(key))
+                }));
+            scratch.journals.sort_unstable();
+            scratch.journals.dedup();
+            for (i, &link) in scratch.journals.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(b"{\"journal\":");
+                buf.extend_from_slice(&self.journal_json[(link >> 32) as usize]);
+                buf.extend_from_slice(b",\"date\":");
+                push_date(buf, link & u64::from(u32::MAX));
+                buf.push(b'}');
+            }
+            buf.extend_from_slice(b"]}");
+        }
+    }
+
+    fn encode_mention(&self, r: &Record, key: u64, buf: &mut Vec<u8>) {
+        let b = &self.b;
+        buf.extend_from_slice(b"{\"id\":");
+        buf.extend_from_slice(b.id(r).unwrap_or(b"null"));
+        buf.extend_from_slice(b",\"title\":");
+        buf.extend_from_slice(b.title(r));
+        buf.extend_from_slice(b",\"date\":");
+        push_date(buf, key_days(key));
+        buf.extend_from_slice(b",\"journal\":");
+        match r.journal {
+            NONE => buf.extend_from_slice(b"null"),
+            j => buf.extend_from_slice(&self.journal_json[self.journal_rank[j as usize] as usize]),
+        }
+        buf.push(b'}');
     }
 
     /// The journal(s) mentioning the most distinct drugs.
     pub fn top_journals(&self) -> super::TopJournals {
         let b = &self.b;
         let mut counts = vec![0usize; b.journals.len()];
-        let mut last = vec![NONE; b.journals.len()];
-        for &(d, r) in &self.mentions {
-            if let Some(j) = b.records[r as usize].journal
-                && last[j as usize] != d
-            {
-                last[j as usize] = d;
-                counts[j as usize] += 1;
+        let mut last = vec![usize::MAX; b.journals.len()];
+        for pos in 0..self.order.len() {
+            for &r in &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]] {
+                let j = b.records[r as usize].journal as usize;
+                if j != NONE as usize && last[j] != pos {
+                    last[j] = pos;
+                    counts[j] += 1;
+                }
             }
         }
         let max = counts.iter().copied().max().unwrap_or(0);
@@ -556,9 +734,38 @@ impl BuiltGraph {
     /// The graph as owned values (for tests and small graphs).
     pub fn to_graph(&self) -> Result<super::Graph, String> {
         let mut buf = Vec::new();
-        self.write_json(&mut buf).map_err(|e| e.to_string())?;
+        self.write_json(&mut buf, 1).map_err(|e| e.to_string())?;
         serde_json::from_slice(&buf).map_err(|e| e.to_string())
     }
+}
+
+/// Appends a date (as days in an order key) as a JSON string `"YYYY-MM-DD"`, without going
+/// through chrono's formatter (this runs for every mention).
+fn push_date(buf: &mut Vec<u8>, days: u64) {
+    let Some(d) = days_date(days) else {
+        return buf.extend_from_slice(b"null");
+    };
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    if !(0..=9999).contains(&y) {
+        let _ = write!(buf, "\"{d}\"");
+        return;
+    }
+    let y = y as u32;
+    let digits = [
+        y / 1000,
+        y / 100 % 10,
+        y / 10 % 10,
+        y % 10,
+        m / 10,
+        m % 10,
+        day / 10,
+        day % 10,
+    ];
+    let mut out = *b"\"0000-00-00\"";
+    for (slot, digit) in [1, 2, 3, 4, 6, 7, 9, 10].into_iter().zip(digits) {
+        out[slot] = b'0' + digit as u8;
+    }
+    buf.extend_from_slice(&out);
 }
 
 #[cfg(test)]
@@ -719,5 +926,70 @@ mod tests {
             .filter_map(|m| m.id.as_deref())
             .collect();
         assert_eq!(ids, vec!["9", "1", "2"]);
+    }
+
+    #[test]
+    fn order_keys_agree_with_the_id_order_and_missing_ids_sort_first() {
+        let d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let keys: Vec<u64> = [None, Some(""), Some("1"), Some("10"), Some("2"), Some("A")]
+            .into_iter()
+            .map(|id| order_key(d, id))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        let earlier = NaiveDate::from_ymd_opt(-40, 3, 1).unwrap();
+        assert!(order_key(earlier, Some("zzz")) < order_key(d, None));
+        assert_eq!(days_date(key_days(order_key(earlier, None))), Some(earlier));
+    }
+
+    #[test]
+    fn titles_that_need_json_escapes_sort_as_their_text() {
+        let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
+        for title in ["X a", "X \"b\"", "X !", "X #", "X", "X\\y"] {
+            b.add(&row(Source::Pubmed, "1", title, "2020-01-01", "J"));
+        }
+        let g = b.finish().to_graph().unwrap();
+        let titles: Vec<&str> = g.drugs[0].pubmed.iter().map(|m| m.title.as_str()).collect();
+        let mut expected = titles.clone();
+        expected.sort();
+        assert_eq!(titles, expected);
+        assert_eq!(titles.len(), 6);
+        assert!(titles.contains(&"X \"b\""));
+    }
+
+    #[test]
+    fn parallel_writing_gives_the_same_bytes_as_one_thread() {
+        let names: Vec<String> = (0..40).map(|i| format!("DRUG{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut b = GraphBuilder::new(drugs(&refs)).unwrap();
+        for i in 0..30_000usize {
+            let title = format!("drug{} and drug{} study {i}", i % 40, (i * 7) % 40);
+            let date = format!("2020-{:02}-{:02}", i % 12 + 1, i % 28 + 1);
+            let (id, journal) = (format!("{}", i % 997), format!("J{}", i % 13));
+            let kind = if i % 3 == 0 {
+                Source::ClinicalTrial
+            } else {
+                Source::Pubmed
+            };
+            b.add(&row(kind, &id, &title, &date, &journal));
+        }
+        let built = b.finish();
+        assert!(
+            built.pieces(2).len() > 2,
+            "the test must cover several pieces"
+        );
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        built.write_json(&mut one, 1).unwrap();
+        built.write_json(&mut two, 2).unwrap();
+        assert!(one == two, "parallel output differs");
+        let g: crate::graph::Graph = serde_json::from_slice(&one).unwrap();
+        assert_eq!(g.drugs.len(), 40);
+        for node in &g.drugs {
+            let keys: Vec<_> = node.pubmed.iter().map(|m| m.sort_key()).collect();
+            assert!(
+                keys.windows(2).all(|w| w[0] <= w[1]),
+                "{} is not sorted",
+                node.drug
+            );
+        }
     }
 }

@@ -61,9 +61,15 @@ impl DrugMatcher {
             prev = Some(c);
         }
         out[first..].sort_unstable();
-        let mut tail = out.split_off(first);
-        tail.dedup();
-        out.extend(tail);
+        // Dedup this title's part in place (earlier entries belong to other titles).
+        let mut kept = first;
+        for i in first..out.len() {
+            if kept == first || out[i] != out[kept - 1] {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
     }
 
     /// Names that start exactly at `at` and end at a word boundary.

@@ -11,7 +11,8 @@ pub mod matcher;
 use serde::{Deserialize, Serialize};
 
 pub use build::{
-    BuiltGraph, GraphBuilder, Prepared, Preparer, RawDrug, RawPublication, Rejected, Report, Source,
+    BuiltGraph, GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Rejected, Report,
+    Source,
 };
 
 /// The graph as written to `graph.json`.

@@ -5,18 +5,25 @@
 
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 
 use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::{TaskContext, TaskError, TaskOutcome};
+use crate::data::direct::DirectWriter;
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::{GraphBuilder, Prepared, Preparer, RawDrug, RawPublication, Source};
+use crate::graph::{GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source};
 
 /// Rows left out that the log lists one by one (the rejects file has them all).
 const SHOWN_REJECTS: usize = 20;
+
+/// Rows per unit of cleaning and matching work: enough to spread a batch over every core
+/// and keep hand-over costs small.
+const ROWS_PER_JOB: usize = 8192;
 
 /// Build the drug-mention graph.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,7 +110,8 @@ impl DrugGraphTask {
             .iter()
             .map(|(t, k, c)| (t.clone(), *k, c.path().to_path_buf()))
             .collect();
-        let files: Vec<std::fs::File> = scratch
+        let graph_path = scratch[0].path().to_path_buf();
+        let files: Vec<std::fs::File> = scratch[1..]
             .iter()
             .map(|t| {
                 t.reopen()
@@ -111,10 +119,12 @@ impl DrugGraphTask {
             })
             .collect::<Result<_, _>>()
             .map_err(fail)?;
-        let summary = tokio::task::spawn_blocking(move || task.build(&drugs_path, &paths, files))
-            .await
-            .map_err(|e| TaskError::Failed(format!("drug_graph stopped: {e}")))?
-            .map_err(fail)?;
+        let summary = tokio::task::spawn_blocking(move || {
+            task.build(&drugs_path, &paths, &graph_path, files)
+        })
+        .await
+        .map_err(|e| TaskError::Failed(format!("drug_graph stopped: {e}")))?
+        .map_err(fail)?;
         let mut scratch = scratch.into_iter();
         for name in [&self.output, &self.top_journals] {
             if let Some(file) = scratch.next() {
@@ -144,6 +154,7 @@ impl DrugGraphTask {
         &self,
         drugs: &std::path::Path,
         sources: &[(String, Source, std::path::PathBuf)],
+        graph: &std::path::Path,
         files: Vec<std::fs::File>,
     ) -> Result<Summary, DataError> {
         let started = std::time::Instant::now();
@@ -159,7 +170,7 @@ impl DrugGraphTask {
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let built = builder.finish();
-        timings.push(format!("sort {:.2}s", t.elapsed().as_secs_f64()));
+        timings.push(format!("grouping {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let report = built.report();
         let mut files = files.into_iter();
@@ -168,13 +179,19 @@ impl DrugGraphTask {
                 .next()
                 .ok_or_else(|| DataError::Format("missing output file".into()))
         };
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, next()?);
+        let graph_error = |e| DataError::io(&self.output, e);
+        let mut out = DirectWriter::open(graph).map_err(graph_error)?;
+        let direct = out.is_direct();
         built
-            .write_json(&mut out)
-            .and_then(|()| out.flush())
-            .map_err(|e| DataError::io(&self.output, e))?;
+            .write_json(&mut out, workers())
+            .and_then(|()| out.finish())
+            .map_err(graph_error)?;
         let top = built.top_journals();
-        timings.push(format!("write {:.2}s", t.elapsed().as_secs_f64()));
+        timings.push(format!(
+            "sort and write {:.2}s{}",
+            t.elapsed().as_secs_f64(),
+            if direct { " (direct I/O)" } else { "" }
+        ));
         serde_json::to_writer_pretty(std::io::BufWriter::new(next()?), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
         let mut rejects = std::io::BufWriter::new(next()?);
@@ -288,92 +305,154 @@ fn cell<'a>(
     text_at(batch.column(col).as_ref(), row).map_err(|e| DataError::Format(format!("{table}: {e}")))
 }
 
-/// Reads the publication tables: batches are cleaned and matched on every core while a
-/// separate thread adds the results to the builder, in source order so merging stays
-/// deterministic.
+/// Threads for cleaning, matching and encoding.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+/// Where a publication table keeps the columns the graph needs.
+#[derive(Clone, Copy)]
+struct Columns {
+    title: usize,
+    date: usize,
+    id: Option<usize>,
+    journal: Option<usize>,
+}
+
+impl Columns {
+    fn find(table: &str, batch: &RecordBatch) -> Result<Self, DataError> {
+        Ok(Self {
+            title: column(batch, &["title", "scientific_title"])
+                .ok_or_else(|| missing(table, "'title' or 'scientific_title'", batch))?,
+            date: column(batch, &["date"]).ok_or_else(|| missing(table, "'date'", batch))?,
+            id: column(batch, &["id"]),
+            journal: column(batch, &["journal"]),
+        })
+    }
+}
+
+/// Rows to clean and match, and where to send the result.
+struct Job<'a> {
+    table: &'a str,
+    kind: Source,
+    batch: RecordBatch,
+    /// Rows of the table before this batch.
+    first_row: usize,
+    columns: Columns,
+    reply: mpsc::SyncSender<Result<PreparedChunk, DataError>>,
+}
+
+type Reply = mpsc::Receiver<Result<PreparedChunk, DataError>>;
+
+/// Reads the publication tables: this thread decodes Parquet and cuts it into jobs, worker
+/// threads clean and match them, and one thread adds the results to the builder in source
+/// order (merging split records must be deterministic). Every queue is bounded, so memory
+/// stays flat whatever the input size.
 fn read_publications(
     sources: &[(String, Source, std::path::PathBuf)],
     builder: &mut GraphBuilder,
 ) -> Result<(), DataError> {
     let preparer = builder.preparer();
+    let workers = workers();
+    let failed = AtomicBool::new(false);
+    let (jobs, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
+    let job_rx = Mutex::new(job_rx);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(4);
-        let accumulator = scope.spawn(move || {
-            for part in rx {
-                part.into_iter().for_each(|p| builder.accept(p));
+        // Replies in source order: the builder thread waits on each in turn.
+        let (order, order_rx) = mpsc::sync_channel::<Reply>(workers * 4);
+        for _ in 0..workers {
+            let (job_rx, preparer) = (&job_rx, &preparer);
+            scope.spawn(move || {
+                // The lock guard is a temporary, released before the work starts.
+                while let Ok(Ok(job)) = job_rx.lock().map(|rx| rx.recv()) {
+                    // A dropped receiver means the builder gave up; nothing to report.
+                    let _ = job.reply.send(prepare_job(&job, preparer));
+                }
+            });
+        }
+        let failed = &failed;
+        let accumulator = scope.spawn(move || -> Result<(), DataError> {
+            let mut result = Ok(());
+            for reply in order_rx {
+                if result.is_err() {
+                    continue;
+                }
+                match reply.recv() {
+                    Ok(Ok(chunk)) => builder.accept(chunk),
+                    Ok(Err(e)) => result = Err(e),
+                    Err(_) => result = Err(DataError::Format("a graph worker stopped".into())),
+                }
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
             }
+            result
         });
-        let result = sources
-            .iter()
-            .try_for_each(|(table, kind, path)| prepare_table(table, *kind, path, &preparer, &tx));
-        drop(tx);
-        accumulator
+        let read = sources.iter().try_for_each(|(table, kind, path)| {
+            send_jobs(table, *kind, path, &jobs, &order, failed)
+        });
+        drop((jobs, order));
+        let built = accumulator
             .join()
-            .map_err(|_| DataError::Format("the graph builder panicked".into()))?;
-        result
+            .map_err(|_| DataError::Format("the graph builder stopped".into()))?;
+        built.and(read)
     })
 }
 
-fn prepare_table(
-    table: &str,
+/// Decodes one table and queues its rows in jobs; stops early once something failed.
+fn send_jobs<'a>(
+    table: &'a str,
     kind: Source,
     path: &std::path::Path,
-    preparer: &Preparer,
-    out: &std::sync::mpsc::SyncSender<Vec<Prepared>>,
+    jobs: &mpsc::SyncSender<Job<'a>>,
+    order: &mpsc::SyncSender<Reply>,
+    failed: &AtomicBool,
 ) -> Result<(), DataError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let mut done = 0;
+    let mut first_row = 0;
     for batch in read_batches(path)? {
         let batch = batch.map_err(|e| DataError::arrow(table, e))?;
-        let title = column(&batch, &["title", "scientific_title"])
-            .ok_or_else(|| missing(table, "'title' or 'scientific_title'", &batch))?;
-        let date = column(&batch, &["date"]).ok_or_else(|| missing(table, "'date'", &batch))?;
-        let id = column(&batch, &["id"]);
-        let journal = column(&batch, &["journal"]);
-        let raw_at = |i: usize| -> Result<RawPublication<'_>, DataError> {
-            let text = |c: usize| cell(table, &batch, c, i);
-            Ok(RawPublication {
-                source: table,
-                row: done + i + 1,
-                kind,
-                id: id.map(text).transpose()?.flatten(),
-                title: text(title)?,
-                date: text(date)?,
-                journal: journal.map(text).transpose()?.flatten(),
-            })
-        };
+        let columns = Columns::find(table, &batch)?;
         let rows = batch.num_rows();
-        let chunk = rows.div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Prepared>, DataError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..rows)
-                .step_by(chunk)
-                .map(|start| {
-                    let raw_at = &raw_at;
-                    scope.spawn(move || {
-                        (start..(start + chunk).min(rows))
-                            .map(|i| raw_at(i).map(|raw| preparer.prepare(&raw)))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(DataError::Format(format!("{table}: a worker panicked")))
-                    })
-                })
-                .collect()
-        });
-        for part in parts {
-            // The receiver only goes away if the builder thread panicked; join reports that.
-            if out.send(part?).is_err() {
-                break;
+        for start in (0..rows).step_by(ROWS_PER_JOB) {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let (reply, reply_rx) = mpsc::sync_channel(1);
+            let job = Job {
+                table,
+                kind,
+                batch: batch.slice(start, ROWS_PER_JOB.min(rows - start)),
+                first_row: first_row + start,
+                columns,
+                reply,
+            };
+            // Either queue closes only when its other end stopped, which reports why.
+            if jobs.send(job).is_err() || order.send(reply_rx).is_err() {
+                return Ok(());
             }
         }
-        done += rows;
+        first_row += rows;
     }
     Ok(())
+}
+
+fn prepare_job(job: &Job<'_>, preparer: &Preparer) -> Result<PreparedChunk, DataError> {
+    let mut chunk = PreparedChunk::default();
+    let c = job.columns;
+    for i in 0..job.batch.num_rows() {
+        let text = |col: usize| cell(job.table, &job.batch, col, i);
+        let raw = RawPublication {
+            source: job.table,
+            row: job.first_row + i + 1,
+            kind: job.kind,
+            id: c.id.map(text).transpose()?.flatten(),
+            title: text(c.title)?,
+            date: text(c.date)?,
+            journal: c.journal.map(text).transpose()?.flatten(),
+        };
+        preparer.prepare_into(&raw, &mut chunk);
+    }
+    Ok(chunk)
 }
