@@ -20,6 +20,8 @@ use super::DataError;
 const INSERT_ROWS: usize = 128;
 /// Parameters per statement we allow ourselves.
 const MAX_PARAMS: usize = 32_000;
+/// Page size of new warehouses (SQLite's largest).
+const PAGE_SIZE: u32 = 65_536;
 
 /// How `load` treats an existing table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,11 @@ impl Warehouse {
         let err = sqlite_error(&shown);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        // Only takes effect when this creates the database. Large pages make bulk loads
+        // about twice as fast in WAL mode (a tenth of the frames to log and checkpoint) and
+        // suit the scans analytics does.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         Ok(Self { conn, path: shown })
@@ -102,10 +109,10 @@ impl Warehouse {
             &target
         };
         let columns = column_defs(schema)?;
-        // The warehouse is rebuilt from staging: an OS crash may lose the latest load (never
-        // corrupt the file, in WAL mode), so loads skip the fsyncs.
+        // In WAL mode this syncs only at checkpoints: an OS crash or power loss may lose the
+        // latest load (it is rebuilt from staging) but never corrupts the file.
         self.conn
-            .pragma_update(None, "synchronous", "OFF")
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| self.err(e))?;
         let (tx, err) = self.begin()?;
         if mode == LoadMode::Replace {
@@ -347,6 +354,15 @@ mod tests {
 
     fn count(w: &Warehouse) -> String {
         w.query("SELECT COUNT(*) FROM t", 1).unwrap().rows[0][0].clone()
+    }
+
+    #[test]
+    fn new_warehouses_use_large_pages_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(&dir.path().join("w.db")).unwrap();
+        let pragma = |p: &str| w.query(&format!("PRAGMA {p}"), 1).unwrap().rows[0][0].clone();
+        assert_eq!(pragma("page_size"), PAGE_SIZE.to_string());
+        assert_eq!(pragma("journal_mode"), "wal");
     }
 
     #[test]
