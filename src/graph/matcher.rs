@@ -53,12 +53,23 @@ impl DrugMatcher {
             title
         };
         let first = out.len();
-        let mut prev: Option<char> = None;
-        for (at, c) in hay.char_indices() {
-            if is_boundary(prev) {
-                self.anchored_at(hay, at, out);
+        if hay.is_ascii() {
+            // Most titles: bytes are characters. Names are trimmed, so none starts at a space.
+            let bytes = hay.as_bytes();
+            for at in 0..bytes.len() {
+                let boundary = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+                if boundary && bytes[at] != b' ' {
+                    self.anchored_at(hay, at, out);
+                }
             }
-            prev = Some(c);
+        } else {
+            let mut prev: Option<char> = None;
+            for (at, c) in hay.char_indices() {
+                if is_boundary(prev) {
+                    self.anchored_at(hay, at, out);
+                }
+                prev = Some(c);
+            }
         }
         out[first..].sort_unstable();
         // Dedup this title's part in place (earlier entries belong to other titles).
@@ -154,5 +165,13 @@ mod tests {
     #[test]
     fn non_ascii_names_fold_case_too() {
         assert_eq!(found(&["ÉTHER"], "l'éther anesthésique"), vec![0]);
+    }
+
+    #[test]
+    fn repeated_names_count_once_and_non_ascii_titles_take_the_char_path() {
+        let names = ["ASPIRIN", "ZINC"];
+        assert_eq!(found(&names, "zinc, aspirin and aspirin"), vec![0, 1]);
+        assert_eq!(found(&names, "café: aspirin ñzinc"), vec![0]);
+        assert_eq!(found(&names, "ñ aspirin"), vec![0]);
     }
 }
