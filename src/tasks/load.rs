@@ -49,9 +49,22 @@ impl LoadTask {
                 let reader = read_batches(copy.path())?;
                 let schema = reader.schema();
                 let context = copy.path().display().to_string();
-                let batches = reader.map(|b| b.map_err(|e| DataError::arrow(&context, e)));
-                Warehouse::open(&path)?
-                    .load(&name, &schema, batches, mode, &|| cancel.is_cancelled())
+                // Decoding Parquet and inserting rows cost about the same: overlap them. The
+                // decoder stops when the load drops its end of the queue.
+                std::thread::scope(|scope| {
+                    let (tx, batches) = std::sync::mpsc::sync_channel(2);
+                    scope.spawn(move || {
+                        for batch in reader {
+                            let batch = batch.map_err(|e| DataError::arrow(&context, e));
+                            if tx.send(batch).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    Warehouse::open(&path)?.load(&name, &schema, batches.into_iter(), mode, &|| {
+                        cancel.is_cancelled()
+                    })
+                })
             })
             .await
             .map_err(|e| TaskError::Failed(format!("loading {table}: {e}")))?
