@@ -119,8 +119,11 @@ impl DrugGraphTask {
             })
             .collect::<Result<_, _>>()
             .map_err(fail)?;
+        let cancel = ctx.cancel.clone();
         let summary = tokio::task::spawn_blocking(move || {
-            task.build(&drugs_path, &paths, &graph_path, files)
+            task.build(&drugs_path, &paths, &graph_path, files, &|| {
+                cancel.is_cancelled()
+            })
         })
         .await
         .map_err(|e| TaskError::Failed(format!("drug_graph stopped: {e}")))?
@@ -156,6 +159,7 @@ impl DrugGraphTask {
         sources: &[(String, Source, std::path::PathBuf)],
         graph: &std::path::Path,
         files: Vec<std::fs::File>,
+        cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Summary, DataError> {
         let started = std::time::Instant::now();
         let mut timings = Vec::new();
@@ -166,7 +170,7 @@ impl DrugGraphTask {
             started.elapsed().as_secs_f64()
         ));
         let t = std::time::Instant::now();
-        read_publications(sources, &mut builder)?;
+        read_publications(sources, &mut builder, cancelled)?;
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let built = builder.finish();
@@ -353,6 +357,7 @@ type Reply = mpsc::Receiver<Result<PreparedChunk, DataError>>;
 fn read_publications(
     sources: &[(String, Source, std::path::PathBuf)],
     builder: &mut GraphBuilder,
+    cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<(), DataError> {
     let preparer = builder.preparer();
     let workers = workers();
@@ -391,7 +396,7 @@ fn read_publications(
             result
         });
         let read = sources.iter().try_for_each(|(table, kind, path)| {
-            send_jobs(table, *kind, path, &jobs, &order, failed)
+            send_jobs(table, *kind, path, &jobs, &order, failed, cancelled)
         });
         drop((jobs, order));
         let built = accumulator
@@ -401,7 +406,8 @@ fn read_publications(
     })
 }
 
-/// Decodes one table and queues its rows in jobs; stops early once something failed.
+/// Decodes one table and queues its rows in jobs; stops early once something failed or the
+/// task is cancelled.
 fn send_jobs<'a>(
     table: &'a str,
     kind: Source,
@@ -409,6 +415,7 @@ fn send_jobs<'a>(
     jobs: &mpsc::SyncSender<Job<'a>>,
     order: &mpsc::SyncSender<Reply>,
     failed: &AtomicBool,
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<(), DataError> {
     let mut first_row = 0;
     for batch in read_batches(path)? {
@@ -418,6 +425,9 @@ fn send_jobs<'a>(
         for start in (0..rows).step_by(ROWS_PER_JOB) {
             if failed.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            if cancelled() {
+                return Err(DataError::Format("drug_graph was cancelled".into()));
             }
             let (reply, reply_rx) = mpsc::sync_channel(1);
             let job = Job {
