@@ -29,15 +29,19 @@ pub struct DirectWriter {
 }
 
 impl DirectWriter {
-    /// Opens the existing file at `path` for writing from its start.
+    /// Opens the existing file at `path`, emptied, for writing.
     pub fn open(path: &Path) -> io::Result<Self> {
         let direct = OpenOptions::new()
             .write(true)
+            .truncate(true)
             .custom_flags(nix::libc::O_DIRECT)
             .open(path);
         let (file, direct) = match direct {
             Ok(file) => (file, true),
-            Err(_) => (OpenOptions::new().write(true).open(path)?, false),
+            Err(_) => (
+                OpenOptions::new().write(true).truncate(true).open(path)?,
+                false,
+            ),
         };
         let buf = vec![0u8; BLOCK + ALIGN];
         let offset = buf.as_ptr().align_offset(ALIGN);
@@ -122,8 +126,7 @@ mod tests {
 
     fn round_trip(dir: &Path, pieces: &[usize]) -> Vec<u8> {
         let path = dir.join("out");
-        std::fs::write(&path, b"previous content that must go").unwrap();
-        std::fs::File::create(&path).unwrap();
+        std::fs::write(&path, vec![b'x'; 3 * ALIGN + 5]).unwrap();
         let mut w = DirectWriter::open(&path).unwrap();
         let mut expected = Vec::new();
         for &len in pieces {

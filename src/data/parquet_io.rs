@@ -239,6 +239,44 @@ impl Drop for Encoder {
     }
 }
 
+/// The batches of `reader`, decoded on a thread of `scope` a couple of batches ahead of the
+/// caller. The decoder stops when the returned iterator is dropped. If the decoder dies
+/// (a panic), the iterator ends with an error rather than quietly: a consumer must never
+/// take a truncated table for a whole one.
+pub fn decode_ahead<'scope, I, E>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    reader: I,
+    context: &str,
+) -> impl Iterator<Item = Result<RecordBatch, DataError>> + 'scope
+where
+    I: Iterator<Item = Result<RecordBatch, E>> + Send + 'scope,
+    E: std::fmt::Display,
+{
+    let (tx, rx) = mpsc::sync_channel(2);
+    let decoder_context = context.to_string();
+    scope.spawn(move || {
+        for batch in reader {
+            let batch = batch.map_err(|e| DataError::arrow(&decoder_context, e));
+            if tx.send(Some(batch)).is_err() {
+                return;
+            }
+        }
+        // The end is said explicitly, so that a dead decoder cannot look like one.
+        let _ = tx.send(None);
+    });
+    let mut stopped = Some(DataError::Format(format!(
+        "{context}: the Parquet decoder stopped"
+    )));
+    std::iter::from_fn(move || match rx.recv() {
+        Ok(Some(batch)) => Some(batch),
+        Ok(None) => {
+            stopped = None;
+            None
+        }
+        Err(_) => stopped.take().map(Err),
+    })
+}
+
 /// Streams the record batches of a Parquet file.
 pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> {
     let context = path.display().to_string();
@@ -246,4 +284,45 @@ pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> 
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
         .map_err(|e| DataError::arrow(&context, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arrow_array::Int64Array;
+
+    use super::*;
+
+    fn batches(n: usize) -> impl Iterator<Item = Result<RecordBatch, String>> + Send {
+        (0..n).map(|i| {
+            let ids = Arc::new(Int64Array::from(vec![i as i64]));
+            RecordBatch::try_from_iter([("id", ids as arrow_array::ArrayRef)])
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    #[test]
+    fn decode_ahead_yields_every_batch_then_ends() {
+        let got = std::thread::scope(|s| decode_ahead(s, batches(5), "t").count());
+        assert_eq!(got, 5);
+    }
+
+    #[test]
+    fn a_dead_decoder_ends_the_stream_with_an_error() {
+        let (good, bad) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let outcome = std::panic::catch_unwind(|| {
+            std::thread::scope(|s| {
+                let dying = batches(3).chain(std::iter::from_fn(|| panic!("decoder bug")));
+                for batch in decode_ahead(s, dying, "t") {
+                    let counter = if batch.is_ok() { &good } else { &bad };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        });
+        assert!(outcome.is_err(), "the scope passes the decoder's panic on");
+        assert_eq!(good.load(Ordering::SeqCst), 3);
+        assert_eq!(bad.load(Ordering::SeqCst), 1);
+    }
 }

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::io::Write;
 use std::ops::Range;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{Datelike, NaiveDate};
 use foldhash::fast::FixedState;
@@ -95,8 +95,8 @@ pub struct Report {
 /// A byte range of a chunk's text.
 #[derive(Clone, Copy, Debug)]
 struct Span {
-    start: u32,
-    len: u32,
+    start: usize,
+    len: usize,
 }
 
 /// A cleaned row that mentions at least one drug. Title and id are stored JSON-encoded
@@ -124,7 +124,7 @@ pub struct PreparedChunk {
 
 impl PreparedChunk {
     fn slice(&self, s: Span) -> &[u8] {
-        &self.text[s.start as usize..(s.start + s.len) as usize]
+        &self.text[s.start..s.start + s.len]
     }
 
     fn push(&mut self, s: &str, json: bool) -> Span {
@@ -135,8 +135,8 @@ impl PreparedChunk {
             self.text.extend_from_slice(s.as_bytes());
         }
         Span {
-            start: start as u32,
-            len: (self.text.len() - start) as u32,
+            start,
+            len: self.text.len() - start,
         }
     }
 }
@@ -203,6 +203,13 @@ struct Record {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Longest title or id taken (bytes): once JSON-encoded (at most 6 bytes per byte) its length
+/// must fit the store's 32-bit lengths.
+const MAX_FIELD: usize = 512 << 20;
+
+/// Largest encoding buffer kept for reuse.
+const SPARE_CAPACITY: usize = 64 << 20;
 
 /// Accumulates rows, then produces the graph.
 pub struct GraphBuilder {
@@ -482,6 +489,10 @@ impl Preparer {
             return;
         }
         let id = raw.id.as_deref().and_then(clean_text);
+        if title.len().max(id.as_deref().map_or(0, str::len)) > MAX_FIELD {
+            chunk.drugs.truncate(first);
+            return reject(chunk, format!("title or id longer than {MAX_FIELD} bytes"));
+        }
         let key = order_key(date, id.as_deref());
         let title = chunk.push(&title, true);
         let id = id.map(|i| chunk.push(&i, true));
@@ -572,13 +583,13 @@ impl BuiltGraph {
     ) -> std::io::Result<()> {
         type Job = (Range<usize>, Vec<u8>, mpsc::SyncSender<Vec<u8>>);
         let window = threads * 2;
-        let (jobs, job_rx) = mpsc::sync_channel::<Job>(window);
-        let job_rx = Mutex::new(job_rx);
         std::thread::scope(|scope| {
-            // Owned by this closure, so the workers see the queue close however it returns.
-            let jobs = jobs;
+            let (jobs, job_rx) = mpsc::sync_channel::<Job>(window);
+            // Each worker owns a handle: if they all stop, queued jobs (and their reply
+            // senders) are dropped, so waiting for a piece fails instead of hanging.
+            let job_rx = Arc::new(Mutex::new(job_rx));
             for _ in 0..threads {
-                let job_rx = &job_rx;
+                let job_rx = Arc::clone(&job_rx);
                 scope.spawn(move || {
                     let mut scratch = Scratch::default();
                     // The lock guard is a temporary: it is released before encoding.
@@ -591,6 +602,7 @@ impl BuiltGraph {
                     }
                 });
             }
+            drop(job_rx);
             // Receivers of the pieces in flight, oldest first; buffers are reused.
             let mut in_flight: VecDeque<mpsc::Receiver<Vec<u8>>> = VecDeque::new();
             let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -601,7 +613,10 @@ impl BuiltGraph {
                 if let Some(rx) = in_flight.pop_front() {
                     let buf = rx.recv().map_err(|_| stopped())?;
                     out.write_all(&buf)?;
-                    spare.push(buf);
+                    // A piece holding one very popular drug can be large: do not keep it.
+                    if buf.capacity() <= SPARE_CAPACITY {
+                        spare.push(buf);
+                    }
                 }
                 Ok(())
             };

@@ -29,8 +29,9 @@ pub fn clean_text(raw: &str) -> Option<Cow<'_, str>> {
 }
 
 /// ASCII without control characters or backslashes (so no escapes and no whitespace but
-/// spaces), no leading, trailing or doubled spaces. Anything else takes the normalising
-/// path, which leaves such text unchanged; this check only has to be fast.
+/// spaces), no leading, trailing or doubled spaces. Anything else takes the full normalising
+/// path (text that needs no change comes back equal, only copied); this check only has to
+/// be fast.
 fn is_clean(s: &str) -> bool {
     let b = s.as_bytes();
     if b.first() == Some(&b' ') || b.last() == Some(&b' ') {
@@ -179,6 +180,10 @@ mod tests {
         ));
         assert_eq!(clean_text("a\u{a0}b").as_deref(), Some("a b"));
         assert_eq!(clean_text("a  b").as_deref(), Some("a b"));
+        // Every Unicode whitespace counts, vertical tab included, ASCII text or not.
+        assert_eq!(clean_text("a\u{b}b").as_deref(), Some("a b"));
+        assert_eq!(clean_text("a\u{1}b").as_deref(), Some("a\u{1}b"));
+        assert_eq!(clean_text(r"a\b").as_deref(), Some(r"a\b"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,9 @@ impl DrugGraphTask {
         let t = std::time::Instant::now();
         read_publications(sources, &mut builder, cancelled)?;
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
+        if cancelled() {
+            return Err(DataError::Format("drug_graph was cancelled".into()));
+        }
         let t = std::time::Instant::now();
         let built = builder.finish();
         timings.push(format!("grouping {:.2}s", t.elapsed().as_secs_f64()));
@@ -362,13 +365,14 @@ fn read_publications(
     let preparer = builder.preparer();
     let workers = workers();
     let failed = AtomicBool::new(false);
-    let (jobs, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
-    let job_rx = Mutex::new(job_rx);
     std::thread::scope(|scope| {
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
+        // Each worker owns a handle: if they all stop, the queue closes and the reader stops.
+        let job_rx = Arc::new(Mutex::new(job_rx));
         // Replies in source order: the builder thread waits on each in turn.
         let (order, order_rx) = mpsc::sync_channel::<Reply>(workers * 4);
         for _ in 0..workers {
-            let (job_rx, preparer) = (&job_rx, &preparer);
+            let (job_rx, preparer) = (Arc::clone(&job_rx), &preparer);
             scope.spawn(move || {
                 // The lock guard is a temporary, released before the work starts.
                 while let Ok(Ok(job)) = job_rx.lock().map(|rx| rx.recv()) {
@@ -377,6 +381,7 @@ fn read_publications(
                 }
             });
         }
+        drop(job_rx);
         let failed = &failed;
         let accumulator = scope.spawn(move || -> Result<(), DataError> {
             let mut result = Ok(());
@@ -417,6 +422,9 @@ fn send_jobs<'a>(
     failed: &AtomicBool,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(), DataError> {
+    if failed.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut first_row = 0;
     for batch in read_batches(path)? {
         let batch = batch.map_err(|e| DataError::arrow(table, e))?;
@@ -438,7 +446,8 @@ fn send_jobs<'a>(
                 columns,
                 reply,
             };
-            // Either queue closes only when its other end stopped, which reports why.
+            // A queue closes only when the threads at its other end stopped (a failed
+            // chunk, or every worker gone); the builder thread reports why.
             if jobs.send(job).is_err() || order.send(reply_rx).is_err() {
                 return Ok(());
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::import::valid_table;
 use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::DataError;
-use crate::data::parquet_io::read_batches;
+use crate::data::parquet_io::{decode_ahead, read_batches};
 use crate::data::warehouse::{LoadMode, Warehouse};
 
 /// Load staged tables into the warehouse.
@@ -49,21 +49,11 @@ impl LoadTask {
                 let reader = read_batches(copy.path())?;
                 let schema = reader.schema();
                 let context = copy.path().display().to_string();
-                // Decoding Parquet and inserting rows cost about the same: overlap them. The
-                // decoder stops when the load drops its end of the queue.
+                // Decoding Parquet and inserting rows cost about the same: overlap them.
                 std::thread::scope(|scope| {
-                    let (tx, batches) = std::sync::mpsc::sync_channel(2);
-                    scope.spawn(move || {
-                        for batch in reader {
-                            let batch = batch.map_err(|e| DataError::arrow(&context, e));
-                            if tx.send(batch).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                    Warehouse::open(&path)?.load(&name, &schema, batches.into_iter(), mode, &|| {
-                        cancel.is_cancelled()
-                    })
+                    let batches = decode_ahead(scope, reader, &context);
+                    Warehouse::open(&path)?
+                        .load(&name, &schema, batches, mode, &|| cancel.is_cancelled())
                 })
             })
             .await
