@@ -85,10 +85,16 @@ struct LineCounter<R> {
 #[derive(Default)]
 struct LineState {
     read: u64,
+    /// Offsets of the `\n`s not yet passed, with [`AFTER_CR`] set on those ending `\r\n`.
     newlines: VecDeque<u64>,
     passed: u64,
     empty: u64,
+    /// Whether the last byte read was `\r` (a `\r\n` can straddle two reads).
+    last_cr: bool,
 }
+
+/// Flag bit on a newline offset: the line ends with `\r\n`.
+const AFTER_CR: u64 = 1 << 63;
 
 impl<R> LineCounter<R> {
     fn new(inner: R) -> Self {
@@ -101,17 +107,31 @@ impl<R> LineCounter<R> {
     /// 1-based line of the byte at `offset`; offsets must not decrease between calls.
     fn line_at(&self, offset: u64) -> u64 {
         let mut st = self.state.borrow_mut();
-        while st.newlines.front().is_some_and(|&n| n < offset) {
+        while st.newlines.front().is_some_and(|&n| n & !AFTER_CR < offset) {
             st.newlines.pop_front();
             st.passed += 1;
         }
-        // The csv crate reports a record that follows empty lines at the first of them.
+        // The csv crate ends a record at the `\r` of a `\r\n` and reports the next one at the
+        // `\n`, which still belongs to the line before.
         let mut at = offset;
-        while st.newlines.front() == Some(&at) {
+        if st.newlines.front() == Some(&(offset | AFTER_CR)) {
+            st.newlines.pop_front();
+            st.passed += 1;
+            at += 1;
+        }
+        // It reports a record that follows empty lines at the first of them: an empty line
+        // is a `\n` at `at`, or a `\r\n` whose `\n` is at `at + 1`.
+        while let Some(&n) = st.newlines.front() {
+            if n == at {
+                at += 1;
+            } else if n == (at + 1) | AFTER_CR {
+                at += 2;
+            } else {
+                break;
+            }
             st.newlines.pop_front();
             st.passed += 1;
             st.empty += 1;
-            at += 1;
         }
         st.passed + 1
     }
@@ -126,14 +146,20 @@ impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let st = self.state.get_mut();
-        let base = st.read;
-        st.newlines.extend(
-            buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| base + i as u64),
-        );
+        let (base, last_cr) = (st.read, st.last_cr);
+        let data = &buf[..n];
+        st.newlines
+            .extend(memchr::memchr_iter(b'\n', data).map(|i| {
+                let cr = if i == 0 {
+                    last_cr
+                } else {
+                    data[i - 1] == b'\r'
+                };
+                (base + i as u64) | if cr { AFTER_CR } else { 0 }
+            }));
+        if let Some(&last) = data.last() {
+            st.last_cr = last == b'\r';
+        }
         st.read += n as u64;
         Ok(n)
     }
@@ -197,4 +223,58 @@ fn handle(
         }
     }
     out.row(line, &cells, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Imports `text`; returns the (line, raw) of each rejected row and the blank lines.
+    fn import(text: &str) -> (Vec<(u64, String)>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, text).unwrap();
+        let files =
+            ["out.parquet", "out.rejects"].map(|f| File::create(dir.path().join(f)).unwrap());
+        let [parquet, rejects] = files;
+        let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t");
+        read_csv(&input, b',', &mut out).unwrap();
+        let blank = out.finish().unwrap().blank;
+        let rejected = std::fs::read_to_string(dir.path().join("out.rejects"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["line"].as_u64().unwrap(),
+                    v["raw"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (rejected, blank)
+    }
+
+    #[test]
+    fn rejected_rows_carry_their_line_after_blank_lines_lf_or_crlf() {
+        let lf = "a,b\n1,2\n\n\nbad\n3,4\n  \nworse\n";
+        let expected = (vec![(5, "bad".to_string()), (8, "worse".to_string())], 3);
+        assert_eq!(import(lf), expected);
+        assert_eq!(import(&lf.replace('\n', "\r\n")), expected);
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_still_counts_as_one_line_end() {
+        // Reads come in power-of-two sizes: put the `\r` of a `\r\n` as the last byte of the
+        // first MiB and its `\n` as the first byte of the next.
+        let mut text = String::from("a,b\r\n");
+        while text.len() < (1 << 20) - 100 {
+            text.push_str("x,y\r\n");
+        }
+        let rows = text.lines().count() as u64;
+        let pad = (1 << 20) - 3 - text.len();
+        text.push_str(&"z".repeat(pad));
+        text.push_str(",z\r\n\r\nbad\r\n");
+        assert_eq!(text.as_bytes()[(1 << 20) - 1], b'\r');
+        assert_eq!(import(&text), (vec![(rows + 3, "bad".to_string())], 1));
+    }
 }

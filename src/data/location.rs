@@ -162,26 +162,49 @@ impl Location {
                     .await
                     .map_err(|e| self.error(name, e))?;
                 let mut writer = WriteMultipart::new(upload);
-                let mut source = tokio::fs::File::open(file.path())
-                    .await
-                    .map_err(|e| DataError::io(&file.path().display().to_string(), e))?;
-                let mut buf = vec![0u8; 4 << 20];
-                loop {
-                    let n = tokio::io::AsyncReadExt::read(&mut source, &mut buf)
+                match self.upload_parts(name, file.path(), &mut writer).await {
+                    // `finish` aborts the upload itself when completing it fails.
+                    Ok(()) => writer
+                        .finish()
                         .await
-                        .map_err(|e| DataError::io(&file.path().display().to_string(), e))?;
-                    if n == 0 {
-                        break;
+                        .map(drop)
+                        .map_err(|e| self.error(name, e)),
+                    Err(e) => {
+                        // Parts already uploaded would otherwise linger (and be billed)
+                        // until the bucket's lifecycle rules remove them. The upload's
+                        // error is the one to report.
+                        let _ = writer.abort().await;
+                        Err(e)
                     }
-                    writer
-                        .wait_for_capacity(4)
-                        .await
-                        .map_err(|e| self.error(name, e))?;
-                    writer.write(&buf[..n]);
                 }
-                writer.finish().await.map_err(|e| self.error(name, e))?;
-                Ok(())
             }
+        }
+    }
+
+    /// Streams a local file into a multipart upload's parts.
+    async fn upload_parts(
+        &self,
+        name: &str,
+        path: &Path,
+        writer: &mut WriteMultipart,
+    ) -> Result<(), DataError> {
+        let shown = path.display().to_string();
+        let mut source = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| DataError::io(&shown, e))?;
+        let mut buf = vec![0u8; 4 << 20];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut source, &mut buf)
+                .await
+                .map_err(|e| DataError::io(&shown, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| self.error(name, e))?;
+            writer.write(&buf[..n]);
         }
     }
 
