@@ -256,9 +256,15 @@ fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_
     }
 }
 
-/// Statements replacing `target` by `staging` (run inside the caller's transaction).
+/// Statements replacing `target` by `staging` (run inside the caller's transaction). The
+/// rename uses SQLite's legacy mode: the modern one re-checks every view and fails on a view
+/// of `target` (dropped a statement earlier); legacy mode leaves views alone, so a user's
+/// views over a loaded table keep working across loads.
 fn swap_in(staging: &str, target: &str) -> String {
-    format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {target};")
+    format!(
+        "DROP TABLE IF EXISTS {target}; PRAGMA legacy_alter_table = ON; \
+         ALTER TABLE {staging} RENAME TO {target}; PRAGMA legacy_alter_table = OFF;"
+    )
 }
 
 /// Quotes an identifier, refusing ones that could escape the quotes.
@@ -354,6 +360,34 @@ mod tests {
 
     fn count(w: &Warehouse) -> String {
         w.query("SELECT COUNT(*) FROM t", 1).unwrap().rows[0][0].clone()
+    }
+
+    #[test]
+    fn views_over_a_loaded_table_survive_a_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Warehouse::open(&dir.path().join("w.db")).unwrap();
+        let (schema, b) = batch(&[1, 2, 3]);
+        let load = |w: &mut Warehouse, b: RecordBatch| {
+            w.load(
+                "t",
+                &schema,
+                std::iter::once(Ok(b)),
+                LoadMode::Replace,
+                &|| false,
+            )
+        };
+        load(&mut w, b).unwrap();
+        w.run_script("CREATE VIEW big AS SELECT id FROM t WHERE id > 1", 0)
+            .unwrap();
+        load(&mut w, batch(&[5, 6, 7, 8]).1).unwrap();
+        let rows = w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows;
+        assert_eq!(rows[0][0], "4");
+        // Renames in users' scripts still update views (the legacy mode is off again).
+        w.run_script("ALTER TABLE t RENAME TO t2", 0).unwrap();
+        assert_eq!(
+            w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows[0][0],
+            "4"
+        );
     }
 
     #[test]
