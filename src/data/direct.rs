@@ -29,15 +29,17 @@ pub struct DirectWriter {
 }
 
 impl DirectWriter {
-    /// Opens the existing file at `path`, emptied, for writing.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let direct = OpenOptions::new()
+    /// Opens the existing file at `path`, emptied, for writing; with `O_DIRECT` when `direct`
+    /// is asked for and the file system takes it.
+    pub fn open(path: &Path, direct: bool) -> io::Result<Self> {
+        let flags = if direct { nix::libc::O_DIRECT } else { 0 };
+        let opened = OpenOptions::new()
             .write(true)
             .truncate(true)
-            .custom_flags(nix::libc::O_DIRECT)
+            .custom_flags(flags)
             .open(path);
-        let (file, direct) = match direct {
-            Ok(file) => (file, true),
+        let (file, direct) = match opened {
+            Ok(file) => (file, direct),
             Err(_) => (
                 OpenOptions::new().write(true).truncate(true).open(path)?,
                 false,
@@ -127,7 +129,7 @@ mod tests {
     fn round_trip(dir: &Path, pieces: &[usize]) -> Vec<u8> {
         let path = dir.join("out");
         std::fs::write(&path, vec![b'x'; 3 * ALIGN + 5]).unwrap();
-        let mut w = DirectWriter::open(&path).unwrap();
+        let mut w = DirectWriter::open(&path, true).unwrap();
         let mut expected = Vec::new();
         for &len in pieces {
             let data = pattern(len);
@@ -147,6 +149,18 @@ mod tests {
         round_trip(dir.path(), &[0, 10, BLOCK - 5, 3 * ALIGN, BLOCK + 17, 1]);
         round_trip(dir.path(), &[BLOCK]);
         round_trip(dir.path(), &[]);
+    }
+
+    #[test]
+    fn buffered_mode_writes_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"old").unwrap();
+        let mut w = DirectWriter::open(&path, false).unwrap();
+        assert!(!w.is_direct());
+        w.write_all(&pattern(BLOCK + 7)).unwrap();
+        w.finish().unwrap();
+        assert!(std::fs::read(&path).unwrap() == pattern(BLOCK + 7));
     }
 
     #[test]
