@@ -280,6 +280,12 @@ impl Scheduler {
             let _ = reply.send(row.state);
             return Ok(());
         }
+        // Waiters on runs another process executes get their answer from the store, so their
+        // senders are never used here: drop those whose waiter has gone.
+        self.watchers.retain(|_, waiting| {
+            waiting.retain(|w| !w.is_closed());
+            !waiting.is_empty()
+        });
         self.watchers.entry(run).or_default().push(reply);
         Ok(())
     }
