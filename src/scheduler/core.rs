@@ -468,6 +468,8 @@ impl Scheduler {
             run_key: key,
             task_id: task.id.clone(),
             try_number,
+            first_try: 1,
+            run_uid: format!("{}/{}/{}", dag.id, run.row.run_id, crate::store::to_text(run.row.queued_at)),
             logical_date: run.row.logical_date,
             log: TaskLog::default(),
             cancel,

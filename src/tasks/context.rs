@@ -65,6 +65,12 @@ pub struct TaskContext {
     pub task_id: TaskId,
     /// 1 for the first try.
     pub try_number: u32,
+    /// The first try of the current attempt (since the task was last cleared): warehouse
+    /// writes recorded by tries `first_try..try_number` of this run belong to this attempt,
+    /// so a retry takes them over instead of writing again.
+    pub first_try: u32,
+    /// Unique id of the run across state databases (keys the warehouse ledger).
+    pub run_uid: String,
     /// Logical date of the run.
     pub logical_date: DateTime<Utc>,
     /// Where the try's log goes.
