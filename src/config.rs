@@ -8,7 +8,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use crate::dag::duration::DurationValue;
+
+/// Shortest heartbeat allowed (the lease is renewed in the store at this pace).
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest lease allowed.
+const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 
 /// Default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
@@ -50,6 +59,8 @@ struct ConfigFile {
     warehouse: Option<PathBuf>,
     parallelism: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    heartbeat: Option<DurationValue>,
+    lease: Option<DurationValue>,
 }
 
 /// Validated runtime configuration.
@@ -73,6 +84,11 @@ pub struct Config {
     pub parallelism: usize,
     /// How long a graceful shutdown lets running tasks finish before interrupting them.
     pub shutdown_grace_secs: u64,
+    /// How often an executing process renews its lease.
+    pub heartbeat: Duration,
+    /// How long a lease lasts without renewal: another process adopts the runs of one whose
+    /// lease lapsed (crashed, frozen, cut off from the store), never sooner.
+    pub lease: Duration,
 }
 
 impl Default for Config {
@@ -87,6 +103,8 @@ impl Default for Config {
             warehouse: "warehouse.db".into(),
             parallelism: 32,
             shutdown_grace_secs: 10,
+            heartbeat: Duration::from_secs(2),
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +160,42 @@ impl Config {
         set(&mut self.output, f.output);
         set(&mut self.warehouse, f.warehouse);
         set(&mut self.shutdown_grace_secs, f.shutdown_grace_secs);
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.into(),
+            field,
+            message,
+        };
+        let duration = |field: &'static str, v: &DurationValue, range: (Duration, Duration)| {
+            let d = v.parse().map_err(|m| invalid(field, m))?;
+            if d < range.0 || d > range.1 {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{} is out of range: allowed {} to {}",
+                        humantime::format_duration(d),
+                        humantime::format_duration(range.0),
+                        humantime::format_duration(range.1)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
+        if let Some(v) = &f.heartbeat {
+            self.heartbeat = duration("heartbeat", v, (MIN_HEARTBEAT, MAX_LEASE / 2))?;
+        }
+        if let Some(v) = &f.lease {
+            self.lease = duration("lease", v, (MIN_HEARTBEAT * 2, MAX_LEASE))?;
+        }
+        if self.lease < self.heartbeat * 2 {
+            return Err(invalid(
+                "lease",
+                format!(
+                    "the lease ({}) must last at least two heartbeats ({} each)",
+                    humantime::format_duration(self.lease),
+                    humantime::format_duration(self.heartbeat)
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -169,6 +223,8 @@ impl ConfigFile {
             warehouse: env("WAREHOUSE").map(PathBuf::from),
             parallelism: number("PARALLELISM")?.map(|n| n as usize),
             shutdown_grace_secs: number("SHUTDOWN_GRACE_SECS")?,
+            heartbeat: env("HEARTBEAT").map(DurationValue::Text),
+            lease: env("LEASE").map(DurationValue::Text),
         })
     }
 }
@@ -229,6 +285,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `bindd`"), "{err}");
+    }
+
+    #[test]
+    fn leases_must_outlast_two_heartbeats() {
+        let mut c = Config::default();
+        let f: ConfigFile = serde_norway::from_str("heartbeat: 500ms\nlease: 2s\n").unwrap();
+        c.apply(f, "test").unwrap();
+        assert_eq!(
+            (c.heartbeat, c.lease),
+            (Duration::from_millis(500), Duration::from_secs(2))
+        );
+        let f: ConfigFile = serde_norway::from_str("heartbeat: 5s\nlease: 6s\n").unwrap();
+        let err = Config::default().apply(f, "test").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test: lease: the lease (6s) must last at least two heartbeats (5s each)"
+        );
+        let f: ConfigFile = serde_norway::from_str("lease: 300000y\n").unwrap();
+        let err = Config::default().apply(f, "test").unwrap_err().to_string();
+        assert!(err.starts_with("test: lease: "), "{err}");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::config::Config;
 use crate::dag::DagBag;
 use crate::dag::watch::{DagSources, watch as watch_dags};
 use crate::data::{DataError, DataPaths, Location};
-use crate::scheduler::{Engine, Mode, SchedulerConfig};
-use crate::store::Store;
+use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
+use crate::store::{InstanceKind, Store};
 use crate::web::{AppState, router};
 
 /// Runs the daemon until a signal stops it.
@@ -48,11 +48,16 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     );
 
     let shutdown = CancellationToken::new();
+    let owner = store
+        .register_instance(InstanceKind::Serve, config.lease)
+        .await?;
+    tracing::info!(instance = %owner.id, "registered as an instance with a lease of {}", humantime::format_duration(config.lease));
     let engine = Engine::start(
         store.clone(),
         bag.clone(),
         Mode::Serve,
         scheduler_config(config)?,
+        owner,
         shutdown.clone(),
         None,
     );
@@ -111,6 +116,10 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
         parallelism: config.parallelism,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         data: Arc::new(data_paths(config)?),
+        lease: LeaseTiming {
+            heartbeat: config.heartbeat,
+            lease: config.lease,
+        },
     })
 }
 

@@ -68,7 +68,7 @@ async fn with_live_log(
                 let lines = ctx.log.drain();
                 if !lines.is_empty() {
                     // The scheduler is gone only at exit; the lines then go with the result.
-                    let _ = ctx.engine.append_logs(ctx.run_key, &ctx.task_id, ctx.try_number, lines).await;
+                    ctx.engine.append_logs(ctx.run_key, ctx.task_id.clone(), ctx.try_number, lines).await;
                 }
             }
         }

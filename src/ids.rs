@@ -53,6 +53,12 @@ string_id!(
     RunId
 );
 
+string_id!(
+    /// A process that executes runs (`serve`, `run`, `trigger --wait`): random, registered
+    /// in the store with a lease.
+    InstanceId
+);
+
 /// The store's primary key of a DAG run: unique across all DAGs, used internally and in URLs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -9,7 +9,7 @@ use crate::dag::build::parse_date;
 use crate::dag::{Dag, DagBag};
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
-use crate::store::{NewRun, RunRow, Store, StoreError, TaskInstanceRow};
+use crate::store::{NewRun, Owner, RunRow, Store, StoreError, TaskInstanceRow};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +69,13 @@ pub fn parse_conf(text: Option<&str>) -> ServiceResult<serde_json::Value> {
     }
 }
 
-/// Queues a manual run. `owner_pid` reserves it for a foreground `run`.
+/// Queues a manual run. `owner` reserves it for a foreground `run`.
 pub async fn trigger(
     store: &Store,
     bag: &DagBag,
     dag_id: &str,
     conf: serde_json::Value,
-    owner_pid: Option<i64>,
+    owner: Option<Owner>,
 ) -> ServiceResult<RunRow> {
     let dag = dag(bag, dag_id)?;
     store.ensure_dags([&dag.id]).await?;
@@ -87,7 +87,8 @@ pub async fn trigger(
         interval_end: now,
         conf,
         parent: None,
-        owner_pid,
+        owner,
+        version: Some(dag.version()),
     };
     store
         .insert_run(&new)
@@ -179,8 +180,7 @@ pub async fn clear(
             run.run_id
         )));
     }
-    store.clear_tasks(run.key, &tasks).await?;
-    store.requeue_run(run.key).await?;
+    store.clear_run(run.key, &tasks).await?;
     let run = store
         .run(run.key)
         .await?
@@ -222,7 +222,8 @@ pub async fn backfill(
             interval_end: interval.end,
             conf: serde_json::json!({}),
             parent: None,
-            owner_pid: None,
+            owner: None,
+            version: Some(dag.version()),
         };
         created.extend(store.insert_run(&new).await?);
     }

@@ -1,7 +1,9 @@
 //! Run and task-instance states (Airflow's names), run types, and the allowed transitions.
 //!
-//! Stored as TEXT in SQLite; every write in the store goes through [`TaskState::can_become`]
-//! or [`RunState::can_become`] so an impossible transition is a bug caught at the source.
+//! Stored as TEXT in SQLite. The transition tables ([`TaskState::can_become`],
+//! [`RunState::can_become`]) are the one source of truth: the in-memory state machine checks
+//! them, and every state write in the store names the states it may come from, derived from
+//! them ([`TaskState::sql_sources`]), so the database refuses an impossible transition too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -101,6 +103,19 @@ text_enum!(
 );
 
 impl RunState {
+    /// Every state.
+    pub const ALL: [RunState; 4] = [Self::Queued, Self::Running, Self::Success, Self::Failed];
+
+    /// A SQL condition on column `state`: the states from which `next` may be reached.
+    pub fn sql_sources(next: RunState) -> String {
+        let names: Vec<String> = Self::ALL
+            .into_iter()
+            .filter(|f| f.can_become(next))
+            .map(|f| format!("'{}'", f.as_str()))
+            .collect();
+        format!("state IN ({})", names.join(", "))
+    }
+
     /// Whether the run is over.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Success | Self::Failed)
@@ -117,6 +132,41 @@ impl RunState {
 }
 
 impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 8] = [
+        Self::Scheduled,
+        Self::Queued,
+        Self::Running,
+        Self::Success,
+        Self::Failed,
+        Self::UpForRetry,
+        Self::UpstreamFailed,
+        Self::Skipped,
+    ];
+
+    /// A SQL condition on column `state` that holds when the stored state is one of those
+    /// (`None` = no status) from which `next` may be reached and that `keep` accepts.
+    pub fn sql_sources(
+        next: Option<TaskState>,
+        keep: impl Fn(Option<TaskState>) -> bool,
+    ) -> String {
+        let mut names = Vec::new();
+        let mut null = false;
+        let all = std::iter::once(None).chain(Self::ALL.into_iter().map(Some));
+        for from in all.filter(|&f| Self::can_become(f, next) && keep(f)) {
+            match from {
+                None => null = true,
+                Some(s) => names.push(format!("'{}'", s.as_str())),
+            }
+        }
+        match (names.is_empty(), null) {
+            (true, true) => "state IS NULL".into(),
+            (true, false) => "0".into(),
+            (false, false) => format!("state IN ({})", names.join(", ")),
+            (false, true) => format!("(state IS NULL OR state IN ({}))", names.join(", ")),
+        }
+    }
+
     /// Whether no further try will happen without a `clear`.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -172,6 +222,28 @@ mod tests {
         assert!(TaskState::can_become(None, Some(Running)));
         assert!(TaskState::can_become(Some(UpForRetry), Some(Running)));
         assert!(!TaskState::can_become(Some(Failed), Some(Success)));
+    }
+
+    #[test]
+    fn sql_conditions_follow_the_transition_tables() {
+        use TaskState::*;
+        assert_eq!(
+            TaskState::sql_sources(Some(Success), |_| true),
+            "state IN ('running')"
+        );
+        assert_eq!(
+            TaskState::sql_sources(Some(Running), |_| true),
+            "(state IS NULL OR state IN ('scheduled', 'queued', 'up_for_retry'))"
+        );
+        assert_eq!(
+            TaskState::sql_sources(Some(Skipped), |f| f != Some(Running)),
+            "(state IS NULL OR state IN ('scheduled', 'queued', 'up_for_retry'))"
+        );
+        assert_eq!(
+            RunState::sql_sources(RunState::Queued),
+            "state IN ('running', 'success', 'failed')"
+        );
+        assert_eq!(TaskState::sql_sources(Some(Running), |_| false), "0");
     }
 
     #[test]

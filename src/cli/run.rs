@@ -12,7 +12,7 @@ use super::{Config, Outcome, notify_server, open};
 use crate::scheduler::{Engine, Mode, Progress};
 use crate::service;
 use crate::state::{RunState, TaskState};
-use crate::store::{RunRow, Store};
+use crate::store::{InstanceKind, Owner, RunRow, Store};
 
 /// How often `trigger --wait` re-reads a run executed by the server.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -29,11 +29,14 @@ pub(super) async fn trigger(
     // `--wait` without a server runs it here; the run is reserved so a server starting
     // meanwhile leaves it alone.
     let here = wait && !notify_server(config).await;
-    let owner = here.then(|| i64::from(std::process::id()));
-    let run = service::trigger(&store, &bag, dag_id, conf, owner).await?;
+    let owner = match here {
+        true => Some(register(&store, config).await?),
+        false => None,
+    };
+    let run = service::trigger(&store, &bag, dag_id, conf, owner.clone()).await?;
     println!("queued {} run {}", run.dag_id, run.run_id);
-    if here {
-        return execute_here(config, store, Arc::new(bag), run).await;
+    if let Some(owner) = owner {
+        return execute_here(config, store, Arc::new(bag), run, owner).await;
     }
     if !notify_server(config).await {
         println!(
@@ -56,16 +59,17 @@ pub(super) async fn run(
 ) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
     let (store, bag) = open(config).await?;
-    let run = service::trigger(
-        &store,
-        &bag,
-        dag_id,
-        conf,
-        Some(i64::from(std::process::id())),
-    )
-    .await?;
+    let owner = register(&store, config).await?;
+    let run = service::trigger(&store, &bag, dag_id, conf, Some(owner.clone())).await?;
     println!("running {} run {}", run.dag_id, run.run_id);
-    execute_here(config, store, Arc::new(bag), run).await
+    execute_here(config, store, Arc::new(bag), run, owner).await
+}
+
+/// Registers this process as an instance that executes runs (with a lease).
+async fn register(store: &Store, config: &Config) -> anyhow::Result<Owner> {
+    Ok(store
+        .register_instance(InstanceKind::Foreground, config.lease)
+        .await?)
 }
 
 /// Executes a run reserved for this process (and the runs it triggers), printing progress.
@@ -74,6 +78,7 @@ async fn execute_here(
     store: Store,
     bag: Arc<crate::dag::DagBag>,
     run: RunRow,
+    owner: Owner,
 ) -> anyhow::Result<Outcome> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
@@ -84,6 +89,7 @@ async fn execute_here(
         bag,
         mode,
         crate::daemon::scheduler_config(config)?,
+        owner,
         shutdown.clone(),
         Some(tx),
     );

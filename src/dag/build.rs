@@ -145,6 +145,7 @@ fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
         .enumerate()
         .map(|(i, t)| (t.id.clone(), i))
         .collect();
+    let hash = super::definition_hash(id.as_str(), &p.src.text);
     Some(Dag {
         id,
         description: raw.description,
@@ -162,6 +163,7 @@ fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
             path: p.src.path.to_path_buf(),
             project: p.src.project.map(str::to_string),
             text: p.src.text.clone(),
+            hash,
         },
     })
 }

@@ -21,7 +21,8 @@ impl DurationValue {
     pub fn parse(&self) -> Result<Duration, String> {
         match self {
             Self::Seconds(s) => Ok(Duration::from_secs(*s)),
-            Self::Fractional(f) if f.is_finite() && *f >= 0.0 => Ok(Duration::from_secs_f64(*f)),
+            Self::Fractional(f) if f.is_finite() && *f >= 0.0 => Duration::try_from_secs_f64(*f)
+                .map_err(|_| format!("bad duration '{f}': too large")),
             Self::Fractional(f) => Err(format!("bad duration '{f}': must be zero or positive")),
             Self::Text(text) => parse_duration(text),
         }

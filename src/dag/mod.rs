@@ -27,6 +27,7 @@ pub use timetable::{DataInterval, Timetable};
 pub use trigger_rule::TriggerRule;
 
 use crate::ids::{DagId, TaskId};
+use crate::store::DagVersion;
 use crate::tasks::TaskKind;
 
 /// A validated DAG.
@@ -69,6 +70,22 @@ pub struct DagSource {
     pub project: Option<String>,
     /// The YAML text (after placeholder substitution), shown on the dashboard.
     pub text: String,
+    /// SHA-256 (hex) of the DAG id and `text`: the identity of this definition.
+    pub hash: String,
+}
+
+/// The identity of a DAG definition: SHA-256 (hex) of its id and YAML text.
+pub fn definition_hash(dag_id: &str, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(dag_id.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(text.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A validated task.
@@ -137,6 +154,28 @@ impl Dag {
     /// Looks a task up by id.
     pub fn task(&self, id: &str) -> Option<(usize, &Task)> {
         self.index.get(id).map(|&i| (i, &self.tasks[i]))
+    }
+
+    /// This definition, as the store keeps it.
+    pub fn version(&self) -> DagVersion {
+        DagVersion {
+            hash: self.source.hash.clone(),
+            dag_id: self.id.clone(),
+            source_path: self.source.path.display().to_string(),
+            project: self.source.project.clone(),
+            definition: self.source.text.clone(),
+        }
+    }
+
+    /// Rebuilds a DAG from a stored version (runs execute the definition they started with).
+    pub fn from_version(v: &DagVersion) -> Result<Dag, Vec<LoadError>> {
+        let path = PathBuf::from(&v.source_path);
+        build::build_dag(&build::DagText {
+            path: &path,
+            project: v.project.as_deref(),
+            default_dag_id: Some(v.dag_id.to_string()),
+            text: v.definition.clone(),
+        })
     }
 }
 

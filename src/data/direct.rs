@@ -85,7 +85,7 @@ impl DirectWriter {
     /// Writes what is buffered and gives the file its exact length.
     pub fn finish(mut self) -> io::Result<()> {
         let len = self.filled;
-        if self.direct && len % ALIGN != 0 {
+        if self.direct && !len.is_multiple_of(ALIGN) {
             // Direct writes cover whole blocks: pad, then cut the file back.
             let padded = len.next_multiple_of(ALIGN);
             self.buf[self.offset + len..self.offset + padded].fill(0);

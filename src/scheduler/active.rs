@@ -28,6 +28,8 @@ pub struct Slot {
     pub cancel: Option<CancellationToken>,
     /// Whether `queued` has been written for the current wait.
     pub queued_written: bool,
+    /// First try of the current attempt (since the last clear).
+    pub first_try: u32,
 }
 
 /// A run this process is executing.
@@ -60,6 +62,19 @@ pub enum TryEnd {
     Abandoned,
 }
 
+/// The circumstances a try ended in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndContext {
+    /// The process is shutting down.
+    pub draining: bool,
+    /// The shutdown grace period is over and running tries were told to stop.
+    pub interrupt_sent: bool,
+}
+
+/// Reason recorded on a try that was running when its owner died or lost its lease.
+pub const INTERRUPTED: &str =
+    "interrupted: the process running this try stopped or lost its lease (crash, kill or freeze)";
+
 impl Slot {
     /// Moves to `next`, reporting a transition the state model does not allow (a bug).
     pub fn set(&mut self, next: Option<TaskState>) {
@@ -87,10 +102,12 @@ impl ActiveRun {
                     state: ti.state,
                     try_number: ti.try_number,
                     max_tries: ti.max_tries.max(1),
+                    first_try: ti.first_try.max(1),
                     ..Slot::default()
                 },
                 None => Slot {
                     max_tries: t.retry.max_tries(),
+                    first_try: 1,
                     ..Slot::default()
                 },
             })
@@ -186,43 +203,117 @@ impl ActiveRun {
     }
 
     /// Records the end of a try and decides the task's next state.
+    ///
+    /// Shutdown never costs a retry: while draining, a try that was cancelled, that ended
+    /// after the interrupt was sent, or whose process was killed by a signal (a service
+    /// manager signals the whole group) is abandoned — it runs again on the next start
+    /// with its retries intact — whatever error it returned.
     pub fn end_try(
         &mut self,
         idx: usize,
         try_number: u32,
         result: &Result<TaskOutcome, TaskError>,
-        shutting_down: bool,
+        at: EndContext,
         now: DateTime<Utc>,
         changes: &mut Vec<Change>,
     ) -> TryEnd {
         self.running = self.running.saturating_sub(1);
+        self.slots[idx].cancel = None;
+        let error = match result {
+            Ok(outcome) => {
+                let state = match outcome {
+                    TaskOutcome::Success => TaskState::Success,
+                    TaskOutcome::Skipped(_) => TaskState::Skipped,
+                };
+                self.slots[idx].set(Some(state));
+                changes.push(Change::FinishTry {
+                    run: self.row.key,
+                    task: self.dag.tasks[idx].id.clone(),
+                    try_number,
+                    state,
+                    at: now,
+                    error: None,
+                    next_retry_at: None,
+                    interrupted: false,
+                });
+                return TryEnd::Done(state);
+            }
+            Err(e) => e,
+        };
+        let shutdown_stopped_it =
+            matches!(error, TaskError::Cancelled(_) | TaskError::Killed(_)) || at.interrupt_sent;
+        if at.draining && shutdown_stopped_it && self.timed_out.is_none() {
+            // The interrupted try keeps its number and log; it does not use a retry.
+            let slot = &mut self.slots[idx];
+            slot.set(None);
+            slot.max_tries += 1;
+            changes.push(Change::AbandonTry {
+                run: self.row.key,
+                task: self.dag.tasks[idx].id.clone(),
+                try_number,
+                at: now,
+                reason: format!("interrupted by shutdown: {error}"),
+            });
+            return TryEnd::Abandoned;
+        }
+        let retryable = error.is_retryable();
+        self.fail_or_retry(
+            idx,
+            try_number,
+            error.to_string(),
+            retryable,
+            false,
+            now,
+            changes,
+        )
+    }
+
+    /// A try found running in the store whose process is gone (its owner died or lost its
+    /// lease): it counts as a failed try, retried or failed per the task's policy.
+    pub fn end_interrupted_try(
+        &mut self,
+        idx: usize,
+        now: DateTime<Utc>,
+        changes: &mut Vec<Change>,
+    ) -> TryEnd {
+        let try_number = self.slots[idx].try_number;
+        self.fail_or_retry(
+            idx,
+            try_number,
+            INTERRUPTED.into(),
+            true,
+            true,
+            now,
+            changes,
+        )
+    }
+
+    /// The one retry-or-fail rule: another try at the policy's delay if the failure is
+    /// retryable, tries are left and the run has not timed out; failed otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn fail_or_retry(
+        &mut self,
+        idx: usize,
+        try_number: u32,
+        error: String,
+        retryable: bool,
+        interrupted: bool,
+        now: DateTime<Utc>,
+        changes: &mut Vec<Change>,
+    ) -> TryEnd {
         let task = &self.dag.tasks[idx];
         let slot = &mut self.slots[idx];
-        slot.cancel = None;
-        let (state, next_retry_at, error) = match result {
-            Ok(TaskOutcome::Success) => (TaskState::Success, None, None),
-            Ok(TaskOutcome::Skipped(_)) => (TaskState::Skipped, None, None),
-            Err(TaskError::Cancelled(reason)) if shutting_down && self.timed_out.is_none() => {
-                // The interrupted try keeps its number and log; it does not use a retry.
-                slot.set(None);
-                slot.max_tries += 1;
-                changes.push(Change::AbandonTry {
-                    run: self.row.key,
-                    task: task.id.clone(),
-                    try_number,
-                    at: now,
-                    reason: format!("interrupted by shutdown: {reason}"),
-                });
-                return TryEnd::Abandoned;
-            }
-            Err(e)
-                if e.is_retryable() && try_number < slot.max_tries && self.timed_out.is_none() =>
-            {
-                let delay = task.retry.delay_after(try_number);
-                let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-                (TaskState::UpForRetry, Some(at), Some(e.to_string()))
-            }
-            Err(e) => (TaskState::Failed, None, Some(e.to_string())),
+        let retry_at =
+            (retryable && try_number < slot.max_tries && self.timed_out.is_none()).then(|| {
+                let delay = chrono::Duration::from_std(task.retry.delay_after(try_number))
+                    .unwrap_or(chrono::Duration::MAX);
+                now.checked_add_signed(delay)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            });
+        let state = if retry_at.is_some() {
+            TaskState::UpForRetry
+        } else {
+            TaskState::Failed
         };
         slot.set(Some(state));
         changes.push(Change::FinishTry {
@@ -231,10 +322,11 @@ impl ActiveRun {
             try_number,
             state,
             at: now,
-            error,
-            next_retry_at,
+            error: Some(error),
+            next_retry_at: retry_at,
+            interrupted,
         });
-        match next_retry_at {
+        match retry_at {
             Some(at) => TryEnd::RetryAt(at),
             None => TryEnd::Done(state),
         }

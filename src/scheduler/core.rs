@@ -1,31 +1,32 @@
-//! The scheduler actor's loop: handle commands and timers, start ready tasks within the
-//! limits, and commit each turn's changes before acting on them.
+//! The scheduler actor's loop and its ownership rules: handle commands and timers, commit
+//! each turn's changes (fenced by this instance's lease) before acting on them, and let go
+//! of runs it no longer owns.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
-use super::active::{ActiveRun, TryEnd};
-use super::{Command, EngineError, EngineHandle, Mode, Progress, SchedulerConfig};
-use crate::dag::{DagBag, DataInterval};
-use crate::executor::{self, TryResult};
+use super::active::ActiveRun;
+use super::lease::LeaseState;
+use super::{Command, EngineHandle, Mode, Progress, SchedulerConfig};
+use crate::dag::{Dag, DagBag, DataInterval};
+use crate::executor::TryResult;
 use crate::ids::{DagId, RunKey};
-use crate::state::{RunState, RunType, TaskState};
-use crate::store::{Change, NewRun, Store, StoreError};
-use crate::tasks::template::{RunInfo, TemplateValues};
-use crate::tasks::{TaskContext, TaskLog};
+use crate::state::RunState;
+use crate::store::{Change, Owner, Store, StoreError};
 
-/// How often `serve` re-reads queued runs and looks for runs of dead processes, in case a
+/// How often `serve` re-reads queued runs, paused flags and runs to adopt, in case a
 /// wake-up from another process was missed. Normal pick-up is immediate.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
-/// Attempts at committing a turn before the scheduler gives up.
+/// Attempts at committing a turn (on database errors) before the scheduler gives up.
 const COMMIT_ATTEMPTS: u32 = 5;
+/// How long a failing scheduler waits for its tries to stop before it returns.
+const ABORT_WAIT: Duration = Duration::from_secs(15);
 
 /// A try that ended, reported by its task.
 pub struct Finished {
@@ -37,7 +38,7 @@ pub struct Finished {
 }
 
 /// Done after the turn's changes are committed.
-enum Action {
+pub(super) enum Action {
     Spawn {
         run: RunKey,
         task: usize,
@@ -47,64 +48,87 @@ enum Action {
         run: RunKey,
         state: RunState,
     },
-    Progress(Progress),
+    Progress(RunKey, Progress),
+}
+
+/// A run this process let go of (adopted by another instance, lease lost, or reloaded
+/// after a refused write) whose tries are still stopping.
+pub(super) struct Detached {
+    dag: DagId,
+    running: u32,
+}
+
+/// What [`super::Engine::start`] hands the scheduler.
+pub(super) struct Parts {
+    pub store: Store,
+    pub bag: Arc<DagBag>,
+    pub mode: Mode,
+    pub config: SchedulerConfig,
+    pub handle: EngineHandle,
+    pub rx: mpsc::Receiver<Command>,
+    pub shutdown: CancellationToken,
+    pub progress: Option<mpsc::UnboundedSender<Progress>>,
+    pub lease: watch::Receiver<LeaseState>,
+    pub keeper: (CancellationToken, tokio::task::JoinHandle<()>),
 }
 
 pub(super) struct Scheduler {
     pub(super) store: Store,
     pub(super) bag: Arc<DagBag>,
     pub(super) mode: Mode,
-    config: SchedulerConfig,
-    handle: EngineHandle,
+    pub(super) config: SchedulerConfig,
+    pub(super) handle: EngineHandle,
     rx: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
+    pub(super) tracker: TaskTracker,
     progress: Option<mpsc::UnboundedSender<Progress>>,
-    pub(super) pid: i64,
+    /// This instance at its current epoch: every write is fenced by it.
+    pub(super) owner: Owner,
+    pub(super) lease: watch::Receiver<LeaseState>,
+    keeper: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     pub(super) runs: HashMap<RunKey, ActiveRun>,
+    pub(super) detached: HashMap<RunKey, Detached>,
+    /// DAGs rebuilt from stored versions, by hash.
+    pub(super) versions: HashMap<String, Arc<Dag>>,
     pub(super) ready: VecDeque<(RunKey, usize)>,
     pub(super) retries: BTreeSet<(DateTime<Utc>, RunKey, usize)>,
-    running: usize,
-    running_by_dag: HashMap<DagId, u32>,
+    pub(super) running: usize,
+    pub(super) running_by_dag: HashMap<DagId, u32>,
     pub(super) paused: HashMap<DagId, bool>,
     pub(super) cron: HashMap<DagId, Option<DataInterval>>,
     pub(super) cron_dirty: bool,
-    watchers: HashMap<RunKey, Vec<oneshot::Sender<RunState>>>,
-    reserved: HashSet<RunKey>,
+    pub(super) watchers: HashMap<RunKey, Vec<oneshot::Sender<RunState>>>,
+    pub(super) reserved: HashSet<RunKey>,
     pub(super) changes: Vec<Change>,
-    actions: Vec<Action>,
+    pub(super) actions: Vec<Action>,
     pub(super) look_for_queued: bool,
-    drain_deadline: Option<DateTime<Utc>>,
+    pub(super) drain_deadline: Option<DateTime<Utc>>,
     /// Whether running tries were told to stop at the end of the shutdown grace period.
-    interrupted: bool,
+    pub(super) interrupted: bool,
+    /// The epoch whose lease was seen to lapse (its runs are already let go of).
+    pub(super) lapsed_epoch: Option<i64>,
     root_started: bool,
 }
 
 impl Scheduler {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        store: Store,
-        bag: Arc<DagBag>,
-        mode: Mode,
-        config: SchedulerConfig,
-        handle: EngineHandle,
-        rx: mpsc::Receiver<Command>,
-        shutdown: CancellationToken,
-        tracker: TaskTracker,
-        progress: Option<mpsc::UnboundedSender<Progress>>,
-    ) -> Self {
+    pub(super) fn new(parts: Parts) -> Self {
+        let owner = parts.lease.borrow().owner.clone();
         Self {
-            store,
-            bag,
-            mode,
-            config,
-            handle,
-            rx,
-            shutdown,
-            tracker,
-            progress,
-            pid: i64::from(std::process::id()),
+            store: parts.store,
+            bag: parts.bag,
+            mode: parts.mode,
+            config: parts.config,
+            handle: parts.handle,
+            rx: parts.rx,
+            shutdown: parts.shutdown,
+            tracker: TaskTracker::new(),
+            progress: parts.progress,
+            owner,
+            lease: parts.lease,
+            keeper: Some(parts.keeper),
             runs: HashMap::new(),
+            detached: HashMap::new(),
+            versions: HashMap::new(),
             ready: VecDeque::new(),
             retries: BTreeSet::new(),
             running: 0,
@@ -119,12 +143,39 @@ impl Scheduler {
             look_for_queued: true,
             drain_deadline: None,
             interrupted: false,
+            lapsed_epoch: None,
             root_started: false,
         }
     }
 
     /// The loop; returns when shut down (serve) or when its runs are done (foreground).
+    /// Ends the instance's lease on the way out, so its leftovers are adoptable at once.
     pub(super) async fn run(mut self) -> Result<(), StoreError> {
+        let result = self.main_loop().await;
+        if result.is_err() {
+            // Nothing more will be committed for them: stop the tries rather than let them
+            // finish unrecorded.
+            self.runs.values().for_each(|r| r.cancel.cancel());
+        }
+        self.tracker.close();
+        if tokio::time::timeout(ABORT_WAIT, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tries did not stop in time; leaving them to process exit");
+        }
+        if let Some((stop, keeper)) = self.keeper.take() {
+            stop.cancel();
+            let _ = keeper.await;
+        }
+        let owner = self.lease.borrow().owner.clone();
+        if let Err(e) = self.store.stop_instance(&owner).await {
+            tracing::warn!(error = %e, "cannot end this process's lease; it lapses by itself");
+        }
+        result
+    }
+
+    async fn main_loop(&mut self) -> Result<(), StoreError> {
         self.paused = self.store.paused_flags().await?;
         if self.mode == Mode::Serve {
             self.adopt_orphans().await?;
@@ -141,29 +192,30 @@ impl Scheduler {
                 )));
             }
             if self.is_done() {
-                break;
+                return Ok(());
             }
             let sleep = tokio::time::sleep(self.until_next_timer());
             tokio::select! {
                 () = self.shutdown.cancelled(), if self.drain_deadline.is_none() => self.begin_drain(),
                 cmd = self.rx.recv() => {
-                    let Some(cmd) = cmd else { break };
+                    let Some(cmd) = cmd else { return Ok(()) };
                     self.handle(cmd).await?;
                     while let Ok(cmd) = self.rx.try_recv() {
                         self.handle(cmd).await?;
                     }
                 }
+                changed = self.lease.changed() => {
+                    if changed.is_ok() {
+                        self.on_lease_change();
+                    }
+                }
                 () = sleep => self.on_timers(Utc::now()),
                 _ = poll.tick(), if self.mode == Mode::Serve && self.drain_deadline.is_none() => {
-                    self.look_for_queued = true;
-                    self.cron_dirty = true;
+                    self.reread_store().await?;
                     self.adopt_orphans().await?;
                 }
             }
         }
-        self.tracker.close();
-        self.tracker.wait().await;
-        Ok(())
     }
 
     fn is_done(&self) -> bool {
@@ -174,15 +226,6 @@ impl Scheduler {
                 self.root_started && self.runs.is_empty() && self.reserved.is_empty()
             }
         }
-    }
-
-    fn begin_drain(&mut self) {
-        let grace = chrono::Duration::from_std(self.config.shutdown_grace).unwrap_or_default();
-        tracing::info!(
-            running = self.running,
-            "shutting down: no new tasks start; waiting for running tries"
-        );
-        self.drain_deadline = Some(Utc::now() + grace);
     }
 
     /// One turn: claim queued runs and cron intervals, start ready tasks, commit, act.
@@ -201,33 +244,36 @@ impl Scheduler {
         self.flush().await
     }
 
+    /// Another process may have paused, unpaused, triggered or cleared: look again.
+    async fn reread_store(&mut self) -> Result<(), StoreError> {
+        let paused = self.store.paused_flags().await?;
+        if paused != self.paused {
+            self.paused = paused;
+            self.cron.clear();
+        }
+        self.cron_dirty = true;
+        self.look_for_queued = true;
+        Ok(())
+    }
+
     async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
         match cmd {
-            Command::Wake => {
-                let paused = self.store.paused_flags().await?;
-                if paused != self.paused {
-                    self.paused = paused;
-                    self.cron.clear();
-                }
-                self.cron_dirty = true;
-                self.look_for_queued = true;
-            }
+            Command::Wake => self.reread_store().await?,
             Command::Finished(f) => self.on_finished(*f),
-            Command::Record(change) => self.changes.push(change),
+            Command::Record(change) => {
+                // Log lines of a try whose run this process let go of are not its to write.
+                if self.runs.contains_key(&change.run()) {
+                    self.changes.push(change);
+                }
+            }
             Command::Dags(bag) => {
                 self.bag = bag;
                 self.cron.clear();
                 self.cron_dirty = true;
                 self.look_for_queued = true;
             }
-            Command::TriggerChild {
-                dag,
-                conf,
-                parent,
-                task,
-                reply,
-            } => {
-                let result = self.create_child(dag, conf, parent, task).await;
+            Command::TriggerChild { req, reply } => {
+                let result = self.create_child(req).await;
                 let _ = reply.send(result);
             }
             Command::WatchRun { run, reply } => self.watch(run, reply).await?,
@@ -235,207 +281,131 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn create_child(
-        &mut self,
-        dag: DagId,
-        conf: serde_json::Value,
-        parent: RunKey,
-        task: crate::ids::TaskId,
-    ) -> Result<crate::store::RunRow, EngineError> {
-        if self.bag.get(dag.as_str()).is_none() {
-            return Err(EngineError::UnknownDag(dag));
+    /// The lease keeper took a new epoch: everything held under the old one is gone.
+    fn on_lease_change(&mut self) {
+        let owner = self.lease.borrow().owner.clone();
+        if owner != self.owner {
+            self.detach_all("this process's lease lapsed");
+            tracing::info!(instance = %owner.id, epoch = owner.epoch, "took a new lease");
+            self.owner = owner;
+            self.lapsed_epoch = None;
+            self.look_for_queued = true;
         }
-        let now = Utc::now();
-        let owner_pid = matches!(self.mode, Mode::Foreground { .. }).then_some(self.pid);
-        let new = NewRun {
-            dag_id: dag,
-            run_type: RunType::Triggered,
-            interval_start: now,
-            interval_end: now,
-            conf,
-            parent: Some((parent, task)),
-            owner_pid,
-        };
-        let row = self
-            .store
-            .insert_run(&new)
-            .await?
-            .ok_or(StoreError::Conflict("child run exists".into()))?;
-        if owner_pid.is_some() {
-            self.reserved.insert(row.key);
-        }
-        self.look_for_queued = true;
-        Ok(row)
     }
 
-    async fn watch(
-        &mut self,
-        run: RunKey,
-        reply: oneshot::Sender<RunState>,
-    ) -> Result<(), StoreError> {
-        if !self.runs.contains_key(&run)
-            && let Some(row) = self.store.run(run).await?
-            && row.state.is_finished()
-        {
-            let _ = reply.send(row.state);
-            return Ok(());
-        }
-        // Waiters on runs another process executes get their answer from the store, so their
-        // senders are never used here: drop those whose waiter has gone.
-        self.watchers.retain(|_, waiting| {
-            waiting.retain(|w| !w.is_closed());
-            !waiting.is_empty()
-        });
-        self.watchers.entry(run).or_default().push(reply);
-        Ok(())
-    }
-
-    fn on_finished(&mut self, f: Finished) {
-        let draining = self.drain_deadline.is_some();
-        let Some(run) = self.runs.get_mut(&f.run) else {
-            return;
-        };
-        self.running = self.running.saturating_sub(1);
-        if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
-            *n = n.saturating_sub(1);
-        }
-        let task_id = run.dag.tasks[f.task].id.clone();
-        let error = f.result.result.as_ref().err().map(ToString::to_string);
-        self.changes.push(Change::Logs {
-            run: f.run,
-            task: task_id.clone(),
-            try_number: f.try_number,
-            lines: f.result.logs,
-        });
-        let end = run.end_try(
-            f.task,
-            f.try_number,
-            &f.result.result,
-            draining,
-            f.at,
-            &mut self.changes,
-        );
-        let state = match end {
-            TryEnd::Done(s) => s,
-            TryEnd::RetryAt(at) => {
-                self.retries.insert((at, f.run, f.task));
-                TaskState::UpForRetry
-            }
-            TryEnd::Abandoned => return,
-        };
-        self.actions.push(Action::Progress(Progress::TaskState {
-            dag_id: run.dag.id.clone(),
-            run_id: run.row.run_id.clone(),
-            task_id,
-            state,
-            error,
-        }));
-        if state.is_finished() {
-            let mut ready = Vec::new();
-            for d in run.dag.tasks[f.task].downstream.clone() {
-                run.evaluate(d, f.at, &mut ready, &mut self.changes);
-            }
-            self.ready.extend(ready.into_iter().map(|i| (f.run, i)));
-        }
-        self.check_run_done(f.run, f.at);
-    }
-
-    /// Finishes the run if all its tasks are done.
-    pub(super) fn check_run_done(&mut self, key: RunKey, now: DateTime<Utc>) {
-        let Some(state) = self.runs.get(&key).and_then(ActiveRun::outcome) else {
-            return;
-        };
+    /// Lets go of a run: its tries are told to stop and nothing more is written for it.
+    pub(super) fn detach(&mut self, key: RunKey, why: &str) {
         let Some(run) = self.runs.remove(&key) else {
             return;
         };
-        self.changes.push(Change::FinishRun {
-            run: key,
-            state,
-            at: now,
-            note: run.timed_out.clone(),
-        });
-        self.actions.push(Action::RunDone { run: key, state });
-        self.actions.push(Action::Progress(Progress::RunFinished {
-            dag_id: run.dag.id.clone(),
-            run_id: run.row.run_id.clone(),
-            state,
-        }));
-        self.look_for_queued = true;
-        self.cron_dirty = true;
-    }
-
-    /// Starts ready tasks while global and per-DAG limits allow; the rest wait as `queued`.
-    fn dispatch(&mut self, now: DateTime<Utc>) {
-        let mut waiting = VecDeque::new();
-        while let Some((key, idx)) = self.ready.pop_front() {
-            let Some(run) = self.runs.get_mut(&key) else {
-                continue;
-            };
-            let slot = &mut run.slots[idx];
-            if !matches!(slot.state, Some(TaskState::Scheduled | TaskState::Queued)) {
-                continue;
-            }
-            let dag_running = self.running_by_dag.entry(run.dag.id.clone()).or_default();
-            if self.running >= self.config.parallelism || *dag_running >= run.dag.max_active_tasks {
-                if !slot.queued_written {
-                    slot.queued_written = true;
-                    slot.set(Some(TaskState::Queued));
-                    let task = run.dag.tasks[idx].id.clone();
-                    self.changes.push(Change::SetTaskState {
-                        run: key,
-                        task,
-                        state: TaskState::Queued,
-                        at: now,
-                    });
-                }
-                waiting.push_back((key, idx));
-                continue;
-            }
-            *dag_running += 1;
-            self.running += 1;
-            let try_number = run.start_try(idx, now, &mut self.changes);
-            self.actions.push(Action::Spawn {
-                run: key,
-                task: idx,
-                try_number,
-            });
-            self.actions.push(Action::Progress(Progress::TaskStarted {
-                dag_id: run.dag.id.clone(),
-                run_id: run.row.run_id.clone(),
-                task_id: run.dag.tasks[idx].id.clone(),
-                try_number,
-            }));
+        run.cancel.cancel();
+        tracing::warn!(dag_id = %run.dag.id, run_id = %run.row.run_id, "{why}: letting the run go; its tries stop");
+        if run.running > 0 {
+            self.detached.insert(
+                key,
+                Detached {
+                    dag: run.dag.id.clone(),
+                    running: run.running,
+                },
+            );
         }
-        self.ready = waiting;
+        self.ready.retain(|(k, _)| *k != key);
+        self.retries.retain(|(_, k, _)| *k != key);
+        self.reserved.remove(&key);
     }
 
-    /// Commits the turn's changes, then acts on them.
+    /// Lets go of every run (the lease lapsed).
+    pub(super) fn detach_all(&mut self, why: &str) {
+        let keys: Vec<RunKey> = self.runs.keys().copied().collect();
+        for key in keys {
+            self.detach(key, why);
+        }
+        self.changes.clear();
+        self.actions
+            .retain(|a| !matches!(a, Action::Spawn { .. } | Action::Progress(..)));
+    }
+
+    /// A try of a run this process let go of has stopped (or never started).
+    pub(super) fn try_gone(&mut self, key: RunKey) {
+        self.running = self.running.saturating_sub(1);
+        let Some(d) = self.detached.get_mut(&key) else {
+            return;
+        };
+        if let Some(n) = self.running_by_dag.get_mut(&d.dag) {
+            *n = n.saturating_sub(1);
+        }
+        d.running = d.running.saturating_sub(1);
+        if d.running == 0 {
+            self.detached.remove(&key);
+            self.look_for_queued = true;
+        }
+    }
+
+    /// Commits the turn's changes, then acts on them. Changes about runs this process no
+    /// longer owns are dropped with those runs; the rest are committed.
     async fn flush(&mut self) -> Result<(), StoreError> {
-        let changes = std::mem::take(&mut self.changes);
-        let mut attempt = 1;
-        while let Err(e) = self.store.commit(&changes).await {
-            if attempt >= COMMIT_ATTEMPTS {
-                tracing::error!(error = %e, "cannot commit scheduler state; stopping");
-                self.shutdown.cancel();
-                return Err(e);
+        let mut changes = std::mem::take(&mut self.changes);
+        let mut dropped: HashSet<RunKey> = HashSet::new();
+        let mut failures = 0;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            match self.store.commit(&self.owner, &changes).await {
+                Ok(()) => break,
+                Err(StoreError::Fenced(runs)) => {
+                    for key in runs {
+                        self.detach(key, "run adopted by another instance");
+                        dropped.insert(key);
+                    }
+                }
+                Err(StoreError::Transition {
+                    run,
+                    what,
+                    from,
+                    to,
+                }) => {
+                    tracing::error!(
+                        "refused state change of {what}: {from} -> {to}; the run is reloaded \
+                         from the store"
+                    );
+                    self.detach(run, "refused state change");
+                    dropped.insert(run);
+                }
+                Err(StoreError::LeaseLost) => {
+                    dropped.extend(changes.iter().map(Change::run));
+                    dropped.extend(self.runs.keys().copied());
+                    self.detach_all("this process's lease lapsed");
+                    changes.clear();
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= COMMIT_ATTEMPTS || rounds > changes.len() + 10 {
+                        tracing::error!(error = %e, "cannot commit scheduler state; stopping");
+                        self.shutdown.cancel();
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, attempt = failures, "commit failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
+                }
             }
-            tracing::warn!(error = %e, attempt, "commit failed; retrying");
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            attempt += 1;
+            changes.retain(|c| !dropped.contains(&c.run()));
         }
         for action in std::mem::take(&mut self.actions) {
             match action {
+                Action::Spawn { run, .. } if dropped.contains(&run) => self.try_gone(run),
                 Action::Spawn {
                     run,
                     task,
                     try_number,
                 } => self.spawn(run, task, try_number),
+                Action::RunDone { run, .. } | Action::Progress(run, _)
+                    if dropped.contains(&run) => {}
                 Action::RunDone { run, state } => {
                     for w in self.watchers.remove(&run).unwrap_or_default() {
                         let _ = w.send(state);
                     }
                 }
-                Action::Progress(p) => {
+                Action::Progress(_, p) => {
                     if let Some(tx) = &self.progress {
                         let _ = tx.send(p);
                     }
@@ -443,138 +413,6 @@ impl Scheduler {
             }
         }
         Ok(())
-    }
-
-    fn spawn(&mut self, key: RunKey, idx: usize, try_number: u32) {
-        let Some(run) = self.runs.get_mut(&key) else {
-            return;
-        };
-        let dag = run.dag.clone();
-        let task = &dag.tasks[idx];
-        let cancel = run.cancel.child_token();
-        run.slots[idx].cancel = Some(cancel.clone());
-        let info = RunInfo {
-            dag_id: dag.id.as_str(),
-            run_id: run.row.run_id.as_str(),
-            logical_date: run.row.logical_date,
-            data_interval_end: run.row.data_interval_end,
-            params: &dag.params,
-            conf: &run.row.conf,
-        };
-        let values = TemplateValues::new(&info, task.id.as_str(), try_number);
-        let ctx = TaskContext {
-            dag_id: dag.id.clone(),
-            run_id: run.row.run_id.clone(),
-            run_key: key,
-            task_id: task.id.clone(),
-            try_number,
-            first_try: 1,
-            run_uid: format!("{}/{}/{}", dag.id, run.row.run_id, crate::store::to_text(run.row.queued_at)),
-            logical_date: run.row.logical_date,
-            log: TaskLog::default(),
-            cancel,
-            engine: self.handle.clone(),
-            data: self.config.data.clone(),
-        };
-        let span = tracing::info_span!("task", dag_id = %dag.id, run_id = %run.row.run_id, task_id = %task.id, try_number);
-        let handle = self.handle.clone();
-        self.tracker.spawn(
-            async move {
-                let task = &dag.tasks[idx];
-                let result =
-                    executor::execute(&task.kind, &values, ctx, task.execution_timeout).await;
-                let finished = Finished {
-                    run: key,
-                    task: idx,
-                    try_number,
-                    result,
-                    at: Utc::now(),
-                };
-                // Fails only when the scheduler is gone, and then nobody is left to tell.
-                let _ = handle.send(Command::Finished(Box::new(finished))).await;
-            }
-            .instrument(span),
-        );
-    }
-
-    fn until_next_timer(&self) -> Duration {
-        let mut next: Option<DateTime<Utc>> = self.retries.first().map(|r| r.0);
-        let mut consider = |t: Option<DateTime<Utc>>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        // Once the interrupt is sent, the drain deadline is no longer a timer.
-        consider(self.drain_deadline.filter(|_| !self.interrupted));
-        self.runs
-            .values()
-            .filter(|r| r.timed_out.is_none())
-            .for_each(|r| consider(r.deadline));
-        if self.mode == Mode::Serve && self.drain_deadline.is_none() {
-            // An interval already due is waiting for a free run slot: a finished run (or the
-            // fallback poll) looks again, so it is not a timer.
-            let now = Utc::now();
-            self.cron
-                .values()
-                .flatten()
-                .filter(|i| i.end > now)
-                .for_each(|i| consider(Some(i.end)));
-        }
-        match next {
-            Some(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
-            None => Duration::from_secs(3600),
-        }
-    }
-
-    fn on_timers(&mut self, now: DateTime<Utc>) {
-        while let Some(&(at, key, idx)) = self.retries.first() {
-            if at > now {
-                break;
-            }
-            self.retries.pop_first();
-            if let Some(run) = self.runs.get_mut(&key)
-                && run.slots[idx].state == Some(TaskState::UpForRetry)
-            {
-                run.slots[idx].set(Some(TaskState::Scheduled));
-                self.ready.push_back((key, idx));
-            }
-        }
-        self.time_out_runs(now);
-        if self.cron.values().flatten().any(|i| i.end <= now) {
-            self.cron_dirty = true;
-        }
-        if !self.interrupted && self.drain_deadline.is_some_and(|d| d <= now) {
-            self.interrupted = true;
-            tracing::warn!(
-                running = self.running,
-                "shutdown grace period over: interrupting running tries"
-            );
-            self.runs.values().for_each(|r| r.cancel.cancel());
-        }
-    }
-
-    fn time_out_runs(&mut self, now: DateTime<Utc>) {
-        let expired: Vec<RunKey> = self
-            .runs
-            .values()
-            .filter(|r| r.timed_out.is_none() && r.deadline.is_some_and(|d| d <= now))
-            .map(ActiveRun::key)
-            .collect();
-        for key in expired {
-            let Some(run) = self.runs.get_mut(&key) else {
-                continue;
-            };
-            let limit = run.dag.dagrun_timeout.map(humantime::format_duration);
-            let note = format!(
-                "dagrun_timeout of {} exceeded",
-                limit.map(|l| l.to_string()).unwrap_or_default()
-            );
-            tracing::warn!(dag_id = %run.dag.id, run_id = %run.row.run_id, "{note}");
-            run.timed_out = Some(note);
-            run.cancel.cancel();
-            run.skip_unstarted(now, &mut self.changes);
-            self.check_run_done(key, now);
-        }
     }
 
     /// Marks a run as started by this scheduler.

@@ -50,7 +50,8 @@ impl Scheduler {
                     interval_end: interval.end,
                     conf: serde_json::json!({}),
                     parent: None,
-                    owner_pid: None,
+                    owner: None,
+                    version: Some(dag.version()),
                 };
                 if let Some(row) = self.store.insert_run(&new).await? {
                     tracing::info!(dag_id = %dag.id, run_id = %row.run_id, "scheduled run queued");

@@ -1,16 +1,21 @@
 //! [`EngineHandle`]: how the rest of the program (tasks, web, file watcher) talks to the
-//! scheduler actor.
+//! scheduler actor. Tasks see it only through the narrow [`RunPort`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Command;
+use super::lease::LeaseState;
 use crate::dag::DagBag;
-use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::RunState;
 use crate::store::{Store, StoreError};
+use crate::tasks::{ChildRequest, ChildRun, LogLine, RunPort, TaskError};
 
 /// How often a waiter re-reads the store in case the run is executed by another process.
 const WAIT_POLL: Duration = Duration::from_secs(2);
@@ -32,13 +37,14 @@ pub enum EngineError {
     UnknownRun(RunKey),
 }
 
-/// A child run created by `trigger_dag`.
-#[derive(Clone, Debug)]
-pub struct ChildRun {
-    /// Store key.
-    pub key: RunKey,
-    /// Run id.
-    pub run_id: RunId,
+impl From<EngineError> for TaskError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownDag(_) => TaskError::Fatal(e.to_string()),
+            EngineError::Stopped => TaskError::Cancelled(e.to_string()),
+            _ => TaskError::Failed(e.to_string()),
+        }
+    }
 }
 
 /// Cheap, cloneable handle to the scheduler.
@@ -46,11 +52,16 @@ pub struct ChildRun {
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
     store: Store,
+    lease: watch::Receiver<LeaseState>,
 }
 
 impl EngineHandle {
-    pub(super) fn new(tx: mpsc::Sender<Command>, store: Store) -> Self {
-        Self { tx, store }
+    pub(super) fn new(
+        tx: mpsc::Sender<Command>,
+        store: Store,
+        lease: watch::Receiver<LeaseState>,
+    ) -> Self {
+        Self { tx, store, lease }
     }
 
     pub(super) async fn send(&self, cmd: Command) -> Result<(), EngineError> {
@@ -62,21 +73,9 @@ impl EngineHandle {
         !self.tx.is_closed()
     }
 
-    /// Log lines of a try that is still running (stored in the scheduler's next commit).
-    pub async fn append_logs(
-        &self,
-        run: RunKey,
-        task: &TaskId,
-        try_number: u32,
-        lines: Vec<crate::tasks::LogLine>,
-    ) -> Result<(), EngineError> {
-        let change = crate::store::Change::Logs {
-            run,
-            task: task.clone(),
-            try_number,
-            lines,
-        };
-        self.send(Command::Record(change)).await
+    /// When this process last renewed its lease (its scheduler heartbeat).
+    pub fn last_heartbeat(&self) -> DateTime<Utc> {
+        self.lease.borrow().renewed_at
     }
 
     /// The store changed (a run was queued, a DAG paused...): the scheduler looks again.
@@ -89,28 +88,11 @@ impl EngineHandle {
         self.send(Command::Dags(bag)).await
     }
 
-    /// Queues a run of `dag` triggered by task `task` of run `parent`.
-    pub async fn trigger_child(
-        &self,
-        dag: &DagId,
-        conf: serde_json::Value,
-        parent: RunKey,
-        task: &TaskId,
-    ) -> Result<ChildRun, EngineError> {
+    /// Triggers (or takes over) the child run of a `trigger_dag` try.
+    pub async fn trigger_child(&self, req: ChildRequest) -> Result<ChildRun, EngineError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::TriggerChild {
-            dag: dag.clone(),
-            conf,
-            parent,
-            task: task.clone(),
-            reply,
-        };
-        self.send(cmd).await?;
-        let row = rx.await.map_err(|_| EngineError::Stopped)??;
-        Ok(ChildRun {
-            key: row.key,
-            run_id: row.run_id,
-        })
+        self.send(Command::TriggerChild { req, reply }).await?;
+        rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Waits until the run finishes, wherever it is executed.
@@ -128,5 +110,35 @@ impl EngineHandle {
                 }
             }
         }
+    }
+}
+
+impl RunPort for EngineHandle {
+    fn trigger_child(&self, req: ChildRequest) -> BoxFuture<'_, Result<ChildRun, TaskError>> {
+        async move { Ok(EngineHandle::trigger_child(self, req).await?) }.boxed()
+    }
+
+    fn wait_for_run(&self, run: RunKey) -> BoxFuture<'_, Result<RunState, TaskError>> {
+        async move { Ok(EngineHandle::wait_for_run(self, run).await?) }.boxed()
+    }
+
+    fn append_logs(
+        &self,
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        lines: Vec<LogLine>,
+    ) -> BoxFuture<'_, ()> {
+        async move {
+            let change = crate::store::Change::Logs {
+                run,
+                task,
+                try_number,
+                lines,
+            };
+            // The scheduler is gone only at exit; the lines then go with the try's result.
+            let _ = self.send(Command::Record(change)).await;
+        }
+        .boxed()
     }
 }

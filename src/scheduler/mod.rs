@@ -7,27 +7,40 @@
 //! one transaction per turn, before tasks are started or watchers told.
 //!
 //! `serve` runs it in [`Mode::Serve`] (claims any queued run, schedules cron intervals,
-//! adopts runs of dead processes); `run` in [`Mode::Foreground`] (only its own run and the
-//! children it triggers).
+//! adopts runs whose owner's lease lapsed); `run` in [`Mode::Foreground`] (only its own run
+//! and the children it triggers). Either way the process is a registered instance that owns
+//! its runs through a lease ([`lease`]) and writes nothing for a run it no longer owns.
+//!
+//! Files by concern: [`core`] (the loop, commits and ownership), `dispatch` (starting ready
+//! tasks within the limits, ends of tries), `timers` (retries, timeouts, drain, lease
+//! expiry), `launch` (a try's task), `children` (`trigger_dag` child runs and waiters),
+//! [`recovery`] (claiming and adopting runs), `cron` (scheduled runs).
 
 mod active;
+mod children;
 mod core;
 mod cron;
+mod dispatch;
 mod handle;
+mod launch;
+pub mod lease;
 mod recovery;
+mod timers;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-pub use handle::{ChildRun, EngineError, EngineHandle};
+pub use handle::{EngineError, EngineHandle};
+pub use lease::{LeaseState, LeaseTiming};
 
 use crate::dag::DagBag;
 use crate::ids::{DagId, RunId, RunKey, TaskId};
 use crate::state::{RunState, TaskState};
-use crate::store::{RunRow, Store};
+use crate::store::{Owner, Store};
+use crate::tasks::{ChildRequest, ChildRun};
 
 /// Messages the scheduler acts on.
 pub enum Command {
@@ -39,13 +52,10 @@ pub enum Command {
     Record(crate::store::Change),
     /// The DAG folder was reloaded.
     Dags(Arc<DagBag>),
-    /// A `trigger_dag` task asks for a child run.
+    /// A `trigger_dag` try asks for its child run.
     TriggerChild {
-        dag: DagId,
-        conf: serde_json::Value,
-        parent: RunKey,
-        task: TaskId,
-        reply: tokio::sync::oneshot::Sender<Result<RunRow, EngineError>>,
+        req: ChildRequest,
+        reply: tokio::sync::oneshot::Sender<Result<ChildRun, EngineError>>,
     },
     /// Tell me when this run finishes.
     WatchRun {
@@ -101,6 +111,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: std::time::Duration,
     /// Where data tasks read and write.
     pub data: Arc<crate::data::DataPaths>,
+    /// Heartbeat and lease of this process's ownership.
+    pub lease: LeaseTiming,
 }
 
 /// A started scheduler: its handle, and the task to await for its end.
@@ -112,28 +124,41 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the scheduler on its own task. Cancelling `shutdown` stops it gracefully.
+    /// Starts the scheduler (and its lease keeper) on their own tasks for `owner`, an
+    /// instance the caller registered. Cancelling `shutdown` stops it gracefully; it ends
+    /// the instance's lease when it stops.
     pub fn start(
         store: Store,
         bag: Arc<DagBag>,
         mode: Mode,
         config: SchedulerConfig,
+        owner: Owner,
         shutdown: CancellationToken,
         progress: Option<mpsc::UnboundedSender<Progress>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        let handle = EngineHandle::new(tx, store.clone());
-        let scheduler = core::Scheduler::new(
+        let (lease_tx, lease_rx) =
+            watch::channel(LeaseState::fresh(owner, Utc::now(), config.lease.lease));
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(lease::keep(
+            store.clone(),
+            lease_tx,
+            config.lease,
+            keeper_stop.clone(),
+        ));
+        let handle = EngineHandle::new(tx, store.clone(), lease_rx.clone());
+        let scheduler = core::Scheduler::new(core::Parts {
             store,
             bag,
             mode,
             config,
-            handle.clone(),
+            handle: handle.clone(),
             rx,
             shutdown,
-            TaskTracker::new(),
             progress,
-        );
+            lease: lease_rx,
+            keeper: (keeper_stop, keeper),
+        });
         let done = tokio::spawn(scheduler.run());
         Self { handle, done }
     }

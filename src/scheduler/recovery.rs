@@ -1,32 +1,20 @@
-//! Taking runs on: claiming queued runs, and adopting runs whose process died (crash,
-//! `kill -9`, shutdown) — interrupted tries are retried or failed per their policy.
+//! Taking runs on: claiming queued runs, and adopting running runs whose owner's lease
+//! lapsed (crash, `kill -9`, freeze, shutdown) — interrupted tries are retried or failed per
+//! their policy. A run executes the DAG version it was created with, rebuilt from the store
+//! when the loaded files say something else (or nothing).
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 use super::Mode;
-use super::active::ActiveRun;
+use super::active::{ActiveRun, TryEnd};
 use super::core::Scheduler;
 use crate::dag::Dag;
 use crate::ids::TaskId;
 use crate::state::{RunState, TaskState};
-use crate::store::{Change, RunRow, StoreError};
-
-/// Reason recorded on a try that was running when its process died.
-const INTERRUPTED: &str = "interrupted: the process running this try stopped (crash or kill)";
-
-/// Whether a process with this pid exists on this machine.
-pub fn process_alive(pid: i64) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM))
-}
+use crate::store::{RunRow, StoreError};
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
     dag.tasks
@@ -35,26 +23,35 @@ fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
         .collect()
 }
 
+/// Why a run's DAG cannot be had.
+enum Unavailable {
+    /// A run from before stored versions whose DAG is not loaded.
+    NotLoaded,
+    /// The stored version is missing or no longer builds.
+    Broken(String),
+}
+
 impl Scheduler {
     /// Claims queued runs this scheduler may take, within `max_active_runs`.
     pub(super) async fn claim_queued(&mut self) -> Result<(), StoreError> {
-        for row in self.store.runs_in_state(RunState::Queued).await? {
-            if self.runs.contains_key(&row.key) {
+        for row in self.store.claimable_queued(&self.owner).await? {
+            if self.runs.contains_key(&row.key) || self.detached.contains_key(&row.key) {
                 continue;
             }
-            let mine = row.owner_pid == Some(self.pid);
+            let mine = row.owner.as_ref() == Some(&self.owner.id);
             if matches!(self.mode, Mode::Foreground { .. }) && !mine {
                 continue;
             }
-            if let Some(owner) = row.owner_pid.filter(|_| !mine) {
-                // Reserved by a live `orchestrator run`; or its process died: release it.
-                if process_alive(owner) || !self.store.release_run(row.key, owner).await? {
+            let dag = match self.dag_for(&row).await? {
+                Ok(dag) => dag,
+                Err(Unavailable::NotLoaded) => {
+                    tracing::debug!(dag_id = %row.dag_id, run_id = %row.run_id, "queued run waits: DAG not loaded");
                     continue;
                 }
-            }
-            let Some(dag) = self.bag.get(row.dag_id.as_str()).cloned() else {
-                tracing::debug!(dag_id = %row.dag_id, run_id = %row.run_id, "queued run waits: DAG not loaded");
-                continue;
+                Err(Unavailable::Broken(note)) => {
+                    self.fail_unrunnable(&row, &note).await?;
+                    continue;
+                }
             };
             let paused = self.paused.get(&dag.id).copied().unwrap_or(false);
             if (paused && !mine) || self.dag_running_runs(&dag.id) >= dag.max_active_runs {
@@ -62,7 +59,7 @@ impl Scheduler {
             }
             if self
                 .store
-                .claim_run(row.key, self.pid, None, &task_specs(&dag))
+                .claim_run(row.key, &self.owner, &task_specs(&dag))
                 .await?
             {
                 self.activate(row, dag).await?;
@@ -71,34 +68,31 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Takes over running runs whose process is gone.
+    /// Takes over running runs whose owner's lease lapsed (and its own runs it let go of
+    /// once their tries have stopped).
     pub(super) async fn adopt_orphans(&mut self) -> Result<(), StoreError> {
-        for row in self.store.runs_in_state(RunState::Running).await? {
-            if self.runs.contains_key(&row.key) {
+        for row in self.store.adoptable_running(&self.owner).await? {
+            if self.runs.contains_key(&row.key) || self.detached.contains_key(&row.key) {
                 continue;
             }
-            let owner = row.owner_pid.unwrap_or_default();
-            if owner != self.pid && process_alive(owner) {
-                continue;
-            }
-            let Some(dag) = self.bag.get(row.dag_id.as_str()).cloned() else {
-                let note = format!(
-                    "DAG '{}' is no longer loaded; the interrupted run cannot resume",
-                    row.dag_id
-                );
-                tracing::warn!(run_id = %row.run_id, "{note}");
-                let at = Utc::now();
-                self.changes.push(Change::FinishRun {
-                    run: row.key,
-                    state: RunState::Failed,
-                    at,
-                    note: Some(note),
-                });
-                continue;
+            let dag = match self.dag_for(&row).await? {
+                Ok(dag) => dag,
+                Err(Unavailable::NotLoaded) => {
+                    let note = format!(
+                        "DAG '{}' is no longer loaded; the interrupted run cannot resume",
+                        row.dag_id
+                    );
+                    self.fail_unrunnable(&row, &note).await?;
+                    continue;
+                }
+                Err(Unavailable::Broken(note)) => {
+                    self.fail_unrunnable(&row, &note).await?;
+                    continue;
+                }
             };
             if self
                 .store
-                .claim_run(row.key, self.pid, Some(owner), &task_specs(&dag))
+                .claim_run(row.key, &self.owner, &task_specs(&dag))
                 .await?
             {
                 tracing::info!(dag_id = %row.dag_id, run_id = %row.run_id, "resuming interrupted run");
@@ -106,6 +100,53 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    async fn fail_unrunnable(&mut self, row: &RunRow, note: &str) -> Result<(), StoreError> {
+        if self
+            .store
+            .fail_unrunnable(row.key, &self.owner, note)
+            .await?
+        {
+            tracing::warn!(dag_id = %row.dag_id, run_id = %row.run_id, "run failed: {note}");
+        }
+        Ok(())
+    }
+
+    /// The DAG a run executes: the version it was created with (the loaded one when it is
+    /// the same definition, else rebuilt from the store), or the loaded DAG for runs from
+    /// before versions were stored.
+    async fn dag_for(&mut self, row: &RunRow) -> Result<Result<Arc<Dag>, Unavailable>, StoreError> {
+        let loaded = self.bag.get(row.dag_id.as_str()).cloned();
+        let Some(hash) = &row.dag_version else {
+            return Ok(loaded.ok_or(Unavailable::NotLoaded));
+        };
+        if let Some(dag) = loaded.filter(|d| &d.source.hash == hash) {
+            return Ok(Ok(dag));
+        }
+        if let Some(dag) = self.versions.get(hash) {
+            return Ok(Ok(dag.clone()));
+        }
+        let Some(version) = self.store.dag_version(hash).await? else {
+            return Ok(Err(Unavailable::Broken(format!(
+                "the DAG version {hash} this run was created with is not in the store"
+            ))));
+        };
+        match Dag::from_version(&version) {
+            Ok(dag) => {
+                tracing::info!(dag_id = %row.dag_id, run_id = %row.run_id, version = %hash, "executing the stored DAG version the run was created with");
+                let dag = Arc::new(dag);
+                self.versions.insert(hash.clone(), dag.clone());
+                Ok(Ok(dag))
+            }
+            Err(errors) => {
+                let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                Ok(Err(Unavailable::Broken(format!(
+                    "the stored DAG version {hash} no longer builds: {}",
+                    why.join("; ")
+                ))))
+            }
+        }
     }
 
     /// Loads a claimed run's task instances and starts evaluating it.
@@ -122,7 +163,14 @@ impl Scheduler {
             .collect();
         for (idx, ti) in known {
             match ti.state {
-                Some(TaskState::Running) => self.interrupted(&mut run, idx, now),
+                Some(TaskState::Running) => {
+                    // Its process died or lost its lease: a failed try, retried per policy.
+                    if let TryEnd::RetryAt(at) =
+                        run.end_interrupted_try(idx, now, &mut self.changes)
+                    {
+                        self.retries.insert((at, key, idx));
+                    }
+                }
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {
                     self.retries
@@ -138,30 +186,5 @@ impl Scheduler {
         self.activated(key);
         self.check_run_done(key, now);
         Ok(())
-    }
-
-    /// A try was running when its process died: retry or fail it per the task's policy.
-    fn interrupted(&mut self, run: &mut ActiveRun, idx: usize, now: chrono::DateTime<Utc>) {
-        let (try_number, max_tries) = (run.slots[idx].try_number, run.slots[idx].max_tries);
-        let task = &run.dag.tasks[idx];
-        let (state, next_retry_at) = if try_number < max_tries {
-            let delay =
-                chrono::Duration::from_std(task.retry.delay_after(try_number)).unwrap_or_default();
-            self.retries.insert((now + delay, run.key(), idx));
-            (TaskState::UpForRetry, Some(now + delay))
-        } else {
-            (TaskState::Failed, None)
-        };
-        let task_id = task.id.clone();
-        run.slots[idx].set(Some(state));
-        self.changes.push(Change::FinishTry {
-            run: run.key(),
-            task: task_id,
-            try_number,
-            state,
-            at: now,
-            error: Some(INTERRUPTED.into()),
-            next_retry_at,
-        });
     }
 }

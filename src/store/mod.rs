@@ -7,9 +7,11 @@
 //! timeout, so the daemon and CLI processes share the file safely.
 
 mod dags;
+mod instances;
 mod rows;
 mod runs;
 mod tasks;
+mod versions;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -20,7 +22,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 
-pub use rows::{Change, NewRun, RunRow, TaskInstanceRow, TryRow};
+pub use instances::{InstanceKind, InstanceRow, Owner, host_name, new_uid};
+pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+
+use crate::ids::RunKey;
 
 /// Errors from the state store.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +33,9 @@ pub enum StoreError {
     /// The database could not be opened.
     #[error("cannot open the state database '{url}': {source}")]
     Open { url: String, source: sqlx::Error },
+    /// The lock that serialises migrations could not be taken.
+    #[error("cannot lock the state database for migrations: {0}")]
+    Lock(String),
     /// Applying the schema failed.
     #[error("cannot migrate the state database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -40,6 +48,32 @@ pub enum StoreError {
     /// A change is not allowed from the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Runs this process wrote about are owned by another instance (or by an older epoch
+    /// of this one): nothing of the batch was written.
+    #[error("runs {} are no longer owned by this process; nothing was written", keys(.0))]
+    Fenced(Vec<RunKey>),
+    /// This process's lease lapsed: it may write nothing until it takes the lease back.
+    #[error("this process's lease has lapsed; nothing was written")]
+    LeaseLost,
+    /// The state machine does not allow the change from the state found in the store.
+    #[error("refused state change of {what}: {from} -> {to}")]
+    Transition {
+        /// The run the change was about.
+        run: RunKey,
+        /// `run <dag>/<run_id>` or `task <task> of run <dag>/<run_id>`.
+        what: String,
+        /// The state found (with the try number for tries).
+        from: String,
+        /// The state asked for.
+        to: String,
+    },
+}
+
+fn keys(runs: &[RunKey]) -> String {
+    runs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Shorthand for store results.
@@ -51,8 +85,40 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 1] =
-    [(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "leases versions",
+        include_str!("../../migrations/0002_leases_versions.sql"),
+    ),
+];
+
+/// Holds an exclusive lock on `<database>.lock` while migrations run, so processes starting
+/// together on a new database apply each migration once. `None` for in-memory databases.
+async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<std::fs::File>> {
+    let db = options.get_filename();
+    let name = db.as_os_str().to_string_lossy();
+    if name.is_empty() || name.starts_with(':') || name.contains("mode=memory") {
+        return Ok(None);
+    }
+    let mut lock_path = db.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let path = std::path::PathBuf::from(&lock_path);
+    let lock_err = |e: std::io::Error| StoreError::Lock(format!("{}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_err)?;
+    // flock blocks until the other process's migrations are done: off the async threads.
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| StoreError::Lock(e.to_string()))?
+        .map_err(lock_err)?;
+    Ok(Some(file))
+}
 
 impl Store {
     /// Opens (creating if needed) the database at `url` (a path or `sqlite:` URL) and
@@ -73,6 +139,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        let lock = migration_lock(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(connections.max(1))
             .connect_with(options)
@@ -80,6 +147,7 @@ impl Store {
             .map_err(open_err)?;
         let store = Self { pool };
         store.migrate().await?;
+        drop(lock);
         Ok(store)
     }
 
@@ -97,7 +165,9 @@ impl Store {
             })
             .collect();
         let mut migrator = Migrator::with_migrations(migrations);
-        // SQLite has no advisory locks; concurrent first starts are serialised by its write lock.
+        // SQLite has no advisory locks: concurrent first starts are serialised by
+        // `migration_lock` instead (each migration is its own transaction, so SQLite's write
+        // lock alone would let two processes apply the same one).
         migrator.set_locking(false);
         migrator.run(&self.pool).await?;
         Ok(())

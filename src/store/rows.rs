@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{StoreError, StoreResult, from_text};
-use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::ids::{DagId, InstanceId, RunId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
 use crate::tasks::LogLine;
 
@@ -44,9 +44,20 @@ pub struct RunRow {
     /// That task's id.
     #[serde(skip)]
     pub parent_task_id: Option<String>,
-    /// Process executing it.
+    /// The try of that task that created it.
     #[serde(skip)]
-    pub owner_pid: Option<i64>,
+    pub parent_try: Option<u32>,
+    /// Instance executing it (or that reserved it while queued).
+    #[serde(skip)]
+    pub owner: Option<InstanceId>,
+    /// That instance's epoch when it took the run.
+    #[serde(skip)]
+    pub owner_epoch: Option<i64>,
+    /// Hash of the stored DAG version it executes (`None` for runs older than versions).
+    pub dag_version: Option<String>,
+    /// Random id, unique across state databases (keys the warehouse ledger).
+    #[serde(skip)]
+    pub uid: Option<String>,
     /// Why it ended as it did, when not obvious (e.g. dagrun timeout).
     pub note: Option<String>,
 }
@@ -70,6 +81,9 @@ pub struct TaskInstanceRow {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// Why the latest try failed.
     pub error: Option<String>,
+    /// First try of the current attempt (since the last clear).
+    #[serde(skip)]
+    pub first_try: u32,
 }
 
 /// One try of a task instance.
@@ -89,6 +103,32 @@ pub struct TryRow {
     pub error: Option<String>,
 }
 
+/// The `trigger_dag` try a child run is created by.
+#[derive(Clone, Debug)]
+pub struct ParentTask {
+    /// The parent run.
+    pub run: RunKey,
+    /// Its `trigger_dag` task.
+    pub task: TaskId,
+    /// The try that creates the child.
+    pub try_number: u32,
+}
+
+/// One definition of a DAG as stored (its YAML after load-time placeholders).
+#[derive(Clone, Debug)]
+pub struct DagVersion {
+    /// SHA-256 of the DAG id and definition, hex.
+    pub hash: String,
+    /// The DAG.
+    pub dag_id: DagId,
+    /// The file it was read from.
+    pub source_path: String,
+    /// The generating project, for template DAGs.
+    pub project: Option<String>,
+    /// The YAML.
+    pub definition: String,
+}
+
 /// A run to create.
 #[derive(Clone, Debug)]
 pub struct NewRun {
@@ -102,10 +142,12 @@ pub struct NewRun {
     pub interval_end: DateTime<Utc>,
     /// Run configuration (a JSON object).
     pub conf: serde_json::Value,
-    /// Parent run and task, for `trigger_dag`.
-    pub parent: Option<(RunKey, TaskId)>,
-    /// Reserve the queued run for this process (foreground runs and their children).
-    pub owner_pid: Option<i64>,
+    /// The `trigger_dag` try that creates it.
+    pub parent: Option<ParentTask>,
+    /// Reserve the queued run for this instance (foreground runs and their children).
+    pub owner: Option<super::Owner>,
+    /// The DAG definition it executes.
+    pub version: Option<DagVersion>,
 }
 
 /// One state change, committed in a batch by [`super::Store::commit`].
@@ -127,6 +169,8 @@ pub enum Change {
         at: DateTime<Utc>,
         error: Option<String>,
         next_retry_at: Option<DateTime<Utc>>,
+        /// The try did not end on its own: its owner died or lost its lease.
+        interrupted: bool,
     },
     /// A try was interrupted by shutdown: recorded as failed, the instance reset with one
     /// more try allowed, so it runs again without using up a retry.
@@ -158,6 +202,20 @@ pub enum Change {
         at: DateTime<Utc>,
         note: Option<String>,
     },
+}
+
+impl Change {
+    /// The run the change is about.
+    pub fn run(&self) -> RunKey {
+        match self {
+            Self::StartTry { run, .. }
+            | Self::FinishTry { run, .. }
+            | Self::AbandonTry { run, .. }
+            | Self::SetTaskState { run, .. }
+            | Self::Logs { run, .. }
+            | Self::FinishRun { run, .. } => *run,
+        }
+    }
 }
 
 pub(super) fn parse<T: std::str::FromStr>(s: &str) -> StoreResult<T>
@@ -198,7 +256,13 @@ impl RunRow {
             end_date: opt_time(row, "end_date")?,
             parent_run: row.try_get::<Option<i64>, _>("parent_run")?.map(RunKey),
             parent_task_id: row.try_get("parent_task_id")?,
-            owner_pid: row.try_get("owner_pid")?,
+            parent_try: row.try_get("parent_try")?,
+            owner: row
+                .try_get::<Option<String>, _>("owner")?
+                .map(InstanceId::new),
+            owner_epoch: row.try_get("owner_epoch")?,
+            dag_version: row.try_get("dag_version")?,
+            uid: row.try_get("uid")?,
             note: row.try_get("note")?,
         })
     }
@@ -216,6 +280,7 @@ impl TaskInstanceRow {
             end_date: opt_time(row, "end_date")?,
             next_retry_at: opt_time(row, "next_retry_at")?,
             error: row.try_get("error")?,
+            first_try: row.try_get("first_try")?,
         })
     }
 }

@@ -1,16 +1,18 @@
-//! DAG runs: creation (with Airflow-style run ids), claiming by a scheduler, lookups, clear.
+//! DAG runs: creation (with Airflow-style run ids and their DAG version), claiming and
+//! adoption under a lease, lookups, and the child runs of `trigger_dag` tries.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sqlx::Row;
 
+use super::instances::unowned;
 use super::rows::{NewRun, RunRow};
-use super::{Store, StoreError, StoreResult, to_text};
+use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunState, RunType};
 
 const RUN_COLUMNS: &str = "SELECT id, dag_id, run_id, run_type, state, logical_date, \
     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, parent_run, \
-    parent_task_id, owner_pid, note FROM dag_run";
+    parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, note FROM dag_run";
 
 fn run_id_for(run_type: RunType, logical: DateTime<Utc>) -> String {
     let precision = match run_type {
@@ -21,19 +23,25 @@ fn run_id_for(run_type: RunType, logical: DateTime<Utc>) -> String {
 }
 
 impl Store {
-    /// Creates a queued run. Manual and triggered runs get a fresh logical date if the
-    /// requested one is taken; scheduled and backfill runs are created at most once per
-    /// interval (returns `None` if it already exists).
+    /// Creates a queued run (and stores its DAG version if new). Manual and triggered runs
+    /// get a fresh logical date if the requested one is taken; scheduled and backfill runs
+    /// are created at most once per interval (returns `None` if it already exists).
     pub async fn insert_run(&self, new: &NewRun) -> StoreResult<Option<RunRow>> {
         let unique_per_interval = matches!(new.run_type, RunType::Scheduled | RunType::Backfill);
         let mut start = new.interval_start;
         let mut end = new.interval_end;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(v) = &new.version {
+            Self::insert_version(&mut tx, v).await?;
+        }
+        let uid = super::new_uid();
         for _ in 0..1000 {
             let run_id = run_id_for(new.run_type, start);
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, \
                  data_interval_start, data_interval_end, conf, queued_at, parent_run, \
-                 parent_task_id, owner_pid) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) \
+                 parent_task_id, parent_try, owner, owner_epoch, dag_version, uid) \
+                 VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING id",
             )
             .bind(new.dag_id.as_str())
@@ -44,13 +52,20 @@ impl Store {
             .bind(to_text(end))
             .bind(new.conf.to_string())
             .bind(to_text(Utc::now()))
-            .bind(new.parent.as_ref().map(|(k, _)| k.0))
-            .bind(new.parent.as_ref().map(|(_, t)| t.as_str()))
-            .bind(new.owner_pid)
-            .fetch_optional(&self.pool)
+            .bind(new.parent.as_ref().map(|p| p.run.0))
+            .bind(new.parent.as_ref().map(|p| p.task.as_str()))
+            .bind(new.parent.as_ref().map(|p| p.try_number))
+            .bind(new.owner.as_ref().map(|o| o.id.as_str()))
+            .bind(new.owner.as_ref().map(|o| o.epoch))
+            .bind(new.version.as_ref().map(|v| v.hash.as_str()))
+            .bind(&uid)
+            .fetch_optional(&mut *tx)
             .await?;
             match inserted {
-                Some(id) => return self.run(RunKey(id)).await,
+                Some(id) => {
+                    tx.commit().await?;
+                    return self.run(RunKey(id)).await;
+                }
                 None if unique_per_interval => return Ok(None),
                 // Two manual runs in the same microsecond: take the next one.
                 None => {
@@ -63,6 +78,54 @@ impl Store {
             "cannot find a free run id for {}",
             new.dag_id
         )))
+    }
+
+    /// The child run a `trigger_dag` task created in an interrupted earlier try of the
+    /// current attempt, which a later try takes over instead of triggering again: the child
+    /// of the newest try in `first_try..try_number` such that every try from it up to this
+    /// one was interrupted (none of them took the child's result).
+    pub async fn child_to_resume(
+        &self,
+        parent: RunKey,
+        task: &TaskId,
+        first_try: u32,
+        try_number: u32,
+    ) -> StoreResult<Option<RunRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE parent_run = ?1 AND parent_task_id = ?2 \
+             AND parent_try >= ?3 AND parent_try < ?4 \
+             AND NOT EXISTS (SELECT 1 FROM task_try t WHERE t.run = ?1 AND t.task_id = ?2 \
+                 AND t.try_number >= dag_run.parent_try AND t.try_number < ?4 \
+                 AND t.interrupted = 0) \
+             ORDER BY parent_try DESC LIMIT 1"
+        ));
+        let row = sqlx::query(sql)
+            .bind(parent.0)
+            .bind(task.as_str())
+            .bind(first_try)
+            .bind(try_number)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(RunRow::from_row).transpose()
+    }
+
+    /// The child run created by one try of a `trigger_dag` task, if any.
+    pub async fn child_of_try(
+        &self,
+        parent: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Option<RunRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE parent_run = ? AND parent_task_id = ? AND parent_try = ?"
+        ));
+        let row = sqlx::query(sql)
+            .bind(parent.0)
+            .bind(task.as_str())
+            .bind(try_number)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(RunRow::from_row).transpose()
     }
 
     /// One run by key.
@@ -134,37 +197,66 @@ impl Store {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// Claims a queued run for process `pid` (or takes over a running run from a dead
-    /// `previous_owner`), creating its missing task instances. False if someone else won.
+    /// Queued runs `owner` may claim: unreserved, reserved by it, or reserved by an
+    /// instance whose lease lapsed. Oldest first.
+    pub async fn claimable_queued(&self, owner: &Owner) -> StoreResult<Vec<RunRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE state = 'queued' AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
+             ORDER BY queued_at, id",
+            unowned("?3")
+        ));
+        let rows = sqlx::query(sql)
+            .bind(owner.id.as_str())
+            .bind(owner.epoch)
+            .bind(to_text(Utc::now()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// Running runs whose owner holds no live lease (crashed, stopped, frozen past its
+    /// lease), plus those `owner` holds itself (it re-adopts runs it had to let go of).
+    pub async fn adoptable_running(&self, owner: &Owner) -> StoreResult<Vec<RunRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE state = 'running' AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
+             ORDER BY queued_at, id",
+            unowned("?3")
+        ));
+        let rows = sqlx::query(sql)
+            .bind(owner.id.as_str())
+            .bind(owner.epoch)
+            .bind(to_text(Utc::now()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// Takes a run for `owner`: a queued run becomes running, a running run changes owner
+    /// (adoption) — only if it is unowned, reserved by `owner`, or its owner's lease has
+    /// lapsed. Creates the run's missing task instances. False if someone else holds it.
     pub async fn claim_run(
         &self,
         key: RunKey,
-        pid: i64,
-        previous_owner: Option<i64>,
+        owner: &Owner,
         tasks: &[(TaskId, u32)],
     ) -> StoreResult<bool> {
         let now = to_text(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = match previous_owner {
-            None => sqlx::query(
-                "UPDATE dag_run SET state = 'running', owner_pid = ?1, \
-                 start_date = COALESCE(start_date, ?2) \
-                 WHERE id = ?3 AND state = 'queued' AND (owner_pid IS NULL OR owner_pid = ?1)",
-            )
-            .bind(pid)
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE dag_run SET state = 'running', owner = ?1, owner_epoch = ?2, \
+             start_date = COALESCE(start_date, ?3) \
+             WHERE id = ?4 AND state IN ('queued', 'running') \
+             AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            unowned("?3")
+        ));
+        let claimed = sqlx::query(sql)
+            .bind(owner.id.as_str())
+            .bind(owner.epoch)
             .bind(&now)
-            .bind(key.0),
-            Some(old) => sqlx::query(
-                "UPDATE dag_run SET owner_pid = ?1 WHERE id = ?3 AND state IN ('running', 'queued') \
-                 AND owner_pid = ?2",
-            )
-            .bind(pid)
-            .bind(old)
-            .bind(key.0),
-        }
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+            .bind(key.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         if claimed {
             for chunk in tasks.chunks(300) {
@@ -183,26 +275,30 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Releases a queued run reserved by a process that is gone, so any scheduler may take it.
-    pub async fn release_run(&self, key: RunKey, owner: i64) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE dag_run SET owner_pid = NULL WHERE id = ? AND state = 'queued' AND owner_pid = ?")
+    /// Fails a run this instance may take (adoptable or its own) that cannot execute, e.g.
+    /// because its DAG version cannot be built. False if another instance holds it.
+    pub async fn fail_unrunnable(
+        &self,
+        key: RunKey,
+        owner: &Owner,
+        note: &str,
+    ) -> StoreResult<bool> {
+        let now = to_text(Utc::now());
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE dag_run SET state = 'failed', end_date = ?3, note = ?4, owner = ?1, owner_epoch = ?2 \
+             WHERE id = ?5 AND state IN ('queued', 'running') \
+             AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            unowned("?3")
+        ));
+        let done = sqlx::query(sql)
+            .bind(owner.id.as_str())
+            .bind(owner.epoch)
+            .bind(&now)
+            .bind(note)
             .bind(key.0)
-            .bind(owner)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Queues a finished run again after [`Store::clear_tasks`] reset some of its tasks.
-    pub async fn requeue_run(&self, key: RunKey) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL, owner_pid = NULL, note = NULL \
-             WHERE id = ?",
-        )
-        .bind(key.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// End of the latest scheduled interval of a DAG (where its timetable resumes).

@@ -4,16 +4,30 @@ use chrono::Utc;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{Change, TaskInstanceRow, TryRow};
-use super::{Store, StoreResult, to_text};
+use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{RunKey, TaskId};
+use crate::state::{RunState, TaskState};
 use crate::tasks::LogLine;
+
+/// Condition every scheduler write carries: the run is owned by the writer at its epoch.
+const FENCE: &str = "EXISTS (SELECT 1 FROM dag_run f WHERE f.id = ?run AND f.owner = ?owner \
+    AND f.owner_epoch = ?epoch)";
+
+/// `FENCE` with its placeholders numbered for a statement whose run, owner and epoch are
+/// bound at positions `run`, `run + 1` and `run + 2`.
+fn fence(run: usize) -> String {
+    FENCE
+        .replace("?run", &format!("?{run}"))
+        .replace("?owner", &format!("?{}", run + 1))
+        .replace("?epoch", &format!("?{}", run + 2))
+}
 
 impl Store {
     /// The latest state of every task instance of a run.
     pub async fn task_instances(&self, run: RunKey) -> StoreResult<Vec<TaskInstanceRow>> {
         let rows = sqlx::query(
             "SELECT task_id, state, try_number, max_tries, start_date, end_date, next_retry_at, \
-             error FROM task_instance WHERE run = ? ORDER BY rowid",
+             error, first_try FROM task_instance WHERE run = ? ORDER BY rowid",
         )
         .bind(run.0)
         .fetch_all(&self.pool)
@@ -61,12 +75,41 @@ impl Store {
             .collect()
     }
 
-    /// Applies a batch of changes in one transaction.
-    pub async fn commit(&self, changes: &[Change]) -> StoreResult<()> {
+    /// Applies a batch of the scheduler's changes in one transaction, fenced by `owner`:
+    /// nothing is written unless `owner`'s lease is live and every run the batch touches is
+    /// owned by it at its epoch ([`StoreError::LeaseLost`], [`StoreError::Fenced`]); each
+    /// state write is also conditioned on the states it may come from, and a refused one
+    /// fails the batch with [`StoreError::Transition`].
+    pub async fn commit(&self, owner: &Owner, changes: &[Change]) -> StoreResult<()> {
         if changes.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = to_text(Utc::now());
+        if !Self::lease_is_live(&mut tx, owner, &now).await? {
+            return Err(StoreError::LeaseLost);
+        }
+        let mut runs: Vec<RunKey> = changes.iter().map(Change::run).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let mut fenced = Vec::new();
+        for chunk in runs.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM dag_run WHERE id IN (");
+            let mut ids = q.separated(", ");
+            chunk.iter().for_each(|r| {
+                ids.push_bind(r.0);
+            });
+            q.push(") AND (owner IS NOT ")
+                .push_bind(owner.id.as_str())
+                .push(" OR owner_epoch IS NOT ")
+                .push_bind(owner.epoch)
+                .push(")");
+            let rows: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            fenced.extend(rows.into_iter().map(RunKey));
+        }
+        if !fenced.is_empty() {
+            return Err(StoreError::Fenced(fenced));
+        }
         // Try rows and log lines go in multi-row inserts: a fan-out of a thousand tasks
         // commits in a few statements instead of thousands. Try rows first, as later
         // changes in the batch may update them.
@@ -86,7 +129,7 @@ impl Store {
             insert_tries(&mut tx, chunk).await?;
         }
         for change in changes {
-            apply(&mut tx, change).await?;
+            apply(&mut tx, owner, change).await?;
         }
         let lines: Vec<_> = changes
             .iter()
@@ -107,23 +150,113 @@ impl Store {
         Ok(())
     }
 
-    /// Resets task instances to "no status" and gives them `extra_tries` more tries.
-    pub async fn clear_tasks(&self, run: RunKey, tasks: &[(TaskId, u32)]) -> StoreResult<()> {
+    /// Clears a finished run in one transaction: resets `tasks` to "no status" with
+    /// `extra_tries` more tries each (a new attempt: `first_try` moves past the tries so
+    /// far) and queues the run again, unowned.
+    pub async fn clear_run(&self, run: RunKey, tasks: &[(TaskId, u32)]) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let requeue = sqlx::AssertSqlSafe(format!(
+            "UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL, owner = NULL, \
+             owner_epoch = NULL, note = NULL WHERE id = ? AND state IN ('success', 'failed') \
+             AND {}",
+            RunState::sql_sources(RunState::Queued)
+        ));
+        let done = sqlx::query(requeue).bind(run.0).execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            let (what, from) = run_state_text(&mut tx, run).await?;
+            return Err(StoreError::Transition {
+                run,
+                what,
+                from,
+                to: "queued".into(),
+            });
+        }
+        let clear = format!(
+            "UPDATE task_instance SET state = NULL, max_tries = try_number + ?, \
+             first_try = try_number + 1, end_date = NULL, next_retry_at = NULL, error = NULL \
+             WHERE run = ? AND task_id = ? AND {}",
+            TaskState::sql_sources(None, |_| true)
+        );
         for (task, extra_tries) in tasks {
-            sqlx::query(
-                "UPDATE task_instance SET state = NULL, max_tries = try_number + ?, end_date = NULL, \
-                 next_retry_at = NULL, error = NULL WHERE run = ? AND task_id = ?",
-            )
-            .bind(extra_tries)
-            .bind(run.0)
-            .bind(task.as_str())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(clear.clone()))
+                .bind(extra_tries)
+                .bind(run.0)
+                .bind(task.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
     }
+
+    /// The first try of each task instance's current attempt.
+    pub async fn first_tries(&self, run: RunKey) -> StoreResult<Vec<(TaskId, u32)>> {
+        let rows = sqlx::query("SELECT task_id, first_try FROM task_instance WHERE run = ?")
+            .bind(run.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    TaskId::new(r.try_get::<String, _>("task_id")?),
+                    r.try_get("first_try")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// `run <dag>/<run_id>` and its state, for refused-transition errors.
+async fn run_state_text(
+    tx: &mut Transaction<'static, Sqlite>,
+    run: RunKey,
+) -> StoreResult<(String, String)> {
+    let row = sqlx::query("SELECT dag_id, run_id, state FROM dag_run WHERE id = ?")
+        .bind(run.0)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(r) => (
+            format!(
+                "run {}/{}",
+                r.try_get::<String, _>("dag_id")?,
+                r.try_get::<String, _>("run_id")?
+            ),
+            r.try_get("state")?,
+        ),
+        None => (format!("run {run}"), "missing".into()),
+    })
+}
+
+/// The refused-transition error for a task write that matched no row.
+async fn refused(
+    tx: &mut Transaction<'static, Sqlite>,
+    run: RunKey,
+    task: &TaskId,
+    to: &str,
+) -> StoreResult<StoreError> {
+    let (what, _) = run_state_text(tx, run).await?;
+    let row =
+        sqlx::query("SELECT state, try_number FROM task_instance WHERE run = ? AND task_id = ?")
+            .bind(run.0)
+            .bind(task.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let from = match row {
+        Some(r) => format!(
+            "{} (try {})",
+            r.try_get::<Option<String>, _>("state")?
+                .unwrap_or_else(|| "no status".into()),
+            r.try_get::<i64, _>("try_number")?
+        ),
+        None => "missing".into(),
+    };
+    Ok(StoreError::Transition {
+        run,
+        what: format!("task {task} of {what}"),
+        from,
+        to: to.into(),
+    })
 }
 
 fn level_name(level: &str) -> &'static str {
@@ -133,24 +266,37 @@ fn level_name(level: &str) -> &'static str {
         .unwrap_or("INFO")
 }
 
-async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreResult<()> {
-    match change {
+async fn apply(
+    tx: &mut Transaction<'static, Sqlite>,
+    owner: &Owner,
+    change: &Change,
+) -> StoreResult<()> {
+    let to = |s: Option<TaskState>| s.map_or("no status", TaskState::as_str);
+    let (run, task, target, done) = match change {
         Change::StartTry {
             run,
             task,
             try_number,
             at,
         } => {
-            sqlx::query(
-                "UPDATE task_instance SET state = 'running', try_number = ?, start_date = ?, \
-                 end_date = NULL, next_retry_at = NULL, error = NULL WHERE run = ? AND task_id = ?",
-            )
-            .bind(try_number)
-            .bind(to_text(*at))
-            .bind(run.0)
-            .bind(task.as_str())
-            .execute(&mut **tx)
-            .await?;
+            // A try starts exactly once: the instance must be at the previous try.
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE task_instance SET state = 'running', try_number = ?1, start_date = ?2, \
+                 end_date = NULL, next_retry_at = NULL, error = NULL \
+                 WHERE run = ?3 AND task_id = ?6 AND try_number = ?1 - 1 AND {} AND {}",
+                TaskState::sql_sources(Some(TaskState::Running), |_| true),
+                fence(3)
+            ));
+            let done = sqlx::query(sql)
+                .bind(try_number)
+                .bind(to_text(*at))
+                .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .bind(task.as_str())
+                .execute(&mut **tx)
+                .await?;
+            (*run, task, Some(TaskState::Running), done.rows_affected())
         }
         Change::FinishTry {
             run,
@@ -160,29 +306,40 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             at,
             error,
             next_retry_at,
+            interrupted,
         } => {
-            sqlx::query(
-                "UPDATE task_instance SET state = ?, end_date = ?, error = ?, next_retry_at = ? \
-                 WHERE run = ? AND task_id = ?",
-            )
-            .bind(state.as_str())
-            .bind(to_text(*at))
-            .bind(error)
-            .bind(next_retry_at.map(to_text))
-            .bind(run.0)
-            .bind(task.as_str())
-            .execute(&mut **tx)
-            .await?;
-            finish_try_row(
-                tx,
-                *run,
-                task,
-                *try_number,
-                state.as_str(),
-                *at,
-                error.as_deref(),
-            )
-            .await?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE task_instance SET state = ?1, end_date = ?2, error = ?3, next_retry_at = ?4 \
+                 WHERE run = ?5 AND task_id = ?8 AND try_number = ?9 AND {} AND {}",
+                TaskState::sql_sources(Some(*state), |f| f == Some(TaskState::Running)),
+                fence(5)
+            ));
+            let done = sqlx::query(sql)
+                .bind(state.as_str())
+                .bind(to_text(*at))
+                .bind(error)
+                .bind(next_retry_at.map(to_text))
+                .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .bind(task.as_str())
+                .bind(try_number)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                finish_try_row(
+                    tx,
+                    *run,
+                    task,
+                    *try_number,
+                    state.as_str(),
+                    *at,
+                    error.as_deref(),
+                    *interrupted,
+                )
+                .await?;
+            }
+            (*run, task, Some(*state), done.rows_affected())
         }
         Change::AbandonTry {
             run,
@@ -191,18 +348,37 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             at,
             reason,
         } => {
-            sqlx::query(
-                "UPDATE task_instance SET state = NULL, max_tries = max_tries + 1, end_date = ?, \
-                 error = ? WHERE run = ? AND task_id = ?",
-            )
-            .bind(to_text(*at))
-            .bind(reason)
-            .bind(run.0)
-            .bind(task.as_str())
-            .execute(&mut **tx)
-            .await?;
-            // The interrupted try keeps its row and log; an extra try makes up for it.
-            finish_try_row(tx, *run, task, *try_number, "failed", *at, Some(reason)).await?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE task_instance SET state = NULL, max_tries = max_tries + 1, end_date = ?1, \
+                 error = ?2 WHERE run = ?3 AND task_id = ?6 AND try_number = ?7 AND {} AND {}",
+                TaskState::sql_sources(None, |f| f == Some(TaskState::Running)),
+                fence(3)
+            ));
+            let done = sqlx::query(sql)
+                .bind(to_text(*at))
+                .bind(reason)
+                .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .bind(task.as_str())
+                .bind(try_number)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                // The interrupted try keeps its row and log; an extra try makes up for it.
+                finish_try_row(
+                    tx,
+                    *run,
+                    task,
+                    *try_number,
+                    "failed",
+                    *at,
+                    Some(reason),
+                    true,
+                )
+                .await?;
+            }
+            (*run, task, None, done.rows_affected())
         }
         Change::SetTaskState {
             run,
@@ -210,37 +386,64 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
             state,
             at,
         } => {
-            let ends = state.is_finished();
-            sqlx::query(
-                "UPDATE task_instance SET state = ?, end_date = CASE WHEN ? THEN ? ELSE end_date END \
-                 WHERE run = ? AND task_id = ?",
-            )
-            .bind(state.as_str())
-            .bind(ends)
-            .bind(to_text(*at))
-            .bind(run.0)
-            .bind(task.as_str())
-            .execute(&mut **tx)
-            .await?;
+            // Set without a try: never from a running try.
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE task_instance SET state = ?1, end_date = CASE WHEN ?2 THEN ?3 ELSE end_date END \
+                 WHERE run = ?4 AND task_id = ?7 AND {} AND {}",
+                TaskState::sql_sources(Some(*state), |f| f != Some(TaskState::Running)),
+                fence(4)
+            ));
+            let done = sqlx::query(sql)
+                .bind(state.as_str())
+                .bind(state.is_finished())
+                .bind(to_text(*at))
+                .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .bind(task.as_str())
+                .execute(&mut **tx)
+                .await?;
+            (*run, task, Some(*state), done.rows_affected())
         }
         // Inserted in bulk by `commit`.
-        Change::Logs { .. } => {}
+        Change::Logs { .. } => return Ok(()),
         Change::FinishRun {
             run,
             state,
             at,
             note,
         } => {
-            sqlx::query("UPDATE dag_run SET state = ?, end_date = ?, note = ? WHERE id = ?")
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE dag_run SET state = ?1, end_date = ?2, note = ?3 WHERE id = ?4 AND {} AND {}",
+                RunState::sql_sources(*state),
+                fence(4)
+            ));
+            let done = sqlx::query(sql)
                 .bind(state.as_str())
                 .bind(to_text(*at))
                 .bind(note)
                 .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
                 .execute(&mut **tx)
                 .await?;
+            if done.rows_affected() != 1 {
+                let (what, from) = run_state_text(tx, *run).await?;
+                return Err(StoreError::Transition {
+                    run: *run,
+                    what,
+                    from,
+                    to: state.as_str().into(),
+                });
+            }
+            return Ok(());
         }
+    };
+    if done == 1 {
+        Ok(())
+    } else {
+        Err(refused(tx, run, task, to(target)).await?)
     }
-    Ok(())
 }
 
 async fn insert_tries(
@@ -248,7 +451,7 @@ async fn insert_tries(
     tries: &[(RunKey, &TaskId, u32, chrono::DateTime<Utc>)],
 ) -> StoreResult<()> {
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT OR REPLACE INTO task_try (run, task_id, try_number, state, start_date) ",
+        "INSERT INTO task_try (run, task_id, try_number, state, start_date) ",
     );
     q.push_values(tries, |mut row, (run, task, try_number, at)| {
         row.push_bind(run.0)
@@ -280,6 +483,7 @@ async fn insert_logs(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn finish_try_row(
     tx: &mut Transaction<'static, Sqlite>,
     run: RunKey,
@@ -288,13 +492,16 @@ async fn finish_try_row(
     state: &str,
     at: chrono::DateTime<Utc>,
     error: Option<&str>,
+    interrupted: bool,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE task_try SET state = ?, end_date = ?, error = ? WHERE run = ? AND task_id = ? AND try_number = ?",
+        "UPDATE task_try SET state = ?, end_date = ?, error = ?, interrupted = ? \
+         WHERE run = ? AND task_id = ? AND try_number = ?",
     )
     .bind(state)
     .bind(to_text(at))
     .bind(error)
+    .bind(interrupted)
     .bind(run.0)
     .bind(task.as_str())
     .bind(try_number)

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::RunPort;
 use crate::data::DataPaths;
 use crate::ids::{DagId, RunId, RunKey, TaskId};
-use crate::scheduler::EngineHandle;
 
 /// One line of a task's log.
 #[derive(Clone, Debug, Serialize)]
@@ -77,8 +77,8 @@ pub struct TaskContext {
     pub log: TaskLog,
     /// Cancelled on execution timeout, dagrun timeout or shutdown.
     pub cancel: CancellationToken,
-    /// The engine, for tasks that start other runs.
-    pub engine: EngineHandle,
+    /// The engine, for tasks that start other runs and for live logs.
+    pub engine: Arc<dyn RunPort>,
     /// Staging, output and warehouse locations.
     pub data: Arc<DataPaths>,
 }

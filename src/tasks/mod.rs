@@ -10,6 +10,7 @@ mod drug_graph;
 mod import;
 mod load;
 mod noop;
+pub mod port;
 mod shell;
 mod sql;
 pub mod template;
@@ -24,6 +25,7 @@ pub use drug_graph::DrugGraphTask;
 pub use import::{Format, ImportTask};
 pub use load::LoadTask;
 pub use noop::NoopTask;
+pub use port::{ChildRequest, ChildRun, RunPort};
 pub use shell::ShellTask;
 pub use sql::SqlTask;
 pub use trigger_dag::TriggerDagTask;
@@ -75,6 +77,9 @@ pub enum TaskError {
     /// The task's code panicked.
     #[error("task panicked: {0}")]
     Panicked(String),
+    /// The task's process was killed by a signal it did not send itself.
+    #[error("{0}")]
+    Killed(String),
 }
 
 impl TaskError {
@@ -82,7 +87,7 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_)
+            Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_) | Self::Killed(_)
         )
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{TaskContext, TaskError, TaskOutcome};
+use super::{ChildRequest, TaskContext, TaskError, TaskOutcome};
 use crate::ids::DagId;
 use crate::state::RunState;
 
@@ -34,23 +34,41 @@ impl TriggerDagTask {
         }
     }
 
-    /// Queues the child run and, when asked, waits for it.
+    /// Queues the child run (or takes over the one an interrupted earlier try of this
+    /// attempt created) and, when asked, waits for it.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let dag = DagId::new(&self.trigger_dag_id);
         let conf = self.conf.clone().unwrap_or_else(|| serde_json::json!({}));
         let child = ctx
             .engine
-            .trigger_child(&dag, conf, ctx.run_key, &ctx.task_id)
-            .await
-            .map_err(|e| TaskError::Fatal(e.to_string()))?;
-        ctx.log
-            .info(format!("triggered {dag} run {}", child.run_id));
+            .trigger_child(ChildRequest {
+                dag: dag.clone(),
+                conf,
+                parent: ctx.run_key,
+                task: ctx.task_id.clone(),
+                try_number: ctx.try_number,
+                first_try: ctx.first_try,
+            })
+            .await?;
+        if child.resumed {
+            ctx.log.info(format!(
+                "taking over {dag} run {} ({}), triggered by an interrupted earlier try",
+                child.run_id, child.state
+            ));
+        } else {
+            ctx.log
+                .info(format!("triggered {dag} run {}", child.run_id));
+        }
         if !self.wait_for_completion {
             return Ok(TaskOutcome::Success);
         }
-        let state = tokio::select! {
-            s = ctx.engine.wait_for_run(child.key) => s.map_err(|e| TaskError::Failed(e.to_string()))?,
-            () = ctx.cancel.cancelled() => return Err(TaskError::Cancelled("stopped waiting for the triggered run".into())),
+        let state = if child.state.is_finished() {
+            child.state
+        } else {
+            tokio::select! {
+                s = ctx.engine.wait_for_run(child.key) => s?,
+                () = ctx.cancel.cancelled() => return Err(TaskError::Cancelled("stopped waiting for the triggered run".into())),
+            }
         };
         ctx.log
             .info(format!("{dag} run {} finished: {state}", child.run_id));

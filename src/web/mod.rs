@@ -61,7 +61,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "metadatabase": {"status": db},
         "scheduler": {
             "status": if state.engine.is_running() { "healthy" } else { "unhealthy" },
-            "latest_scheduler_heartbeat": Utc::now(),
+            "latest_scheduler_heartbeat": state.engine.last_heartbeat(),
         },
         "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": Utc::now()},
         "dags": {"loaded": state.dags.borrow().dags.len(), "import_errors": state.dags.borrow().errors.len()},

@@ -159,7 +159,7 @@ fn after_kill_9_the_next_start_resumes_interrupted_and_queued_runs() {
     assert_eq!(fragile["state"], "failed");
     assert_eq!(
         task(&fragile, "slow")["error"],
-        "interrupted: the process running this try stopped (crash or kill)"
+        "interrupted: the process running this try stopped or lost its lease (crash, kill or freeze)"
     );
     assert_eq!(states(&env, "chain"), vec!["success"]);
 }

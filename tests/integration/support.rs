@@ -46,6 +46,9 @@ impl Env {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("ORCHESTRATOR_BIND", &self.bind)
+            // A crashed server's runs are adopted once its lease lapses: keep that short.
+            .env("ORCHESTRATOR_HEARTBEAT", "250ms")
+            .env("ORCHESTRATOR_LEASE", "3s")
             .env_remove("ORCHESTRATOR_CONFIG")
             .env_remove("RUST_LOG");
         cmd

@@ -35,7 +35,11 @@ fn run(dag: Arc<Dag>) -> ActiveRun {
         end_date: None,
         parent_run: None,
         parent_task_id: None,
-        owner_pid: None,
+        parent_try: None,
+        owner: None,
+        owner_epoch: None,
+        dag_version: None,
+        uid: None,
         note: None,
     };
     ActiveRun::new(row, dag, &[], CancellationToken::new())
@@ -58,7 +62,14 @@ fn step(
             .find(|(t, _)| *t == id)
             .map(|(_, r)| r.clone())
             .unwrap_or(Ok(TaskOutcome::Success));
-        if let TryEnd::Done(_) = r.end_try(i, try_number, &result, false, now, &mut changes) {
+        if let TryEnd::Done(_) = r.end_try(
+            i,
+            try_number,
+            &result,
+            EndContext::default(),
+            now,
+            &mut changes,
+        ) {
             for d in r.dag.tasks[i].downstream.clone() {
                 r.evaluate(d, now, &mut next, &mut changes);
             }
@@ -124,7 +135,7 @@ fn a_retryable_failure_with_tries_left_is_up_for_retry() {
         0,
         t,
         &Err(TaskError::Failed("x".into())),
-        false,
+        EndContext::default(),
         now,
         &mut changes,
     );
@@ -135,12 +146,80 @@ fn a_retryable_failure_with_tries_left_is_up_for_retry() {
         0,
         t,
         &Err(TaskError::Failed("x".into())),
-        false,
+        EndContext::default(),
         now,
         &mut changes,
     );
     assert_eq!(end, TryEnd::Done(TaskState::Failed));
     assert_eq!(r.outcome(), Some(RunState::Failed));
+}
+
+const DRAINING: EndContext = EndContext {
+    draining: true,
+    interrupt_sent: false,
+};
+
+#[test]
+fn shutdown_never_costs_a_retry_whatever_the_error() {
+    let mut r = run(dag(
+        "tasks:\n  a: {type: noop}\n  b: {type: noop}\n  c: {type: noop}\n",
+    ));
+    let now = Utc::now();
+    let mut changes = Vec::new();
+    // Killed by the service manager's signal during the grace period.
+    let t = r.start_try(0, now, &mut changes);
+    let killed = Err(TaskError::Killed(
+        "command was killed by signal SIGTERM".into(),
+    ));
+    assert_eq!(
+        r.end_try(0, t, &killed, DRAINING, now, &mut changes),
+        TryEnd::Abandoned
+    );
+    // Any error once the interrupt was sent (a data task reporting its stop its own way).
+    let t = r.start_try(1, now, &mut changes);
+    let data_error = Err(TaskError::Failed("loading t was cancelled".into()));
+    let interrupted = EndContext {
+        draining: true,
+        interrupt_sent: true,
+    };
+    assert_eq!(
+        r.end_try(1, t, &data_error, interrupted, now, &mut changes),
+        TryEnd::Abandoned
+    );
+    // A genuine failure during the grace period still fails (retries: 0).
+    let t = r.start_try(2, now, &mut changes);
+    assert_eq!(
+        r.end_try(2, t, &data_error, DRAINING, now, &mut changes),
+        TryEnd::Done(TaskState::Failed)
+    );
+    assert_eq!(r.slots[0].max_tries, 2, "the abandoned try is given back");
+}
+
+#[test]
+fn an_interrupted_try_uses_the_same_retry_rule() {
+    let mut r = run(dag(
+        "tasks:\n  a: {type: noop, retries: 1, retry_delay: 10s}\n",
+    ));
+    let now = Utc::now();
+    let mut changes = Vec::new();
+    r.start_try(0, now, &mut changes);
+    assert_eq!(
+        r.end_interrupted_try(0, now, &mut changes),
+        TryEnd::RetryAt(now + chrono::Duration::seconds(10))
+    );
+    assert!(matches!(
+        changes.last(),
+        Some(Change::FinishTry {
+            interrupted: true,
+            state: TaskState::UpForRetry,
+            ..
+        })
+    ));
+    r.start_try(0, now, &mut changes);
+    assert_eq!(
+        r.end_interrupted_try(0, now, &mut changes),
+        TryEnd::Done(TaskState::Failed)
+    );
 }
 
 #[test]
@@ -153,7 +232,7 @@ fn fatal_errors_are_not_retried_and_shutdown_abandons_the_try() {
         0,
         t,
         &Err(TaskError::Cancelled("stop".into())),
-        true,
+        DRAINING,
         now,
         &mut changes,
     );
@@ -166,7 +245,7 @@ fn fatal_errors_are_not_retried_and_shutdown_abandons_the_try() {
         0,
         t,
         &Err(TaskError::Fatal("bad template".into())),
-        false,
+        EndContext::default(),
         now,
         &mut changes,
     );

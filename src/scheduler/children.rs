@@ -1,0 +1,98 @@
+//! Child runs of `trigger_dag` tries (created once per try, taken over by the next try
+//! when the creating one was interrupted) and waiters on runs.
+
+use chrono::Utc;
+use tokio::sync::oneshot;
+
+use super::core::Scheduler;
+use super::{EngineError, Mode};
+use crate::ids::RunKey;
+use crate::state::{RunState, RunType};
+use crate::store::{NewRun, ParentTask, RunRow, StoreError};
+use crate::tasks::{ChildRequest, ChildRun};
+
+fn child(row: RunRow, resumed: bool) -> ChildRun {
+    ChildRun {
+        key: row.key,
+        run_id: row.run_id,
+        state: row.state,
+        resumed,
+    }
+}
+
+impl Scheduler {
+    /// The child run of a `trigger_dag` try: the one this try already created, or the one
+    /// an interrupted earlier try of the same attempt created, or a new one.
+    pub(super) async fn create_child(
+        &mut self,
+        req: ChildRequest,
+    ) -> Result<ChildRun, EngineError> {
+        if let Some(row) = self
+            .store
+            .child_of_try(req.parent, &req.task, req.try_number)
+            .await?
+        {
+            return Ok(child(row, false));
+        }
+        if let Some(row) = self
+            .store
+            .child_to_resume(req.parent, &req.task, req.first_try, req.try_number)
+            .await?
+        {
+            self.look_for_queued = true;
+            return Ok(child(row, true));
+        }
+        let Some(dag) = self.bag.get(req.dag.as_str()).cloned() else {
+            return Err(EngineError::UnknownDag(req.dag));
+        };
+        let now = Utc::now();
+        let foreground = matches!(self.mode, Mode::Foreground { .. });
+        let new = NewRun {
+            dag_id: req.dag,
+            run_type: RunType::Triggered,
+            interval_start: now,
+            interval_end: now,
+            conf: req.conf,
+            parent: Some(ParentTask {
+                run: req.parent,
+                task: req.task,
+                try_number: req.try_number,
+            }),
+            owner: foreground.then(|| self.owner.clone()),
+            version: Some(dag.version()),
+        };
+        let row = self
+            .store
+            .insert_run(&new)
+            .await?
+            .ok_or(StoreError::Conflict("child run exists".into()))?;
+        if foreground {
+            self.reserved.insert(row.key);
+        }
+        self.look_for_queued = true;
+        Ok(child(row, false))
+    }
+
+    /// Tells `reply` when `run` finishes (at once if it already has).
+    pub(super) async fn watch(
+        &mut self,
+        run: RunKey,
+        reply: oneshot::Sender<RunState>,
+    ) -> Result<(), StoreError> {
+        if !self.runs.contains_key(&run)
+            && let Some(row) = self.store.run(run).await?
+            && row.state.is_finished()
+        {
+            let _ = reply.send(row.state);
+            return Ok(());
+        }
+        // Waiters on runs another process executes get their answer from the store, so their
+        // senders are never used here: drop those whose waiter has gone.
+        self.watchers.retain(|_, waiting| {
+            waiting.retain(|w| !w.is_closed());
+            !waiting.is_empty()
+        });
+        self.watchers.entry(run).or_default().push(reply);
+        Ok(())
+    }
+}

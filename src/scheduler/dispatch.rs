@@ -1,0 +1,150 @@
+//! Starting ready tasks within the global and per-DAG limits, and what a try's end does to
+//! its run: the task's next state, its ready downstream tasks, the run's end.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use super::Progress;
+use super::active::{ActiveRun, EndContext, TryEnd};
+use super::core::{Action, Finished, Scheduler};
+use crate::ids::RunKey;
+use crate::state::TaskState;
+use crate::store::Change;
+
+impl Scheduler {
+    /// Starts ready tasks while global and per-DAG limits allow; the rest wait as `queued`.
+    pub(super) fn dispatch(&mut self, now: DateTime<Utc>) {
+        let mut waiting = VecDeque::new();
+        while let Some((key, idx)) = self.ready.pop_front() {
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            let slot = &mut run.slots[idx];
+            if !matches!(slot.state, Some(TaskState::Scheduled | TaskState::Queued)) {
+                continue;
+            }
+            let dag_running = self.running_by_dag.entry(run.dag.id.clone()).or_default();
+            if self.running >= self.config.parallelism || *dag_running >= run.dag.max_active_tasks {
+                if !slot.queued_written {
+                    slot.queued_written = true;
+                    slot.set(Some(TaskState::Queued));
+                    let task = run.dag.tasks[idx].id.clone();
+                    self.changes.push(Change::SetTaskState {
+                        run: key,
+                        task,
+                        state: TaskState::Queued,
+                        at: now,
+                    });
+                }
+                waiting.push_back((key, idx));
+                continue;
+            }
+            *dag_running += 1;
+            self.running += 1;
+            let try_number = run.start_try(idx, now, &mut self.changes);
+            self.actions.push(Action::Spawn {
+                run: key,
+                task: idx,
+                try_number,
+            });
+            self.actions.push(Action::Progress(
+                key,
+                Progress::TaskStarted {
+                    dag_id: run.dag.id.clone(),
+                    run_id: run.row.run_id.clone(),
+                    task_id: run.dag.tasks[idx].id.clone(),
+                    try_number,
+                },
+            ));
+        }
+        self.ready = waiting;
+    }
+
+    /// A try ended: record it and move its run on.
+    pub(super) fn on_finished(&mut self, f: Finished) {
+        let at = EndContext {
+            draining: self.drain_deadline.is_some(),
+            interrupt_sent: self.interrupted,
+        };
+        let Some(run) = self.runs.get_mut(&f.run) else {
+            // The run was let go of: its result is not this process's to record.
+            tracing::info!(run = %f.run, "a try of a run this process let go of has stopped");
+            self.try_gone(f.run);
+            return;
+        };
+        self.running = self.running.saturating_sub(1);
+        if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
+            *n = n.saturating_sub(1);
+        }
+        let task_id = run.dag.tasks[f.task].id.clone();
+        let error = f.result.result.as_ref().err().map(ToString::to_string);
+        self.changes.push(Change::Logs {
+            run: f.run,
+            task: task_id.clone(),
+            try_number: f.try_number,
+            lines: f.result.logs,
+        });
+        let end = run.end_try(
+            f.task,
+            f.try_number,
+            &f.result.result,
+            at,
+            f.at,
+            &mut self.changes,
+        );
+        let state = match end {
+            TryEnd::Done(s) => s,
+            TryEnd::RetryAt(at) => {
+                self.retries.insert((at, f.run, f.task));
+                TaskState::UpForRetry
+            }
+            TryEnd::Abandoned => return,
+        };
+        self.actions.push(Action::Progress(
+            f.run,
+            Progress::TaskState {
+                dag_id: run.dag.id.clone(),
+                run_id: run.row.run_id.clone(),
+                task_id,
+                state,
+                error,
+            },
+        ));
+        if state.is_finished() {
+            let mut ready = Vec::new();
+            for d in run.dag.tasks[f.task].downstream.clone() {
+                run.evaluate(d, f.at, &mut ready, &mut self.changes);
+            }
+            self.ready.extend(ready.into_iter().map(|i| (f.run, i)));
+        }
+        self.check_run_done(f.run, f.at);
+    }
+
+    /// Finishes the run if all its tasks are done.
+    pub(super) fn check_run_done(&mut self, key: RunKey, now: DateTime<Utc>) {
+        let Some(state) = self.runs.get(&key).and_then(ActiveRun::outcome) else {
+            return;
+        };
+        let Some(run) = self.runs.remove(&key) else {
+            return;
+        };
+        self.changes.push(Change::FinishRun {
+            run: key,
+            state,
+            at: now,
+            note: run.timed_out.clone(),
+        });
+        self.actions.push(Action::RunDone { run: key, state });
+        self.actions.push(Action::Progress(
+            key,
+            Progress::RunFinished {
+                dag_id: run.dag.id.clone(),
+                run_id: run.row.run_id.clone(),
+                state,
+            },
+        ));
+        self.look_for_queued = true;
+        self.cron_dirty = true;
+    }
+}

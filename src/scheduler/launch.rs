@@ -1,0 +1,78 @@
+//! Launching a try: its context (identity, templates, cancellation, the narrow engine
+//! port) and its own tokio task, owned by the scheduler's tracker.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::Command;
+use super::core::{Finished, Scheduler};
+use crate::executor;
+use crate::ids::RunKey;
+use crate::tasks::template::{RunInfo, TemplateValues};
+use crate::tasks::{TaskContext, TaskLog};
+
+impl Scheduler {
+    /// Starts try `try_number` of task `idx` of run `key` (already committed as running).
+    pub(super) fn spawn(&mut self, key: RunKey, idx: usize, try_number: u32) {
+        let Some(run) = self.runs.get_mut(&key) else {
+            return;
+        };
+        let dag = run.dag.clone();
+        let task = &dag.tasks[idx];
+        let cancel = run.cancel.child_token();
+        run.slots[idx].cancel = Some(cancel.clone());
+        let info = RunInfo {
+            dag_id: dag.id.as_str(),
+            run_id: run.row.run_id.as_str(),
+            logical_date: run.row.logical_date,
+            data_interval_end: run.row.data_interval_end,
+            params: &dag.params,
+            conf: &run.row.conf,
+        };
+        let values = TemplateValues::new(&info, task.id.as_str(), try_number);
+        // Runs from before run uids existed are keyed by what identifies them instead.
+        let run_uid = run.row.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}/{}",
+                dag.id,
+                run.row.run_id,
+                crate::store::to_text(run.row.queued_at)
+            )
+        });
+        let ctx = TaskContext {
+            dag_id: dag.id.clone(),
+            run_id: run.row.run_id.clone(),
+            run_key: key,
+            task_id: task.id.clone(),
+            try_number,
+            first_try: run.slots[idx].first_try,
+            run_uid,
+            logical_date: run.row.logical_date,
+            log: TaskLog::default(),
+            cancel,
+            engine: Arc::new(self.handle.clone()),
+            data: self.config.data.clone(),
+        };
+        let span = tracing::info_span!("task", dag_id = %dag.id, run_id = %run.row.run_id, task_id = %task.id, try_number);
+        let handle = self.handle.clone();
+        self.tracker.spawn(
+            async move {
+                let task = &dag.tasks[idx];
+                let result =
+                    executor::execute(&task.kind, &values, ctx, task.execution_timeout).await;
+                let finished = Finished {
+                    run: key,
+                    task: idx,
+                    try_number,
+                    result,
+                    at: Utc::now(),
+                };
+                // Fails only when the scheduler is gone, and then nobody is left to tell.
+                let _ = handle.send(Command::Finished(Box::new(finished))).await;
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Instances and their leases: the processes that execute runs register here, renew a
+//! heartbeat, and own runs only while their lease is current.
+//!
+//! Ownership of a run is the pair (instance id, epoch) written on the run. A run may be
+//! taken over only when that pair has no live lease: the instance stopped, its lease
+//! expired, or it lost its lease and came back under a newer epoch. Every state write of
+//! the scheduler is fenced by the same pair (see [`Store::commit`]), so a process that was
+//! frozen past its lease cannot commit anything about runs another instance adopted.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult, to_text};
+use crate::ids::InstanceId;
+
+/// The SQL condition "the run's recorded owner holds no live lease at its recorded epoch";
+/// `?now` must be bound under the name used in the query (it is spelled out inline).
+pub(super) fn unowned(now_param: &str) -> String {
+    format!(
+        "(dag_run.owner IS NULL OR NOT EXISTS (SELECT 1 FROM instance i \
+         WHERE i.id = dag_run.owner AND i.epoch = dag_run.owner_epoch \
+         AND i.stopped_at IS NULL AND i.lease_expires_at > {now_param}))"
+    )
+}
+
+/// A registered instance at one epoch: whose writes are fenced by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its current epoch.
+    pub epoch: i64,
+}
+
+/// What kind of process an instance is (shown, not acted on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceKind {
+    /// `orchestrator serve`.
+    Serve,
+    /// `orchestrator run` or `trigger --wait` executing in the foreground.
+    Foreground,
+}
+
+/// A registered instance as stored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InstanceRow {
+    /// Its id.
+    pub id: InstanceId,
+    /// Host name.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: i64,
+    /// `serve` or `foreground`.
+    pub kind: String,
+    /// Current epoch.
+    pub epoch: i64,
+    /// Last renewal.
+    pub heartbeat_at: DateTime<Utc>,
+    /// When the lease lapses unless renewed.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Set on a clean stop.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+/// This machine's host name ("localhost" when it cannot be read).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Without OS randomness, time and pid still make ids unique on one host.
+    if getrandom::fill(&mut bytes).is_err() {
+        let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128
+            ^ (u128::from(std::process::id()) << 64);
+        bytes = seed.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh random id (instances, run uids).
+pub fn new_uid() -> String {
+    random_id()
+}
+
+fn expiry(now: DateTime<Utc>, lease: Duration) -> StoreResult<DateTime<Utc>> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| StoreError::Conflict(format!("lease of {lease:?} is out of range")))
+}
+
+impl Store {
+    /// Registers this process as an instance holding a lease of `lease` from now.
+    pub async fn register_instance(
+        &self,
+        kind: InstanceKind,
+        lease: Duration,
+    ) -> StoreResult<Owner> {
+        let now = Utc::now();
+        let id = InstanceId::new(random_id());
+        sqlx::query(
+            "INSERT INTO instance (id, host, pid, kind, started_at, epoch, heartbeat_at, \
+             lease_expires_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(host_name())
+        .bind(i64::from(std::process::id()))
+        .bind(match kind {
+            InstanceKind::Serve => "serve",
+            InstanceKind::Foreground => "foreground",
+        })
+        .bind(to_text(now))
+        .bind(to_text(now))
+        .bind(to_text(expiry(now, lease)?))
+        .execute(&self.pool)
+        .await?;
+        Ok(Owner { id, epoch: 1 })
+    }
+
+    /// Extends the lease if it is still current at `owner`'s epoch; returns the new
+    /// expiry, or `None` if the lease was lost (expired, stopped, or a newer epoch).
+    pub async fn renew_lease(
+        &self,
+        owner: &Owner,
+        lease: Duration,
+    ) -> StoreResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        let now = Utc::now();
+        let until = expiry(now, lease)?;
+        let done = sqlx::query(
+            "UPDATE instance SET heartbeat_at = ?1, lease_expires_at = ?2 \
+             WHERE id = ?3 AND epoch = ?4 AND stopped_at IS NULL AND lease_expires_at > ?1",
+        )
+        .bind(to_text(now))
+        .bind(to_text(until))
+        .bind(owner.id.as_str())
+        .bind(owner.epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some((now, until)))
+    }
+
+    /// Takes a lost lease back under a new epoch: runs owned under the old epoch become
+    /// adoptable (by anyone, this instance included) and its old writes stay fenced off.
+    pub async fn reacquire_lease(&self, owner: &Owner, lease: Duration) -> StoreResult<Owner> {
+        let now = Utc::now();
+        let epoch: i64 = sqlx::query_scalar(
+            "UPDATE instance SET epoch = epoch + 1, heartbeat_at = ?1, lease_expires_at = ?2, \
+             stopped_at = NULL WHERE id = ?3 RETURNING epoch",
+        )
+        .bind(to_text(now))
+        .bind(to_text(expiry(now, lease)?))
+        .bind(owner.id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Owner {
+            id: owner.id.clone(),
+            epoch,
+        })
+    }
+
+    /// Ends the lease on a clean stop: what this instance still owns is adoptable at once.
+    pub async fn stop_instance(&self, owner: &Owner) -> StoreResult<()> {
+        let now = to_text(Utc::now());
+        sqlx::query(
+            "UPDATE instance SET stopped_at = ?1, lease_expires_at = ?1 WHERE id = ?2 AND epoch = ?3",
+        )
+        .bind(&now)
+        .bind(owner.id.as_str())
+        .bind(owner.epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every registered instance, newest first.
+    pub async fn instances(&self) -> StoreResult<Vec<InstanceRow>> {
+        let rows = sqlx::query(
+            "SELECT id, host, pid, kind, epoch, heartbeat_at, lease_expires_at, stopped_at \
+             FROM instance ORDER BY started_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let time = |c: &str| -> StoreResult<DateTime<Utc>> {
+                    super::from_text(&r.try_get::<String, _>(c)?)
+                };
+                Ok(InstanceRow {
+                    id: InstanceId::new(r.try_get::<String, _>("id")?),
+                    host: r.try_get("host")?,
+                    pid: r.try_get("pid")?,
+                    kind: r.try_get("kind")?,
+                    epoch: r.try_get("epoch")?,
+                    heartbeat_at: time("heartbeat_at")?,
+                    lease_expires_at: time("lease_expires_at")?,
+                    stopped_at: r
+                        .try_get::<Option<String>, _>("stopped_at")?
+                        .as_deref()
+                        .map(super::from_text)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `owner` still holds a live lease (checked inside fenced transactions).
+    pub(super) async fn lease_is_live(
+        conn: &mut sqlx::SqliteConnection,
+        owner: &Owner,
+        now: &str,
+    ) -> StoreResult<bool> {
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM instance WHERE id = ? AND epoch = ? AND stopped_at IS NULL \
+             AND lease_expires_at > ?",
+        )
+        .bind(owner.id.as_str())
+        .bind(owner.epoch)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?;
+        Ok(live.is_some())
+    }
+}
