@@ -153,7 +153,7 @@ impl TableWriter {
     fn flush(&mut self) -> Result<(), DataError> {
         if (self.cancelled)() {
             return Err(DataError::Cancelled(format!(
-                "importing {} was cancelled",
+                "importing {} stopped",
                 self.context
             )));
         }

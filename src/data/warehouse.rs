@@ -188,9 +188,7 @@ impl Warehouse {
         for batch in batches {
             if cancelled() {
                 // Dropping the transaction rolls the partial load back.
-                return Err(DataError::Cancelled(format!(
-                    "loading {table} was cancelled"
-                )));
+                return Err(DataError::Cancelled(format!("loading {table} stopped")));
             }
             let batch = batch?;
             let mut start = 0;
@@ -240,7 +238,7 @@ impl Warehouse {
             .script_body(sql, keep, who)
             .and_then(|done| match done {
                 Ledgered::Written(_) if (self.cancelled)() => Err(DataError::Cancelled(
-                    "the sql script was cancelled before it committed".into(),
+                    "the sql script stopped before its commit".into(),
                 )),
                 Ledgered::Written(_) => {
                     self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
@@ -364,7 +362,7 @@ fn commit_unless(
 ) -> Result<(), DataError> {
     if cancelled() {
         return Err(DataError::Cancelled(format!(
-            "{what} was cancelled before it committed"
+            "{what} stopped before its commit"
         )));
     }
     tx.commit().map_err(err)
@@ -374,9 +372,9 @@ fn commit_unless(
 /// (the work was cancelled) to [`DataError::Cancelled`].
 fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_ {
     move |e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::OperationInterrupted) => DataError::Cancelled(format!(
-            "warehouse {path}: cancelled, statement interrupted"
-        )),
+        Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            DataError::Cancelled(format!("warehouse {path}: statement interrupted"))
+        }
         _ => DataError::Warehouse {
             path: path.to_string(),
             message: e.to_string(),

@@ -187,7 +187,7 @@ impl DrugGraphTask {
         read_publications(sources, &mut builder, cancelled)?;
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
         if cancelled() {
-            return Err(DataError::Cancelled("drug_graph was cancelled".into()));
+            return Err(DataError::Cancelled("drug_graph stopped".into()));
         }
         let t = std::time::Instant::now();
         let built = builder.finish();
@@ -449,7 +449,7 @@ fn send_jobs<'a>(
                 return Ok(());
             }
             if cancelled() {
-                return Err(DataError::Cancelled("drug_graph was cancelled".into()));
+                return Err(DataError::Cancelled("drug_graph stopped".into()));
             }
             let (reply, reply_rx) = mpsc::sync_channel(1);
             let job = Job {
