@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::tasks::template::{TemplateValues, render_kind};
 use crate::tasks::{LogLine, TaskContext, TaskError, TaskKind, TaskOutcome};
 
-/// How long a cancelled task gets to stop before the executor stops waiting for it.
+/// How long a cancelled task gets to stop before the executor stops waiting for it. Work it
+/// leaves running cannot commit afterwards: warehouse statements are interrupted and
+/// refuse to commit once cancelled, and the other data tasks publish nothing.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often a running try's log lines are stored.
 const LOG_FLUSH: Duration = Duration::from_secs(1);

@@ -2,12 +2,17 @@
 //! (0 success, 1 failure, 2 usage or configuration error).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use orchestrator::cli::{Cli, Command, Outcome, execute};
 use orchestrator::config::ConfigError;
 use orchestrator::service::ServiceError;
 use tracing_subscriber::EnvFilter;
+
+/// How long the exit waits for blocking work still running: enough for an interrupted
+/// statement to roll back cleanly, never the length of abandoned work.
+const ABANDONED_WORK_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,7 +42,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli)) {
+    let outcome = runtime.block_on(execute(cli));
+    // Dropping a runtime waits for all its blocking work, including the work of tries that
+    // were cancelled and abandoned after their grace period (their statements are
+    // interrupted and they commit nothing, so there is nothing left worth waiting for).
+    runtime.shutdown_timeout(ABANDONED_WORK_GRACE);
+    match outcome {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(err) => {

@@ -228,6 +228,7 @@ fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::table::BATCH_ROWS;
 
     /// Imports `text`; returns the (line, raw) of each rejected row and the blank lines.
     fn import(text: &str) -> (Vec<(u64, String)>, u64) {
@@ -252,6 +253,29 @@ mod tests {
             })
             .collect();
         (rejected, blank)
+    }
+
+    #[test]
+    fn a_cancelled_import_stops_at_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        let rows: String = (0..3 * BATCH_ROWS).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&input, format!("n\n{rows}")).unwrap();
+        let [parquet, rejects] =
+            ["out.parquet", "out.rejects"].map(|f| File::create(dir.path().join(f)).unwrap());
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&checks);
+        // Cancelled from the second batch on.
+        let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t")
+            .stop_when(move || seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1);
+        let err = read_csv(&input, b',', &mut out).unwrap_err();
+        assert!(matches!(err, DataError::Cancelled(_)), "{err}");
+        assert_eq!(err.to_string(), "importing t stopped");
+        assert_eq!(
+            out.stats.rows as usize,
+            2 * BATCH_ROWS,
+            "it read one batch more"
+        );
     }
 
     #[test]

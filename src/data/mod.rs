@@ -1,11 +1,12 @@
 //! Data plumbing shared by the data tasks: storage [`location`]s (local or object store),
 //! reading CSV and JSON sources into Arrow batches with per-row rejects ([`csv_source`],
 //! [`json_source`], [`table`]), Parquet in and out ([`parquet_io`]), and the SQLite
-//! [`warehouse`].
+//! [`warehouse`] with its [`ledger`] of committed writes.
 
 pub mod csv_source;
 pub mod direct;
 pub mod json_source;
+pub mod ledger;
 pub mod location;
 pub mod parquet_io;
 pub mod table;
@@ -40,6 +41,9 @@ pub enum DataError {
     /// The warehouse database failed.
     #[error("warehouse {path}: {message}")]
     Warehouse { path: String, message: String },
+    /// The work stopped because it was cancelled; nothing was committed.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl DataError {

@@ -43,6 +43,8 @@ pub struct TableWriter {
     /// Counts so far.
     pub stats: ImportStats,
     context: String,
+    /// Whether the import was cancelled; asked once per batch.
+    cancelled: Box<dyn Fn() -> bool + Send>,
 }
 
 impl TableWriter {
@@ -61,7 +63,15 @@ impl TableWriter {
             given,
             stats: ImportStats::default(),
             context: context.to_string(),
+            cancelled: Box::new(|| false),
         }
+    }
+
+    /// Makes the writer fail at its next batch once `cancelled` returns true, so a
+    /// cancelled import stops reading within a batch.
+    pub fn stop_when(mut self, cancelled: impl Fn() -> bool + Send + 'static) -> Self {
+        self.cancelled = Box::new(cancelled);
+        self
     }
 
     /// Whether the columns are known yet.
@@ -141,6 +151,12 @@ impl TableWriter {
     }
 
     fn flush(&mut self) -> Result<(), DataError> {
+        if (self.cancelled)() {
+            return Err(DataError::Cancelled(format!(
+                "importing {} stopped",
+                self.context
+            )));
+        }
         if let (Some(builder), Some(writer)) = (self.builder.as_mut(), self.writer.as_mut())
             && !builder.is_empty()
         {

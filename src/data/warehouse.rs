@@ -1,9 +1,12 @@
 //! The warehouse: a SQLite database the staged tables are loaded into so they can be
 //! queried with SQL. Blocking code (rusqlite, on the same bundled SQLite as the state store);
 //! tasks call it from `spawn_blocking`. Loads are atomic per table: the new table is built
-//! under a temporary name and swapped in, in one transaction.
+//! under a temporary name and swapped in, in one transaction. Every write records the try
+//! that made it in the [`ledger`] within its own transaction, and a cancelled try's
+//! statements are interrupted so that it commits nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -14,6 +17,7 @@ use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
+use super::ledger::{self, Committed, LedgerTry, Ledgered, Operation, SCRIPT_ITEM};
 
 /// Rows per prepared multi-row INSERT (fewer for wide tables: SQLite binds at most 32,766
 /// parameters per statement).
@@ -22,6 +26,12 @@ const INSERT_ROWS: usize = 128;
 const MAX_PARAMS: usize = 32_000;
 /// Page size of new warehouses (SQLite's largest).
 const PAGE_SIZE: u32 = 65_536;
+/// SQLite VM instructions between two cancellation checks of a running statement: a few
+/// microseconds of work, so a cancelled statement stops within milliseconds.
+const CANCEL_CHECK_OPS: std::ffi::c_int = 4096;
+
+/// Whether the work using the warehouse was cancelled.
+type CancelCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How `load` treats an existing table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +45,7 @@ pub enum LoadMode {
 }
 
 /// The first rows of a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryRows {
     /// Column names.
     pub columns: Vec<String>,
@@ -48,6 +59,7 @@ pub struct QueryRows {
 pub struct Warehouse {
     conn: Connection,
     path: String,
+    cancelled: CancelCheck,
 }
 
 impl Warehouse {
@@ -67,7 +79,35 @@ impl Warehouse {
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        Ok(Self { conn, path: shown })
+        Ok(Self {
+            conn,
+            path: shown,
+            cancelled: Arc::new(|| false),
+        })
+    }
+
+    /// Stops every statement (rolling its transaction back) and every commit once
+    /// `cancelled` returns true.
+    pub fn cancel_when(
+        &mut self,
+        cancelled: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Result<(), DataError> {
+        let cancelled: CancelCheck = Arc::new(cancelled);
+        let check = Arc::clone(&cancelled);
+        // A progress handler rather than an interrupt sent when the cancellation comes: an
+        // interrupt reaches only a statement already running, so one that started a moment
+        // later would run to its end; the handler is asked by every statement, all along.
+        self.conn
+            .progress_handler(CANCEL_CHECK_OPS, Some(move || check()))
+            .map_err(|e| self.err(e))?;
+        self.cancelled = cancelled;
+        Ok(())
+    }
+
+    /// The write of `item` that a try of `who`'s attempt committed, if any (`item` is the
+    /// table name, or [`SCRIPT_ITEM`] for a script).
+    pub fn committed(&self, who: &LedgerTry, item: &str) -> Result<Option<Committed>, DataError> {
+        ledger::find(&self.conn, who, item).map_err(|e| self.err(e))
     }
 
     /// Starts a write transaction, with the error mapper for its statements.
@@ -92,15 +132,16 @@ impl Warehouse {
         sqlite_error(&self.path)(e)
     }
 
-    /// Loads batches into `table`; returns the number of rows loaded.
+    /// Loads batches into `table` and records it in the ledger, in one transaction; returns
+    /// the number of rows loaded, or the earlier try's load without reading `batches`.
     pub fn load(
         &mut self,
         table: &str,
         schema: &SchemaRef,
         batches: impl Iterator<Item = Result<RecordBatch, DataError>>,
         mode: LoadMode,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<u64, DataError> {
+        who: &LedgerTry,
+    ) -> Result<Ledgered<u64>, DataError> {
         let target = quote(table)?;
         let staging = quote(&format!("{table}__loading"))?;
         let into = if mode == LoadMode::Replace {
@@ -114,7 +155,11 @@ impl Warehouse {
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| self.err(e))?;
+        let cancelled = Arc::clone(&self.cancelled);
         let (tx, err) = self.begin()?;
+        if let Some(done) = take_over(&tx, who, table).map_err(err)? {
+            return Ok(Ledgered::AlreadyCommitted(done));
+        }
         if mode == LoadMode::Replace {
             tx.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
                 .map_err(err)?;
@@ -143,7 +188,7 @@ impl Warehouse {
         for batch in batches {
             if cancelled() {
                 // Dropping the transaction rolls the partial load back.
-                return Err(DataError::Format(format!("loading {table} was cancelled")));
+                return Err(DataError::Cancelled(format!("loading {table} stopped")));
             }
             let batch = batch?;
             let mut start = 0;
@@ -168,27 +213,62 @@ impl Warehouse {
         if mode == LoadMode::Replace {
             tx.execute_batch(&swap_in(&staging, &target)).map_err(err)?;
         }
-        tx.commit().map_err(err)?;
-        Ok(rows)
+        let operation = match mode {
+            LoadMode::Replace => Operation::LoadReplace,
+            LoadMode::Append => Operation::LoadAppend,
+        };
+        ledger::record(&tx, who, table, operation, rows).map_err(err)?;
+        commit_unless(tx, &*cancelled, err, &format!("loading {table}"))?;
+        Ok(Ledgered::Written(rows))
     }
 
-    /// Runs a script in one transaction (all or nothing, so a retry never replays half of
-    /// it); returns the first `keep` rows of its last result.
-    pub fn run_script(&mut self, sql: &str, keep: usize) -> Result<QueryRows, DataError> {
+    /// Runs a script and records it in the ledger, in one transaction (all or nothing, so a
+    /// retry never replays half of it); returns the first `keep` rows of its last result,
+    /// or the earlier try's run without running it again.
+    pub fn run_script(
+        &mut self,
+        sql: &str,
+        keep: usize,
+        who: &LedgerTry,
+    ) -> Result<Ledgered<QueryRows>, DataError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.err(e))?;
-        match self.query(sql, keep) {
-            Ok(rows) => {
-                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
-                Ok(rows)
-            }
-            Err(e) => {
-                // The error that matters is the script's; a failed rollback adds nothing.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+        let done = self
+            .script_body(sql, keep, who)
+            .and_then(|done| match done {
+                Ledgered::Written(_) if (self.cancelled)() => Err(DataError::Cancelled(
+                    "the sql script stopped before its commit".into(),
+                )),
+                Ledgered::Written(_) => {
+                    self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                    Ok(done)
+                }
+                Ledgered::AlreadyCommitted(_) => Ok(done),
+            });
+        // Nothing to keep when it failed or an earlier try had committed it; after a
+        // COMMIT there is no transaction and this does nothing. An interrupted statement
+        // may have rolled the transaction back already: the error adds nothing.
+        let _ = self.conn.execute_batch("ROLLBACK");
+        done
+    }
+
+    /// The script and its ledger row, inside the transaction `run_script` opened.
+    fn script_body(
+        &self,
+        sql: &str,
+        keep: usize,
+        who: &LedgerTry,
+    ) -> Result<Ledgered<QueryRows>, DataError> {
+        let err = |e| self.err(e);
+        if let Some(done) = take_over(&self.conn, who, SCRIPT_ITEM).map_err(err)? {
+            return Ok(Ledgered::AlreadyCommitted(done));
         }
+        let before = self.conn.total_changes();
+        let rows = self.query(sql, keep)?;
+        let changed = self.conn.total_changes().saturating_sub(before);
+        ledger::record(&self.conn, who, SCRIPT_ITEM, Operation::SqlScript, changed).map_err(err)?;
+        Ok(Ledgered::Written(rows))
     }
 
     /// Runs SQL (one or more statements); returns the first `keep` rows of the last
@@ -229,12 +309,22 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Replaces `table` with the result of a query, atomically; returns its row count.
-    pub fn create_table_as(&mut self, table: &str, select: &str) -> Result<u64, DataError> {
+    /// Replaces `table` with the result of a query and records it in the ledger,
+    /// atomically; returns its row count, or the earlier try's without running the query.
+    pub fn create_table_as(
+        &mut self,
+        table: &str,
+        select: &str,
+        who: &LedgerTry,
+    ) -> Result<Ledgered<u64>, DataError> {
         let target = quote(table)?;
         let staging = quote(&format!("{table}__building"))?;
         let select = select.trim().trim_end_matches(';');
+        let cancelled = Arc::clone(&self.cancelled);
         let (tx, err) = self.begin()?;
+        if let Some(done) = take_over(&tx, who, table).map_err(err)? {
+            return Ok(Ledgered::AlreadyCommitted(done));
+        }
         tx.execute_batch(&format!(
             "DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} AS {select};"
         ))
@@ -243,16 +333,52 @@ impl Warehouse {
         let count: i64 = tx
             .query_row(&format!("SELECT COUNT(*) FROM {target}"), [], |r| r.get(0))
             .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(count as u64)
+        let count = u64::try_from(count).unwrap_or(0);
+        ledger::record(&tx, who, table, Operation::SqlIntoTable, count).map_err(err)?;
+        commit_unless(tx, &*cancelled, err, &format!("building {table}"))?;
+        Ok(Ledgered::Written(count))
     }
 }
 
-/// Maps a SQLite error to a warehouse error naming the file.
+/// The earlier commit of `item` by `who`'s attempt, looked up inside the write transaction
+/// (which creates the ledger when it is missing), so no other writer can slip in between.
+fn take_over(
+    conn: &Connection,
+    who: &LedgerTry,
+    item: &str,
+) -> rusqlite::Result<Option<Committed>> {
+    ledger::ensure(conn)?;
+    ledger::find(conn, who, item)
+}
+
+/// Commits `tx` unless the work was cancelled (then dropping it rolls back). This check is
+/// the last gate: statements are interrupted while they run, but one that ended just
+/// before the cancellation leaves a transaction that must not commit either.
+fn commit_unless(
+    tx: Transaction<'_>,
+    cancelled: &dyn Fn() -> bool,
+    err: impl Fn(rusqlite::Error) -> DataError,
+    what: &str,
+) -> Result<(), DataError> {
+    if cancelled() {
+        return Err(DataError::Cancelled(format!(
+            "{what} stopped before its commit"
+        )));
+    }
+    tx.commit().map_err(err)
+}
+
+/// Maps a SQLite error to a warehouse error naming the file; an interrupted statement
+/// (the work was cancelled) to [`DataError::Cancelled`].
 fn sqlite_error(path: &str) -> impl Fn(rusqlite::Error) -> DataError + Copy + '_ {
-    move |e| DataError::Warehouse {
-        path: path.to_string(),
-        message: e.to_string(),
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            DataError::Cancelled(format!("warehouse {path}: statement interrupted"))
+        }
+        _ => DataError::Warehouse {
+            path: path.to_string(),
+            message: e.to_string(),
+        },
     }
 }
 
@@ -358,6 +484,20 @@ mod tests {
         )
     }
 
+    /// A try of a run no other test uses, so that its writes are never taken over.
+    pub(crate) fn fresh() -> LedgerTry {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LedgerTry {
+            run_uid: format!("run-{n}"),
+            dag_id: "d".into(),
+            run_id: format!("manual__{n}"),
+            task_id: "t".into(),
+            first_try: 1,
+            try_number: 1,
+        }
+    }
+
     fn count(w: &Warehouse) -> String {
         w.query("SELECT COUNT(*) FROM t", 1).unwrap().rows[0][0].clone()
     }
@@ -373,17 +513,22 @@ mod tests {
                 &schema,
                 std::iter::once(Ok(b)),
                 LoadMode::Replace,
-                &|| false,
+                &fresh(),
             )
         };
         load(&mut w, b).unwrap();
-        w.run_script("CREATE VIEW big AS SELECT id FROM t WHERE id > 1", 0)
-            .unwrap();
+        w.run_script(
+            "CREATE VIEW big AS SELECT id FROM t WHERE id > 1",
+            0,
+            &fresh(),
+        )
+        .unwrap();
         load(&mut w, batch(&[5, 6, 7, 8]).1).unwrap();
         let rows = w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows;
         assert_eq!(rows[0][0], "4");
         // Renames in users' scripts still update views (the legacy mode is off again).
-        w.run_script("ALTER TABLE t RENAME TO t2", 0).unwrap();
+        w.run_script("ALTER TABLE t RENAME TO t2", 0, &fresh())
+            .unwrap();
         assert_eq!(
             w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows[0][0],
             "4"
@@ -410,17 +555,17 @@ mod tests {
                 &schema,
                 std::iter::once(Ok(b.clone())),
                 LoadMode::Replace,
-                &|| false,
+                &fresh(),
             )
             .unwrap(),
-            300
+            Ledgered::Written(300)
         );
         w.load(
             "t",
             &schema,
             std::iter::once(Ok(b.clone())),
             LoadMode::Append,
-            &|| false,
+            &fresh(),
         )
         .unwrap();
         assert_eq!(count(&w), "600");
@@ -429,15 +574,19 @@ mod tests {
             &schema,
             std::iter::once(Ok(batch(&[1, 2]).1)),
             LoadMode::Replace,
-            &|| false,
+            &fresh(),
         )
         .unwrap();
         assert_eq!(count(&w), "2");
         let broken = vec![Ok(b), Err(DataError::Format("disk on fire".into()))];
         let err = w
-            .load("t", &schema, broken.into_iter(), LoadMode::Replace, &|| {
-                false
-            })
+            .load(
+                "t",
+                &schema,
+                broken.into_iter(),
+                LoadMode::Replace,
+                &fresh(),
+            )
             .unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
         assert_eq!(count(&w), "2", "the previous table is intact");

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::RunPort;
+use super::{RunPort, TaskError};
 use crate::data::DataPaths;
+use crate::data::ledger::LedgerTry;
 use crate::ids::{DagId, RunId, RunKey, TaskId};
 
 /// One line of a task's log.
@@ -81,4 +82,29 @@ pub struct TaskContext {
     pub engine: Arc<dyn RunPort>,
     /// Staging, output and warehouse locations.
     pub data: Arc<DataPaths>,
+}
+
+impl TaskContext {
+    /// The error for work that stopped: [`TaskError::Cancelled`] when this try was
+    /// cancelled, whatever error the stop produced (so that a shutdown never costs a retry),
+    /// else [`TaskError::Failed`].
+    pub fn failure(&self, error: impl std::fmt::Display) -> TaskError {
+        if self.cancel.is_cancelled() {
+            TaskError::Cancelled(error.to_string())
+        } else {
+            TaskError::Failed(error.to_string())
+        }
+    }
+
+    /// This try as the warehouse ledger knows it.
+    pub fn ledger_try(&self) -> LedgerTry {
+        LedgerTry {
+            run_uid: self.run_uid.clone(),
+            dag_id: self.dag_id.to_string(),
+            run_id: self.run_id.to_string(),
+            task_id: self.task_id.to_string(),
+            first_try: self.first_try,
+            try_number: self.try_number,
+        }
+    }
 }

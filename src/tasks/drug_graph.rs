@@ -83,7 +83,7 @@ impl DrugGraphTask {
 
     /// Reads the tables, builds the graph, writes the outputs.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
-        let fail = |e: DataError| TaskError::Failed(e.to_string());
+        let fail = |e: DataError| ctx.failure(e);
         let staging = &ctx.data.staging;
         let drugs = staging
             .fetch(&format!("{}.parquet", self.drugs))
@@ -134,8 +134,14 @@ impl DrugGraphTask {
             })
         })
         .await
-        .map_err(|e| TaskError::Failed(format!("drug_graph stopped: {e}")))?
+        .map_err(|e| ctx.failure(format!("drug_graph stopped: {e}")))?
         .map_err(fail)?;
+        if ctx.cancel.is_cancelled() {
+            // A cancelled try publishes nothing, even when its work happened to finish.
+            return Err(TaskError::Cancelled(
+                "drug_graph stopped before publishing".into(),
+            ));
+        }
         let mut scratch = scratch.into_iter();
         for name in [&self.output, &self.top_journals] {
             if let Some(file) = scratch.next() {
@@ -181,7 +187,7 @@ impl DrugGraphTask {
         read_publications(sources, &mut builder, cancelled)?;
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
         if cancelled() {
-            return Err(DataError::Format("drug_graph was cancelled".into()));
+            return Err(DataError::Cancelled("drug_graph stopped".into()));
         }
         let t = std::time::Instant::now();
         let built = builder.finish();
@@ -443,7 +449,7 @@ fn send_jobs<'a>(
                 return Ok(());
             }
             if cancelled() {
-                return Err(DataError::Format("drug_graph was cancelled".into()));
+                return Err(DataError::Cancelled("drug_graph stopped".into()));
             }
             let (reply, reply_rx) = mpsc::sync_channel(1);
             let job = Job {

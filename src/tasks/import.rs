@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::csv_source::read_csv;
@@ -55,6 +56,7 @@ impl ImportTask {
 
     /// Imports every matching file into the table.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
+        let fail = |e: DataError| ctx.failure(e);
         let staging = &ctx.data.staging;
         let inputs = resolve(&self.source).await.map_err(fail)?;
         let mut copies = Vec::with_capacity(inputs.len());
@@ -66,11 +68,17 @@ impl ImportTask {
         let parquet = staging.scratch(&parquet_name).map_err(fail)?;
         let rejects = staging.scratch(&rejects_name).map_err(fail)?;
         let files = (clone_file(&parquet)?, clone_file(&rejects)?);
-        let task = self.clone();
-        let stats = tokio::task::spawn_blocking(move || task.convert(&copies, files))
+        let (task, cancel) = (self.clone(), ctx.cancel.clone());
+        let stats = tokio::task::spawn_blocking(move || task.convert(&copies, files, cancel))
             .await
-            .map_err(|e| TaskError::Failed(format!("import stopped: {e}")))?
+            .map_err(|e| ctx.failure(format!("import stopped: {e}")))?
             .map_err(fail)?;
+        if ctx.cancel.is_cancelled() {
+            // A cancelled try publishes nothing, even when its work happened to finish.
+            return Err(TaskError::Cancelled(
+                "import stopped before publishing".into(),
+            ));
+        }
         staging
             .publish(&parquet_name, parquet)
             .await
@@ -109,9 +117,11 @@ impl ImportTask {
         &self,
         copies: &[LocalCopy],
         files: (std::fs::File, std::fs::File),
+        cancel: CancellationToken,
     ) -> Result<ImportStats, DataError> {
         let given = self.schema.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let mut out = TableWriter::new(files.0, files.1, given, &self.table);
+        let mut out = TableWriter::new(files.0, files.1, given, &self.table)
+            .stop_when(move || cancel.is_cancelled());
         for copy in copies {
             match self.format_of(copy.path())? {
                 Format::Json => read_json(copy.path(), &mut out)?,
@@ -154,10 +164,6 @@ pub fn valid_table(name: &str) -> Result<(), String> {
             "bad table name '{name}': use letters, digits, '_' and '-'"
         ))
     }
-}
-
-fn fail(e: DataError) -> TaskError {
-    TaskError::Failed(e.to_string())
 }
 
 fn clone_file(t: &tempfile::NamedTempFile) -> Result<std::fs::File, TaskError> {

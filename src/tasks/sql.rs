@@ -1,11 +1,15 @@
 //! `sql`: runs a statement or a `.sql` file against the warehouse; the first result rows go
-//! to the task log, and the result can replace a warehouse table.
+//! to the task log, and the result can replace a warehouse table. The write and its
+//! warehouse-ledger row commit together; a retry that finds an earlier try's row of the
+//! same attempt takes that result instead of running the SQL again.
 
 use serde::{Deserialize, Serialize};
 
 use super::import::valid_table;
 use super::{TaskContext, TaskError, TaskOutcome};
-use crate::data::warehouse::Warehouse;
+use crate::data::DataError;
+use crate::data::ledger::{Committed, Ledgered};
+use crate::data::warehouse::{QueryRows, Warehouse, quote};
 
 /// Run SQL against the warehouse.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,9 +36,8 @@ impl SqlTask {
         self.into_table.as_deref().map_or(Ok(()), valid_table)
     }
 
-    /// Runs the SQL.
+    /// Runs the SQL, unless an earlier try of this attempt committed it.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
-        let fail = |e: crate::data::DataError| TaskError::Failed(e.to_string());
         let sql = match (&self.sql, &self.file) {
             (Some(sql), _) => sql.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
@@ -51,38 +54,67 @@ impl SqlTask {
             self.into_table.clone(),
             self.show_rows.unwrap_or(20),
         );
-        let (created, result) = tokio::task::spawn_blocking(move || {
+        let (cancel, who) = (ctx.cancel.clone(), ctx.ledger_try());
+        let (written, result) = tokio::task::spawn_blocking(move || {
             let mut warehouse = Warehouse::open(&path)?;
+            warehouse.cancel_when(move || cancel.is_cancelled())?;
             match into {
                 Some(table) => {
-                    let rows = warehouse.create_table_as(&table, &sql)?;
-                    let select =
-                        format!("SELECT * FROM {}", crate::data::warehouse::quote(&table)?);
-                    Ok::<_, crate::data::DataError>((
-                        Some((table, rows)),
-                        warehouse.query(&select, shown)?,
-                    ))
+                    let written = warehouse.create_table_as(&table, &sql, &who)?;
+                    // Reading the table back writes nothing: shown after a take-over too.
+                    let select = format!("SELECT * FROM {}", quote(&table)?);
+                    let rows = warehouse.query(&select, shown)?;
+                    Ok::<_, DataError>((Written::Table(table, written), Some(rows)))
                 }
-                None => Ok((None, warehouse.run_script(&sql, shown)?)),
+                None => match warehouse.run_script(&sql, shown, &who)? {
+                    Ledgered::Written(rows) => Ok((Written::Script(None), Some(rows))),
+                    Ledgered::AlreadyCommitted(c) => Ok((Written::Script(Some(c)), None)),
+                },
             }
         })
         .await
-        .map_err(|e| TaskError::Failed(format!("sql task stopped: {e}")))?
-        .map_err(fail)?;
-        if let Some((table, rows)) = created {
-            ctx.log.info(format!("table {table} now has {rows} row(s)"));
-        }
-        if !result.columns.is_empty() {
-            ctx.log.info(result.columns.join(" | "));
-            for row in &result.rows {
-                ctx.log.info(row.join(" | "));
-            }
-        }
-        ctx.log.info(format!(
-            "{} row(s) returned, {} shown",
-            result.total,
-            result.rows.len()
-        ));
+        .map_err(|e| ctx.failure(format!("sql task stopped: {e}")))?
+        .map_err(|e| ctx.failure(e))?;
+        log_result(ctx, &written, result.as_ref());
         Ok(TaskOutcome::Success)
     }
+}
+
+/// What the task wrote, or which earlier try had.
+enum Written {
+    /// `into_table`: the table and its row count.
+    Table(String, Ledgered<u64>),
+    /// A script; `Some` when an earlier try had run it.
+    Script(Option<Committed>),
+}
+
+fn log_result(ctx: &TaskContext, written: &Written, result: Option<&QueryRows>) {
+    match written {
+        Written::Table(table, Ledgered::Written(rows)) => {
+            ctx.log.info(format!("table {table} now has {rows} row(s)"));
+        }
+        Written::Table(table, Ledgered::AlreadyCommitted(c)) => ctx.log.info(format!(
+            "try {} already committed {table} ({} row(s)); not writing it again",
+            c.try_number, c.rows
+        )),
+        Written::Script(Some(c)) => ctx.log.info(format!(
+            "try {} already committed this script ({} row(s) changed); not running it again",
+            c.try_number, c.rows
+        )),
+        Written::Script(None) => {}
+    }
+    let Some(result) = result else {
+        return;
+    };
+    if !result.columns.is_empty() {
+        ctx.log.info(result.columns.join(" | "));
+        for row in &result.rows {
+            ctx.log.info(row.join(" | "));
+        }
+    }
+    ctx.log.info(format!(
+        "{} row(s) returned, {} shown",
+        result.total,
+        result.rows.len()
+    ));
 }

@@ -7,3 +7,4 @@ mod pipeline;
 mod s3;
 mod server;
 mod support;
+mod warehouse;
