@@ -10,6 +10,7 @@ mod drug_graph;
 mod import;
 mod load;
 mod noop;
+pub mod process;
 mod shell;
 mod sql;
 pub mod template;
