@@ -51,8 +51,14 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 1] =
-    [(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        3,
+        "try_process",
+        include_str!("../../migrations/0003_try_process.sql"),
+    ),
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `url` (a path or `sqlite:` URL) and

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{StoreError, StoreResult, from_text};
-use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::ids::{DagId, ProcessGroup, RunId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
 use crate::tasks::LogLine;
 
@@ -150,6 +150,13 @@ pub enum Change {
         task: TaskId,
         try_number: u32,
         lines: Vec<LogLine>,
+    },
+    /// The process group a running try's command runs in (for killing it after a crash).
+    TryProcess {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        group: ProcessGroup,
     },
     /// The run ended.
     FinishRun {

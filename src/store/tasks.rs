@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Store, StoreResult, to_text};
-use crate::ids::{RunKey, TaskId};
+use crate::ids::{ProcessGroup, RunKey, TaskId};
 use crate::tasks::LogLine;
 
 impl Store {
@@ -59,6 +59,34 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The process group recorded for a try, if its command reported one.
+    pub async fn try_process(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Option<ProcessGroup>> {
+        let row = sqlx::query(
+            "SELECT host, pgid, pgid_start FROM task_try WHERE run = ? AND task_id = ? \
+             AND try_number = ? AND pgid IS NOT NULL",
+        )
+        .bind(run.0)
+        .bind(task.as_str())
+        .bind(try_number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let start: i64 = r.try_get("pgid_start")?;
+            Ok(ProcessGroup {
+                host: r.try_get::<Option<String>, _>("host")?.unwrap_or_default(),
+                pgid: r.try_get("pgid")?,
+                start_ticks: u64::try_from(start)
+                    .map_err(|_| super::StoreError::Corrupt(format!("pgid_start {start}")))?,
+            })
+        })
+        .transpose()
     }
 
     /// Applies a batch of changes in one transaction.
@@ -225,6 +253,25 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> StoreR
         }
         // Inserted in bulk by `commit`.
         Change::Logs { .. } => {}
+        Change::TryProcess {
+            run,
+            task,
+            try_number,
+            group,
+        } => {
+            sqlx::query(
+                "UPDATE task_try SET host = ?, pgid = ?, pgid_start = ? \
+                 WHERE run = ? AND task_id = ? AND try_number = ?",
+            )
+            .bind(&group.host)
+            .bind(group.pgid)
+            .bind(i64::try_from(group.start_ticks).unwrap_or(i64::MAX))
+            .bind(run.0)
+            .bind(task.as_str())
+            .bind(try_number)
+            .execute(&mut **tx)
+            .await?;
+        }
         Change::FinishRun {
             run,
             state,
