@@ -7,9 +7,15 @@ use clap::Parser;
 use orchestrator::cli::{Cli, Command, Outcome, execute};
 use orchestrator::config::ConfigError;
 use orchestrator::service::ServiceError;
+use orchestrator::tasks::supervise;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // A shell task's supervisor: no CLI, logging or runtime (see `tasks::supervise`).
+    if let Some(command) = supervise::requested() {
+        return supervise::run(&command);
+    }
+    supervise::enable();
     let cli = Cli::parse();
     if matches!(
         cli.command,

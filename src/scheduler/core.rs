@@ -469,10 +469,16 @@ impl Scheduler {
             task_id: task.id.clone(),
             try_number,
             first_try: 1,
-            run_uid: format!("{}/{}/{}", dag.id, run.row.run_id, crate::store::to_text(run.row.queued_at)),
+            run_uid: format!(
+                "{}/{}/{}",
+                dag.id,
+                run.row.run_id,
+                crate::store::to_text(run.row.queued_at)
+            ),
             logical_date: run.row.logical_date,
             log: TaskLog::default(),
             cancel,
+            process: self.handle.group_report(key, task.id.clone(), try_number),
             engine: self.handle.clone(),
             data: self.config.data.clone(),
         };

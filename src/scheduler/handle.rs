@@ -10,7 +10,8 @@ use super::Command;
 use crate::dag::DagBag;
 use crate::ids::{DagId, RunId, RunKey, TaskId};
 use crate::state::RunState;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Store, StoreError};
+use crate::tasks::GroupReport;
 
 /// How often a waiter re-reads the store in case the run is executed by another process.
 const WAIT_POLL: Duration = Duration::from_secs(2);
@@ -77,6 +78,25 @@ impl EngineHandle {
             lines,
         };
         self.send(Command::Record(change)).await
+    }
+
+    /// The port through which a try reports its process group; the report is stored on the
+    /// try's row with the scheduler's next commit.
+    pub fn group_report(&self, run: RunKey, task: TaskId, try_number: u32) -> GroupReport {
+        let handle = self.clone();
+        GroupReport::new(move |group| {
+            let (handle, task) = (handle.clone(), task.clone());
+            Box::pin(async move {
+                let change = Change::TryProcess {
+                    run,
+                    task,
+                    try_number,
+                    group,
+                };
+                // Fails only when the scheduler is gone; the supervisor then stops the group.
+                let _ = handle.send(Command::Record(change)).await;
+            })
+        })
     }
 
     /// The store changed (a run was queued, a DAG paused...): the scheduler looks again.

@@ -13,6 +13,7 @@ mod noop;
 pub mod process;
 mod shell;
 mod sql;
+pub mod supervise;
 pub mod template;
 mod trigger_dag;
 
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{LogLine, TaskContext, TaskLog};
+pub use context::{GroupReport, LogLine, TaskContext, TaskLog};
 pub use drug_graph::DrugGraphTask;
 pub use import::{Format, ImportTask};
 pub use load::LoadTask;
@@ -76,6 +77,11 @@ pub enum TaskError {
     /// The task's code panicked.
     #[error("task panicked: {0}")]
     Panicked(String),
+    /// The work was killed by a signal (e.g. "command was killed by signal SIGTERM"):
+    /// retryable, and told apart so that a kill during shutdown can be treated as an
+    /// interruption rather than a failure.
+    #[error("{0}")]
+    Killed(String),
 }
 
 impl TaskError {
@@ -83,7 +89,7 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_)
+            Self::Failed(_) | Self::TimedOut(_) | Self::Panicked(_) | Self::Killed(_)
         )
     }
 }
