@@ -13,9 +13,10 @@ use super::Mode;
 use super::active::ActiveRun;
 use super::core::Scheduler;
 use crate::dag::Dag;
-use crate::ids::TaskId;
+use crate::ids::{RunKey, TaskId};
 use crate::state::{RunState, TaskState};
-use crate::store::{Change, RunRow, StoreError};
+use crate::store::{Change, RunRow, StoreError, TaskInstanceRow};
+use crate::tasks::process::{StaleGroup, kill_stale_group};
 
 /// Reason recorded on a try that was running when its process died.
 const INTERRUPTED: &str = "interrupted: the process running this try stopped (crash or kill)";
@@ -122,7 +123,10 @@ impl Scheduler {
             .collect();
         for (idx, ti) in known {
             match ti.state {
-                Some(TaskState::Running) => self.interrupted(&mut run, idx, now),
+                Some(TaskState::Running) => {
+                    self.stop_leftovers(key, ti).await?;
+                    self.interrupted(&mut run, idx, now);
+                }
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {
                     self.retries
@@ -137,6 +141,32 @@ impl Scheduler {
         self.runs.insert(key, run);
         self.activated(key);
         self.check_run_done(key, now);
+        Ok(())
+    }
+
+    /// Kills the process group a dead owner's try left running, so its retry never runs
+    /// beside it (the supervisor normally stopped it already, when the owner died).
+    async fn stop_leftovers(&self, run: RunKey, ti: &TaskInstanceRow) -> Result<(), StoreError> {
+        let Some(group) = self
+            .store
+            .try_process(run, &ti.task_id, ti.try_number)
+            .await?
+        else {
+            return Ok(());
+        };
+        let (task_id, pgid) = (&ti.task_id, group.pgid);
+        match kill_stale_group(&group).await {
+            StaleGroup::Gone => {}
+            StaleGroup::Killed => {
+                tracing::warn!(%task_id, pgid, "killed the interrupted try's processes")
+            }
+            StaleGroup::Lingering => {
+                tracing::warn!(%task_id, pgid, "the interrupted try's processes were killed but linger")
+            }
+            StaleGroup::OtherHost => {
+                tracing::warn!(%task_id, pgid, host = %group.host, "the interrupted try ran on another host; its processes cannot be checked")
+            }
+        }
         Ok(())
     }
 
