@@ -1,4 +1,5 @@
-//! Typed identifiers shared by every layer: DAG ids, task ids, run ids and the store's run key.
+//! Typed identifiers shared by every layer: DAG ids, task ids, run ids, the store's run key
+//! and the identity of a try's process group.
 //!
 //! Newtypes keep a task id from being passed where a DAG id is expected; they serialise as
 //! plain strings so the CLI's JSON and the store see ordinary text.
@@ -68,6 +69,19 @@ impl fmt::Display for RunKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
+}
+
+/// The process group a try's shell command runs in, as recorded on the try: the pgid alone
+/// could name an unrelated group once the pid is reused, so the leader's start time and the
+/// host go with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessGroup {
+    /// Host name of the machine the group runs on.
+    pub host: String,
+    /// Process group id (the leader's pid).
+    pub pgid: i32,
+    /// The leader's start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
+    pub start_ticks: u64,
 }
 
 /// Whether `id` is acceptable as a DAG or task id: Airflow's rule (letters, digits, `_-.`).

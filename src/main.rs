@@ -8,6 +8,7 @@ use clap::Parser;
 use orchestrator::cli::{Cli, Command, Outcome, execute};
 use orchestrator::config::ConfigError;
 use orchestrator::service::ServiceError;
+use orchestrator::tasks::supervise;
 use tracing_subscriber::EnvFilter;
 
 /// How long the exit waits for blocking work still running: enough for an interrupted
@@ -15,6 +16,11 @@ use tracing_subscriber::EnvFilter;
 const ABANDONED_WORK_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
+    // A shell task's supervisor: no CLI, logging or runtime (see `tasks::supervise`).
+    if let Some(command) = supervise::requested() {
+        return supervise::run(&command);
+    }
+    supervise::enable();
     let cli = Cli::parse();
     if matches!(
         cli.command,

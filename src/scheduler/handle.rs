@@ -14,8 +14,8 @@ use super::lease::LeaseState;
 use crate::dag::DagBag;
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::RunState;
-use crate::store::{Store, StoreError};
-use crate::tasks::{ChildRequest, ChildRun, LogLine, RunPort, TaskError};
+use crate::store::{Change, Store, StoreError};
+use crate::tasks::{ChildRequest, ChildRun, GroupReport, LogLine, RunPort, TaskError};
 
 /// How often a waiter re-reads the store in case the run is executed by another process.
 const WAIT_POLL: Duration = Duration::from_secs(2);
@@ -76,6 +76,25 @@ impl EngineHandle {
     /// When this process last renewed its lease (its scheduler heartbeat).
     pub fn last_heartbeat(&self) -> DateTime<Utc> {
         self.lease.borrow().renewed_at
+    }
+
+    /// The port through which a try reports its process group; the report is stored on the
+    /// try's row with the scheduler's next commit.
+    pub fn group_report(&self, run: RunKey, task: TaskId, try_number: u32) -> GroupReport {
+        let handle = self.clone();
+        GroupReport::new(move |group| {
+            let (handle, task) = (handle.clone(), task.clone());
+            Box::pin(async move {
+                let change = Change::TryProcess {
+                    run,
+                    task,
+                    try_number,
+                    group,
+                };
+                // Fails only when the scheduler is gone; the supervisor then stops the group.
+                let _ = handle.send(Command::Record(change)).await;
+            })
+        })
     }
 
     /// The store changed (a run was queued, a DAG paused...): the scheduler looks again.

@@ -52,6 +52,7 @@ impl Scheduler {
             logical_date: run.row.logical_date,
             log: TaskLog::default(),
             cancel,
+            process: self.handle.group_report(key, task.id.clone(), try_number),
             engine: Arc::new(self.handle.clone()),
             data: self.config.data.clone(),
         };

@@ -12,9 +12,10 @@ use super::Mode;
 use super::active::{ActiveRun, TryEnd};
 use super::core::Scheduler;
 use crate::dag::Dag;
-use crate::ids::TaskId;
+use crate::ids::{RunKey, TaskId};
 use crate::state::{RunState, TaskState};
-use crate::store::{RunRow, StoreError};
+use crate::store::{RunRow, StoreError, TaskInstanceRow};
+use crate::tasks::process::{StaleGroup, kill_stale_group};
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
     dag.tasks
@@ -164,6 +165,7 @@ impl Scheduler {
         for (idx, ti) in known {
             match ti.state {
                 Some(TaskState::Running) => {
+                    self.stop_leftovers(key, ti).await?;
                     // Its process died or lost its lease: a failed try, retried per policy.
                     if let TryEnd::RetryAt(at) =
                         run.end_interrupted_try(idx, now, &mut self.changes)
@@ -185,6 +187,32 @@ impl Scheduler {
         self.runs.insert(key, run);
         self.activated(key);
         self.check_run_done(key, now);
+        Ok(())
+    }
+
+    /// Kills the process group a dead owner's try left running, so its retry never runs
+    /// beside it (the supervisor normally stopped it already, when the owner died).
+    async fn stop_leftovers(&self, run: RunKey, ti: &TaskInstanceRow) -> Result<(), StoreError> {
+        let Some(group) = self
+            .store
+            .try_process(run, &ti.task_id, ti.try_number)
+            .await?
+        else {
+            return Ok(());
+        };
+        let (task_id, pgid) = (&ti.task_id, group.pgid);
+        match kill_stale_group(&group).await {
+            StaleGroup::Gone => {}
+            StaleGroup::Killed => {
+                tracing::warn!(%task_id, pgid, "killed the interrupted try's processes")
+            }
+            StaleGroup::Lingering => {
+                tracing::warn!(%task_id, pgid, "the interrupted try's processes were killed but linger")
+            }
+            StaleGroup::OtherHost => {
+                tracing::warn!(%task_id, pgid, host = %group.host, "the interrupted try ran on another host; its processes cannot be checked")
+            }
+        }
         Ok(())
     }
 }

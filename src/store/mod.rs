@@ -85,12 +85,17 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
         "leases versions",
         include_str!("../../migrations/0002_leases_versions.sql"),
+    ),
+    (
+        3,
+        "try_process",
+        include_str!("../../migrations/0003_try_process.sql"),
     ),
 ];
 

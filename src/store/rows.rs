@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{StoreError, StoreResult, from_text};
-use crate::ids::{DagId, InstanceId, RunId, RunKey, TaskId};
+use crate::ids::{DagId, InstanceId, ProcessGroup, RunId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
 use crate::tasks::LogLine;
 
@@ -195,6 +195,13 @@ pub enum Change {
         try_number: u32,
         lines: Vec<LogLine>,
     },
+    /// The process group a running try's command runs in (for killing it after a crash).
+    TryProcess {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        group: ProcessGroup,
+    },
     /// The run ended.
     FinishRun {
         run: RunKey,
@@ -213,6 +220,7 @@ impl Change {
             | Self::AbandonTry { run, .. }
             | Self::SetTaskState { run, .. }
             | Self::Logs { run, .. }
+            | Self::TryProcess { run, .. }
             | Self::FinishRun { run, .. } => *run,
         }
     }

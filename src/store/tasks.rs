@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
-use crate::ids::{RunKey, TaskId};
+use crate::ids::{ProcessGroup, RunKey, TaskId};
 use crate::state::{RunState, TaskState};
 use crate::tasks::LogLine;
 
@@ -75,6 +75,35 @@ impl Store {
             .collect()
     }
 
+    /// The process group recorded for a try, if its command reported one.
+    pub async fn try_process(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Option<ProcessGroup>> {
+        let row = sqlx::query(
+            "SELECT host, pgid, pgid_start FROM task_try WHERE run = ? AND task_id = ? \
+             AND try_number = ? AND pgid IS NOT NULL",
+        )
+        .bind(run.0)
+        .bind(task.as_str())
+        .bind(try_number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let start: i64 = r.try_get("pgid_start")?;
+            Ok(ProcessGroup {
+                host: r.try_get::<Option<String>, _>("host")?.unwrap_or_default(),
+                pgid: r.try_get("pgid")?,
+                start_ticks: u64::try_from(start)
+                    .map_err(|_| super::StoreError::Corrupt(format!("pgid_start {start}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Applies a batch of changes in one transaction.
     /// Applies a batch of the scheduler's changes in one transaction, fenced by `owner`:
     /// nothing is written unless `owner`'s lease is live and every run the batch touches is
     /// owned by it at its epoch ([`StoreError::LeaseLost`], [`StoreError::Fenced`]); each
@@ -407,6 +436,27 @@ async fn apply(
         }
         // Inserted in bulk by `commit`.
         Change::Logs { .. } => return Ok(()),
+        Change::TryProcess {
+            run,
+            task,
+            try_number,
+            group,
+        } => {
+            // On the try's row; the batch's runs were checked against the fence above.
+            sqlx::query(
+                "UPDATE task_try SET host = ?, pgid = ?, pgid_start = ? \
+                 WHERE run = ? AND task_id = ? AND try_number = ?",
+            )
+            .bind(&group.host)
+            .bind(group.pgid)
+            .bind(i64::try_from(group.start_ticks).unwrap_or(i64::MAX))
+            .bind(run.0)
+            .bind(task.as_str())
+            .bind(try_number)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(());
+        }
         Change::FinishRun {
             run,
             state,

@@ -1,6 +1,8 @@
 //! What a running task sees: its identity, run-time values for templates, a log, a
-//! cancellation token, and the engine (for `trigger_dag`).
+//! cancellation token, a port to report its process group, and the engine (for
+//! `trigger_dag`).
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -10,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RunPort, TaskError};
 use crate::data::DataPaths;
 use crate::data::ledger::LedgerTry;
-use crate::ids::{DagId, RunId, RunKey, TaskId};
+use crate::ids::{DagId, ProcessGroup, RunId, RunKey, TaskId};
 
 /// One line of a task's log.
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +55,38 @@ impl TaskLog {
     }
 }
 
+type ReportFn = dyn Fn(ProcessGroup) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// Where a try reports the process group it started, so that a process adopting the run
+/// after its owner died can kill what is left of it before the retry.
+#[derive(Clone, Default)]
+pub struct GroupReport(Option<Arc<ReportFn>>);
+
+impl GroupReport {
+    /// A port that hands each report to `report`.
+    pub fn new(
+        report: impl Fn(ProcessGroup) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Some(Arc::new(report)))
+    }
+
+    /// Reports the try's process group (a port made with `default()` drops it).
+    pub async fn report(&self, group: ProcessGroup) {
+        if let Some(report) = &self.0 {
+            report(group).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for GroupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupReport")
+    }
+}
+
 /// Everything a task needs for one try.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -78,6 +112,9 @@ pub struct TaskContext {
     pub log: TaskLog,
     /// Cancelled on execution timeout, dagrun timeout or shutdown.
     pub cancel: CancellationToken,
+    /// Where the try reports the process group it runs commands in.
+    pub process: GroupReport,
+    /// The engine, for tasks that start other runs.
     /// The engine, for tasks that start other runs and for live logs.
     pub engine: Arc<dyn RunPort>,
     /// Staging, output and warehouse locations.

@@ -11,8 +11,10 @@ mod import;
 mod load;
 mod noop;
 pub mod port;
+pub mod process;
 mod shell;
 mod sql;
+pub mod supervise;
 pub mod template;
 mod trigger_dag;
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{LogLine, TaskContext, TaskLog};
+pub use context::{GroupReport, LogLine, TaskContext, TaskLog};
 pub use drug_graph::DrugGraphTask;
 pub use import::{Format, ImportTask};
 pub use load::LoadTask;

@@ -1,25 +1,34 @@
 //! `shell`: runs a command through `sh -c`, its stdout and stderr going to the task log.
 //!
-//! The command runs in its own process group so a timeout or cancellation stops the whole
-//! tree it started (SIGTERM, then SIGKILL after a grace period).
+//! The command runs under a supervisor ([`super::supervise`]) in its own process group, so a
+//! timeout or cancellation stops the whole tree it started (SIGTERM, then SIGKILL after a
+//! grace period), and so does the death of this process. The group is reported through
+//! [`TaskContext::process`] for a process that adopts the run after a crash.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
+use super::process::this_host;
+use super::supervise::{self, KILL_GRACE};
 use super::{TaskContext, TaskError, TaskOutcome};
 use crate::dag::duration::DurationValue;
+use crate::ids::ProcessGroup;
 
 /// Exit code that marks the try as skipped rather than failed (Airflow's default).
 const DEFAULT_SKIP_EXIT_CODE: i32 = 99;
-/// How long a cancelled command has between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long a stopped supervisor may take beyond its kill grace period before it is killed.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// Run a shell command.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,52 +63,136 @@ impl ShellTask {
     /// Runs the command to completion, timeout or cancellation.
     pub async fn run(&self, ctx: &TaskContext) -> Result<TaskOutcome, TaskError> {
         let timeout = self.timeout_duration().map_err(TaskError::Fatal)?;
+        let program = supervise::program().ok_or_else(|| {
+            TaskError::Fatal("shell tasks run only under the orchestrator binary".into())
+        })?;
         ctx.log.info(format!("$ {}", self.command));
-        let mut child = self
-            .spawn()
-            .map_err(|e| TaskError::Failed(format!("cannot start `sh -c` for the command: {e}")))?;
-        let pipes = forward_output(&mut child, ctx);
+        let mut job = self
+            .start(program)
+            .map_err(|e| TaskError::Failed(format!("cannot start the command: {e}")))?;
+        let pipes = forward_output(&mut job.child, ctx);
         let status = tokio::select! {
-            status = child.wait() => status,
+            status = job.wait(ctx) => status,
             () = ctx.cancel.cancelled() => {
-                stop(&mut child).await;
+                job.stop().await;
                 return Err(TaskError::Cancelled("shell command stopped".into()));
             }
             () = sleep_or_forever(timeout) => {
-                stop(&mut child).await;
+                job.stop().await;
                 return Err(TaskError::TimedOut(timeout.unwrap_or_default()));
             }
         };
         // Drain what the command printed before it exited.
         pipes.await;
         let status = status.map_err(|e| TaskError::Failed(format!("waiting for command: {e}")))?;
-        match status.code() {
-            Some(0) => Ok(TaskOutcome::Success),
-            Some(code) if code == self.skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE) => Ok(
+        self.outcome(status)
+    }
+
+    fn outcome(&self, status: ExitStatus) -> Result<TaskOutcome, TaskError> {
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(TaskOutcome::Success),
+            (Some(code), _) if code == self.skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE) => Ok(
                 TaskOutcome::Skipped(format!("command exited with skip code {code}")),
             ),
-            Some(code) => Err(TaskError::Failed(format!(
+            (Some(code), _) => Err(TaskError::Failed(format!(
                 "command exited with code {code}"
             ))),
-            None => Err(TaskError::Failed("command was killed by a signal".into())),
+            (None, signal) => Err(TaskError::Killed(format!(
+                "command was killed by signal {}",
+                signal_name(signal)
+            ))),
         }
     }
 
-    fn spawn(&self) -> std::io::Result<Child> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
+    /// Starts the supervisor, which starts `sh -c` (see [`super::supervise`]).
+    fn start(&self, program: &Path) -> std::io::Result<Job> {
+        // Close-on-exec on both ends: only the supervisor gets its end, as its stdin.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = Command::new(program);
+        cmd.arg(supervise::ARG)
             .arg(&self.command)
             .envs(&self.env)
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
+        // Not `kill_on_drop`: a SIGKILLed supervisor could not stop the command. Dropping the
+        // job closes the link instead, and the supervisor stops the group and exits.
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        cmd.spawn()
+        let child = cmd.spawn()?;
+        ours.set_nonblocking(true)?;
+        Ok(Job {
+            child,
+            link: Some(UnixStream::from_std(ours)?),
+            group: None,
+        })
     }
+}
+
+/// A running supervised command.
+struct Job {
+    /// The supervisor.
+    child: Child,
+    /// The owner's end of the link; closing it stops the command.
+    link: Option<UnixStream>,
+    /// The command's process group, once the supervisor has told it.
+    group: Option<ProcessGroup>,
+}
+
+impl Job {
+    /// Reports the command's process group, then waits for the command to end.
+    async fn wait(&mut self, ctx: &TaskContext) -> std::io::Result<ExitStatus> {
+        if let Some(link) = &mut self.link
+            && let Some(group) = read_group(link).await
+        {
+            ctx.process.report(group.clone()).await;
+            self.group = Some(group);
+        }
+        self.child.wait().await
+    }
+
+    /// Stops the whole group: closing the link makes the supervisor send SIGTERM, then
+    /// SIGKILL after its grace period; it exits once the group is gone.
+    async fn stop(&mut self) {
+        self.link = None;
+        let limit = KILL_GRACE + STOP_MARGIN;
+        if tokio::time::timeout(limit, self.child.wait())
+            .await
+            .is_err()
+        {
+            // A stuck supervisor: kill the group and the supervisor directly.
+            if let Some(group) = &self.group {
+                let _ = killpg(Pid::from_raw(group.pgid), Signal::SIGKILL);
+            }
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}
+
+/// Reads the supervisor's `"<pgid> <start ticks>\n"`; `None` if it could not start `sh` (it
+/// then closes the link) or could not read the start time (`"<pgid> -"`).
+async fn read_group(link: &mut UnixStream) -> Option<ProcessGroup> {
+    let mut line = String::new();
+    BufReader::new(link.take(64))
+        .read_line(&mut line)
+        .await
+        .ok()?;
+    let (pgid, start) = line.trim_end().split_once(' ')?;
+    Some(ProcessGroup {
+        host: this_host(),
+        pgid: pgid.parse().ok()?,
+        start_ticks: start.parse().ok()?,
+    })
+}
+
+fn signal_name(signal: Option<i32>) -> String {
+    let Some(number) = signal else {
+        return "(unknown)".into();
+    };
+    Signal::try_from(number).map_or_else(|_| number.to_string(), |s| s.as_str().to_string())
 }
 
 async fn sleep_or_forever(timeout: Option<Duration>) {
@@ -130,19 +223,5 @@ async fn copy_lines(stream: impl AsyncRead + Unpin, log: super::TaskLog, level: 
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         log.write(level, line);
-    }
-}
-
-/// SIGTERM to the whole process group, then SIGKILL if it lingers.
-async fn stop(child: &mut Child) {
-    let Some(pid) = child.id() else { return };
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
     }
 }

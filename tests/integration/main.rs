@@ -4,6 +4,7 @@
 mod cli;
 mod execution;
 mod pipeline;
+mod processes;
 mod s3;
 mod server;
 mod support;
