@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::tasks::MIN_MAX_LOG_BYTES;
+
 /// Default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
 
@@ -50,6 +52,7 @@ struct ConfigFile {
     warehouse: Option<PathBuf>,
     parallelism: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    max_log_bytes: Option<u64>,
 }
 
 /// Validated runtime configuration.
@@ -73,6 +76,8 @@ pub struct Config {
     pub parallelism: usize,
     /// How long a graceful shutdown lets running tasks finish before interrupting them.
     pub shutdown_grace_secs: u64,
+    /// Cap on one try's stored log; past it the middle is dropped (head and tail kept).
+    pub max_log_bytes: u64,
 }
 
 impl Default for Config {
@@ -87,6 +92,7 @@ impl Default for Config {
             warehouse: "warehouse.db".into(),
             parallelism: 32,
             shutdown_grace_secs: 10,
+            max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
         }
     }
 }
@@ -135,6 +141,16 @@ impl Config {
             }
             self.parallelism = p;
         }
+        if let Some(n) = f.max_log_bytes {
+            if n < MIN_MAX_LOG_BYTES {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "max_log_bytes",
+                    message: format!("must be at least {MIN_MAX_LOG_BYTES}"),
+                });
+            }
+            self.max_log_bytes = n;
+        }
         set(&mut self.database_url, f.database_url);
         set(&mut self.dags_folder, f.dags_folder);
         set(&mut self.projects_file, f.projects_file);
@@ -169,6 +185,7 @@ impl ConfigFile {
             warehouse: env("WAREHOUSE").map(PathBuf::from),
             parallelism: number("PARALLELISM")?.map(|n| n as usize),
             shutdown_grace_secs: number("SHUTDOWN_GRACE_SECS")?,
+            max_log_bytes: number("MAX_LOG_BYTES")?,
         })
     }
 }
@@ -229,6 +246,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `bindd`"), "{err}");
+    }
+
+    #[test]
+    fn max_log_bytes_defaults_to_10_mib_and_rejects_tiny_caps() {
+        assert_eq!(Config::default().max_log_bytes, 10 * 1024 * 1024);
+        let mut c = Config::default();
+        let env = |k: &str| (k == "MAX_LOG_BYTES").then(|| "20000".to_string());
+        c.apply(ConfigFile::from_env(env).unwrap(), "environment")
+            .unwrap();
+        assert_eq!(c.max_log_bytes, 20000);
+        let f: ConfigFile = serde_norway::from_str("max_log_bytes: 10\n").unwrap();
+        let err = c.apply(f, "orchestrator.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "orchestrator.yaml: max_log_bytes: must be at least 1024"
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
         parallelism: config.parallelism,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         data: Arc::new(data_paths(config)?),
+        log_limits: crate::tasks::LogLimits::new(config.max_log_bytes),
     })
 }
 

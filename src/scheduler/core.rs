@@ -305,7 +305,8 @@ impl Scheduler {
             run: f.run,
             task: task_id.clone(),
             try_number: f.try_number,
-            lines: f.result.logs,
+            lines: f.result.logs.lines,
+            dropped: f.result.logs.dropped,
         });
         let end = run.end_try(
             f.task,
@@ -469,9 +470,14 @@ impl Scheduler {
             task_id: task.id.clone(),
             try_number,
             first_try: 1,
-            run_uid: format!("{}/{}/{}", dag.id, run.row.run_id, crate::store::to_text(run.row.queued_at)),
+            run_uid: format!(
+                "{}/{}/{}",
+                dag.id,
+                run.row.run_id,
+                crate::store::to_text(run.row.queued_at)
+            ),
             logical_date: run.row.logical_date,
-            log: TaskLog::default(),
+            log: TaskLog::new(self.config.log_limits),
             cancel,
             engine: self.handle.clone(),
             data: self.config.data.clone(),

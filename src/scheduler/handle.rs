@@ -68,13 +68,14 @@ impl EngineHandle {
         run: RunKey,
         task: &TaskId,
         try_number: u32,
-        lines: Vec<crate::tasks::LogLine>,
+        batch: crate::tasks::LogBatch,
     ) -> Result<(), EngineError> {
         let change = crate::store::Change::Logs {
             run,
             task: task.clone(),
             try_number,
-            lines,
+            lines: batch.lines,
+            dropped: batch.dropped,
         };
         self.send(Command::Record(change)).await
     }

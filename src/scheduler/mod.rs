@@ -101,6 +101,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: std::time::Duration,
     /// Where data tasks read and write.
     pub data: Arc<crate::data::DataPaths>,
+    /// Size limits of each try's log (`max_log_bytes`).
+    pub log_limits: crate::tasks::LogLimits,
 }
 
 /// A started scheduler: its handle, and the task to await for its end.

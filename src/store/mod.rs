@@ -7,6 +7,7 @@
 //! timeout, so the daemon and CLI processes share the file safely.
 
 mod dags;
+mod logs;
 mod rows;
 mod runs;
 mod tasks;
@@ -51,8 +52,14 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 1] =
-    [(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        4,
+        "log_seq",
+        include_str!("../../migrations/0004_log_seq.sql"),
+    ),
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `url` (a path or `sqlite:` URL) and

@@ -9,6 +9,7 @@ mod context;
 mod drug_graph;
 mod import;
 mod load;
+mod log;
 mod noop;
 mod shell;
 mod sql;
@@ -19,10 +20,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{LogLine, TaskContext, TaskLog};
+pub use context::TaskContext;
 pub use drug_graph::DrugGraphTask;
 pub use import::{Format, ImportTask};
 pub use load::LoadTask;
+pub use log::{
+    DEFAULT_MAX_LOG_BYTES, DROP_LEVEL, LogBatch, LogDrop, LogLimits, LogLine, MIN_MAX_LOG_BYTES,
+    TaskLog,
+};
 pub use noop::NoopTask;
 pub use shell::ShellTask;
 pub use sql::SqlTask;
