@@ -6,6 +6,7 @@
 //! `migrations/`, embedded and applied at start-up. SQLite runs in WAL mode with a busy
 //! timeout, so the daemon and CLI processes share the file safely.
 
+mod clean;
 mod dags;
 mod logs;
 mod rows;
@@ -21,6 +22,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 
+pub use clean::{CleanBatch, CleanCounts};
 pub use rows::{Change, NewRun, RunRow, TaskInstanceRow, TryRow};
 
 /// Errors from the state store.
