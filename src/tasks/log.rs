@@ -249,19 +249,27 @@ fn marker_text(d: &Dropped, max_bytes: u64) -> String {
     )
 }
 
+/// Room kept at the end of a cut line for its note.
+const CUT_NOTE_ROOM: usize = 64;
+
 /// Cuts `message` to at most `max` bytes (on a character boundary), saying how much went.
 fn cut(mut message: String, max: usize) -> String {
     if message.len() <= max {
         return message;
     }
-    let note = format!(" ... [line cut: {} bytes]", message.len());
-    let mut end = max.saturating_sub(note.len());
+    let total = message.len();
+    let mut end = max.saturating_sub(CUT_NOTE_ROOM);
     while !message.is_char_boundary(end) {
         end -= 1;
     }
     message.truncate(end);
-    message.push_str(&note);
+    message.push_str(&cut_note(total));
     message
+}
+
+/// The note ending a line cut from `total` bytes.
+pub fn cut_note(total: usize) -> String {
+    format!(" ... [line cut: {total} bytes]")
 }
 
 /// A try's log buffer; the executor drains it into the store while the task runs.
@@ -290,6 +298,15 @@ impl TaskLog {
     /// Appends an INFO line.
     pub fn info(&self, message: impl Into<String>) {
         self.write("INFO", message);
+    }
+
+    /// How much of a long line's text is kept before its [`cut_note`]: a reader of a
+    /// command's output need never hold more of one line than this.
+    pub fn line_keep_bytes(&self) -> usize {
+        self.buffer()
+            .limits
+            .line_max()
+            .saturating_sub(CUT_NOTE_ROOM)
     }
 
     /// Takes every line written since the last drain, and the dropped middle if it grew.

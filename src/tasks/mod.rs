@@ -26,7 +26,7 @@ pub use import::{Format, ImportTask};
 pub use load::LoadTask;
 pub use log::{
     DEFAULT_MAX_LOG_BYTES, DROP_LEVEL, LogBatch, LogDrop, LogLimits, LogLine, MIN_MAX_LOG_BYTES,
-    TaskLog,
+    TaskLog, cut_note,
 };
 pub use noop::NoopTask;
 pub use shell::ShellTask;
