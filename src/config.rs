@@ -18,6 +18,7 @@ use crate::dag::duration::DurationValue;
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Longest lease allowed.
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+use crate::tasks::MIN_MAX_LOG_BYTES;
 
 /// Default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
@@ -61,6 +62,7 @@ struct ConfigFile {
     shutdown_grace_secs: Option<u64>,
     heartbeat: Option<DurationValue>,
     lease: Option<DurationValue>,
+    max_log_bytes: Option<u64>,
 }
 
 /// Validated runtime configuration.
@@ -89,6 +91,8 @@ pub struct Config {
     /// How long a lease lasts without renewal: another process adopts the runs of one whose
     /// lease lapsed (crashed, frozen, cut off from the store), never sooner.
     pub lease: Duration,
+    /// Cap on one try's stored log; past it the middle is dropped (head and tail kept).
+    pub max_log_bytes: u64,
 }
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             heartbeat: Duration::from_secs(2),
             lease: Duration::from_secs(10),
+            max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
         }
     }
 }
@@ -152,6 +157,16 @@ impl Config {
                 });
             }
             self.parallelism = p;
+        }
+        if let Some(n) = f.max_log_bytes {
+            if n < MIN_MAX_LOG_BYTES {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "max_log_bytes",
+                    message: format!("must be at least {MIN_MAX_LOG_BYTES}"),
+                });
+            }
+            self.max_log_bytes = n;
         }
         set(&mut self.database_url, f.database_url);
         set(&mut self.dags_folder, f.dags_folder);
@@ -225,6 +240,7 @@ impl ConfigFile {
             shutdown_grace_secs: number("SHUTDOWN_GRACE_SECS")?,
             heartbeat: env("HEARTBEAT").map(DurationValue::Text),
             lease: env("LEASE").map(DurationValue::Text),
+            max_log_bytes: number("MAX_LOG_BYTES")?,
         })
     }
 }
@@ -305,6 +321,22 @@ mod tests {
         let f: ConfigFile = serde_norway::from_str("lease: 300000y\n").unwrap();
         let err = Config::default().apply(f, "test").unwrap_err().to_string();
         assert!(err.starts_with("test: lease: "), "{err}");
+    }
+
+    #[test]
+    fn max_log_bytes_defaults_to_10_mib_and_rejects_tiny_caps() {
+        assert_eq!(Config::default().max_log_bytes, 10 * 1024 * 1024);
+        let mut c = Config::default();
+        let env = |k: &str| (k == "MAX_LOG_BYTES").then(|| "20000".to_string());
+        c.apply(ConfigFile::from_env(env).unwrap(), "environment")
+            .unwrap();
+        assert_eq!(c.max_log_bytes, 20000);
+        let f: ConfigFile = serde_norway::from_str("max_log_bytes: 10\n").unwrap();
+        let err = c.apply(f, "orchestrator.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "orchestrator.yaml: max_log_bytes: must be at least 1024"
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
             heartbeat: config.heartbeat,
             lease: config.lease,
         },
+        log_limits: crate::tasks::LogLimits::new(config.max_log_bytes),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::tasks::template::{TemplateValues, render_kind};
-use crate::tasks::{LogLine, TaskContext, TaskError, TaskKind, TaskOutcome};
+use crate::tasks::{LogBatch, TaskContext, TaskError, TaskKind, TaskOutcome};
 
 /// How long a cancelled task gets to stop before the executor stops waiting for it. Work it
 /// leaves running cannot commit afterwards: warehouse statements are interrupted and
@@ -18,8 +18,8 @@ const LOG_FLUSH: Duration = Duration::from_secs(1);
 pub struct TryResult {
     /// Outcome.
     pub result: Result<TaskOutcome, TaskError>,
-    /// Log lines, in order.
-    pub logs: Vec<LogLine>,
+    /// Log lines not yet handed over, in seq order, and the dropped middle if it grew.
+    pub logs: LogBatch,
 }
 
 /// Runs one try of `kind` to completion, timeout, cancellation or panic.
@@ -67,10 +67,10 @@ async fn with_live_log(
         tokio::select! {
             result = &mut work => return result,
             _ = tick.tick() => {
-                let lines = ctx.log.drain();
-                if !lines.is_empty() {
-                    // The scheduler is gone only at exit; the lines then go with the result.
-                    ctx.engine.append_logs(ctx.run_key, ctx.task_id.clone(), ctx.try_number, lines).await;
+                let batch = ctx.log.drain();
+                if !batch.is_empty() {
+                    // The scheduler is gone only at exit; the lines are then lost with it.
+                    ctx.engine.append_logs(ctx.run_key, ctx.task_id.clone(), ctx.try_number, batch).await;
                 }
             }
         }

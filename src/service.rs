@@ -9,7 +9,9 @@ use crate::dag::build::parse_date;
 use crate::dag::{Dag, DagBag};
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
-use crate::store::{NewRun, Owner, RunRow, Store, StoreError, TaskInstanceRow};
+use crate::store::{
+    CleanBatch, CleanCounts, NewRun, Owner, RunRow, Store, StoreError, TaskInstanceRow,
+};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +230,30 @@ pub async fn backfill(
         created.extend(store.insert_run(&new).await?);
     }
     Ok(created)
+}
+
+/// What `db clean` deleted, or with `dry_run` would delete.
+#[derive(Debug, serde::Serialize)]
+pub struct CleanReport {
+    /// Runs that ended before this time went (with their triggered runs).
+    pub before: DateTime<Utc>,
+    /// Nothing was deleted; `rows` says what would have been.
+    pub dry_run: bool,
+    /// Rows per table.
+    pub rows: CleanCounts,
+}
+
+/// Deletes finished runs that ended before `before` (`2024-01-01`, in UTC, or RFC 3339)
+/// with their task instances, tries and logs, in short batches; `dry_run` only counts.
+pub async fn clean_db(store: &Store, before: &str, dry_run: bool) -> ServiceResult<CleanReport> {
+    let before = parse_date(before, chrono_tz::Tz::UTC)
+        .map_err(|e| ServiceError::Invalid(format!("--before: {e}")))?;
+    let rows = store.clean(before, dry_run, CleanBatch::default()).await?;
+    Ok(CleanReport {
+        before,
+        dry_run,
+        rows,
+    })
 }
 
 /// Child runs of a run (for `runs show`).

@@ -2,6 +2,7 @@
 //! Commands share the service layer with the web API; output is a table or `-o json`.
 
 mod dags;
+mod db;
 mod graph;
 mod output;
 mod run;
@@ -90,6 +91,8 @@ pub enum Command {
         /// DAG, when the run id exists in several.
         #[arg(long)]
         dag: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Pause a DAG: no new scheduled or queued runs start.
     Pause {
@@ -115,6 +118,9 @@ pub enum Command {
     /// Analyses of the drug-mention graph.
     #[command(subcommand)]
     Graph(GraphCommand),
+    /// Maintain the state database.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Queue runs for every schedule interval with a logical date in [--from, --to].
     Backfill {
         /// DAG to backfill.
@@ -142,6 +148,23 @@ pub enum DagsCommand {
     },
     /// Load every DAG file and report every problem; exit 1 if there is any.
     Validate,
+}
+
+/// `db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Delete finished runs that ended before a date, with their task instances, tries and
+    /// logs (a run and the runs it triggered go together, or stay together).
+    Clean {
+        /// Cut-off: 2024-01-01 (midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        before: String,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 /// `graph ...`.
@@ -223,7 +246,20 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             task_id,
             try_number,
             dag,
-        } => runs::logs(&config, &run_id, &task_id, try_number, dag.as_deref()).await,
+            output,
+        } => {
+            let format = output.format;
+            runs::logs(
+                &config,
+                &run_id,
+                &task_id,
+                try_number,
+                dag.as_deref(),
+                format,
+            )
+            .await
+        }
+        Command::Db(cmd) => db::execute(&config, cmd).await,
         Command::Pause { dag_id } => dags::pause(&config, &dag_id, true).await,
         Command::Unpause { dag_id } => dags::pause(&config, &dag_id, false).await,
         Command::Clear {

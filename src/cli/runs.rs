@@ -142,6 +142,7 @@ pub(super) async fn logs(
     task_id: &str,
     try_number: Option<u32>,
     dag: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<Outcome> {
     let store = crate::store::Store::open(&config.database_url, 1).await?;
     let run = service::find_run(&store, run_id, dag).await?;
@@ -164,7 +165,13 @@ pub(super) async fn logs(
         ))
         .into());
     }
-    for line in store.logs(run.key, &task, try_number).await? {
+    let lines = store.logs(run.key, &task, try_number).await?;
+    if format == Format::Json {
+        json(&lines)?;
+        return Ok(Outcome::Success);
+    }
+    // A dropped middle is one stored marker line (level DROP), printed like any other.
+    for line in lines {
         println!(
             "[{}] {:<6} {}",
             line.ts.format("%Y-%m-%d %H:%M:%S%.3f"),

@@ -83,7 +83,8 @@ impl Scheduler {
             run: f.run,
             task: task_id.clone(),
             try_number: f.try_number,
-            lines: f.result.logs,
+            lines: f.result.logs.lines,
+            dropped: f.result.logs.dropped,
         });
         let end = run.end_try(
             f.task,

@@ -15,7 +15,7 @@ use crate::dag::DagBag;
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::RunState;
 use crate::store::{Change, Store, StoreError};
-use crate::tasks::{ChildRequest, ChildRun, GroupReport, LogLine, RunPort, TaskError};
+use crate::tasks::{ChildRequest, ChildRun, GroupReport, LogBatch, RunPort, TaskError};
 
 /// How often a waiter re-reads the store in case the run is executed by another process.
 const WAIT_POLL: Duration = Duration::from_secs(2);
@@ -146,14 +146,15 @@ impl RunPort for EngineHandle {
         run: RunKey,
         task: TaskId,
         try_number: u32,
-        lines: Vec<LogLine>,
+        batch: LogBatch,
     ) -> BoxFuture<'_, ()> {
         async move {
-            let change = crate::store::Change::Logs {
+            let change = Change::Logs {
                 run,
                 task,
                 try_number,
-                lines,
+                lines: batch.lines,
+                dropped: batch.dropped,
             };
             // The scheduler is gone only at exit; the lines then go with the try's result.
             let _ = self.send(Command::Record(change)).await;

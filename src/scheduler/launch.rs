@@ -50,7 +50,7 @@ impl Scheduler {
             first_try: run.slots[idx].first_try,
             run_uid,
             logical_date: run.row.logical_date,
-            log: TaskLog::default(),
+            log: TaskLog::new(self.config.log_limits),
             cancel,
             process: self.handle.group_report(key, task.id.clone(), try_number),
             engine: Arc::new(self.handle.clone()),

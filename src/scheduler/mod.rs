@@ -113,6 +113,8 @@ pub struct SchedulerConfig {
     pub data: Arc<crate::data::DataPaths>,
     /// Heartbeat and lease of this process's ownership.
     pub lease: LeaseTiming,
+    /// Size limits of each try's log (`max_log_bytes`).
+    pub log_limits: crate::tasks::LogLimits,
 }
 
 /// A started scheduler: its handle, and the task to await for its end.

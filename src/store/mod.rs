@@ -6,8 +6,10 @@
 //! `migrations/`, embedded and applied at start-up. SQLite runs in WAL mode with a busy
 //! timeout, so the daemon and CLI processes share the file safely.
 
+mod clean;
 mod dags;
 mod instances;
+mod logs;
 mod rows;
 mod runs;
 mod tasks;
@@ -22,6 +24,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 
+pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, InstanceRow, Owner, host_name, new_uid};
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
 
@@ -85,7 +88,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -96,6 +99,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "try_process",
         include_str!("../../migrations/0003_try_process.sql"),
+    ),
+    (
+        4,
+        "log_seq",
+        include_str!("../../migrations/0004_log_seq.sql"),
     ),
 ];
 

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use super::{StoreError, StoreResult, from_text};
 use crate::ids::{DagId, InstanceId, ProcessGroup, RunId, RunKey, TaskId};
 use crate::state::{RunState, RunType, TaskState};
-use crate::tasks::LogLine;
+use crate::tasks::{LogDrop, LogLine};
 
 /// A DAG run.
 #[derive(Clone, Debug, Serialize)]
@@ -188,12 +188,13 @@ pub enum Change {
         state: TaskState,
         at: DateTime<Utc>,
     },
-    /// Log lines of a try.
+    /// Log lines of a try (each with its seq), and the middle the cap dropped if it grew.
     Logs {
         run: RunKey,
         task: TaskId,
         try_number: u32,
         lines: Vec<LogLine>,
+        dropped: Option<LogDrop>,
     },
     /// The process group a running try's command runs in (for killing it after a crash).
     TryProcess {

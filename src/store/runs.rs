@@ -242,6 +242,10 @@ impl Store {
     ) -> StoreResult<bool> {
         let now = to_text(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // A process whose lease lapsed takes nothing on until it holds a new one.
+        if !Self::lease_is_live(&mut tx, owner, &now).await? {
+            return Ok(false);
+        }
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'running', owner = ?1, owner_epoch = ?2, \
              start_date = COALESCE(start_date, ?3) \

@@ -1,4 +1,5 @@
-//! Task instances, tries and logs, and the batched commit the scheduler writes through.
+//! Task instances and tries, and the batched commit the scheduler writes through (log
+//! lines are stored by `logs.rs`).
 
 use chrono::Utc;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -7,7 +8,6 @@ use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{ProcessGroup, RunKey, TaskId};
 use crate::state::{RunState, TaskState};
-use crate::tasks::LogLine;
 
 /// Condition every scheduler write carries: the run is owned by the writer at its epoch.
 const FENCE: &str = "EXISTS (SELECT 1 FROM dag_run f WHERE f.id = ?run AND f.owner = ?owner \
@@ -45,34 +45,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(TryRow::from_row).collect()
-    }
-
-    /// The log of one try.
-    pub async fn logs(
-        &self,
-        run: RunKey,
-        task: &TaskId,
-        try_number: u32,
-    ) -> StoreResult<Vec<LogLine>> {
-        let rows = sqlx::query(
-            "SELECT ts, level, message FROM task_log WHERE run = ? AND task_id = ? AND try_number = ? \
-             ORDER BY id",
-        )
-        .bind(run.0)
-        .bind(task.as_str())
-        .bind(try_number)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let level: String = r.try_get("level")?;
-                Ok(LogLine {
-                    ts: super::from_text(&r.try_get::<String, _>("ts")?)?,
-                    level: level_name(&level),
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
     }
 
     /// The process group recorded for a try, if its command reported one.
@@ -160,21 +132,7 @@ impl Store {
         for change in changes {
             apply(&mut tx, owner, change).await?;
         }
-        let lines: Vec<_> = changes
-            .iter()
-            .flat_map(|c| match c {
-                Change::Logs {
-                    run,
-                    task,
-                    try_number,
-                    lines,
-                } => lines.iter().map(|l| (*run, task, *try_number, l)).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        for chunk in lines.chunks(150) {
-            insert_logs(&mut tx, chunk).await?;
-        }
+        super::logs::store_logs(&mut tx, changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -286,13 +244,6 @@ async fn refused(
         from,
         to: to.into(),
     })
-}
-
-fn level_name(level: &str) -> &'static str {
-    ["INFO", "WARN", "ERROR", "STDOUT", "STDERR"]
-        .into_iter()
-        .find(|l| *l == level)
-        .unwrap_or("INFO")
 }
 
 async fn apply(
@@ -509,25 +460,6 @@ async fn insert_tries(
             .push_bind(*try_number)
             .push_bind("running")
             .push_bind(to_text(*at));
-    });
-    q.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn insert_logs(
-    tx: &mut Transaction<'static, Sqlite>,
-    lines: &[(RunKey, &TaskId, u32, &LogLine)],
-) -> StoreResult<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO task_log (run, task_id, try_number, ts, level, message) ",
-    );
-    q.push_values(lines, |mut row, (run, task, try_number, line)| {
-        row.push_bind(run.0)
-            .push_bind(task.as_str())
-            .push_bind(*try_number)
-            .push_bind(to_text(line.ts))
-            .push_bind(line.level)
-            .push_bind(line.message.as_str());
     });
     q.build().execute(&mut **tx).await?;
     Ok(())

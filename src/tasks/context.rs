@@ -3,10 +3,9 @@
 //! `trigger_dag`).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunPort, TaskError};
@@ -14,46 +13,7 @@ use crate::data::DataPaths;
 use crate::data::ledger::LedgerTry;
 use crate::ids::{DagId, ProcessGroup, RunId, RunKey, TaskId};
 
-/// One line of a task's log.
-#[derive(Clone, Debug, Serialize)]
-pub struct LogLine {
-    /// When it was written.
-    pub ts: DateTime<Utc>,
-    /// `INFO`, `WARN`, `ERROR`, `STDOUT` or `STDERR`.
-    pub level: &'static str,
-    /// The text.
-    pub message: String,
-}
-
-/// A try's log buffer; the executor drains it into the store while the task runs.
-#[derive(Clone, Debug, Default)]
-pub struct TaskLog(Arc<Mutex<Vec<LogLine>>>);
-
-impl TaskLog {
-    /// Appends a line at `level`.
-    pub fn write(&self, level: &'static str, message: impl Into<String>) {
-        let line = LogLine {
-            ts: Utc::now(),
-            level,
-            message: message.into(),
-        };
-        tracing::debug!(target: "task_log", level, message = %line.message);
-        // A poisoned lock only means another writer panicked mid-push; the data is intact.
-        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        lines.push(line);
-    }
-
-    /// Appends an INFO line.
-    pub fn info(&self, message: impl Into<String>) {
-        self.write("INFO", message);
-    }
-
-    /// Takes every line written so far.
-    pub fn drain(&self) -> Vec<LogLine> {
-        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *lines)
-    }
-}
+use super::TaskLog;
 
 type ReportFn = dyn Fn(ProcessGroup) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
 

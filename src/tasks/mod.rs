@@ -9,6 +9,7 @@ mod context;
 mod drug_graph;
 mod import;
 mod load;
+mod log;
 mod noop;
 pub mod port;
 pub mod process;
@@ -22,10 +23,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{GroupReport, LogLine, TaskContext, TaskLog};
+pub use context::{GroupReport, TaskContext};
 pub use drug_graph::DrugGraphTask;
 pub use import::{Format, ImportTask};
 pub use load::LoadTask;
+pub use log::{
+    DEFAULT_MAX_LOG_BYTES, DROP_LEVEL, LogBatch, LogDrop, LogLimits, LogLine, MIN_MAX_LOG_BYTES,
+    TaskLog, cut_note,
+};
 pub use noop::NoopTask;
 pub use port::{ChildRequest, ChildRun, RunPort};
 pub use shell::ShellTask;

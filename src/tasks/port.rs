@@ -4,7 +4,7 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{LogLine, TaskError};
+use super::{LogBatch, TaskError};
 use crate::ids::{DagId, RunId, RunKey, TaskId};
 use crate::state::RunState;
 
@@ -54,6 +54,6 @@ pub trait RunPort: Send + Sync {
         run: RunKey,
         task: TaskId,
         try_number: u32,
-        lines: Vec<LogLine>,
+        batch: LogBatch,
     ) -> BoxFuture<'_, ()>;
 }

@@ -220,8 +220,82 @@ fn forward_output(child: &mut Child, ctx: &TaskContext) -> impl Future<Output = 
 }
 
 async fn copy_lines(stream: impl AsyncRead + Unpin, log: super::TaskLog, level: &'static str) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.write(level, line);
+    let keep = log.line_keep_bytes();
+    read_lines(stream, keep, |line| log.write(level, line)).await;
+}
+
+/// Calls `line` with each line of `stream` (without its `\n` or `\r\n`), holding at most
+/// `keep` bytes of one line: the rest of a longer line is skipped and counted in its cut
+/// note, so a command printing a huge line without newlines can't exhaust memory. Bytes
+/// that are not UTF-8 are replaced rather than ending the read, so the pipe is always
+/// drained and the command never blocks on a full pipe.
+async fn read_lines(stream: impl AsyncRead + Unpin, keep: usize, mut line: impl FnMut(String)) {
+    let mut reader = BufReader::new(stream);
+    let mut kept: Vec<u8> = Vec::new();
+    let mut total = 0;
+    let mut emit = |kept: &mut Vec<u8>, total: &mut usize| {
+        if *total == kept.len() && kept.last() == Some(&b'\r') {
+            kept.pop();
+            *total -= 1;
+        }
+        let mut text = String::from_utf8_lossy(kept).into_owned();
+        if *total > kept.len() {
+            text.push_str(&super::cut_note(*total));
+        }
+        line(text);
+        kept.clear();
+        *total = 0;
+    };
+    // A read error ends the output like EOF: the log has what came.
+    while let Ok(buf) = reader.fill_buf().await {
+        if buf.is_empty() {
+            break;
+        }
+        let newline = memchr::memchr(b'\n', buf);
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        let room = keep.saturating_sub(kept.len()).min(chunk.len());
+        kept.extend_from_slice(&chunk[..room]);
+        total += chunk.len();
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            emit(&mut kept, &mut total);
+        }
+    }
+    // The last line may have no newline.
+    if total > 0 {
+        emit(&mut kept, &mut total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], keep: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        read_lines(input, keep, |l| out.push(l)).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn output_is_split_into_lines_like_a_terminal_shows_them() {
+        let got = lines(b"one\ntwo\r\n\nlast without newline", 100).await;
+        assert_eq!(got, ["one", "two", "", "last without newline"]);
+        assert!(lines(b"", 100).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_keeps_its_start_and_says_how_long_it_was() {
+        let mut input = vec![b'x'; 100_000];
+        input.extend_from_slice(b"\nnext\n");
+        let got = lines(&input, 10).await;
+        assert_eq!(got, ["xxxxxxxxxx ... [line cut: 100000 bytes]", "next"]);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_replaced_and_reading_goes_on() {
+        let got = lines(b"bad \xff byte\nfine\n", 100).await;
+        assert_eq!(got, ["bad \u{fffd} byte", "fine"]);
     }
 }

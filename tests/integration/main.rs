@@ -3,6 +3,7 @@
 
 mod cli;
 mod execution;
+mod logs;
 mod pipeline;
 mod processes;
 mod s3;

@@ -1,0 +1,164 @@
+//! Log lines of tries: appended in bulk by the scheduler's commit, capped by deleting one seq
+//! range and upserting one marker per drop (see `tasks::log` for the numbering rule), and
+//! read whole or followed by seq.
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::rows::Change;
+use super::{Store, StoreResult, to_text};
+use crate::ids::{RunKey, TaskId};
+use crate::tasks::{DROP_LEVEL, LogDrop, LogLine};
+
+impl Store {
+    /// The stored log of one try in seq order; a dropped middle shows as its marker line.
+    pub async fn logs(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Vec<LogLine>> {
+        self.logs_after(run, task, try_number, 0, u32::MAX).await
+    }
+
+    /// Up to `limit` lines of one try with a seq above `after_seq`, in seq order. A follower
+    /// passes the last seq it got (0 at first): it never gets a line twice, and one whose
+    /// position fell into a dropped middle continues with the next kept line.
+    pub async fn logs_after(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT seq, ts, level, message FROM task_log \
+             WHERE run = ? AND task_id = ? AND try_number = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(run.0)
+        .bind(task.as_str())
+        .bind(try_number)
+        .bind(sql_seq(after_seq))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let level: String = r.try_get("level")?;
+                Ok(LogLine {
+                    seq: r.try_get("seq")?,
+                    ts: super::from_text(&r.try_get::<String, _>("ts")?)?,
+                    level: level_name(&level),
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Seqs are `u64` in Rust and INTEGER (i64) in SQLite; they never come near the limit.
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn level_name(level: &str) -> &'static str {
+    ["INFO", "WARN", "ERROR", "STDOUT", "STDERR", DROP_LEVEL]
+        .into_iter()
+        .find(|l| *l == level)
+        .unwrap_or("INFO")
+}
+
+/// Stores the log lines and drops of a commit batch. Every line is inserted first, then the
+/// drops are applied in order: a later flush may drop lines an earlier flush of the same
+/// batch brought, and the drop ranges of one try only grow, so the last marker wins.
+pub(super) async fn store_logs(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: &[Change],
+) -> StoreResult<()> {
+    let mut lines = Vec::new();
+    let mut drops = Vec::new();
+    for change in changes {
+        if let Change::Logs {
+            run,
+            task,
+            try_number,
+            lines: new,
+            dropped,
+        } = change
+        {
+            lines.extend(new.iter().map(|l| (*run, task, *try_number, l)));
+            drops.extend(dropped.as_ref().map(|d| (*run, task, *try_number, d)));
+        }
+    }
+    // Multi-row inserts: a fan-out of a thousand tasks commits in a few statements.
+    for chunk in lines.chunks(150) {
+        insert_lines(tx, chunk).await?;
+    }
+    for (run, task, try_number, drop) in drops {
+        apply_drop(tx, run, task, try_number, drop).await?;
+    }
+    Ok(())
+}
+
+async fn insert_lines(
+    tx: &mut Transaction<'static, Sqlite>,
+    lines: &[(RunKey, &TaskId, u32, &LogLine)],
+) -> StoreResult<()> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) ",
+    );
+    q.push_values(lines, |mut row, (run, task, try_number, line)| {
+        row.push_bind(run.0)
+            .push_bind(task.as_str())
+            .push_bind(*try_number)
+            .push_bind(sql_seq(line.seq))
+            .push_bind(to_text(line.ts))
+            .push_bind(line.level)
+            .push_bind(line.message.as_str());
+    });
+    // A seq is written once per try; should one ever come twice, the first stays rather
+    // than a log line failing the state changes committed with it.
+    q.push(" ON CONFLICT (run, task_id, try_number, seq) DO NOTHING");
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Deletes the dropped range of one try (an indexed range delete) and puts its marker at
+/// the range's first seq, replacing the line stored there or an older marker.
+async fn apply_drop(
+    tx: &mut Transaction<'static, Sqlite>,
+    run: RunKey,
+    task: &TaskId,
+    try_number: u32,
+    drop: &LogDrop,
+) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM task_log WHERE run = ? AND task_id = ? AND try_number = ? \
+         AND seq > ? AND seq < ?",
+    )
+    .bind(run.0)
+    .bind(task.as_str())
+    .bind(try_number)
+    .bind(sql_seq(drop.marker.seq))
+    .bind(sql_seq(drop.until_seq))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, task_id, try_number, seq) \
+         DO UPDATE SET ts = excluded.ts, level = excluded.level, message = excluded.message",
+    )
+    .bind(run.0)
+    .bind(task.as_str())
+    .bind(try_number)
+    .bind(sql_seq(drop.marker.seq))
+    .bind(to_text(drop.marker.ts))
+    .bind(drop.marker.level)
+    .bind(drop.marker.message.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
