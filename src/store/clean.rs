@@ -187,23 +187,50 @@ impl Store {
         }
     }
 
-    /// Deletes DAG versions created before `before` that no run references any more (never
-    /// the latest version of a DAG). MERGE HOOK: the `dag_version` table comes with the DAG
-    /// versions change; its statements go here (a `SELECT COUNT(*)` of the same rows for a
-    /// dry run), e.g. `DELETE FROM dag_version WHERE created_at < ?1 AND NOT EXISTS (SELECT 1
-    /// FROM dag_run WHERE dag_run.dag_version = dag_version.hash) AND hash NOT IN (<latest
-    /// version of each dag_id>)`, in batches like the runs.
-    async fn clean_unused_dag_versions(&self, _before: &str, _dry_run: bool) -> StoreResult<u64> {
-        Ok(0)
+    /// Deletes DAG versions created before `before` that no run uses and that are not the
+    /// newest version of their DAG (so a DAG's current definition stays visible).
+    async fn clean_unused_dag_versions(&self, before: &str, dry_run: bool) -> StoreResult<u64> {
+        let unused = "FROM dag_version v WHERE v.created_at < ?1 \
+             AND NOT EXISTS (SELECT 1 FROM dag_run r WHERE r.dag_version = v.hash) \
+             AND v.created_at < (SELECT MAX(w.created_at) FROM dag_version w WHERE w.dag_id = v.dag_id)";
+        self.count_or_delete("dag_version", "hash", unused, before, dry_run)
+            .await
     }
 
-    /// Deletes scheduler instances stopped (or whose lease expired) before `before`. MERGE
-    /// HOOK: the `instance` table comes with the leases change; its statement goes here,
-    /// e.g. `DELETE FROM instance WHERE COALESCE(stopped_at, lease_expires_at) < ?1` (never
-    /// an instance still owning a run), with a `SELECT COUNT(*)` of the same rows for a
-    /// dry run.
-    async fn clean_stopped_instances(&self, _before: &str, _dry_run: bool) -> StoreResult<u64> {
-        Ok(0)
+    /// Deletes instances whose lease ended (stopped or expired) before `before` and that
+    /// own no run any more.
+    async fn clean_stopped_instances(&self, before: &str, dry_run: bool) -> StoreResult<u64> {
+        let gone = "FROM instance v WHERE COALESCE(v.stopped_at, v.lease_expires_at) < ?1 \
+             AND COALESCE(v.stopped_at, v.lease_expires_at) < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             AND NOT EXISTS (SELECT 1 FROM dag_run r WHERE r.owner = v.id)";
+        self.count_or_delete("instance", "id", gone, before, dry_run)
+            .await
+    }
+
+    /// Counts (dry run) or deletes the rows of `table` selected by `from_where` (which
+    /// names the table `v` and binds `before` as `?1`).
+    async fn count_or_delete(
+        &self,
+        table: &str,
+        key: &str,
+        from_where: &str,
+        before: &str,
+        dry_run: bool,
+    ) -> StoreResult<u64> {
+        if dry_run {
+            let sql = format!("SELECT COUNT(*) {from_where}");
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(n.max(0) as u64);
+        }
+        let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT v.{key} {from_where})");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

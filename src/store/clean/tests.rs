@@ -174,3 +174,70 @@ async fn a_family_goes_whole_or_stays_whole() {
         assert!(exists(&store, key).await);
     }
 }
+
+#[tokio::test]
+async fn unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay() {
+    let (_dir, store) = store().await;
+    let version = |hash: &str, created: u32| {
+        let (store, hash) = (store.clone(), hash.to_string());
+        async move {
+            sqlx::query(
+                "INSERT INTO dag_version (hash, dag_id, source_path, definition, created_at) \
+                 VALUES (?, 'd', 'd.yaml', 'dag_id: d', ?)",
+            )
+            .bind(&hash)
+            .bind(to_text(day(created)))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+    };
+    version("old-unused", 1).await;
+    version("old-used", 2).await;
+    version("latest", 3).await;
+    let used = run(&store, "running", None, 0, None).await;
+    sqlx::query("UPDATE dag_run SET dag_version = 'old-used' WHERE id = ?")
+        .bind(used.0)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(600);
+    let stopped = store
+        .register_instance(crate::store::InstanceKind::Serve, lease)
+        .await
+        .unwrap();
+    store.stop_instance(&stopped).await.unwrap();
+    let live = store
+        .register_instance(crate::store::InstanceKind::Serve, lease)
+        .await
+        .unwrap();
+    let before = "2100-01-01";
+    let dry = store
+        .clean(parse_day(before), true, CleanBatch::default())
+        .await
+        .unwrap();
+    assert_eq!((dry.dag_version, dry.instance), (1, 1));
+    let done = store
+        .clean(parse_day(before), false, CleanBatch::default())
+        .await
+        .unwrap();
+    assert_eq!((done.dag_version, done.instance), (1, 1));
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT hash FROM dag_version ORDER BY hash")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(hashes, ["latest", "old-used"]);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM instance")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, [live.id.to_string()]);
+}
+
+fn parse_day(text: &str) -> DateTime<Utc> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
