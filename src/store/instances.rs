@@ -227,3 +227,168 @@ impl Store {
         Ok(live.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::ids::{DagId, TaskId};
+    use crate::state::{RunType, TaskState};
+    use crate::store::{Change, NewRun};
+
+    const LEASE: Duration = Duration::from_secs(600);
+
+    async fn store_with_run() -> (tempfile::TempDir, Store, crate::ids::RunKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.db").to_str().unwrap(), 2)
+            .await
+            .unwrap();
+        let new = NewRun {
+            dag_id: DagId::new("d"),
+            run_type: RunType::Manual,
+            interval_start: Utc::now(),
+            interval_end: Utc::now(),
+            conf: serde_json::json!({}),
+            parent: None,
+            owner: None,
+            version: None,
+        };
+        let key = store.insert_run(&new).await.unwrap().unwrap().key;
+        (dir, store, key)
+    }
+
+    fn start(run: crate::ids::RunKey, try_number: u32) -> Change {
+        Change::StartTry {
+            run,
+            task: TaskId::new("t"),
+            try_number,
+            at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_of_an_instance_that_lost_the_run_are_refused_whole() {
+        let (_dir, store, run) = store_with_run().await;
+        let a = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        let b = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        let tasks = [(TaskId::new("t"), 3)];
+        assert!(store.claim_run(run, &a, &tasks).await.unwrap());
+        // B cannot take a run whose owner holds a live lease.
+        assert!(!store.claim_run(run, &b, &tasks).await.unwrap());
+        store.commit(&a, &[start(run, 1)]).await.unwrap();
+        // A stops (its lease ends): B adopts, and A's writes are fenced off from then on.
+        store.stop_instance(&a).await.unwrap();
+        assert!(store.claim_run(run, &b, &tasks).await.unwrap());
+        let late = Change::FinishTry {
+            run,
+            task: TaskId::new("t"),
+            try_number: 1,
+            state: TaskState::Success,
+            at: Utc::now(),
+            error: None,
+            next_retry_at: None,
+            interrupted: false,
+        };
+        let err = store.commit(&a, &[late.clone()]).await.unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost), "{err}");
+        // Even with a live lease, a run owned by another instance is refused.
+        let a2 = store.reacquire_lease(&a, LEASE).await.unwrap();
+        assert_eq!(a2.epoch, 2);
+        let err = store.commit(&a2, &[late.clone()]).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Fenced(runs) if runs == &[run]),
+            "{err}"
+        );
+        let tis = store.task_instances(run).await.unwrap();
+        assert_eq!(
+            tis[0].state,
+            Some(TaskState::Running),
+            "nothing was written"
+        );
+        store.commit(&b, &[late]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_transitions_name_the_run_task_and_states() {
+        let (_dir, store, run) = store_with_run().await;
+        let a = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_run(run, &a, &[(TaskId::new("t"), 3)])
+                .await
+                .unwrap()
+        );
+        store.commit(&a, &[start(run, 1)]).await.unwrap();
+        // The same try cannot start twice, nor can a try skip a number.
+        let err = store.commit(&a, &[start(run, 1)]).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refused state change of task t of run d/{}: running (try 1) -> running",
+                store.run(run).await.unwrap().unwrap().run_id
+            )
+        );
+        let err = store.commit(&a, &[start(run, 3)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Transition { .. }), "{err}");
+        // A finished run cannot be finished again.
+        let finish = |state| Change::FinishRun {
+            run,
+            state,
+            at: Utc::now(),
+            note: None,
+        };
+        store
+            .commit(&a, &[finish(crate::state::RunState::Failed)])
+            .await
+            .unwrap();
+        let err = store
+            .commit(&a, &[finish(crate::state::RunState::Success)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().ends_with(": failed -> success"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable() {
+        let (_dir, store, run) = store_with_run().await;
+        let a = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        let b = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        assert!(store.claim_run(run, &a, &[]).await.unwrap());
+        assert!(store.adoptable_running(&b).await.unwrap().is_empty());
+        // A was frozen past its lease.
+        sqlx::query(
+            "UPDATE instance SET lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = ?",
+        )
+        .bind(a.id.as_str())
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(store.renew_lease(&a, LEASE).await.unwrap(), None);
+        assert!(
+            !store.claim_run(run, &a, &[]).await.unwrap(),
+            "no lease, no claim"
+        );
+        assert_eq!(store.adoptable_running(&b).await.unwrap().len(), 1);
+        assert!(store.claim_run(run, &b, &[]).await.unwrap());
+        let row = store.run(run).await.unwrap().unwrap();
+        assert_eq!((row.owner, row.owner_epoch), (Some(b.id.clone()), Some(1)));
+    }
+}

@@ -452,7 +452,9 @@ async fn insert_tries(
     tries: &[(RunKey, &TaskId, u32, chrono::DateTime<Utc>)],
 ) -> StoreResult<()> {
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO task_try (run, task_id, try_number, state, start_date) ",
+        // A duplicate start is refused by its state-checked UPDATE in the same batch, which
+        // names the states; ignoring the row here keeps the error that says why.
+        "INSERT OR IGNORE INTO task_try (run, task_id, try_number, state, start_date) ",
     );
     q.push_values(tries, |mut row, (run, task, try_number, at)| {
         row.push_bind(run.0)

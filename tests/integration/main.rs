@@ -6,6 +6,7 @@ mod execution;
 mod logs;
 mod pipeline;
 mod processes;
+mod recovery;
 mod s3;
 mod server;
 mod support;

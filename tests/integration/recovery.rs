@@ -1,0 +1,252 @@
+//! Exactly once per try across restarts: `trigger_dag` re-attaches to its child, a frozen
+//! server cannot commit after another adopted its runs, runs execute their stored DAG
+//! version, shutdown never costs a retry, and concurrent first starts migrate once.
+
+use std::process::Command;
+
+use crate::support::{Env, task, wait_until, write_atomically};
+
+fn states(env: &Env, dag: &str) -> Vec<String> {
+    env.runs(dag)
+        .iter()
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn finished(env: &Env, dag: &str, n: usize) -> bool {
+    let s = states(env, dag);
+    s.len() == n && s.iter().all(|x| x == "success" || x == "failed")
+}
+
+/// A short grace period, so a SIGTERM interrupts running tries at once.
+fn short_grace(env: &Env) {
+    std::fs::create_dir_all(env.path("config")).unwrap();
+    std::fs::write(
+        env.path("config/orchestrator.yaml"),
+        "shutdown_grace_secs: 1\n",
+    )
+    .unwrap();
+}
+
+const PARENT: &str = "dag_id: parent
+tasks:
+  kick: {type: trigger_dag, trigger_dag_id: child, retries: 3, retry_delay: 0}
+";
+
+const CHILD: &str = "dag_id: child
+tasks:
+  work:
+    type: shell
+    command: 'echo start >> child.log; touch child_started; sleep 4; echo end >> child.log'
+    retries: 3
+    retry_delay: 0
+";
+
+fn one_child_per_trigger(stop: fn(&mut crate::support::Server)) {
+    let mut env = Env::new();
+    short_grace(&env);
+    env.dag("parent", PARENT);
+    env.dag("child", CHILD);
+    let mut server = env.serve();
+    env.ok(&["trigger", "parent"]);
+    wait_until("the child's task runs", || {
+        env.path("child_started").exists()
+    });
+    stop(&mut server);
+    drop(server);
+    let _server = env.serve();
+    wait_until("the parent run finishes", || finished(&env, "parent", 1));
+    assert_eq!(states(&env, "parent"), ["success"]);
+    assert_eq!(
+        states(&env, "child"),
+        ["success"],
+        "the resumed trigger try takes over the child it created"
+    );
+    let parent = env.run_detail(env.runs("parent")[0]["run_id"].as_str().unwrap());
+    let kick = task(&parent, "kick");
+    let log = env.ok(&[
+        "logs",
+        parent["run_id"].as_str().unwrap(),
+        "kick",
+        "--try",
+        &kick["try_number"].to_string(),
+    ]);
+    assert!(log.contains("taking over child run"), "{log}");
+    let child_log = std::fs::read_to_string(env.path("child.log")).unwrap();
+    assert_eq!(
+        child_log.matches("end").count(),
+        1,
+        "the child's work completed once: {child_log}"
+    );
+}
+
+#[test]
+fn sigterm_while_a_child_runs_leaves_one_child() {
+    one_child_per_trigger(|s| {
+        s.sigterm();
+    });
+}
+
+#[test]
+fn kill_9_while_a_child_runs_leaves_one_child() {
+    one_child_per_trigger(crate::support::Server::kill9);
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn a_frozen_server_commits_nothing_after_another_adopted_its_runs() {
+    let mut env = Env::new();
+    env.dag(
+        "long",
+        "dag_id: long
+tasks:
+  t:
+    type: shell
+    command: 'touch started_{{ try_number }}; if [ {{ try_number }} = 1 ]; then sleep 60; fi'
+    retries: 2
+    retry_delay: 0
+",
+    );
+    let mut a = env.serve();
+    env.ok(&["trigger", "long"]);
+    wait_until("try 1 runs", || env.path("started_1").exists());
+    signal(a.child.id(), "-STOP");
+    // B starts on the same folder; A's lease lapses and B adopts the run: it kills what A's
+    // try left (its process group) and runs try 2.
+    let b = env.serve();
+    wait_until("the run finishes under B", || finished(&env, "long", 1));
+    signal(a.child.id(), "-CONT");
+    // A wakes up, finds its lease lapsed, and lets the run go without writing.
+    wait_until("A notices its lease lapsed", || {
+        a.log().contains("lease lapsed")
+    });
+    let detail = env.run_detail(env.runs("long")[0]["run_id"].as_str().unwrap());
+    assert_eq!(detail["state"], "success");
+    let t = task(&detail, "t");
+    assert_eq!(t["try_number"], 2);
+    let log = env.ok(&[
+        "logs",
+        detail["run_id"].as_str().unwrap(),
+        "t",
+        "--try",
+        "1",
+    ]);
+    assert!(
+        !log.contains("killed by signal"),
+        "A's try ended after B adopted the run; its result must not be recorded: {log}"
+    );
+    drop(b);
+    a.sigterm();
+}
+
+#[test]
+fn a_run_executes_the_dag_version_it_started_with() {
+    let mut env = Env::new();
+    let v1 = "dag_id: versioned
+tasks:
+  wait: {type: shell, command: 'touch waiting; while [ ! -f go ]; do sleep 0.05; done'}
+  write: {type: shell, command: 'echo v1 > out', depends_on: [wait]}
+";
+    env.dag("versioned", v1);
+    let server = env.serve();
+    let reloads = || server.log().matches("DAGs loaded").count();
+    env.ok(&["trigger", "versioned"]);
+    wait_until("the first task runs", || env.path("waiting").exists());
+    let first = env.runs("versioned")[0].clone();
+    let hash = first["dag_version"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 64, "{first}");
+    // Edited while the run is in flight: the run keeps its definition.
+    write_atomically(
+        &env.path("dags/versioned.yaml"),
+        &v1.replace("echo v1", "echo v2"),
+    );
+    wait_until("the server reloads the edit", || reloads() >= 2);
+    std::fs::write(env.path("go"), "").unwrap();
+    wait_until("the run finishes", || finished(&env, "versioned", 1));
+    assert_eq!(states(&env, "versioned"), ["success"]);
+    assert_eq!(std::fs::read_to_string(env.path("out")).unwrap(), "v1\n");
+    // A run triggered now uses the new version.
+    std::fs::remove_file(env.path("go")).unwrap();
+    env.ok(&["trigger", "versioned"]);
+    wait_until("the second run waits", || {
+        states(&env, "versioned").len() == 2
+    });
+    let second = env.runs("versioned")[0].clone();
+    assert_ne!(second["dag_version"], first["dag_version"]);
+    // Broken and then deleted while the second run is in flight: it still finishes.
+    write_atomically(
+        &env.path("dags/versioned.yaml"),
+        "dag_id: versioned\ntasks: [",
+    );
+    wait_until("the server reloads the broken file", || reloads() >= 3);
+    std::fs::remove_file(env.path("dags/versioned.yaml")).unwrap();
+    wait_until("the server reloads without the file", || reloads() >= 4);
+    std::fs::write(env.path("go"), "").unwrap();
+    wait_until("the second run finishes", || finished(&env, "versioned", 2));
+    assert_eq!(states(&env, "versioned"), ["success", "success"]);
+    assert_eq!(std::fs::read_to_string(env.path("out")).unwrap(), "v2\n");
+}
+
+#[test]
+fn restarting_the_server_never_fails_a_run_without_retries() {
+    let mut env = Env::new();
+    short_grace(&env);
+    env.dag(
+        "once",
+        "dag_id: once
+tasks:
+  t:
+    type: shell
+    command: 'if [ -f second ]; then exit 0; fi; touch second; sleep 30'
+    retries: 0
+",
+    );
+    let mut server = env.serve();
+    env.ok(&["trigger", "once"]);
+    wait_until("the try runs", || env.path("second").exists());
+    assert!(server.sigterm().success());
+    drop(server);
+    let _server = env.serve();
+    wait_until("the run finishes", || finished(&env, "once", 1));
+    assert_eq!(states(&env, "once"), ["success"]);
+}
+
+#[test]
+fn concurrent_first_starts_on_a_new_database_all_succeed() {
+    for round in 0..5 {
+        let env = Env::new();
+        env.dag("d", "dag_id: d\ntasks:\n  t: {type: noop}\n");
+        let children: Vec<_> = (0..6)
+            .map(|i| {
+                let args: &[&str] = if i % 2 == 0 {
+                    &["dags", "list"]
+                } else {
+                    &["trigger", "d"]
+                };
+                env.command(args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(env.runs("d").len(), 3);
+    }
+}
