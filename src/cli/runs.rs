@@ -100,6 +100,9 @@ async fn show(
     println!("run_type:      {}", r.run_type);
     println!("logical_date:  {}", r.logical_date.to_rfc3339());
     println!("conf:          {}", r.conf);
+    if let Some(version) = &r.dag_version {
+        println!("dag_version:   {version}");
+    }
     println!("started:       {}", time(r.start_date));
     println!(
         "ended:         {}   ({})",
