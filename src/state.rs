@@ -126,7 +126,10 @@ impl RunState {
         use RunState::*;
         matches!(
             (self, next),
-            (Queued, Running) | (Running, Success | Failed | Queued) | (Success | Failed, Queued)
+            // queued -> failed: a run that cannot start (its stored DAG version is gone).
+            (Queued, Running | Failed)
+                | (Running, Success | Failed | Queued)
+                | (Success | Failed, Queued)
         )
     }
 }
@@ -242,6 +245,10 @@ mod tests {
         assert_eq!(
             RunState::sql_sources(RunState::Queued),
             "state IN ('running', 'success', 'failed')"
+        );
+        assert_eq!(
+            RunState::sql_sources(RunState::Failed),
+            "state IN ('queued', 'running')"
         );
         assert_eq!(TaskState::sql_sources(Some(Running), |_| false), "0");
     }

@@ -27,6 +27,10 @@ impl Scheduler {
         &mut self,
         req: ChildRequest,
     ) -> Result<ChildRun, EngineError> {
+        // A request queued before this process let the parent go is not its to answer.
+        if !self.runs.contains_key(&req.parent) {
+            return Err(EngineError::NotOwned(req.parent));
+        }
         if let Some(row) = self
             .store
             .child_of_try(req.parent, &req.task, req.try_number)
@@ -63,7 +67,7 @@ impl Scheduler {
         };
         let row = self
             .store
-            .insert_run(&new)
+            .insert_child_run(&new, &self.owner)
             .await?
             .ok_or(StoreError::Conflict("child run exists".into()))?;
         if foreground {

@@ -88,6 +88,9 @@ pub(super) struct Scheduler {
     keeper: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     pub(super) runs: HashMap<RunKey, ActiveRun>,
     pub(super) detached: HashMap<RunKey, Detached>,
+    /// Runs a foreground process let go of (its lease lapsed, e.g. while suspended) and
+    /// takes back, or waits for, before it may exit.
+    pub(super) readopt: HashSet<RunKey>,
     /// DAGs rebuilt from stored versions, by hash.
     pub(super) versions: HashMap<String, Arc<Dag>>,
     pub(super) ready: VecDeque<(RunKey, usize)>,
@@ -128,6 +131,7 @@ impl Scheduler {
             keeper: Some(parts.keeper),
             runs: HashMap::new(),
             detached: HashMap::new(),
+            readopt: HashSet::new(),
             versions: HashMap::new(),
             ready: VecDeque::new(),
             retries: BTreeSet::new(),
@@ -210,9 +214,12 @@ impl Scheduler {
                     }
                 }
                 () = sleep => self.on_timers(Utc::now()),
-                _ = poll.tick(), if self.mode == Mode::Serve && self.drain_deadline.is_none() => {
-                    self.reread_store().await?;
-                    self.adopt_orphans().await?;
+                _ = poll.tick(), if (self.mode == Mode::Serve || !self.readopt.is_empty()) && self.drain_deadline.is_none() => {
+                    if self.mode == Mode::Serve {
+                        self.reread_store().await?;
+                        self.adopt_orphans().await?;
+                    }
+                    self.readopt_own().await?;
                 }
             }
         }
@@ -223,7 +230,11 @@ impl Scheduler {
             _ if self.drain_deadline.is_some() => self.running == 0,
             Mode::Serve => false,
             Mode::Foreground { .. } => {
-                self.root_started && self.runs.is_empty() && self.reserved.is_empty()
+                self.root_started
+                    && self.runs.is_empty()
+                    && self.reserved.is_empty()
+                    && self.readopt.is_empty()
+                    && self.detached.is_empty()
             }
         }
     }
@@ -238,6 +249,7 @@ impl Scheduler {
             if self.look_for_queued {
                 self.look_for_queued = false;
                 self.claim_queued().await?;
+                self.readopt_own().await?;
             }
             self.dispatch(Utc::now());
         }
@@ -312,6 +324,9 @@ impl Scheduler {
         self.ready.retain(|(k, _)| *k != key);
         self.retries.retain(|(_, k, _)| *k != key);
         self.reserved.remove(&key);
+        if matches!(self.mode, Mode::Foreground { .. }) {
+            self.readopt.insert(key);
+        }
     }
 
     /// Lets go of every run (the lease lapsed).
@@ -321,8 +336,14 @@ impl Scheduler {
             self.detach(key, why);
         }
         self.changes.clear();
-        self.actions
-            .retain(|a| !matches!(a, Action::Spawn { .. } | Action::Progress(..)));
+        // Planned tries that will now never start still hold their slots: give them back.
+        for action in std::mem::take(&mut self.actions) {
+            match action {
+                Action::Spawn { run, .. } => self.try_gone(run),
+                Action::Progress(..) => {}
+                done @ Action::RunDone { .. } => self.actions.push(done),
+            }
+        }
     }
 
     /// A try of a run this process let go of has stopped (or never started).
@@ -418,6 +439,7 @@ impl Scheduler {
     /// Marks a run as started by this scheduler.
     pub(super) fn activated(&mut self, key: RunKey) {
         self.reserved.remove(&key);
+        self.readopt.remove(&key);
         if self.mode == (Mode::Foreground { root: key }) {
             self.root_started = true;
         }

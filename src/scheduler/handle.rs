@@ -35,13 +35,20 @@ pub enum EngineError {
     /// The run vanished from the store.
     #[error("run {0} does not exist")]
     UnknownRun(RunKey),
+    /// This process no longer owns the run (another instance adopted it).
+    #[error("run {0} is no longer owned by this process")]
+    NotOwned(RunKey),
 }
 
 impl From<EngineError> for TaskError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::UnknownDag(_) => TaskError::Fatal(e.to_string()),
-            EngineError::Stopped => TaskError::Cancelled(e.to_string()),
+            EngineError::Stopped
+            | EngineError::NotOwned(_)
+            | EngineError::Store(StoreError::Fenced(_) | StoreError::LeaseLost) => {
+                TaskError::Cancelled(e.to_string())
+            }
             _ => TaskError::Failed(e.to_string()),
         }
     }

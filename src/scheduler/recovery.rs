@@ -103,6 +103,41 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A foreground process takes back the runs it let go of (or learns they ended, or
+    /// waits while another instance that adopted them finishes them).
+    pub(super) async fn readopt_own(&mut self) -> Result<(), StoreError> {
+        let keys: Vec<_> = self.readopt.iter().copied().collect();
+        for key in keys {
+            if self.runs.contains_key(&key) || self.detached.contains_key(&key) {
+                continue;
+            }
+            let Some(row) = self.store.run(key).await? else {
+                self.readopt.remove(&key);
+                continue;
+            };
+            if row.state.is_finished() {
+                self.readopt.remove(&key);
+                continue;
+            }
+            // A queued one is claimed by `claim_queued` (it is still reserved for us).
+            if row.state != RunState::Running {
+                continue;
+            }
+            let Ok(dag) = self.dag_for(&row).await? else {
+                continue;
+            };
+            if self
+                .store
+                .claim_run(key, &self.owner, &task_specs(&dag))
+                .await?
+            {
+                tracing::info!(dag_id = %row.dag_id, run_id = %row.run_id, "taking back the run after a lapsed lease");
+                self.activate(row, dag).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn fail_unrunnable(&mut self, row: &RunRow, note: &str) -> Result<(), StoreError> {
         if self
             .store
@@ -163,9 +198,13 @@ impl Scheduler {
             .filter_map(|ti| run.dag.task(ti.task_id.as_str()).map(|(i, _)| (i, ti)))
             .collect();
         for (idx, ti) in known {
+            // A try interrupted by a shutdown or a crash may have left processes behind
+            // (a supervisor killed along with its owner): none may run beside the next try.
+            if ti.try_number > 0 && !ti.state.is_some_and(TaskState::is_finished) {
+                self.stop_leftovers(key, ti).await?;
+            }
             match ti.state {
                 Some(TaskState::Running) => {
-                    self.stop_leftovers(key, ti).await?;
                     // Its process died or lost its lease: a failed try, retried per policy.
                     if let TryEnd::RetryAt(at) =
                         run.end_interrupted_try(idx, now, &mut self.changes)

@@ -130,6 +130,9 @@ impl Store {
         owner: &Owner,
         lease: Duration,
     ) -> StoreResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        // The time is read once the write lock is held: a renewal that waited behind another
+        // transaction past the lease's end must fail, not extend a lease that had lapsed.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = Utc::now();
         let until = expiry(now, lease)?;
         let done = sqlx::query(
@@ -140,8 +143,9 @@ impl Store {
         .bind(to_text(until))
         .bind(owner.id.as_str())
         .bind(owner.epoch)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok((done.rows_affected() == 1).then_some((now, until)))
     }
 

@@ -27,10 +27,44 @@ impl Store {
     /// get a fresh logical date if the requested one is taken; scheduled and backfill runs
     /// are created at most once per interval (returns `None` if it already exists).
     pub async fn insert_run(&self, new: &NewRun) -> StoreResult<Option<RunRow>> {
+        self.insert_run_fenced(new, None).await
+    }
+
+    /// Creates the child run of a `trigger_dag` try, fenced like the scheduler's other
+    /// writes: only while `owner` holds a live lease and owns the parent run.
+    pub async fn insert_child_run(
+        &self,
+        new: &NewRun,
+        owner: &Owner,
+    ) -> StoreResult<Option<RunRow>> {
+        self.insert_run_fenced(new, Some(owner)).await
+    }
+
+    async fn insert_run_fenced(
+        &self,
+        new: &NewRun,
+        fence: Option<&Owner>,
+    ) -> StoreResult<Option<RunRow>> {
         let unique_per_interval = matches!(new.run_type, RunType::Scheduled | RunType::Backfill);
         let mut start = new.interval_start;
         let mut end = new.interval_end;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let (Some(owner), Some(parent)) = (fence, &new.parent) {
+            if !Self::lease_is_live(&mut tx, owner, &to_text(Utc::now())).await? {
+                return Err(StoreError::LeaseLost);
+            }
+            let owned: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM dag_run WHERE id = ? AND owner = ? AND owner_epoch = ?",
+            )
+            .bind(parent.run.0)
+            .bind(owner.id.as_str())
+            .bind(owner.epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if owned.is_none() {
+                return Err(StoreError::Fenced(vec![parent.run]));
+            }
+        }
         if let Some(v) = &new.version {
             Self::insert_version(&mut tx, v).await?;
         }
@@ -249,8 +283,10 @@ impl Store {
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'running', owner = ?1, owner_epoch = ?2, \
              start_date = COALESCE(start_date, ?3) \
-             WHERE id = ?4 AND state IN ('queued', 'running') \
+             WHERE id = ?4 AND ({} OR state = 'running') \
              AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            // Claiming starts a queued run; adopting a running one only changes its owner.
+            RunState::sql_sources(RunState::Running),
             unowned("?3")
         ));
         let claimed = sqlx::query(sql)
@@ -290,8 +326,8 @@ impl Store {
         let now = to_text(Utc::now());
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'failed', end_date = ?3, note = ?4, owner = ?1, owner_epoch = ?2 \
-             WHERE id = ?5 AND state IN ('queued', 'running') \
-             AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+             WHERE id = ?5 AND {} AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            RunState::sql_sources(RunState::Failed),
             unowned("?3")
         ));
         let done = sqlx::query(sql)

@@ -4,7 +4,8 @@
 //! The scheduler calls [`kill_stale_group`] when it adopts a run whose try was running; the
 //! shell task's supervisor ([`super::supervise`]) reports the group through [`group_led_by`].
 //! A group is only ever signalled when its leader still runs on this host with the recorded
-//! start time, so a pid reused by an unrelated process is never touched.
+//! start time, or when its leader is gone and only processes started after it remain in the
+//! group, so a pid reused by an unrelated process is never touched.
 
 use std::time::Duration;
 
@@ -89,17 +90,42 @@ fn is_recorded_leader(group: &ProcessGroup) -> bool {
     })
 }
 
+/// The processes (other than a leader) whose process group is `pgid`.
+fn members(pgid: i32) -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != pgid)
+        .filter_map(read_stat)
+        .filter(|s| s.pgrp == pgid && s.state != 'Z')
+        .collect()
+}
+
 /// Kills a group a dead owner left running, if it still exists on this host: SIGKILL to the
 /// whole group, then a bounded wait until its leader is gone.
 pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
     if group.host != this_host() {
         return StaleGroup::OtherHost;
     }
+    if group.pgid <= 1 {
+        return StaleGroup::Gone;
+    }
     // A zombie leader still holds the pgid, so its live members can be signalled safely;
     // `is_recorded_leader` rejects it only as a sign that the leader has finished.
-    let holds_pgid = read_stat(group.pgid)
+    let leader = read_stat(group.pgid);
+    let holds_pgid = leader
         .is_some_and(|s| s.start_ticks == group.start_ticks && s.pgrp == group.pgid);
-    if !holds_pgid || group.pgid <= 1 {
+    // The leader exited but members may live on (`sh -c 'sleep 100 &'`). Linux does not
+    // hand out a pid still in use as a process group id, so while no process has the pid,
+    // processes in that group that started after the recorded leader are its leftovers.
+    let orphaned_members = leader.is_none()
+        && members(group.pgid)
+            .iter()
+            .any(|m| m.start_ticks >= group.start_ticks);
+    if !holds_pgid && !orphaned_members {
         return StaleGroup::Gone;
     }
     match killpg(Pid::from_raw(group.pgid), Signal::SIGKILL) {
@@ -110,7 +136,7 @@ pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
         Ok(()) => {}
     }
     let deadline = tokio::time::Instant::now() + KILL_WAIT;
-    while is_recorded_leader(group) {
+    while is_recorded_leader(group) || (orphaned_members && !members(group.pgid).is_empty()) {
         if tokio::time::Instant::now() >= deadline {
             return StaleGroup::Lingering;
         }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::process::this_host;
 use super::supervise::{self, KILL_GRACE};
@@ -29,6 +30,8 @@ use crate::ids::ProcessGroup;
 const DEFAULT_SKIP_EXIT_CODE: i32 = 99;
 /// How long a stopped supervisor may take beyond its kill grace period before it is killed.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
+/// How long the output is drained after the command ended.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Run a shell command.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,8 +85,16 @@ impl ShellTask {
                 return Err(TaskError::TimedOut(timeout.unwrap_or_default()));
             }
         };
-        // Drain what the command printed before it exited.
-        pipes.await;
+        job.stop_leftovers();
+        // Drain what the command printed before it exited. A process that left the group
+        // (setsid) may hold the pipes open for good: the try does not wait for it.
+        if tokio::time::timeout(PIPE_DRAIN, pipes).await.is_err() {
+            ctx.log.write(
+                "WARN",
+                "a process the command started outside its process group still holds its \
+                 output; not waiting for it",
+            );
+        }
         let status = status.map_err(|e| TaskError::Failed(format!("waiting for command: {e}")))?;
         self.outcome(status)
     }
@@ -109,7 +120,9 @@ impl ShellTask {
         // Close-on-exec on both ends: only the supervisor gets its end, as its stdin.
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = Command::new(program);
-        cmd.arg(supervise::ARG)
+        // Shown as `orchestrator __supervise ...` in `ps`, not as `/proc/self/exe`.
+        cmd.arg0("orchestrator")
+            .arg(supervise::ARG)
             .arg(&self.command)
             .envs(&self.env)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
@@ -151,6 +164,18 @@ impl Job {
             self.group = Some(group);
         }
         self.child.wait().await
+    }
+
+    /// After the supervisor exited: if its group still has members (the supervisor itself
+    /// was killed, e.g. by a service manager's signal), they die now.
+    fn stop_leftovers(&self) {
+        if let Some(group) = &self.group {
+            let pgid = Pid::from_raw(group.pgid);
+            // The pgid cannot name another group while any member of this one lives.
+            if killpg(pgid, None).is_ok() {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+        }
     }
 
     /// Stops the whole group: closing the link makes the supervisor send SIGTERM, then
@@ -206,11 +231,12 @@ fn forward_output(child: &mut Child, ctx: &TaskContext) -> impl Future<Output = 
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDOUT")));
+        .map(|s| AbortOnDropHandle::new(tokio::spawn(copy_lines(s, ctx.log.clone(), "STDOUT"))));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(copy_lines(s, ctx.log.clone(), "STDERR")));
+        .map(|s| AbortOnDropHandle::new(tokio::spawn(copy_lines(s, ctx.log.clone(), "STDERR"))));
+    // Readers stop when the returned future is dropped (the try gave up on the output).
     async move {
         for handle in [out, err].into_iter().flatten() {
             // A reader only ends at EOF or on a read error; either way the log has what came.

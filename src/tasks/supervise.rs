@@ -7,7 +7,8 @@
 //! the owner holds the other end (close-on-exec, so no other child inherits it). The
 //! supervisor starts `sh -c CMD` in a new process group, reports that group on the socket
 //! (`"<pgid> <start ticks>\n"`) and waits for whichever comes first:
-//! - `sh` exits: the supervisor exits the same way (same code, or the same signal);
+//! - `sh` exits: what it left running in its group is stopped (SIGTERM, then SIGKILL after
+//!   [`KILL_GRACE`]) and the supervisor exits the same way (same code, or the same signal);
 //! - EOF on the socket: the owner died or wants the command stopped (timeout, cancellation,
 //!   or the try abandoned). It sends SIGTERM to the group, waits up to [`KILL_GRACE`] for
 //!   the group to be empty, SIGKILLs what is left and exits.
@@ -131,7 +132,14 @@ fn supervise(command: &OsStr) -> Result<End, SuperviseError> {
     std::thread::spawn(move || watch_owner(link, &owner_tx));
     std::thread::spawn(move || reap(pid, &tx));
     match rx.recv() {
-        Ok(Event::Ended(end)) => Ok(end),
+        Ok(Event::Ended(end)) => {
+            // What the command left running in its group ends with the try, so a later try
+            // never runs beside it (a process that must outlive the task leaves the group).
+            if killpg(pid, None).is_ok() {
+                stop_group(pid);
+            }
+            Ok(end)
+        }
         Ok(Event::OwnerGone) | Err(_) => {
             stop_group(pid);
             let ended = rx.try_iter().find_map(|e| match e {
