@@ -9,4 +9,5 @@ mod processes;
 mod s3;
 mod server;
 mod support;
+mod torture;
 mod warehouse;
