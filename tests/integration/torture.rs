@@ -324,12 +324,11 @@ impl Torture {
         println!("torture stats: {stats}");
         for v in &self.violations {
             eprintln!("VIOLATION: {} [{}]", v.what, v.run_id);
-            if v.run_id.is_empty() {
-                continue;
-            }
-            for (life, log) in self.logs.iter().enumerate() {
-                for l in log.lines().filter(|l| l.contains(&v.run_id)).take(40) {
-                    eprintln!("  serve #{life}: {l}");
+            for run_id in v.run_id.split_whitespace() {
+                for (life, log) in self.logs.iter().enumerate() {
+                    for l in log.lines().filter(|l| l.contains(run_id)).take(40) {
+                        eprintln!("  serve #{life}: {l}");
+                    }
                 }
             }
         }

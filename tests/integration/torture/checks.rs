@@ -9,9 +9,10 @@ use rusqlite::Connection;
 use super::workload::{LEDGER, SHELL_TASKS};
 use crate::support::Env;
 
-/// One broken invariant, with the run it concerns (to pick its `serve` log lines).
+/// One broken invariant, with the run(s) it concerns (to pick their `serve` log lines).
 #[derive(Debug)]
 pub struct Violation {
+    /// Run ids, separated by spaces.
     pub run_id: String,
     pub what: String,
 }

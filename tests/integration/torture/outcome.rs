@@ -109,7 +109,7 @@ pub fn one_run_at_a_time(env: &Env, dag: &str) -> Vec<Violation> {
                 "max_active_runs 1 broken: {dag} runs {a} ({a0} to {a1}) and {b} ({b0} to {b1}) \
                  were active at once"
             );
-            violation(&b, what)
+            violation(&format!("{a} {b}"), what)
         })
         .collect()
 }
