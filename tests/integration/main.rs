@@ -10,4 +10,5 @@ mod recovery;
 mod s3;
 mod server;
 mod support;
+mod torture;
 mod warehouse;
