@@ -444,8 +444,4 @@ impl Scheduler {
             self.root_started = true;
         }
     }
-
-    pub(super) fn dag_running_runs(&self, dag: &DagId) -> u32 {
-        self.runs.values().filter(|r| &r.dag.id == dag).count() as u32
-    }
 }

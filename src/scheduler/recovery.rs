@@ -35,6 +35,9 @@ enum Unavailable {
 impl Scheduler {
     /// Claims queued runs this scheduler may take, within `max_active_runs`.
     pub(super) async fn claim_queued(&mut self) -> Result<(), StoreError> {
+        // `max_active_runs` counts every running run in the store, not only this process's:
+        // a run whose owner crashed is still running until it is adopted and finishes.
+        let mut running = self.store.running_run_counts().await?;
         for row in self.store.claimable_queued(&self.owner).await? {
             if self.runs.contains_key(&row.key) || self.detached.contains_key(&row.key) {
                 continue;
@@ -55,7 +58,10 @@ impl Scheduler {
                 }
             };
             let paused = self.paused.get(&dag.id).copied().unwrap_or(false);
-            if (paused && !mine) || self.dag_running_runs(&dag.id) >= dag.max_active_runs {
+            let active = running.entry(dag.id.clone()).or_default();
+            // A foreground `run` executes its own runs whatever the pause flag and limits say
+            // (like `airflow dags test`).
+            if !mine && (paused || *active >= dag.max_active_runs) {
                 continue;
             }
             if self
@@ -63,6 +69,7 @@ impl Scheduler {
                 .claim_run(row.key, &self.owner, &task_specs(&dag))
                 .await?
             {
+                *active += 1;
                 self.activate(row, dag).await?;
             }
         }

@@ -302,12 +302,18 @@ mod tests {
             next_retry_at: None,
             interrupted: false,
         };
-        let err = store.commit(&a, std::slice::from_ref(&late)).await.unwrap_err();
+        let err = store
+            .commit(&a, std::slice::from_ref(&late))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::LeaseLost), "{err}");
         // Even with a live lease, a run owned by another instance is refused.
         let a2 = store.reacquire_lease(&a, LEASE).await.unwrap();
         assert_eq!(a2.epoch, 2);
-        let err = store.commit(&a2, std::slice::from_ref(&late)).await.unwrap_err();
+        let err = store
+            .commit(&a2, std::slice::from_ref(&late))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, StoreError::Fenced(runs) if runs == &[run]),
             "{err}"

@@ -352,6 +352,24 @@ impl Store {
         end.as_deref().map(super::from_text).transpose()
     }
 
+    /// Number of running runs per DAG, whoever executes them (a run whose owner crashed
+    /// still counts until it is adopted and finishes).
+    pub async fn running_run_counts(&self) -> StoreResult<std::collections::HashMap<DagId, u32>> {
+        let rows = sqlx::query(
+            "SELECT dag_id, COUNT(*) AS n FROM dag_run WHERE state = 'running' GROUP BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    DagId::new(r.try_get::<String, _>("dag_id")?),
+                    r.try_get::<u32, _>("n")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Number of queued or running runs per DAG.
     pub async fn active_run_counts(&self) -> StoreResult<std::collections::HashMap<DagId, u32>> {
         let rows = sqlx::query(

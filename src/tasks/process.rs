@@ -116,8 +116,8 @@ pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
     // A zombie leader still holds the pgid, so its live members can be signalled safely;
     // `is_recorded_leader` rejects it only as a sign that the leader has finished.
     let leader = read_stat(group.pgid);
-    let holds_pgid = leader
-        .is_some_and(|s| s.start_ticks == group.start_ticks && s.pgrp == group.pgid);
+    let holds_pgid =
+        leader.is_some_and(|s| s.start_ticks == group.start_ticks && s.pgrp == group.pgid);
     // The leader exited but members may live on (`sh -c 'sleep 100 &'`). Linux does not
     // hand out a pid still in use as a process group id, so while no process has the pid,
     // processes in that group that started after the recorded leader are its leftovers.
