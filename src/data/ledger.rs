@@ -105,8 +105,9 @@ pub(crate) fn find(
     if !exists {
         return Ok(None);
     }
-    // The current try counts too: a try interrupted by shutdown keeps its number when it
-    // runs again, and may have committed before it was interrupted.
+    // Every try of the current attempt counts, the current one included (a try writes an
+    // item once): an earlier one that crashed, timed out or was interrupted by shutdown
+    // (it runs again under the next number) may have committed before it stopped.
     conn.query_row(
         &format!(
             "SELECT try_number, rows FROM {LEDGER_TABLE}
