@@ -1,6 +1,8 @@
 //! DAG runs: creation (with Airflow-style run ids and their DAG version), claiming and
 //! adoption under a lease, lookups, and the child runs of `trigger_dag` tries.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sqlx::Row;
 
@@ -354,29 +356,21 @@ impl Store {
 
     /// Number of running runs per DAG, whoever executes them (a run whose owner crashed
     /// still counts until it is adopted and finishes).
-    pub async fn running_run_counts(&self) -> StoreResult<std::collections::HashMap<DagId, u32>> {
-        let rows = sqlx::query(
-            "SELECT dag_id, COUNT(*) AS n FROM dag_run WHERE state = 'running' GROUP BY dag_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    DagId::new(r.try_get::<String, _>("dag_id")?),
-                    r.try_get::<u32, _>("n")?,
-                ))
-            })
-            .collect()
+    pub async fn running_run_counts(&self) -> StoreResult<HashMap<DagId, u32>> {
+        self.run_counts("state = 'running'").await
     }
 
     /// Number of queued or running runs per DAG.
-    pub async fn active_run_counts(&self) -> StoreResult<std::collections::HashMap<DagId, u32>> {
-        let rows = sqlx::query(
-            "SELECT dag_id, COUNT(*) AS n FROM dag_run WHERE state IN ('queued', 'running') GROUP BY dag_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn active_run_counts(&self) -> StoreResult<HashMap<DagId, u32>> {
+        self.run_counts("state IN ('queued', 'running')").await
+    }
+
+    async fn run_counts(&self, condition: &'static str) -> StoreResult<HashMap<DagId, u32>> {
+        let sql =
+            format!("SELECT dag_id, COUNT(*) AS n FROM dag_run WHERE {condition} GROUP BY dag_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
