@@ -411,6 +411,11 @@ impl Scheduler {
             }
             changes.retain(|c| !dropped.contains(&c.run()));
         }
+        if matches!(self.mode, Mode::Foreground { .. }) {
+            // Runs whose end was not committed (they left `runs` when they finished) are
+            // taken back too, so `run` never exits before its runs really ended.
+            self.readopt.extend(dropped.iter().copied());
+        }
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Spawn { run, .. } if dropped.contains(&run) => self.try_gone(run),

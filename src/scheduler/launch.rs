@@ -32,15 +32,7 @@ impl Scheduler {
             conf: &run.row.conf,
         };
         let values = TemplateValues::new(&info, task.id.as_str(), try_number);
-        // Runs from before run uids existed are keyed by what identifies them instead.
-        let run_uid = run.row.uid.clone().unwrap_or_else(|| {
-            format!(
-                "{}/{}/{}",
-                dag.id,
-                run.row.run_id,
-                crate::store::to_text(run.row.queued_at)
-            )
-        });
+        let run_uid = run.row.uid_or_legacy();
         let ctx = TaskContext {
             dag_id: dag.id.clone(),
             run_id: run.row.run_id.clone(),

@@ -12,10 +12,10 @@ use super::Mode;
 use super::active::{ActiveRun, TryEnd};
 use super::core::Scheduler;
 use crate::dag::Dag;
-use crate::ids::{RunKey, TaskId};
+use crate::ids::TaskId;
 use crate::state::{RunState, TaskState};
 use crate::store::{RunRow, StoreError, TaskInstanceRow};
-use crate::tasks::process::{StaleGroup, kill_stale_group};
+use crate::tasks::process::{StaleGroup, kill_stale_group, try_marker};
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
     dag.tasks
@@ -208,7 +208,7 @@ impl Scheduler {
             // A try interrupted by a shutdown or a crash may have left processes behind
             // (a supervisor killed along with its owner): none may run beside the next try.
             if ti.try_number > 0 && !ti.state.is_some_and(TaskState::is_finished) {
-                self.stop_leftovers(key, ti).await?;
+                self.stop_leftovers(&run.row, ti).await?;
             }
             match ti.state {
                 Some(TaskState::Running) => {
@@ -238,16 +238,17 @@ impl Scheduler {
 
     /// Kills the process group a dead owner's try left running, so its retry never runs
     /// beside it (the supervisor normally stopped it already, when the owner died).
-    async fn stop_leftovers(&self, run: RunKey, ti: &TaskInstanceRow) -> Result<(), StoreError> {
+    async fn stop_leftovers(&self, run: &RunRow, ti: &TaskInstanceRow) -> Result<(), StoreError> {
         let Some(group) = self
             .store
-            .try_process(run, &ti.task_id, ti.try_number)
+            .try_process(run.key, &ti.task_id, ti.try_number)
             .await?
         else {
             return Ok(());
         };
         let (task_id, pgid) = (&ti.task_id, group.pgid);
-        match kill_stale_group(&group).await {
+        let marker = try_marker(&run.uid_or_legacy(), task_id.as_str(), ti.try_number);
+        match kill_stale_group(&group, &marker).await {
             StaleGroup::Gone => {}
             StaleGroup::Killed => {
                 tracing::warn!(%task_id, pgid, "killed the interrupted try's processes")

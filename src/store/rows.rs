@@ -247,6 +247,19 @@ fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
 }
 
 impl RunRow {
+    /// The run's unique id across state databases; runs from before uids existed are
+    /// identified by what identifies them instead.
+    pub fn uid_or_legacy(&self) -> String {
+        self.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}/{}",
+                self.dag_id,
+                self.run_id,
+                super::to_text(self.queued_at)
+            )
+        })
+    }
+
     pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
         let conf: String = row.try_get("conf")?;
         Ok(Self {

@@ -47,7 +47,8 @@ impl Store {
         rows.iter().map(TryRow::from_row).collect()
     }
 
-    /// The process group recorded for a try, if its command reported one.
+    /// The process group recorded for a try that did not end on its own (it was running
+    /// when its owner went, or was interrupted), if its command reported one.
     pub async fn try_process(
         &self,
         run: RunKey,
@@ -56,7 +57,7 @@ impl Store {
     ) -> StoreResult<Option<ProcessGroup>> {
         let row = sqlx::query(
             "SELECT host, pgid, pgid_start FROM task_try WHERE run = ? AND task_id = ? \
-             AND try_number = ? AND pgid IS NOT NULL",
+             AND try_number = ? AND pgid IS NOT NULL AND (end_date IS NULL OR interrupted = 1)",
         )
         .bind(run.0)
         .bind(task.as_str())

@@ -4,8 +4,9 @@
 //! The scheduler calls [`kill_stale_group`] when it adopts a run whose try was running; the
 //! shell task's supervisor ([`super::supervise`]) reports the group through [`group_led_by`].
 //! A group is only ever signalled when its leader still runs on this host with the recorded
-//! start time, or when its leader is gone and only processes started after it remain in the
-//! group, so a pid reused by an unrelated process is never touched.
+//! start time, or when its leader is gone and a remaining member carries the try's marker
+//! in its environment ([`TRY_MARKER_VAR`]), so a pid reused by an unrelated process is
+//! never touched.
 
 use std::time::Duration;
 
@@ -90,27 +91,41 @@ fn is_recorded_leader(group: &ProcessGroup) -> bool {
     })
 }
 
-/// The processes (other than a leader) whose process group is `pgid`.
-fn members(pgid: i32) -> Vec<ProcStat> {
+/// Environment variable every process of a shell try inherits: which try it belongs to
+/// (`<run uid>:<task>:<try>`), so its leftovers can be told apart from strangers.
+pub const TRY_MARKER_VAR: &str = "ORCHESTRATOR_TRY";
+
+/// The value of [`TRY_MARKER_VAR`] for one try.
+pub fn try_marker(run_uid: &str, task: &str, try_number: u32) -> String {
+    format!("{run_uid}:{task}:{try_number}")
+}
+
+/// Whether any live process other than the leader in group `pgid` carries `marker` in its
+/// environment (it was started by that try).
+fn marked_members(pgid: i32, marker: &str) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return false;
     };
+    let wanted = format!("{TRY_MARKER_VAR}={marker}");
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != pgid)
-        .filter_map(read_stat)
-        .filter(|s| s.pgrp == pgid && s.state != 'Z')
-        .collect()
+        .filter(|&pid| read_stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z'))
+        .any(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == wanted.as_bytes()))
+        })
 }
 
 /// Kills a group a dead owner left running, if it still exists on this host: SIGKILL to the
 /// whole group, then a bounded wait until its leader is gone.
-pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
+pub async fn kill_stale_group(group: &ProcessGroup, marker: &str) -> StaleGroup {
     if group.host != this_host() {
         return StaleGroup::OtherHost;
     }
-    if group.pgid <= 1 {
+    // An empty group (the usual case) needs no look at /proc.
+    if group.pgid <= 1 || killpg(Pid::from_raw(group.pgid), None) == Err(Errno::ESRCH) {
         return StaleGroup::Gone;
     }
     // A zombie leader still holds the pgid, so its live members can be signalled safely;
@@ -119,12 +134,9 @@ pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
     let holds_pgid =
         leader.is_some_and(|s| s.start_ticks == group.start_ticks && s.pgrp == group.pgid);
     // The leader exited but members may live on (`sh -c 'sleep 100 &'`). Linux does not
-    // hand out a pid still in use as a process group id, so while no process has the pid,
-    // processes in that group that started after the recorded leader are its leftovers.
-    let orphaned_members = leader.is_none()
-        && members(group.pgid)
-            .iter()
-            .any(|m| m.start_ticks >= group.start_ticks);
+    // hand out a pid still in use as a process group id, so a member that carries this
+    // try's marker proves the whole group is the try's (a reused pgid would hold strangers).
+    let orphaned_members = leader.is_none() && marked_members(group.pgid, marker);
     if !holds_pgid && !orphaned_members {
         return StaleGroup::Gone;
     }
@@ -136,7 +148,9 @@ pub async fn kill_stale_group(group: &ProcessGroup) -> StaleGroup {
         Ok(()) => {}
     }
     let deadline = tokio::time::Instant::now() + KILL_WAIT;
-    while is_recorded_leader(group) || (orphaned_members && !members(group.pgid).is_empty()) {
+    while is_recorded_leader(group)
+        || (orphaned_members && killpg(Pid::from_raw(group.pgid), None).is_ok())
+    {
         if tokio::time::Instant::now() >= deadline {
             return StaleGroup::Lingering;
         }
@@ -196,7 +210,7 @@ mod tests {
         let mut child = sleeper();
         let mut group = group_led_by(i32::try_from(child.id()).unwrap()).unwrap();
         group.start_ticks += 1;
-        assert_eq!(kill_stale_group(&group).await, StaleGroup::Gone);
+        assert_eq!(kill_stale_group(&group, "r:t:1").await, StaleGroup::Gone);
         assert!(
             child.try_wait().unwrap().is_none(),
             "the process was signalled"
@@ -210,7 +224,10 @@ mod tests {
         let mut child = sleeper();
         let mut group = group_led_by(i32::try_from(child.id()).unwrap()).unwrap();
         group.host.push_str(".elsewhere");
-        assert_eq!(kill_stale_group(&group).await, StaleGroup::OtherHost);
+        assert_eq!(
+            kill_stale_group(&group, "r:t:1").await,
+            StaleGroup::OtherHost
+        );
         assert!(
             child.try_wait().unwrap().is_none(),
             "the process was signalled"
@@ -220,13 +237,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leftovers_whose_leader_is_gone_are_killed_only_with_the_try_marker() {
+        use std::io::BufRead;
+        let mut sh = Command::new("sh")
+            .args(["-c", "sleep 100 & echo $!; sleep 0.2"])
+            .env(TRY_MARKER_VAR, "r:t:1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = group_led_by(i32::try_from(sh.id()).unwrap()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let leftover: i32 = line.trim().parse().unwrap();
+        sh.wait().unwrap();
+        let alive = || read_stat(leftover).is_some_and(|s| s.state != 'Z');
+        assert!(alive());
+        // Another try's marker proves nothing: a reused pgid could hold strangers.
+        assert_eq!(kill_stale_group(&group, "r:t:2").await, StaleGroup::Gone);
+        assert!(alive(), "a process without the try's marker was signalled");
+        assert_eq!(kill_stale_group(&group, "r:t:1").await, StaleGroup::Killed);
+        assert!(!alive());
+    }
+
+    #[tokio::test]
     async fn a_group_that_still_matches_its_record_is_killed() {
         use std::os::unix::process::ExitStatusExt;
         let mut child = sleeper();
         let group = group_led_by(i32::try_from(child.id()).unwrap()).unwrap();
         // The leader is this test's child, so it stays a zombie until reaped: "gone" for
         // `kill_stale_group`, which counts a zombie leader as finished.
-        assert_eq!(kill_stale_group(&group).await, StaleGroup::Killed);
+        assert_eq!(kill_stale_group(&group, "r:t:1").await, StaleGroup::Killed);
         assert_eq!(child.wait().unwrap().signal(), Some(9));
     }
 }

@@ -20,7 +20,7 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::process::this_host;
+use super::process::{TRY_MARKER_VAR, this_host, try_marker};
 use super::supervise::{self, KILL_GRACE};
 use super::{TaskContext, TaskError, TaskOutcome};
 use crate::dag::duration::DurationValue;
@@ -70,22 +70,30 @@ impl ShellTask {
             TaskError::Fatal("shell tasks run only under the orchestrator binary".into())
         })?;
         ctx.log.info(format!("$ {}", self.command));
+        let marker = try_marker(&ctx.run_uid, ctx.task_id.as_str(), ctx.try_number);
         let mut job = self
-            .start(program)
+            .start(program, &marker)
             .map_err(|e| TaskError::Failed(format!("cannot start the command: {e}")))?;
         let pipes = forward_output(&mut job.child, ctx);
+        tokio::pin!(pipes);
         let status = tokio::select! {
             status = job.wait(ctx) => status,
             () = ctx.cancel.cancelled() => {
                 job.stop().await;
+                // What the command printed while it was being stopped belongs in the log.
+                let _ = tokio::time::timeout(PIPE_DRAIN, &mut pipes).await;
                 return Err(TaskError::Cancelled("shell command stopped".into()));
             }
             () = sleep_or_forever(timeout) => {
                 job.stop().await;
+                let _ = tokio::time::timeout(PIPE_DRAIN, &mut pipes).await;
                 return Err(TaskError::TimedOut(timeout.unwrap_or_default()));
             }
         };
-        job.stop_leftovers();
+        if status.as_ref().is_ok_and(|s| s.signal().is_some()) {
+            // The supervisor itself was killed: it could not stop what is left of the group.
+            job.stop_leftovers();
+        }
         // Drain what the command printed before it exited. A process that left the group
         // (setsid) may hold the pipes open for good: the try does not wait for it.
         if tokio::time::timeout(PIPE_DRAIN, pipes).await.is_err() {
@@ -116,7 +124,7 @@ impl ShellTask {
     }
 
     /// Starts the supervisor, which starts `sh -c` (see [`super::supervise`]).
-    fn start(&self, program: &Path) -> std::io::Result<Job> {
+    fn start(&self, program: &Path, marker: &str) -> std::io::Result<Job> {
         // Close-on-exec on both ends: only the supervisor gets its end, as its stdin.
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = Command::new(program);
@@ -125,6 +133,7 @@ impl ShellTask {
             .arg(supervise::ARG)
             .arg(&self.command)
             .envs(&self.env)
+            .env(TRY_MARKER_VAR, marker)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -194,6 +203,9 @@ impl Job {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
+        // A supervisor killed while stopping the group (by a service manager's signal, the
+        // OOM killer) leaves the rest to its owner.
+        self.stop_leftovers();
     }
 }
 
