@@ -213,7 +213,8 @@ fn duration(
 ) -> Option<Duration> {
     let line = match task {
         Some(t) => p.task_line(t),
-        None => p.key_line(key),
+        // Top level, or inside `default_args:` (then its line).
+        None => p.key_line(key).or_else(|| p.key_line("default_args")),
     };
     value?
         .parse()

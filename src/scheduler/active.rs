@@ -114,7 +114,9 @@ impl ActiveRun {
             .collect();
         let deadline = dag.dagrun_timeout.and_then(|t| {
             let start = row.start_date.unwrap_or_else(Utc::now);
-            chrono::Duration::from_std(t).ok().map(|d| start + d)
+            chrono::Duration::from_std(t)
+                .ok()
+                .and_then(|d| start.checked_add_signed(d))
         });
         Self {
             row,

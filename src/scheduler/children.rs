@@ -27,6 +27,7 @@ impl Scheduler {
         &mut self,
         req: ChildRequest,
     ) -> Result<ChildRun, EngineError> {
+        self.handling = Some(req.parent);
         // A request queued before this process let the parent go is not its to answer.
         if !self.runs.contains_key(&req.parent) {
             return Err(EngineError::NotOwned(req.parent));

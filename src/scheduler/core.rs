@@ -3,10 +3,12 @@
 //! of runs it no longer owns.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,11 +29,23 @@ const FALLBACK_POLL: Duration = Duration::from_secs(2);
 const COMMIT_ATTEMPTS: u32 = 5;
 /// How long a failing scheduler waits for its tries to stop before it returns.
 const ABORT_WAIT: Duration = Duration::from_secs(15);
+/// Panics blamed on no run after which the scheduler gives up rather than loop.
+const MAX_UNATTRIBUTED_PANICS: u32 = 10;
+
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
 
 /// A try that ended, reported by its task.
 pub struct Finished {
     pub(super) run: RunKey,
     pub(super) task: usize,
+    pub(super) task_id: crate::ids::TaskId,
     pub(super) try_number: u32,
     pub(super) result: TryResult,
     pub(super) at: DateTime<Utc>,
@@ -110,6 +124,16 @@ pub(super) struct Scheduler {
     pub(super) interrupted: bool,
     /// The epoch whose lease was seen to lapse (its runs are already let go of).
     pub(super) lapsed_epoch: Option<i64>,
+    /// The run being handled, so a panic can be blamed on it.
+    pub(super) handling: Option<RunKey>,
+    /// Panics blamed on each run; a run with two is failed and never taken on again.
+    panics: HashMap<RunKey, u32>,
+    /// Panics blamed on no run, to stop a restart loop.
+    unattributed_panics: u32,
+    /// Runs failed after panicking twice.
+    pub(super) poisoned: HashSet<RunKey>,
+    /// After a panic: no run is taken on until every try started before it has ended.
+    restarting: bool,
     root_started: bool,
 }
 
@@ -148,6 +172,11 @@ impl Scheduler {
             drain_deadline: None,
             interrupted: false,
             lapsed_epoch: None,
+            handling: None,
+            panics: HashMap::new(),
+            unattributed_panics: 0,
+            poisoned: HashSet::new(),
+            restarting: false,
             root_started: false,
         }
     }
@@ -155,7 +184,18 @@ impl Scheduler {
     /// The loop; returns when shut down (serve) or when its runs are done (foreground).
     /// Ends the instance's lease on the way out, so its leftovers are adoptable at once.
     pub(super) async fn run(mut self) -> Result<(), StoreError> {
-        let result = self.main_loop().await;
+        let result = loop {
+            // A panic in one run's handling must not take the daemon down: the loop
+            // restarts from the store, and a run that panics twice is failed.
+            match AssertUnwindSafe(self.main_loop()).catch_unwind().await {
+                Ok(result) => break result,
+                Err(panic) => {
+                    if let Err(e) = self.recover_from_panic(&panic_message(&*panic)).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
         if result.is_err() {
             // Nothing more will be committed for them: stop the tries rather than let them
             // finish unrecorded.
@@ -177,6 +217,54 @@ impl Scheduler {
             tracing::warn!(error = %e, "cannot end this process's lease; it lapses by itself");
         }
         result
+    }
+
+    /// Starts over from the store after a panic: every run is let go of (its tries stop)
+    /// and taken on again from its stored state; the run being handled is blamed.
+    async fn recover_from_panic(&mut self, message: &str) -> Result<(), StoreError> {
+        let culprit = self.handling.take();
+        tracing::error!(run = ?culprit, "the scheduler panicked: {message}; restarting from the store");
+        // The in-memory state (slot counters included) cannot be trusted any more: stop
+        // every try, forget everything, and take runs on again from the store once the
+        // stopped tries have all ended.
+        self.runs.values().for_each(|r| r.cancel.cancel());
+        if matches!(self.mode, Mode::Foreground { .. }) {
+            self.readopt.extend(self.runs.keys().copied());
+            self.readopt.extend(self.detached.keys().copied());
+        }
+        self.runs.clear();
+        self.detached.clear();
+        self.running = 0;
+        self.running_by_dag.clear();
+        self.changes.clear();
+        self.actions.clear();
+        self.ready.clear();
+        self.retries.clear();
+        self.cron.clear();
+        self.cron_dirty = true;
+        self.look_for_queued = true;
+        self.restarting = true;
+        let Some(key) = culprit else {
+            self.unattributed_panics += 1;
+            if self.unattributed_panics >= MAX_UNATTRIBUTED_PANICS {
+                return Err(StoreError::Conflict(format!(
+                    "the scheduler panicked {} times outside any run's handling; last: {message}",
+                    self.unattributed_panics
+                )));
+            }
+            return Ok(());
+        };
+        let count = self.panics.entry(key).or_default();
+        *count += 1;
+        if *count >= 2 {
+            self.poisoned.insert(key);
+            let note =
+                format!("failed: the scheduler panicked twice while handling this run: {message}");
+            if self.store.fail_unrunnable(key, &self.owner, &note).await? {
+                tracing::error!(run = %key, "{note}");
+            }
+        }
+        Ok(())
     }
 
     async fn main_loop(&mut self) -> Result<(), StoreError> {
@@ -241,6 +329,7 @@ impl Scheduler {
 
     /// One turn: claim queued runs and cron intervals, start ready tasks, commit, act.
     async fn turn(&mut self) -> Result<(), StoreError> {
+        self.handling = None;
         if self.drain_deadline.is_none() {
             if self.cron_dirty && self.mode == Mode::Serve {
                 self.cron_dirty = false;
@@ -269,6 +358,7 @@ impl Scheduler {
     }
 
     async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
+        self.handling = None;
         match cmd {
             Command::Wake => self.reread_store().await?,
             Command::Finished(f) => self.on_finished(*f),
@@ -439,6 +529,14 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Whether runs may be taken on: not while tries started before a panic still run.
+    pub(super) fn may_take_runs(&mut self) -> bool {
+        if self.restarting && self.tracker.is_empty() {
+            self.restarting = false;
+        }
+        !self.restarting
     }
 
     /// Marks a run as started by this scheduler.

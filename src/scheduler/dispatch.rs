@@ -67,6 +67,8 @@ impl Scheduler {
             draining: self.drain_deadline.is_some(),
             interrupt_sent: self.interrupted,
         };
+        self.handling = Some(f.run);
+        failpoint_on_finish(&f);
         let Some(run) = self.runs.get_mut(&f.run) else {
             // The run was let go of: its result is not this process's to record.
             tracing::info!(run = %f.run, "a try of a run this process let go of has stopped");
@@ -149,3 +151,19 @@ impl Scheduler {
         self.cron_dirty = true;
     }
 }
+
+/// Test-only fault injection (debug builds): `ORCHESTRATOR_FAILPOINT=panic_on_finish:<task>`
+/// makes the scheduler panic while handling the end of any try of that task, so the
+/// integration tests can prove a panic never takes the daemon down.
+#[cfg(debug_assertions)]
+fn failpoint_on_finish(f: &Finished) {
+    if let Ok(point) = std::env::var("ORCHESTRATOR_FAILPOINT")
+        && let Some(task) = point.strip_prefix("panic_on_finish:")
+        && f.task_id.as_str() == task
+    {
+        panic!("failpoint panic_on_finish:{task}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn failpoint_on_finish(_: &Finished) {}

@@ -19,6 +19,7 @@ impl Scheduler {
         let Some(run) = self.runs.get_mut(&key) else {
             return;
         };
+        self.handling = Some(key);
         let dag = run.dag.clone();
         let task = &dag.tasks[idx];
         let cancel = run.cancel.child_token();
@@ -58,6 +59,7 @@ impl Scheduler {
                 let finished = Finished {
                     run: key,
                     task: idx,
+                    task_id: task.id.clone(),
                     try_number,
                     result,
                     at: Utc::now(),

@@ -35,11 +35,17 @@ enum Unavailable {
 impl Scheduler {
     /// Claims queued runs this scheduler may take, within `max_active_runs`.
     pub(super) async fn claim_queued(&mut self) -> Result<(), StoreError> {
+        if !self.may_take_runs() {
+            return Ok(());
+        }
         // `max_active_runs` counts every running run in the store, not only this process's:
         // a run whose owner crashed is still running until it is adopted and finishes.
         let mut running = self.store.running_run_counts().await?;
         for row in self.store.claimable_queued(&self.owner).await? {
-            if self.runs.contains_key(&row.key) || self.detached.contains_key(&row.key) {
+            if self.runs.contains_key(&row.key)
+                || self.detached.contains_key(&row.key)
+                || self.poisoned.contains(&row.key)
+            {
                 continue;
             }
             let mine = row.owner.as_ref() == Some(&self.owner.id);
@@ -79,8 +85,14 @@ impl Scheduler {
     /// Takes over running runs whose owner's lease lapsed (and its own runs it let go of
     /// once their tries have stopped).
     pub(super) async fn adopt_orphans(&mut self) -> Result<(), StoreError> {
+        if !self.may_take_runs() {
+            return Ok(());
+        }
         for row in self.store.adoptable_running(&self.owner).await? {
-            if self.runs.contains_key(&row.key) || self.detached.contains_key(&row.key) {
+            if self.runs.contains_key(&row.key)
+                || self.detached.contains_key(&row.key)
+                || self.poisoned.contains(&row.key)
+            {
                 continue;
             }
             let dag = match self.dag_for(&row).await? {
@@ -113,6 +125,9 @@ impl Scheduler {
     /// A foreground process takes back the runs it let go of (or learns they ended, or
     /// waits while another instance that adopted them finishes them).
     pub(super) async fn readopt_own(&mut self) -> Result<(), StoreError> {
+        if !self.may_take_runs() {
+            return Ok(());
+        }
         let keys: Vec<_> = self.readopt.iter().copied().collect();
         for key in keys {
             if self.runs.contains_key(&key) || self.detached.contains_key(&key) {
@@ -197,6 +212,7 @@ impl Scheduler {
         let now = Utc::now();
         row.state = RunState::Running;
         row.start_date.get_or_insert(now);
+        self.handling = Some(row.key);
         let tis = self.store.task_instances(row.key).await?;
         let mut run = ActiveRun::new(row, dag, &tis, CancellationToken::new());
         let key = run.key();

@@ -107,6 +107,7 @@ impl Scheduler {
             .map(ActiveRun::key)
             .collect();
         for key in expired {
+            self.handling = Some(key);
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };

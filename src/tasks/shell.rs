@@ -60,7 +60,10 @@ impl ShellTask {
     }
 
     fn timeout_duration(&self) -> Result<Option<Duration>, String> {
-        self.timeout.as_ref().map(DurationValue::parse).transpose()
+        self.timeout
+            .as_ref()
+            .map(|t| t.parse().map_err(|e| format!("timeout: {e}")))
+            .transpose()
     }
 
     /// Runs the command to completion, timeout or cancellation.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod execution;
+mod hostile_dags;
 mod logs;
 mod pipeline;
 mod processes;

@@ -250,3 +250,32 @@ fn concurrent_first_starts_on_a_new_database_all_succeed() {
         assert_eq!(env.runs("d").len(), 3);
     }
 }
+
+#[test]
+fn a_run_whose_handling_panics_twice_fails_and_the_daemon_lives_on() {
+    let mut env = Env::new();
+    env.dag(
+        "boom",
+        "dag_id: boom\ntasks:\n  kaboom: {type: noop, retries: 3, retry_delay: 0}\n",
+    );
+    env.dag("fine", "dag_id: fine\ntasks:\n  t: {type: noop}\n");
+    // Debug builds only: the scheduler panics while handling the end of any try of `kaboom`.
+    let mut server = env.serve_with(&[("ORCHESTRATOR_FAILPOINT", "panic_on_finish:kaboom")]);
+    env.ok(&["trigger", "boom"]);
+    wait_until("the run fails", || finished(&env, "boom", 1));
+    let run = env.runs("boom")[0].clone();
+    assert_eq!(run["state"], "failed");
+    let note = run["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("panicked twice") && note.contains("failpoint panic_on_finish:kaboom"),
+        "{note}"
+    );
+    // The daemon is still there and still runs other DAGs.
+    env.ok(&["trigger", "fine"]);
+    wait_until("the other run succeeds", || {
+        states(&env, "fine") == ["success"]
+    });
+    assert_eq!(server.get("/health").0, 200);
+    assert!(server.log().contains("restarting from the store"));
+    assert!(server.sigterm().success());
+}

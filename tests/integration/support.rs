@@ -88,9 +88,15 @@ impl Env {
 
     /// Starts `serve` on a free port and waits until it listens.
     pub fn serve(&mut self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// Starts `serve` with extra environment variables.
+    pub fn serve_with(&mut self, vars: &[(&str, &str)]) -> Server {
         let mut child = self
             .command(&["serve", "--bind", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

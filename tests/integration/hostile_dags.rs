@@ -1,0 +1,69 @@
+//! Hostile DAG files: whatever a DAG file says, no process crashes; the bad file is reported
+//! with file, line and the allowed range, and every other file loads.
+
+use crate::support::{Env, text, wait_until};
+
+const OUT_OF_RANGE: [(&str, &str); 4] = [
+    (
+        "a",
+        "dag_id: a\ndagrun_timeout: 300000y\ntasks:\n  t: {type: noop}\n",
+    ),
+    (
+        "b",
+        "dag_id: b\ndefault_args:\n  retry_delay: 1e13\ntasks:\n  t: {type: shell, command: 'false', timeout: 1e30}\n",
+    ),
+    (
+        "c",
+        "dag_id: c\ntasks:\n  t: {type: noop, retry_delay: 18446744073709551615}\n",
+    ),
+    (
+        "d",
+        "dag_id: d\ndagrun_timeout: 1.9e19\ntasks:\n  t: {type: noop}\n",
+    ),
+];
+
+#[test]
+fn out_of_range_durations_are_load_errors_with_file_line_and_range() {
+    let mut env = Env::new();
+    for (name, yaml) in OUT_OF_RANGE {
+        env.dag(name, yaml);
+    }
+    env.dag("ok", "dag_id: ok\ntasks:\n  t: {type: noop}\n");
+    let out = env.run(&["dags", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let range = "out of range (allowed: 0s to 100 years)";
+    let output = text(&out.stdout) + &text(&out.stderr);
+    for expected in [
+        format!("dags/a.yaml:2: DAG 'a': dagrun_timeout: bad duration '300000y': {range}"),
+        format!("dags/b.yaml:2: DAG 'b': retry_delay: bad duration '10000000000000': {range}"),
+        format!(
+            "dags/b.yaml:5: DAG 'b': task 't': timeout: bad duration \
+             '1000000000000000000000000000000': {range}"
+        ),
+        format!(
+            "dags/c.yaml:3: DAG 'c': task 't': retry_delay: bad duration \
+             '18446744073709551615': {range}"
+        ),
+        format!(
+            "dags/d.yaml:2: DAG 'd': dagrun_timeout: bad duration '19000000000000000000': {range}"
+        ),
+    ] {
+        assert!(
+            output.contains(&expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    // Every command still works, and `serve` starts, counts the errors and runs the rest.
+    assert!(env.ok(&["dags", "list"]).contains("ok"));
+    let server = env.serve();
+    let (status, health) = server.get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["dags"]["loaded"], 1);
+    assert_eq!(health["dags"]["import_errors"], 5);
+    env.ok(&["trigger", "ok"]);
+    wait_until("the valid DAG runs", || {
+        env.runs("ok")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+}
