@@ -25,7 +25,7 @@ pub struct TryResult {
 /// Runs one try of `kind` to completion, timeout, cancellation or panic.
 pub async fn execute(
     kind: &TaskKind,
-    values: &TemplateValues,
+    values: TemplateValues,
     ctx: TaskContext,
     timeout: Option<Duration>,
 ) -> TryResult {
@@ -38,10 +38,8 @@ pub async fn execute(
         ctx.dag_id,
         ctx.run_id
     ));
-    let result = match render_kind(kind, values) {
-        Ok(rendered) => with_live_log(run_guarded(rendered, ctx.clone(), timeout), &ctx).await,
-        Err(e) => Err(TaskError::Fatal(e)),
-    };
+    let work = run_guarded(kind.clone(), values, ctx.clone(), timeout);
+    let result = with_live_log(work, &ctx).await;
     match &result {
         Ok(TaskOutcome::Success) => log.info("task succeeded"),
         Ok(TaskOutcome::Skipped(why)) => log.info(format!("task skipped: {why}")),
@@ -77,13 +75,25 @@ async fn with_live_log(
     }
 }
 
+/// Renders the templates, then runs the task, both under the execution timeout and
+/// cancellation (rendering is bounded by its fuel and runs off the async threads).
 async fn run_guarded(
     kind: TaskKind,
+    values: TemplateValues,
     ctx: TaskContext,
     timeout: Option<Duration>,
 ) -> Result<TaskOutcome, TaskError> {
     let cancel = ctx.cancel.clone();
-    let mut handle = tokio::spawn(async move { kind.run(&ctx).await });
+    let mut handle = tokio::spawn(async move {
+        let rendered = tokio::task::spawn_blocking(move || render_kind(&kind, &values))
+            .await
+            .map_err(|e| TaskError::Fatal(format!("rendering templates: {e}")))?
+            .map_err(TaskError::Fatal)?;
+        if ctx.cancel.is_cancelled() {
+            return Err(TaskError::Cancelled("stopped before it started".into()));
+        }
+        rendered.run(&ctx).await
+    });
     tokio::select! {
         joined = &mut handle => joined_result(joined),
         () = sleep_or_forever(timeout) => {

@@ -339,6 +339,7 @@ fn parse_kind(map: Mapping) -> Result<TaskKind, String> {
         }
     })?;
     kind.validate()?;
+    crate::tasks::template::check_kind(&kind)?;
     Ok(kind)
 }
 

@@ -55,7 +55,7 @@ impl Scheduler {
             async move {
                 let task = &dag.tasks[idx];
                 let result =
-                    executor::execute(&task.kind, &values, ctx, task.execution_timeout).await;
+                    executor::execute(&task.kind, values, ctx, task.execution_timeout).await;
                 let finished = Finished {
                     run: key,
                     task: idx,

@@ -72,11 +72,18 @@ impl TemplateValues {
     }
 }
 
+/// Steps one rendering may take (a loop iteration costs a few): plenty for any real
+/// argument, and bounds a runaway `{% for %}` to well under a second.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// Largest rendered value accepted.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env
     })
 }
@@ -86,9 +93,68 @@ pub fn render_str(text: &str, values: &TemplateValues) -> Result<String, String>
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(text.to_string());
     }
-    environment()
+    let rendered = environment()
         .render_str(text, values)
-        .map_err(|e| format!("template '{text}': {e}"))
+        .map_err(|e| format!("template '{text}': {e}"))?;
+    if rendered.len() > MAX_RENDERED_BYTES {
+        return Err(format!(
+            "template '{text}': renders {} bytes, more than the {MAX_RENDERED_BYTES} allowed",
+            rendered.len()
+        ));
+    }
+    Ok(rendered)
+}
+
+/// Checks a task's templates at load time: syntax errors, unknown filters, tests and
+/// functions, and templates that run out of fuel are reported by `dags validate` rather
+/// than at run time. Undefined names are not errors here (`conf` is only known per run).
+pub fn check_kind(kind: &TaskKind) -> Result<(), String> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env
+    });
+    let sample = TemplateValues::new(
+        &RunInfo {
+            dag_id: "dag",
+            run_id: "manual__2024-01-01T00:00:00+00:00",
+            logical_date: DateTime::<Utc>::UNIX_EPOCH,
+            data_interval_end: DateTime::<Utc>::UNIX_EPOCH,
+            params: &Map::new(),
+            conf: &Value::Object(Map::new()),
+        },
+        "task",
+        1,
+    );
+    let value = serde_json::to_value(kind).map_err(|e| e.to_string())?;
+    let mut texts = Vec::new();
+    collect_templates(&value, &mut texts);
+    for text in texts {
+        let template = env
+            .template_from_str(text)
+            .map_err(|e| format!("template '{text}': {e}"))?;
+        if let Err(e) = template.render(&sample) {
+            use minijinja::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                SyntaxError | UnknownFilter | UnknownTest | UnknownFunction | OutOfFuel
+            ) {
+                return Err(format!("template '{text}': {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_templates<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_templates(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_templates(v, out)),
+        _ => {}
+    }
 }
 
 /// Renders every string inside a task's config and rebuilds the typed config.
@@ -161,6 +227,41 @@ mod tests {
             render_str("{{ params.n }} {{ conf.n }}", &values()).unwrap(),
             "2 2"
         );
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel_or_size() {
+        let loop_ =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = render_str(loop_, &values()).unwrap_err();
+        assert!(err.contains("engine ran out of fuel"), "{err}");
+        let big = "{% for i in range(100000) %}{{ '0123456789' * 2 }}{% endfor %}";
+        let err = render_str(big, &values()).unwrap_err();
+        assert!(err.contains("more than the 1048576 allowed"), "{err}");
+    }
+
+    #[test]
+    fn template_mistakes_are_found_at_load_time() {
+        let shell = |command: &str| {
+            serde_json::from_value::<TaskKind>(
+                serde_json::json!({"type": "shell", "command": command}),
+            )
+            .unwrap()
+        };
+        let err = check_kind(&shell("echo {{ x")).unwrap_err();
+        assert!(
+            err.starts_with("template 'echo {{ x': syntax error"),
+            "{err}"
+        );
+        let err = check_kind(&shell("echo {{ ds | nope }}")).unwrap_err();
+        assert!(err.contains("unknown filter"), "{err}");
+        let err = check_kind(&shell(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        ))
+        .unwrap_err();
+        assert!(err.contains("out of fuel"), "{err}");
+        // Names only known per run are fine here.
+        check_kind(&shell("echo {{ conf.table }} {{ params.region | upper }}")).unwrap();
     }
 
     #[test]

@@ -67,3 +67,32 @@ fn out_of_range_durations_are_load_errors_with_file_line_and_range() {
             .is_some_and(|r| r["state"] == "success")
     });
 }
+
+#[test]
+fn templates_are_checked_at_load_time_and_bounded_at_run_time() {
+    let env = Env::new();
+    env.dag(
+        "broken",
+        "dag_id: broken\ntasks:\n  t: {type: shell, command: 'echo {{ ds | nope }}'}\n",
+    );
+    env.dag(
+        "heavy",
+        "dag_id: heavy
+tasks:
+  t:
+    type: shell
+    command: '{% for i in range(conf.n | default(1)) %}{% for j in range(conf.n | default(1)) %}x{% endfor %}{% endfor %}'
+",
+    );
+    let out = env.run(&["dags", "validate"]);
+    let output = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        output.contains("dags/broken.yaml:3: DAG 'broken': task 't': template 'echo {{ ds | nope }}': unknown filter"),
+        "{output}"
+    );
+    // Valid at load time; a run whose conf makes it explode runs out of fuel at once.
+    let out = env.run(&["run", "heavy", "--conf", "{\"n\": 100000}"]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = text(&out.stdout);
+    assert!(output.contains("engine ran out of fuel"), "{output}");
+}
