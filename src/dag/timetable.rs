@@ -128,6 +128,19 @@ impl Timetable {
         }
     }
 
+    /// The interval to create now in place of `due`, the next interval, which has ended.
+    /// With catchup that is `due` itself; without, it is the latest complete interval at
+    /// `now` (later than `due` when the run was held back past another interval's end, e.g.
+    /// by `max_active_runs`), as Airflow decides at the moment it creates the run.
+    pub fn to_create(&self, due: DataInterval, now: DateTime<Utc>) -> DataInterval {
+        if self.catchup {
+            return due;
+        }
+        self.next_interval(Some(due.start), now)
+            .filter(|latest| latest.end <= now && latest.start >= due.start)
+            .unwrap_or(due)
+    }
+
     /// Every interval whose logical date lies in `[from, to]` (for backfill).
     pub fn intervals_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DataInterval> {
         let cron = match &self.schedule {
@@ -327,6 +340,23 @@ mod tests {
         let i = t.next_interval(None, utc("2024-01-10T05:00:00Z")).unwrap();
         assert_eq!(i.start, utc("2024-01-09T03:00:00Z"));
         assert_eq!(i.end, utc("2024-01-10T03:00:00Z"));
+    }
+
+    #[test]
+    fn without_catchup_a_held_back_interval_is_replaced_by_the_latest_at_creation() {
+        let mut t = daily(false, Tz::UTC);
+        t.schedule = Schedule::parse("0 * * * *").unwrap();
+        // 11:00-12:00 was next when computed; creation happens at 13:05 (max_active_runs
+        // held it back): the run created is 12:00-13:00.
+        let due = t.next_interval(None, utc("2024-01-10T12:05:00Z")).unwrap();
+        assert_eq!(due.start, utc("2024-01-10T11:00:00Z"));
+        let created = t.to_create(due, utc("2024-01-10T13:05:00Z"));
+        assert_eq!(created.start, utc("2024-01-10T12:00:00Z"));
+        assert_eq!(created.end, utc("2024-01-10T13:00:00Z"));
+        // Created on time, it is the due interval itself; with catchup it always is.
+        assert_eq!(t.to_create(due, utc("2024-01-10T12:05:00Z")), due);
+        t.catchup = true;
+        assert_eq!(t.to_create(due, utc("2024-01-10T13:05:00Z")), due);
     }
 
     #[test]
