@@ -141,13 +141,37 @@ impl Timetable {
             .unwrap_or(due)
     }
 
-    /// Every interval whose logical date lies in `[from, to]` (for backfill).
-    pub fn intervals_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DataInterval> {
+    /// The complete intervals (ended by `now`) whose logical date lies in `[from, to]` and
+    /// within the DAG's start and end dates, in order, as Airflow 3 backfills them. At most
+    /// `limit + 1` are listed, so a caller refusing more than `limit` never walks a huge
+    /// range (a minutely schedule over centuries).
+    pub fn backfill_intervals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DataInterval> {
+        let from = self.start_date.map_or(from, |s| from.max(s));
+        let to = self.end_date.map_or(to, |e| to.min(e));
+        self.intervals_between(from, to, limit.saturating_add(1))
+            .into_iter()
+            .take_while(|i| i.end <= now)
+            .collect()
+    }
+
+    /// The first `limit` intervals whose logical date lies in `[from, to]`.
+    pub fn intervals_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DataInterval> {
         let cron = match &self.schedule {
             Schedule::Once => {
                 return self
                     .once(None)
-                    .filter(|i| i.start >= from && i.start <= to)
+                    .filter(|i| i.start >= from && i.start <= to && limit > 0)
                     .into_iter()
                     .collect();
             }
@@ -155,7 +179,7 @@ impl Timetable {
         };
         let mut out = Vec::new();
         let mut cursor = self.fire_at_or_after(cron, from);
-        while let Some(start) = cursor.filter(|s| *s <= to) {
+        while let Some(start) = cursor.filter(|s| *s <= to && out.len() < limit) {
             let Some(end) = self.fire_after(cron, start) else {
                 break;
             };
@@ -406,9 +430,43 @@ mod tests {
     #[test]
     fn backfill_lists_every_interval_in_range() {
         let t = daily(false, Tz::UTC);
-        let all = t.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:00:00Z"));
+        let all = t.intervals_between(utc("2024-01-01T00:00:00Z"), utc("2024-01-03T23:00:00Z"), 9);
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].start, utc("2024-01-03T03:00:00Z"));
+    }
+
+    #[test]
+    fn backfill_takes_complete_intervals_within_the_dag_dates_only() {
+        let mut t = daily(false, Tz::UTC);
+        t.end_date = Some(utc("2024-01-05T00:00:00Z"));
+        let now = utc("2024-01-04T12:00:00Z");
+        // From before start_date to after end_date: 01-01 .. 01-03 (01-04's interval has
+        // not ended at `now`; 01-05 03:00 is after end_date).
+        let all = t.backfill_intervals(
+            utc("2023-12-01T00:00:00Z"),
+            utc("2024-02-01T00:00:00Z"),
+            now,
+            100,
+        );
+        let starts: Vec<_> = all
+            .iter()
+            .map(|i| i.start.format("%d").to_string())
+            .collect();
+        assert_eq!(starts, ["01", "02", "03"]);
+    }
+
+    #[test]
+    fn a_huge_backfill_range_stops_one_past_the_limit() {
+        let mut t = daily(false, Tz::UTC);
+        t.schedule = Schedule::parse("* * * * *").unwrap();
+        t.start_date = None;
+        let all = t.backfill_intervals(
+            utc("0001-01-01T00:00:00Z"),
+            utc("9999-12-31T00:00:00Z"),
+            utc("2024-01-01T00:00:00Z"),
+            1000,
+        );
+        assert_eq!(all.len(), 1001);
     }
 
     #[test]
@@ -455,7 +513,7 @@ mod dst_tests {
 
     /// Logical dates of the intervals from `from` to `to`, in UTC.
     fn starts(t: &Timetable, from: &str, to: &str) -> Vec<String> {
-        t.intervals_between(utc(from), utc(to))
+        t.intervals_between(utc(from), utc(to), 100)
             .iter()
             .map(|i| i.start.format("%m-%d %H:%M").to_string())
             .collect()
@@ -470,7 +528,10 @@ mod dst_tests {
             ["11-02 05:30", "11-03 06:30", "11-04 06:30"]
         );
         let i = t
-            .next_interval(Some(utc("2024-11-02T05:30:00Z")), utc("2024-11-10T00:00:00Z"))
+            .next_interval(
+                Some(utc("2024-11-02T05:30:00Z")),
+                utc("2024-11-10T00:00:00Z"),
+            )
             .unwrap();
         assert_eq!(i.start, utc("2024-11-02T05:30:00Z"));
         assert_eq!(i.end, utc("2024-11-03T06:30:00Z"));
@@ -543,7 +604,11 @@ mod dst_tests {
     fn an_hourly_schedule_skips_the_missing_hour_at_spring_forward() {
         let ny = timetable("0 * * * *", New_York, "2024-03-08T00:00:00Z");
         // 01:00 EST (06:00Z) is followed by 03:00 EDT (07:00Z).
-        let all = ny.intervals_between(utc("2024-03-10T06:00:00Z"), utc("2024-03-10T07:00:00Z"));
+        let all = ny.intervals_between(
+            utc("2024-03-10T06:00:00Z"),
+            utc("2024-03-10T07:00:00Z"),
+            100,
+        );
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].end, utc("2024-03-10T07:00:00Z"));
         let paris = timetable("30 * * * *", Paris, "2024-03-29T00:00:00Z");
