@@ -183,6 +183,27 @@ impl Store {
         rows.iter().map(RunRow::from_row).collect()
     }
 
+    /// The DAGs of a run and of its ancestors through `trigger_dag` (`parent_run`), oldest
+    /// ancestor first, each with its run id.
+    pub async fn ancestry(&self, run: RunKey) -> StoreResult<Vec<(DagId, String)>> {
+        // The depth bound guards the recursion against a corrupt parent link loop.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "WITH RECURSIVE chain (id, dag_id, run_id, parent_run, depth) AS ( \
+                 SELECT id, dag_id, run_id, parent_run, 0 FROM dag_run WHERE id = ? \
+                 UNION ALL \
+                 SELECT r.id, r.dag_id, r.run_id, r.parent_run, chain.depth + 1 \
+                 FROM dag_run r JOIN chain ON r.id = chain.parent_run WHERE chain.depth < 10000) \
+             SELECT dag_id, run_id FROM chain ORDER BY depth DESC",
+        )
+        .bind(run.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(dag, run_id)| (DagId::new(dag), run_id))
+            .collect())
+    }
+
     /// The child run a `trigger_dag` task created in an interrupted earlier try of the
     /// current attempt, which a later try takes over instead of triggering again: the child
     /// of the newest try in `first_try..try_number` such that every try from it up to this
