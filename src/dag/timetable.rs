@@ -19,7 +19,8 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// Parses 5-field cron or a preset (`@once @hourly @daily @weekly @monthly @yearly`).
+    /// Parses 5-field cron or a preset (`@once @hourly @daily @midnight @weekly @monthly
+    /// @yearly @annually`); a cron that can never fire is refused.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text == "@once" {
