@@ -20,6 +20,9 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 use crate::tasks::MIN_MAX_LOG_BYTES;
 
+/// Default cap on the intervals one backfill may cover.
+pub const DEFAULT_BACKFILL_MAX_RUNS: usize = 1000;
+
 /// Default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config/orchestrator.yaml";
 
@@ -63,6 +66,7 @@ struct ConfigFile {
     heartbeat: Option<DurationValue>,
     lease: Option<DurationValue>,
     max_log_bytes: Option<u64>,
+    backfill_max_runs: Option<usize>,
 }
 
 /// Validated runtime configuration.
@@ -93,6 +97,9 @@ pub struct Config {
     pub lease: Duration,
     /// Cap on one try's stored log; past it the middle is dropped (head and tail kept).
     pub max_log_bytes: u64,
+    /// A backfill whose range holds more intervals than this is refused unless
+    /// `--max-runs` allows it (a typo in a date must not queue a million runs).
+    pub backfill_max_runs: usize,
 }
 
 impl Default for Config {
@@ -110,6 +117,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
+            backfill_max_runs: DEFAULT_BACKFILL_MAX_RUNS,
         }
     }
 }
@@ -157,6 +165,16 @@ impl Config {
                 });
             }
             self.parallelism = p;
+        }
+        if let Some(n) = f.backfill_max_runs {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "backfill_max_runs",
+                    message: "must be at least 1".into(),
+                });
+            }
+            self.backfill_max_runs = n;
         }
         if let Some(n) = f.max_log_bytes {
             if n < MIN_MAX_LOG_BYTES {
@@ -241,6 +259,8 @@ impl ConfigFile {
             heartbeat: env("HEARTBEAT").map(DurationValue::Text),
             lease: env("LEASE").map(DurationValue::Text),
             max_log_bytes: number("MAX_LOG_BYTES")?,
+            backfill_max_runs: number("BACKFILL_MAX_RUNS")?
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
     }
 }

@@ -37,6 +37,28 @@ pub enum Format {
     Json,
 }
 
+/// `backfill --reprocess`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReprocessArg {
+    /// Skip every date that has a run.
+    #[default]
+    None,
+    /// Run again the dates whose run failed.
+    Failed,
+    /// Run again every date whose run finished.
+    All,
+}
+
+impl From<ReprocessArg> for crate::service::Reprocess {
+    fn from(arg: ReprocessArg) -> Self {
+        match arg {
+            ReprocessArg::None => Self::None,
+            ReprocessArg::Failed => Self::Failed,
+            ReprocessArg::All => Self::All,
+        }
+    }
+}
+
 /// `-o json`.
 #[derive(Debug, Args)]
 pub struct OutputArg {
@@ -121,7 +143,8 @@ pub enum Command {
     /// Maintain the state database.
     #[command(subcommand)]
     Db(DbCommand),
-    /// Queue runs for every schedule interval with a logical date in [--from, --to].
+    /// Queue runs for every complete schedule interval with a logical date in [--from, --to]
+    /// (within the DAG's start and end dates), skipping dates that have a run.
     Backfill {
         /// DAG to backfill.
         dag_id: String,
@@ -131,6 +154,16 @@ pub enum Command {
         /// Last logical date.
         #[arg(long)]
         to: String,
+        /// Dates that have a run: skip them (none), run failed ones again (failed), or run
+        /// every finished one again (all).
+        #[arg(long, value_enum, default_value_t = ReprocessArg::None)]
+        reprocess: ReprocessArg,
+        /// Allow more intervals than the configured `backfill_max_runs` (default 1000).
+        #[arg(long)]
+        max_runs: Option<usize>,
+        /// List the dates that would be queued, re-run or skipped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -268,8 +301,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             dag,
         } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
         Command::Graph(cmd) => graph::execute(&config, cmd).await,
-        Command::Backfill { dag_id, from, to } => {
-            runs::backfill(&config, &dag_id, &from, &to).await
+        Command::Backfill {
+            dag_id,
+            from,
+            to,
+            reprocess,
+            max_runs,
+            dry_run,
+        } => {
+            let req = crate::service::BackfillRequest {
+                from: &from,
+                to: &to,
+                reprocess: reprocess.into(),
+                max_runs: max_runs.unwrap_or(config.backfill_max_runs),
+                dry_run,
+            };
+            runs::backfill(&config, &dag_id, req).await
         }
     }
 }

@@ -209,16 +209,39 @@ pub(super) async fn clear(
 pub(super) async fn backfill(
     config: &Config,
     dag_id: &str,
-    from: &str,
-    to: &str,
+    req: service::BackfillRequest<'_>,
 ) -> anyhow::Result<Outcome> {
     let (store, bag) = open(config).await?;
-    let runs = service::backfill(&store, &bag, dag_id, from, to).await?;
-    println!("queued {} backfill run(s) of {dag_id}", runs.len());
-    for r in &runs {
-        println!("  {}", r.run_id);
+    let report = service::backfill(&store, &bag, dag_id, req, chrono::Utc::now()).await?;
+    let (queue, again, skip) = if report.dry_run {
+        ("would queue", "would run", "would skip")
+    } else {
+        ("queued", "ran", "skipped")
+    };
+    println!(
+        "{queue} {} backfill run(s) of {dag_id}; {again} {} existing run(s) again; \
+         {skip} {} date(s) that have a run",
+        report.created.len(),
+        report.reprocessed.len(),
+        report.skipped.len()
+    );
+    let mut dates: Vec<_> = report
+        .created
+        .iter()
+        .map(|d| (d, "new"))
+        .chain(report.reprocessed.iter().map(|d| (d, "again")))
+        .chain(report.skipped.iter().map(|d| (d, "skipped")))
+        .collect();
+    dates.sort_unstable();
+    for (date, what) in dates {
+        println!(
+            "  {}  {what}",
+            date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
     }
-    server_note(config).await;
+    if !report.dry_run {
+        server_note(config).await;
+    }
     Ok(Outcome::Success)
 }
 

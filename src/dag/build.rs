@@ -133,12 +133,30 @@ fn build_fields(raw: DagFile, id: DagId, p: &mut Problems<'_>) -> Option<Dag> {
             p.add(p.key_line(key), None, format!("{key} must be at least 1"));
         }
     }
+    if let (Some(start), Some(end)) = (start_date, end_date)
+        && end < start
+    {
+        p.add(
+            p.key_line("end_date"),
+            None,
+            "end_date is before start_date: the DAG could never run",
+        );
+    }
+    let catchup = raw.catchup.unwrap_or(false);
+    // Without a start date there is nothing to catch up from (Airflow refuses it too).
+    if catchup && schedule.is_some() && raw.start_date.is_none() {
+        p.add(
+            p.key_line("catchup"),
+            None,
+            "catchup: true needs a start_date to catch up from",
+        );
+    }
     let timetable = schedule.map(|schedule| Timetable {
         schedule,
         timezone,
         start_date,
         end_date,
-        catchup: raw.catchup.unwrap_or(false),
+        catchup,
     });
     let index = tasks
         .iter()

@@ -84,6 +84,11 @@ impl TriggerRule {
     /// Decides from the upstream counts.
     pub fn decide(self, c: UpstreamCounts) -> Decision {
         use Decision::*;
+        // A root task has nothing to wait for: Airflow runs it whatever its rule (a
+        // `one_success` root would otherwise be skipped for want of an upstream).
+        if c.total == 0 {
+            return Run;
+        }
         let done = c.all_done();
         match self {
             Self::AllSuccess if c.failed > 0 => UpstreamFailed,
@@ -174,6 +179,23 @@ mod tests {
             TriggerRule::OneFailed.decide(counts(&[Some(Success), Some(Success)])),
             Decision::Skip
         );
+    }
+
+    #[test]
+    fn a_root_task_runs_whatever_its_rule() {
+        for rule in [
+            TriggerRule::AllSuccess,
+            TriggerRule::AllDone,
+            TriggerRule::OneSuccess,
+            TriggerRule::OneFailed,
+            TriggerRule::NoneFailed,
+            TriggerRule::AllFailed,
+            TriggerRule::NoneFailedMinOneSuccess,
+            TriggerRule::NoneSkipped,
+            TriggerRule::Always,
+        ] {
+            assert_eq!(rule.decide(counts(&[])), Decision::Run, "{rule:?}");
+        }
     }
 
     #[test]

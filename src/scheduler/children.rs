@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::core::Scheduler;
 use super::{EngineError, Mode};
-use crate::ids::RunKey;
+use crate::ids::{DagId, RunKey};
 use crate::state::{RunState, RunType};
 use crate::store::{NewRun, ParentTask, RunRow, StoreError};
 use crate::tasks::{ChildRequest, ChildRun};
@@ -18,6 +18,20 @@ fn child(row: RunRow, resumed: bool) -> ChildRun {
         state: row.state,
         resumed,
     }
+}
+
+/// The chain `dag (run) -> ... -> target` when `target` is among `ancestry` (the parent
+/// run and its ancestors, oldest first), else `None`.
+fn trigger_loop(ancestry: &[(DagId, String)], target: &DagId) -> Option<String> {
+    if !ancestry.iter().any(|(dag, _)| dag == target) {
+        return None;
+    }
+    let mut chain: Vec<String> = ancestry
+        .iter()
+        .map(|(dag, run_id)| format!("{dag} ({run_id})"))
+        .collect();
+    chain.push(target.to_string());
+    Some(chain.join(" -> "))
 }
 
 impl Scheduler {
@@ -50,6 +64,12 @@ impl Scheduler {
         let Some(dag) = self.bag.get(req.dag.as_str()).cloned() else {
             return Err(EngineError::UnknownDag(req.dag));
         };
+        if req.wait {
+            let ancestry = self.store.ancestry(req.parent).await?;
+            if let Some(chain) = trigger_loop(&ancestry, &req.dag) {
+                return Err(EngineError::TriggerLoop(chain));
+            }
+        }
         let now = Utc::now();
         let foreground = matches!(self.mode, Mode::Foreground { .. });
         let new = NewRun {
@@ -99,5 +119,30 @@ impl Scheduler {
         });
         self.watchers.entry(run).or_default().push(reply);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ancestry(dags: &[&str]) -> Vec<(DagId, String)> {
+        dags.iter()
+            .enumerate()
+            .map(|(i, d)| (DagId::new(*d), format!("r{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_target_among_the_ancestors_is_a_loop_named_from_the_oldest_run() {
+        assert_eq!(
+            trigger_loop(&ancestry(&["a", "b"]), &DagId::new("a")).as_deref(),
+            Some("a (r0) -> b (r1) -> a")
+        );
+        assert_eq!(
+            trigger_loop(&ancestry(&["a"]), &DagId::new("a")).as_deref(),
+            Some("a (r0) -> a")
+        );
+        assert_eq!(trigger_loop(&ancestry(&["a", "b"]), &DagId::new("c")), None);
     }
 }

@@ -36,13 +36,16 @@ impl Scheduler {
                         next
                     }
                 };
-                let Some(interval) = next.filter(|i| i.end <= now) else {
+                let Some(due) = next.filter(|i| i.end <= now) else {
                     break;
                 };
                 let count = active.entry(dag.id.clone()).or_default();
                 if *count >= dag.max_active_runs {
                     break;
                 }
+                // Decided now, not when `due` was cached: without catchup a run held back
+                // by max_active_runs covers the latest complete interval, not a stale one.
+                let interval = timetable.to_create(due, now);
                 let new = NewRun {
                     dag_id: dag.id.clone(),
                     run_type: RunType::Scheduled,

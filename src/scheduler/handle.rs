@@ -38,12 +38,22 @@ pub enum EngineError {
     /// This process no longer owns the run (another instance adopted it).
     #[error("run {0} is no longer owned by this process")]
     NotOwned(RunKey),
+    /// A waiting `trigger_dag` would trigger a DAG among its run's ancestors, which would
+    /// wait on itself forever; the chain runs from the oldest ancestor to the target.
+    #[error(
+        "trigger chain loops: {0}; a waiting trigger_dag cannot trigger a DAG that is \
+         already among its run's ancestors (set wait_for_completion: false to trigger \
+         without waiting)"
+    )]
+    TriggerLoop(String),
 }
 
 impl From<EngineError> for TaskError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::UnknownDag(_) => TaskError::Fatal(e.to_string()),
+            EngineError::UnknownDag(_) | EngineError::TriggerLoop(_) => {
+                TaskError::Fatal(e.to_string())
+            }
             EngineError::Stopped
             | EngineError::NotOwned(_)
             | EngineError::Store(StoreError::Fenced(_) | StoreError::LeaseLost) => {

@@ -88,7 +88,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -104,6 +104,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "log_seq",
         include_str!("../../migrations/0004_log_seq.sql"),
+    ),
+    (
+        5,
+        "one run per logical date",
+        include_str!("../../migrations/0005_one_run_per_logical_date.sql"),
     ),
 ];
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::instances::unowned;
 use super::rows::{NewRun, RunRow};
@@ -27,7 +27,8 @@ fn run_id_for(run_type: RunType, logical: DateTime<Utc>) -> String {
 impl Store {
     /// Creates a queued run (and stores its DAG version if new). Manual and triggered runs
     /// get a fresh logical date if the requested one is taken; scheduled and backfill runs
-    /// are created at most once per interval (returns `None` if it already exists).
+    /// are created at most once per logical date, whichever of the two types created it
+    /// (returns `None` if one exists; the store's unique index enforces it).
     pub async fn insert_run(&self, new: &NewRun) -> StoreResult<Option<RunRow>> {
         self.insert_run_fenced(new, None).await
     }
@@ -72,31 +73,7 @@ impl Store {
         }
         let uid = super::new_uid();
         for _ in 0..1000 {
-            let run_id = run_id_for(new.run_type, start);
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, \
-                 data_interval_start, data_interval_end, conf, queued_at, parent_run, \
-                 parent_task_id, parent_try, owner, owner_epoch, dag_version, uid) \
-                 VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING id",
-            )
-            .bind(new.dag_id.as_str())
-            .bind(&run_id)
-            .bind(new.run_type.as_str())
-            .bind(to_text(start))
-            .bind(to_text(start))
-            .bind(to_text(end))
-            .bind(new.conf.to_string())
-            .bind(to_text(Utc::now()))
-            .bind(new.parent.as_ref().map(|p| p.run.0))
-            .bind(new.parent.as_ref().map(|p| p.task.as_str()))
-            .bind(new.parent.as_ref().map(|p| p.try_number))
-            .bind(new.owner.as_ref().map(|o| o.id.as_str()))
-            .bind(new.owner.as_ref().map(|o| o.epoch))
-            .bind(new.version.as_ref().map(|v| v.hash.as_str()))
-            .bind(&uid)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let inserted = Self::insert_run_row(&mut tx, new, start, end, &uid).await?;
             match inserted {
                 Some(id) => {
                     tx.commit().await?;
@@ -114,6 +91,117 @@ impl Store {
             "cannot find a free run id for {}",
             new.dag_id
         )))
+    }
+
+    /// One `dag_run` row at `start`/`end`; `None` if its run id or (for scheduled and
+    /// backfill runs) its logical date is taken.
+    async fn insert_run_row(
+        tx: &mut Transaction<'static, Sqlite>,
+        new: &NewRun,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        uid: &str,
+    ) -> StoreResult<Option<i64>> {
+        let run_id = run_id_for(new.run_type, start);
+        // No conflict target: a taken run id and a taken logical date (the partial unique
+        // index of migration 5) both mean "exists".
+        let inserted = sqlx::query_scalar(
+            "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, \
+             data_interval_start, data_interval_end, conf, queued_at, parent_run, \
+             parent_task_id, parent_try, owner, owner_epoch, dag_version, uid) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(new.dag_id.as_str())
+        .bind(&run_id)
+        .bind(new.run_type.as_str())
+        .bind(to_text(start))
+        .bind(to_text(start))
+        .bind(to_text(end))
+        .bind(new.conf.to_string())
+        .bind(to_text(Utc::now()))
+        .bind(new.parent.as_ref().map(|p| p.run.0))
+        .bind(new.parent.as_ref().map(|p| p.task.as_str()))
+        .bind(new.parent.as_ref().map(|p| p.try_number))
+        .bind(new.owner.as_ref().map(|o| o.id.as_str()))
+        .bind(new.owner.as_ref().map(|o| o.epoch))
+        .bind(new.version.as_ref().map(|v| v.hash.as_str()))
+        .bind(uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(inserted)
+    }
+
+    /// Creates a backfill in one transaction: queues `runs` (backfill runs; one whose
+    /// logical date was taken since the caller looked is left out) and clears `reprocess`
+    /// (finished runs, with each task's extra tries) so they run again. Returns, per entry
+    /// of `runs`, the key of the run created.
+    pub async fn create_backfill(
+        &self,
+        runs: &[NewRun],
+        reprocess: &[(RunKey, Vec<(TaskId, u32)>)],
+    ) -> StoreResult<Vec<Option<RunKey>>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut created = Vec::with_capacity(runs.len());
+        for (i, new) in runs.iter().enumerate() {
+            if i == 0
+                && let Some(v) = &new.version
+            {
+                Self::insert_version(&mut tx, v).await?;
+            }
+            let uid = super::new_uid();
+            let id = Self::insert_run_row(&mut tx, new, new.interval_start, new.interval_end, &uid)
+                .await?;
+            created.push(id.map(RunKey));
+        }
+        for (run, tasks) in reprocess {
+            Self::clear_run_in(&mut tx, *run, tasks).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// The scheduled and backfill runs of a DAG with a logical date in `[from, to]`, the
+    /// runs a backfill of that range finds in place.
+    pub async fn interval_runs(
+        &self,
+        dag: &DagId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<RunRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE dag_id = ? AND run_type IN ('scheduled', 'backfill') \
+             AND legacy_duplicate = 0 AND logical_date >= ? AND logical_date <= ? \
+             ORDER BY logical_date"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(dag.as_str())
+            .bind(to_text(from))
+            .bind(to_text(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// The DAGs of a run and of its ancestors through `trigger_dag` (`parent_run`), oldest
+    /// ancestor first, each with its run id.
+    pub async fn ancestry(&self, run: RunKey) -> StoreResult<Vec<(DagId, String)>> {
+        // The depth bound guards the recursion against a corrupt parent link loop.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "WITH RECURSIVE chain (id, dag_id, run_id, parent_run, depth) AS ( \
+                 SELECT id, dag_id, run_id, parent_run, 0 FROM dag_run WHERE id = ? \
+                 UNION ALL \
+                 SELECT r.id, r.dag_id, r.run_id, r.parent_run, chain.depth + 1 \
+                 FROM dag_run r JOIN chain ON r.id = chain.parent_run WHERE chain.depth < 10000) \
+             SELECT dag_id, run_id FROM chain ORDER BY depth DESC",
+        )
+        .bind(run.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(dag, run_id)| (DagId::new(dag), run_id))
+            .collect())
     }
 
     /// The child run a `trigger_dag` task created in an interrupted earlier try of the
@@ -381,3 +469,6 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

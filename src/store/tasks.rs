@@ -143,15 +143,26 @@ impl Store {
     /// far) and queues the run again, unowned.
     pub async fn clear_run(&self, run: RunKey, tasks: &[(TaskId, u32)]) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Self::clear_run_in(&mut tx, run, tasks).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `clear_run` inside the caller's transaction.
+    pub(super) async fn clear_run_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        run: RunKey,
+        tasks: &[(TaskId, u32)],
+    ) -> StoreResult<()> {
         let requeue = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL, owner = NULL, \
              owner_epoch = NULL, note = NULL WHERE id = ? AND state IN ('success', 'failed') \
              AND {}",
             RunState::sql_sources(RunState::Queued)
         ));
-        let done = sqlx::query(requeue).bind(run.0).execute(&mut *tx).await?;
+        let done = sqlx::query(requeue).bind(run.0).execute(&mut **tx).await?;
         if done.rows_affected() != 1 {
-            let (what, from) = run_state_text(&mut tx, run).await?;
+            let (what, from) = run_state_text(tx, run).await?;
             return Err(StoreError::Transition {
                 run,
                 what,
@@ -170,10 +181,9 @@ impl Store {
                 .bind(extra_tries)
                 .bind(run.0)
                 .bind(task.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -24,6 +24,9 @@ pub struct ChildRequest {
     /// The first try of the current attempt: a child created by an interrupted try since
     /// then is taken over rather than triggered again.
     pub first_try: u32,
+    /// The task waits for the child to finish: a child of a DAG already among the
+    /// parent's ancestors would then wait on itself, so it is refused.
+    pub wait: bool,
 }
 
 /// The child run a `trigger_dag` try waits on.

@@ -48,6 +48,7 @@ impl TriggerDagTask {
                 task: ctx.task_id.clone(),
                 try_number: ctx.try_number,
                 first_try: ctx.first_try,
+                wait: self.wait_for_completion,
             })
             .await?;
         if child.resumed {

@@ -183,3 +183,66 @@ fn serve_refuses_a_non_loopback_address_without_auth() {
         "error: refusing to listen on 0.0.0.0:0: authentication is not configured, so only loopback addresses (127.0.0.1, ::1) are allowed"
     );
 }
+
+#[test]
+fn backfill_dry_run_lists_the_dates_and_a_huge_range_is_refused_at_once() {
+    let env = Env::new();
+    env.dag("hello", HELLO);
+    let out = env.ok(&[
+        "backfill",
+        "hello",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        out,
+        "would queue 3 backfill run(s) of hello; would run 0 existing run(s) again; \
+         would skip 0 date(s) that have a run\n  2024-01-01T00:00:00Z  new\n  \
+         2024-01-02T00:00:00Z  new\n  2024-01-03T00:00:00Z  new\n"
+    );
+    assert!(env.runs("hello").is_empty());
+    env.ok(&[
+        "backfill",
+        "hello",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-02",
+    ]);
+    let out = env.ok(&[
+        "backfill",
+        "hello",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+        "--reprocess",
+        "failed",
+    ]);
+    assert!(
+        out.starts_with(
+            "queued 2 backfill run(s) of hello; ran 0 existing run(s) again; skipped 1"
+        ),
+        "{out}"
+    );
+    let out = env.run(&[
+        "backfill",
+        "hello",
+        "--from",
+        "0001-01-01",
+        "--to",
+        "9999-12-31",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with(
+            "error: backfill of 'hello' from 0001-01-01 to 9999-12-31 covers more than 1000 \
+             intervals (about "
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -136,3 +136,60 @@ fn templates_see_params_conf_and_dates() {
     let ds = &run["logical_date"].as_str().unwrap()[..10];
     assert!(log.contains(&format!("STDOUT tpl eu 42 {ds}")), "{log}");
 }
+
+#[test]
+fn a_waiting_trigger_of_an_ancestor_dag_fails_with_the_chain_instead_of_deadlocking() {
+    let env = Env::new();
+    env.dag(
+        "ping",
+        "dag_id: ping\ntasks:\n  again: {type: trigger_dag, trigger_dag_id: pong}\n",
+    );
+    env.dag(
+        "pong",
+        "dag_id: pong\ntasks:\n  back: {type: trigger_dag, trigger_dag_id: ping}\n",
+    );
+    let out = env.run(&["run", "ping"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let pong = env.runs("pong");
+    assert_eq!(pong.len(), 1);
+    let detail = env.run_detail(pong[0]["run_id"].as_str().unwrap());
+    assert_eq!(detail["state"], "failed");
+    let error = task(&detail, "back")["error"].as_str().unwrap().to_string();
+    let ping_run = env.runs("ping")[0]["run_id"].as_str().unwrap().to_string();
+    let pong_run = pong[0]["run_id"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "trigger chain loops: ping ({ping_run}) -> pong ({pong_run}) -> ping; "
+        )),
+        "{error}"
+    );
+    // Fatal: no retry of a loop.
+    assert_eq!(task(&detail, "back")["try_number"], 1);
+    assert_eq!(env.runs("ping").len(), 1);
+}
+
+#[test]
+fn a_non_waiting_self_trigger_is_allowed_and_a_root_one_success_task_runs() {
+    let env = Env::new();
+    // The root task only succeeds once, so the chain of self-triggers stops at the child.
+    env.dag(
+        "selfish",
+        "dag_id: selfish\ntasks:\n  first: {type: shell, command: 'test ! -f once && touch once', \
+         trigger_rule: one_success}\n  again: {type: trigger_dag, trigger_dag_id: selfish, \
+         wait_for_completion: false, depends_on: [first]}\n",
+    );
+    let out = env.run(&["run", "selfish"]);
+    let runs = env.runs("selfish");
+    let first = runs
+        .iter()
+        .find(|r| r["run_type"] == "manual")
+        .unwrap_or_else(|| panic!("{}{}", text(&out.stdout), text(&out.stderr)));
+    let detail = env.run_detail(first["run_id"].as_str().unwrap());
+    assert_eq!(detail["state"], "success");
+    assert_eq!(task(&detail, "first")["state"], "success");
+    assert_eq!(task(&detail, "again")["state"], "success");
+    assert_eq!(
+        runs.iter().filter(|r| r["run_type"] == "triggered").count(),
+        1
+    );
+}

@@ -212,6 +212,28 @@ fn a_paused_dag_keeps_its_runs_queued_until_unpaused() {
 }
 
 #[test]
+fn a_pause_is_honoured_when_the_server_misses_the_cli_wake_up() {
+    let mut env = Env::new();
+    env.dag("held", "dag_id: held\ntasks:\n  t: {type: noop}\n");
+    env.dag("other", "dag_id: other\ntasks:\n  t: {type: noop}\n");
+    let _server = env.serve();
+    // The server listens on another port than the CLI's config names: every wake-up the
+    // CLI sends goes nowhere, and only the server's own poll of the store sees the changes.
+    env.bind = "127.0.0.1:1".into();
+    env.ok(&["pause", "held"]);
+    env.ok(&["trigger", "held"]);
+    env.ok(&["trigger", "other"]);
+    wait_until("the other DAG's run succeeds", || {
+        all_succeeded(&env, "other", 1)
+    });
+    assert_eq!(states(&env, "held"), vec!["queued"]);
+    env.ok(&["unpause", "held"]);
+    wait_until("the unpaused DAG's run succeeds", || {
+        all_succeeded(&env, "held", 1)
+    });
+}
+
+#[test]
 fn backfill_queues_one_run_per_interval_and_clear_reruns_failed_tasks() {
     let mut env = Env::new();
     env.dag(

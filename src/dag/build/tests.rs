@@ -136,3 +136,30 @@ fn dates_are_read_in_the_dag_time_zone() {
             .starts_with("bad date 'yesterday'")
     );
 }
+
+#[test]
+fn a_cron_that_never_fires_is_rejected() {
+    assert_eq!(
+        error("never_fires.yaml"),
+        "never_fires.yaml:2: DAG 'never_fires': bad schedule '0 0 31 2 *': it never fires \
+         (no date matches its day, month and weekday)"
+    );
+}
+
+#[test]
+fn an_end_date_before_the_start_date_is_rejected() {
+    assert_eq!(
+        error("end_before_start.yaml"),
+        "end_before_start.yaml:4: DAG 'end_before_start': end_date is before start_date: \
+         the DAG could never run"
+    );
+}
+
+#[test]
+fn catchup_without_a_start_date_is_rejected() {
+    assert_eq!(
+        error("catchup_without_start.yaml"),
+        "catchup_without_start.yaml:3: DAG 'catchup_without_start': catchup: true needs a \
+         start_date to catch up from"
+    );
+}
