@@ -72,14 +72,15 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
                 .ok()
                 .and_then(|v| v.get("dag_id").and_then(Value::as_str).map(str::to_string))
                 .or_else(|| src.default_dag_id.clone());
-            let line = e.location().map(|l| l.line());
-            p.add(line, None, strip_location(&e.to_string()));
+            // A missing field has no location: the document's start is where it is missing.
+            let line = e.location().map_or(1, |l| l.line());
+            p.add(Some(line), None, strip_location(&e.to_string()));
             return Err(p.errors);
         }
     };
     let dag_id = raw.dag_id.clone().or_else(|| src.default_dag_id.clone());
     let Some(dag_id) = dag_id else {
-        p.add(None, None, "missing field `dag_id`");
+        p.add(Some(1), None, "missing field `dag_id`");
         return Err(p.errors);
     };
     p.dag_id = Some(dag_id.clone());
@@ -476,7 +477,8 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-fn top_level_line(text: &str, key: &str) -> Option<usize> {
+/// The 1-based line of a top-level `key:` in `text`.
+pub(crate) fn top_level_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             l.strip_prefix(key)
@@ -485,7 +487,8 @@ fn top_level_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-fn task_line(text: &str, task: &str) -> Option<usize> {
+/// The 1-based line of task `task:` under `tasks:` in `text`.
+pub(crate) fn task_line(text: &str, task: &str) -> Option<usize> {
     let start = top_level_line(text, "tasks")?;
     text.lines().enumerate().skip(start).find_map(|(i, l)| {
         let trimmed = l.trim_start();

@@ -33,18 +33,55 @@ impl LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Everything here may come from a file: control characters are shown escaped, so
+        // a DAG id like `\x1b[2J` cannot clear the reader's terminal or fake a line.
+        write!(f, "{}", Escaped(&self.file.display().to_string()))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
         f.write_str(": ")?;
         if let Some(dag) = &self.dag_id {
-            write!(f, "DAG '{dag}': ")?;
+            write!(f, "DAG '{}': ", Escaped(dag))?;
         }
         if let Some(task) = &self.task_id {
-            write!(f, "task '{task}': ")?;
+            write!(f, "task '{}': ", Escaped(task))?;
         }
-        f.write_str(&self.message)
+        write!(f, "{}", Escaped(&self.message))
+    }
+}
+
+/// Text shown with its control characters escaped (`\n`, `\u{1b}`).
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_files_are_shown_escaped() {
+        let e = LoadError {
+            line: Some(3),
+            dag_id: Some("a\u{1b}[2J".into()),
+            task_id: Some("t\nx".into()),
+            ..LoadError::file("d.yaml", "bad\rvalue")
+        };
+        assert_eq!(
+            e.to_string(),
+            "d.yaml:3: DAG 'a\\u{1b}[2J': task 't\\nx': bad\\rvalue"
+        );
     }
 }
 

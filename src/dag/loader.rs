@@ -68,6 +68,7 @@ fn assemble(built: Vec<Result<Dag, Vec<LoadError>>>, mut errors: Vec<LoadError>)
             Err(mut e) => errors.append(&mut e),
             Ok(dag) => match dags.get(&dag.id) {
                 Some(first) => errors.push(LoadError {
+                    line: super::build::top_level_line(&dag.source.text, "dag_id"),
                     dag_id: Some(dag.id.to_string()),
                     message: format!(
                         "duplicate dag_id, already defined in {}",
@@ -100,6 +101,7 @@ fn dangling_triggers(
                 out.push((
                     dag.id.clone(),
                     LoadError {
+                        line: super::build::task_line(&dag.source.text, task.id.as_str()),
                         dag_id: Some(dag.id.to_string()),
                         task_id: Some(task.id.to_string()),
                         message: format!("trigger_dag_id '{target}' is not a loaded DAG"),
@@ -140,13 +142,25 @@ fn dag_files(folder: &Path) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 fn read_text(path: &Path) -> Result<String, Vec<LoadError>> {
-    std::fs::read_to_string(path)
-        .map_err(|e| vec![LoadError::file(path, format!("cannot read: {e}"))])
+    read_utf8(path).map_err(|e| vec![e])
+}
+
+/// Reads a file as UTF-8; invalid bytes are reported with their line and byte offset.
+fn read_utf8(path: &Path) -> Result<String, LoadError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        LoadError {
+            line: Some(line),
+            ..LoadError::file(path, format!("not valid UTF-8 (at byte {at})"))
+        }
+    })
 }
 
 fn read_projects(path: &Path) -> Result<ProjectsFile, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
+    let text = read_utf8(path)?;
     serde_norway::from_str(&text).map_err(|e| LoadError {
         line: e.location().map(|l| l.line()),
         ..LoadError::file(
