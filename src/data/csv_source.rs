@@ -302,3 +302,32 @@ mod tests {
         assert_eq!(import(&text), (vec![(rows + 3, "bad".to_string())], 1));
     }
 }
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::data::testing::{Imported, import};
+
+    pub(super) fn import_csv(text: &str) -> Result<Imported, DataError> {
+        import("t.csv", text.as_bytes(), |p, out| read_csv(p, b',', out))
+    }
+
+    fn column(t: &Imported, i: usize) -> Vec<&str> {
+        t.rows
+            .iter()
+            .map(|r| r[i].as_deref().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn numeric_looking_ids_keep_their_text() {
+        let t = import_csv("id,code,n\n99999999999999999999,007,1\n12345678901234567890,010,2\n")
+            .unwrap();
+        assert_eq!(t.columns, ["id:Utf8", "code:Utf8", "n:Int64"]);
+        assert_eq!(
+            column(&t, 0),
+            ["99999999999999999999", "12345678901234567890"]
+        );
+        assert_eq!(column(&t, 1), ["007", "010"]);
+    }
+}

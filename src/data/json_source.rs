@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::DataError;
+use super::exact::inexact_json_number;
 use super::parquet_io::TableWriter;
 use super::table::{Cell, SAMPLE_ROWS, infer};
 
@@ -88,11 +89,27 @@ fn handle(
             );
         }
     };
+    // serde holds integers within 64 bits exactly and everything else as an f64: only an
+    // element with an f64 needs its source text checked for a number that f64 changed.
+    if obj.values().any(holds_f64)
+        && let Some(why) = inexact_json_number(bytes)
+    {
+        return out.reject(line, &raw(), &why);
+    }
     let cells: Vec<Cell> = names
         .iter()
         .map(|n| obj.get(n).map_or(Cell::Null, Cell::Json))
         .collect();
     out.row(line, &cells, raw)
+}
+
+fn holds_f64(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(a) => a.iter().any(holds_f64),
+        Value::Object(o) => o.values().any(holds_f64),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -339,6 +356,50 @@ mod tests {
         assert_eq!(
             err,
             "t.json: line 1 column 1: expected a JSON array or objects, found 'h'"
+        );
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::data::testing::{Imported, import};
+
+    fn import_json(text: &str) -> Result<Imported, DataError> {
+        import("t.json", text.as_bytes(), read_json)
+    }
+
+    #[test]
+    fn an_id_column_of_big_integers_keeps_every_digit() {
+        let t = import_json(
+            "[{\"id\": 18446744073709551615, \"n\": 1},\n {\"id\": 9223372036854775808, \"n\": 2}]",
+        )
+        .unwrap();
+        assert_eq!(t.columns, ["id:Utf8", "n:Int64"]);
+        let ids: Vec<_> = t.rows.iter().map(|r| r[0].as_deref()).collect();
+        assert_eq!(
+            ids,
+            [Some("18446744073709551615"), Some("9223372036854775808")]
+        );
+        assert!(t.rejects.is_empty(), "{:?}", t.rejects);
+    }
+
+    #[test]
+    fn a_number_serde_would_round_is_a_reject_with_line_and_reason() {
+        let t = import_json(
+            "{\"id\": 1, \"x\": 0.5}\n{\"id\": 99999999999999999999, \"x\": 0.5}\n{\"id\": 3, \"x\": 1.00000000000000000001}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t.rows,
+            [vec![Some("1".to_string()), Some("0.5".to_string())]]
+        );
+        assert_eq!(
+            t.rejects,
+            [
+                (2, "number 99999999999999999999 is beyond 64-bit integers (quote it to keep it as text)".to_string()),
+                (3, "number 1.00000000000000000001 would become 1 as a 64-bit float (quote it to keep it as text)".to_string()),
+            ]
         );
     }
 }
