@@ -49,6 +49,23 @@ pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
                     .collect()
             })
             .collect();
+        if names.is_empty() {
+            // Nothing to take columns from: an empty input may be one of several (a glob),
+            // so it is noted, and the import fails only if no input has columns.
+            if sample.is_empty() {
+                let shape = if scanner.array {
+                    "holds an empty array"
+                } else {
+                    "is empty"
+                };
+                out.note_empty(format!("{shown} {shape}"));
+                return Ok(());
+            }
+            return Err(DataError::Format(format!(
+                "{shown}: none of the first {} element(s) is an object with keys, so there are no columns",
+                sample.len()
+            )));
+        }
         let types = infer(names.len(), rows.iter().map(Vec::as_slice));
         out.begin(names, types)?;
     }
@@ -127,6 +144,8 @@ struct Scanner<R> {
     column: u64,
     mode: Mode,
     path: String,
+    /// Whether the input is an array (rather than newline-delimited objects).
+    array: bool,
 }
 
 impl<R: BufRead> Scanner<R> {
@@ -137,6 +156,7 @@ impl<R: BufRead> Scanner<R> {
             column: 1,
             mode: Mode::Start,
             path,
+            array: false,
         }
     }
 
@@ -236,6 +256,7 @@ impl<R: BufRead> Scanner<R> {
             None => Mode::Done,
             Some(b'[') => {
                 self.bump(b'[');
+                self.array = true;
                 Mode::Array { opened: self.line }
             }
             Some(b'{') => Mode::Lines,
@@ -382,6 +403,55 @@ mod import_tests {
             [Some("18446744073709551615"), Some("9223372036854775808")]
         );
         assert!(t.rejects.is_empty(), "{:?}", t.rejects);
+    }
+
+    #[test]
+    fn an_input_without_objects_is_an_error_naming_file_and_table() {
+        let err = |text: &str| import_json(text).unwrap_err().to_string();
+        for (text, what) in [
+            ("", "is empty"),
+            ("  \n", "is empty"),
+            ("[]", "holds an empty array"),
+            ("[\n]\n", "holds an empty array"),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with("t: nothing to take columns from: /"), "{e}");
+            assert!(e.ends_with(&format!("/t.json {what}")), "{e}");
+        }
+        let e = err("[1, \"x\", {}]");
+        assert!(e.ends_with("/t.json: none of the first 3 element(s) is an object with keys, so there are no columns"), "{e}");
+    }
+
+    #[test]
+    fn a_title_that_is_an_array_or_object_is_rejected_not_stringified() {
+        let t = import_json(
+            "[{\"id\": 1, \"title\": \"Aspirin\"},\n {\"id\": 2, \"title\": [\"Aspirin\"]},\n {\"id\": 3, \"title\": {\"t\": 1}}]",
+        )
+        .unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(
+            t.rejects,
+            [
+                (
+                    2,
+                    "column 'title': [\"Aspirin\"] is an array, not a single value".to_string()
+                ),
+                (
+                    3,
+                    "column 'title': {\"t\":1} is an object, not a single value".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn more_columns_than_the_warehouse_allows_fail_with_the_count() {
+        let keys: Vec<String> = (0..2001).map(|i| format!("\"c{i}\": {i}")).collect();
+        let err = import_json(&format!("{{{}}}", keys.join(","))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t: 2001 columns, more than the 2000 a warehouse table can hold"
+        );
     }
 
     #[test]
