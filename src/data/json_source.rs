@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::DataError;
 use super::exact::inexact_json_number;
 use super::parquet_io::TableWriter;
-use super::table::{Cell, SAMPLE_ROWS, infer};
+use super::table::{Cell, SAMPLE_ROWS, infer, json_text_columns};
 
 /// Reads a JSON file into `out`.
 pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
@@ -67,7 +67,9 @@ pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
             )));
         }
         let types = infer(names.len(), rows.iter().map(Vec::as_slice));
+        let json_text = json_text_columns(names.len(), rows.iter().map(Vec::as_slice));
         out.begin(names, types)?;
+        out.keep_json_text(json_text);
     }
     let names = out.names().to_vec();
     for (line, bytes) in sample {
@@ -425,10 +427,13 @@ mod import_tests {
     #[test]
     fn a_title_that_is_an_array_or_object_is_rejected_not_stringified() {
         let t = import_json(
-            "[{\"id\": 1, \"title\": \"Aspirin\"},\n {\"id\": 2, \"title\": [\"Aspirin\"]},\n {\"id\": 3, \"title\": {\"t\": 1}}]",
+            "[{\"id\": 1, \"title\": \"Aspirin\", \"tags\": [\"a\"]},\n {\"id\": 2, \"title\": [\"Aspirin\"]},\n {\"id\": 3, \"title\": {\"t\": 1}, \"tags\": {\"b\": 2}}]",
         )
         .unwrap();
-        assert_eq!(t.rows.len(), 1);
+        // A column of only arrays and objects keeps them as JSON text.
+        assert_eq!(t.columns, ["id:Int64", "tags:Utf8", "title:Utf8"]);
+        let kept = ["1", "[\"a\"]", "Aspirin"].map(|c| Some(c.to_string()));
+        assert_eq!(t.rows, [kept.to_vec()]);
         assert_eq!(
             t.rejects,
             [

@@ -78,6 +78,14 @@ impl TableWriter {
         self
     }
 
+    /// Makes the marked columns keep arrays and objects as JSON text (call after
+    /// [`TableWriter::begin`]).
+    pub fn keep_json_text(&mut self, columns: Vec<bool>) {
+        if let Some(b) = self.builder.as_mut() {
+            b.keep_json_text(columns);
+        }
+    }
+
     /// Whether the columns are known yet.
     pub fn started(&self) -> bool {
         self.builder.is_some()

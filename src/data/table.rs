@@ -146,6 +146,25 @@ pub fn infer<'a>(
         .collect()
 }
 
+/// Marks the columns whose non-null sample values are all arrays or objects: those keep
+/// them as JSON text. In any other column an array or object is rejected.
+pub fn json_text_columns<'a>(
+    columns: usize,
+    rows: impl IntoIterator<Item = &'a [Cell<'a>]>,
+) -> Vec<bool> {
+    // None: nothing seen yet; Some(true): only nested values so far.
+    let mut nested: Vec<Option<bool>> = vec![None; columns];
+    for row in rows {
+        for (n, cell) in nested.iter_mut().zip(row) {
+            let is_nested = matches!(cell, Cell::Json(Value::Array(_) | Value::Object(_)));
+            if is_nested || cell.kind().is_some() {
+                *n = Some(n.unwrap_or(true) && is_nested);
+            }
+        }
+    }
+    nested.into_iter().map(|n| n == Some(true)).collect()
+}
+
 /// Builds the Arrow schema (every column nullable).
 pub fn schema(names: &[String], types: &[ColumnType]) -> SchemaRef {
     let fields: Vec<Field> = names
@@ -177,6 +196,8 @@ pub struct BatchBuilder {
     names: Vec<String>,
     types: Vec<ColumnType>,
     columns: Vec<Column>,
+    /// Columns that keep arrays and objects as their JSON text (see [`json_text_columns`]).
+    json_text: Vec<bool>,
     rows: usize,
 }
 
@@ -190,8 +211,14 @@ impl BatchBuilder {
             names,
             types,
             columns,
+            json_text: Vec::new(),
             rows: 0,
         }
+    }
+
+    /// Makes the marked columns keep arrays and objects as their JSON text.
+    pub fn keep_json_text(&mut self, columns: Vec<bool>) {
+        self.json_text = columns;
     }
 
     /// The Arrow schema.
@@ -217,8 +244,14 @@ impl BatchBuilder {
     /// Adds a row, or says why it does not fit (then nothing is added).
     pub fn push(&mut self, cells: &[Cell<'_>]) -> Result<(), String> {
         let mut typed = Vec::with_capacity(cells.len());
-        for ((cell, ty), name) in cells.iter().zip(&self.types).zip(&self.names) {
-            typed.push(convert(*cell, *ty).map_err(|why| format!("column '{name}': {why}"))?);
+        let json_text = self.json_text.iter().chain(std::iter::repeat(&false));
+        let columns = cells
+            .iter()
+            .zip(&self.types)
+            .zip(&self.names)
+            .zip(json_text);
+        for (((cell, ty), name), &json) in columns {
+            typed.push(convert(*cell, *ty, json).map_err(|why| format!("column '{name}': {why}"))?);
         }
         for (col, value) in self.columns.iter_mut().zip(typed) {
             append(col, value);
@@ -269,7 +302,8 @@ fn append(col: &mut Column, value: Typed<'_>) {
 }
 
 /// Converts a cell to its column's type, or says why it cannot without changing it.
-fn convert(cell: Cell<'_>, ty: ColumnType) -> Result<Typed<'_>, String> {
+/// Arrays and objects are taken, as JSON text, only in a `json_text` column.
+fn convert(cell: Cell<'_>, ty: ColumnType, json_text: bool) -> Result<Typed<'_>, String> {
     use std::borrow::Cow;
     let not = |v: &str, note: String| {
         let v: String = v.chars().take(80).collect();
@@ -283,7 +317,11 @@ fn convert(cell: Cell<'_>, ty: ColumnType) -> Result<Typed<'_>, String> {
     Ok(match (cell, ty) {
         (Cell::Null | Cell::Json(Value::Null), _) => Typed::Null,
         (Cell::Text(t), _) if t.trim().is_empty() => Typed::Null,
-        // A nested value has no column to go to; its JSON text is not the value either.
+        (Cell::Json(v @ (Value::Array(_) | Value::Object(_))), ColumnType::String) if json_text => {
+            Typed::S(Cow::Owned(v.to_string()))
+        }
+        // Among single values, a nested one is broken data: its JSON text is not a value
+        // of the column (a title that is an array must not be matched as `["..."]`).
         (Cell::Json(v @ (Value::Array(_) | Value::Object(_))), _) => {
             let kind = if v.is_array() {
                 "an array"
