@@ -3,6 +3,7 @@
 
 mod cli;
 mod execution;
+mod hostile_data;
 mod logs;
 mod pipeline;
 mod processes;
