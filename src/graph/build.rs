@@ -219,6 +219,10 @@ pub const MAX_TITLE: usize = 64 << 10;
 /// Refuses a cleaned text whose source had a line break (cleaning would have hidden it as a
 /// space), or that is longer than `max` bytes. Clean text is returned borrowed only when the
 /// source had no control characters, so only a copied one needs its source searched.
+#[allow(
+    clippy::ptr_arg,
+    reason = "whether the text was copied is what is asked"
+)]
 fn check_text(
     what: &str,
     raw: Option<&str>,
