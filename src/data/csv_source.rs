@@ -426,6 +426,25 @@ mod import_tests {
     }
 
     #[test]
+    fn generated_broken_csv_never_panics_and_errors_name_the_file() {
+        let mut corpus = crate::data::testing::Corpus::new(7);
+        let mut outcomes = [0; 2];
+        for _ in 0..400 {
+            let text = corpus.text("a1,\"\n\r ", 40);
+            let result = import_csv(&text);
+            outcomes[usize::from(result.is_err())] += 1;
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(
+                    e.contains("t.csv: ") || e.starts_with("t: "),
+                    "{text:?}: {e}"
+                );
+            }
+        }
+        assert!(outcomes[0] > 20 && outcomes[1] > 20, "ok/err: {outcomes:?}");
+    }
+
+    #[test]
     fn numeric_looking_ids_keep_their_text() {
         let t = import_csv("id,code,n\n99999999999999999999,007,1\n12345678901234567890,010,2\n")
             .unwrap();

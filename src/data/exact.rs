@@ -255,6 +255,26 @@ mod tests {
     }
 
     #[test]
+    fn what_is_taken_prints_back_unchanged_over_a_generated_corpus() {
+        let mut corpus = crate::data::testing::Corpus::new(0x9e37_79b9_7f4a_7c15);
+        let (mut ints, mut floats) = (0, 0);
+        for _ in 0..50_000 {
+            let t = corpus.text("0123456789-+.eE", 24);
+            if let Ok(v) = exact_int(&t) {
+                assert_eq!(v.to_string(), t);
+                ints += 1;
+            }
+            if let Ok(v) = exact_float(&t) {
+                // The fast path's claim, checked the slow way.
+                let (back, lit) = (format!("{v:e}"), literal(&t).unwrap());
+                assert_eq!(decimal(&literal(&back).unwrap()), decimal(&lit), "{t}");
+                floats += 1;
+            }
+        }
+        assert!(ints > 100 && floats > 100, "{ints} ints, {floats} floats");
+    }
+
+    #[test]
     fn json_numbers_serde_would_change_are_found_outside_strings_only() {
         let ok = br#"{"a": 18446744073709551615, "b": -9223372036854775808, "c": 1.5e3, "d": "99999999999999999999 \" 1.00000000000000000001"}"#;
         assert_eq!(inexact_json_number(ok), None);

@@ -460,6 +460,26 @@ mod import_tests {
     }
 
     #[test]
+    fn generated_broken_json_never_panics_and_errors_name_the_file() {
+        let mut corpus = crate::data::testing::Corpus::new(11);
+        let mut outcomes = [0; 2];
+        for _ in 0..400 {
+            let base = "[{\"id\": 1, \"t\": \"a\"},\n{\"id\": 2.5, \"t\": [1]}]";
+            let text = corpus.mutate(base, "{}[]\",:1a \n-.e9", 3);
+            let result = import_json(&text);
+            outcomes[usize::from(result.is_err())] += 1;
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(
+                    e.contains("t.json") || e.starts_with("t: "),
+                    "{text:?}: {e}"
+                );
+            }
+        }
+        assert!(outcomes[0] > 20 && outcomes[1] > 20, "ok/err: {outcomes:?}");
+    }
+
+    #[test]
     fn a_number_serde_would_round_is_a_reject_with_line_and_reason() {
         let t = import_json(
             "{\"id\": 1, \"x\": 0.5}\n{\"id\": 99999999999999999999, \"x\": 0.5}\n{\"id\": 3, \"x\": 1.00000000000000000001}\n",

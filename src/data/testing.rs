@@ -62,3 +62,45 @@ pub fn import(
     }
     Ok(imported)
 }
+
+/// A small deterministic generator (xorshift) for generated-input tests: the same seed gives
+/// the same corpus, so a failure names a reproducible case.
+pub struct Corpus(u64);
+
+impl Corpus {
+    /// A generator from `seed` (not 0).
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// `base` with up to `edits` characters deleted or inserted (from `alphabet`), at random.
+    pub fn mutate(&mut self, base: &str, alphabet: &str, edits: usize) -> String {
+        let mut chars: Vec<char> = base.chars().collect();
+        let extra: Vec<char> = alphabet.chars().collect();
+        for _ in 0..=(self.next() % edits as u64) {
+            let at = (self.next() % (chars.len() as u64 + 1)) as usize;
+            if self.next() % 2 == 0 && at < chars.len() {
+                chars.remove(at);
+            } else {
+                chars.insert(at, extra[(self.next() % extra.len() as u64) as usize]);
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// A text of up to `max_len` characters drawn from `alphabet`.
+    pub fn text(&mut self, alphabet: &str, max_len: usize) -> String {
+        let chars: Vec<char> = alphabet.chars().collect();
+        let len = (self.next() % (max_len as u64 + 1)) as usize;
+        (0..len)
+            .map(|_| chars[(self.next() % chars.len() as u64) as usize])
+            .collect()
+    }
+}
