@@ -86,7 +86,7 @@ impl Corpus {
         let extra: Vec<char> = alphabet.chars().collect();
         for _ in 0..=(self.next() % edits as u64) {
             let at = (self.next() % (chars.len() as u64 + 1)) as usize;
-            if self.next() % 2 == 0 && at < chars.len() {
+            if self.next().is_multiple_of(2) && at < chars.len() {
                 chars.remove(at);
             } else {
                 chars.insert(at, extra[(self.next() % extra.len() as u64) as usize]);
