@@ -50,6 +50,8 @@ impl fmt::Display for LoadError {
     }
 }
 
+impl std::error::Error for LoadError {}
+
 /// Text shown with its control characters escaped (`\n`, `\u{1b}`).
 pub struct Escaped<'a>(pub &'a str);
 
@@ -85,4 +87,3 @@ mod tests {
     }
 }
 
-impl std::error::Error for LoadError {}

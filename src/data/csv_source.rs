@@ -24,19 +24,31 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
         .from_reader(LineCounter::new(BufReader::with_capacity(1 << 20, file)));
     let mut record = csv::ByteRecord::new();
     let csv_err = |e: csv::Error| DataError::Format(format!("{shown}: {e}"));
+    // Where the last record read starts: only it can have run into the end of the file
+    // inside a quote, which the csv crate accepts as the end of the field.
+    let mut last: (u64, u64);
     let header = loop {
         if !reader.read_byte_record(&mut record).map_err(csv_err)? {
             return Err(DataError::Format(format!(
                 "{shown}: empty file, expected a header row"
             )));
         }
+        last = (line_of(&reader, &record), start_of(&record));
+        if record.len() > 1 && is_blank(&record) {
+            return Err(DataError::Format(format!(
+                "{shown}: line {}: the header has only delimiters, no column names",
+                last.0
+            )));
+        }
         if !is_blank(&record) {
             break header_names(&record, &shown)?;
         }
+        out.stats.blank += 1;
     };
     let mut sample = Vec::new();
     while sample.len() < SAMPLE_ROWS && reader.read_byte_record(&mut record).map_err(csv_err)? {
-        sample.push((line_of(&reader, &record), record.clone()));
+        last = (line_of(&reader, &record), start_of(&record));
+        sample.push((last.0, record.clone()));
     }
     if out.started() {
         if out.names() != header.as_slice() {
@@ -63,10 +75,57 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
         handle(*line, rec, width, delimiter, out)?;
     }
     while reader.read_byte_record(&mut record).map_err(csv_err)? {
-        handle(line_of(&reader, &record), &record, width, delimiter, out)?;
+        last = (line_of(&reader, &record), start_of(&record));
+        handle(last.0, &record, width, delimiter, out)?;
+    }
+    if ends_in_open_quote(path, last.1, delimiter).map_err(|e| DataError::io(&shown, e))? {
+        return Err(DataError::Format(format!(
+            "{shown}: line {}: a quoted field is never closed (the quote runs to the end of the file)",
+            last.0
+        )));
     }
     out.stats.blank += reader.get_ref().empty_lines();
     Ok(())
+}
+
+fn start_of(record: &csv::ByteRecord) -> u64 {
+    record.position().map_or(0, csv::Position::byte)
+}
+
+/// Whether the record starting at byte `from` of the file ends inside a quoted field, i.e.
+/// its quote is never closed. Follows the csv crate's rules: a field is quoted when it starts
+/// with `"`, `""` inside it is a quote, and after the closing quote the field runs on
+/// unquoted to the next delimiter or line end.
+fn ends_in_open_quote(path: &Path, from: u64, delimiter: u8) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    #[derive(PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut file = BufReader::new(File::open(path)?);
+    file.seek(SeekFrom::Start(from))?;
+    let mut state = State::FieldStart;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(state == State::Quoted);
+        }
+        for &b in &buf[..n] {
+            let end = b == delimiter || b == b'\n' || b == b'\r';
+            state = match state {
+                State::Quoted if b == b'"' => State::QuoteInQuoted,
+                State::Quoted => State::Quoted,
+                State::QuoteInQuoted if b == b'"' => State::Quoted,
+                State::FieldStart if b == b'"' => State::Quoted,
+                _ if end => State::FieldStart,
+                _ => State::Unquoted,
+            };
+        }
+    }
 }
 
 fn line_of<R: Read>(reader: &csv::Reader<LineCounter<R>>, record: &csv::ByteRecord) -> u64 {
@@ -300,5 +359,100 @@ mod tests {
         text.push_str(",z\r\n\r\nbad\r\n");
         assert_eq!(text.as_bytes()[(1 << 20) - 1], b'\r');
         assert_eq!(import(&text), (vec![(rows + 3, "bad".to_string())], 1));
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::data::testing::{Imported, import};
+
+    pub(super) fn import_csv(text: &str) -> Result<Imported, DataError> {
+        import("t.csv", text.as_bytes(), |p, out| read_csv(p, b',', out))
+    }
+
+    fn column(t: &Imported, i: usize) -> Vec<&str> {
+        t.rows
+            .iter()
+            .map(|r| r[i].as_deref().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn an_unclosed_quote_fails_the_import_with_its_line() {
+        let err =
+            import_csv("atccode,drug\nA04AD,DIPHENHYDRAMINE\nV03AB,\"ETHANOL\nA03BA,ATROPINE\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.ends_with("/t.csv: line 3: a quoted field is never closed (the quote runs to the end of the file)"),
+            "{err}"
+        );
+        let err = import_csv("a,\"b\n1,2\n").unwrap_err().to_string();
+        assert!(err.ends_with("/t.csv: line 1: a quoted field is never closed (the quote runs to the end of the file)"), "{err}");
+    }
+
+    #[test]
+    fn closed_quotes_with_line_breaks_escapes_and_trailing_text_are_fine() {
+        for text in [
+            "a,b\n1,\"two\nlines\"\n",
+            "a,b\n1,\"say \"\"hi\"\"\"",
+            "a,b\n1,\"x\"y\"\n",
+            "a,b\n1,\"x\"\"\"\n\n\n",
+            "a,b\n\"1\",\"\"\r\n",
+        ] {
+            let t = import_csv(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(t.rows.len(), 1, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_of_only_delimiters_is_an_error_not_skipped() {
+        let err = import_csv("\n,,\na,b,c\n1,2,3\n").unwrap_err().to_string();
+        assert!(
+            err.ends_with("/t.csv: line 2: the header has only delimiters, no column names"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn more_columns_than_the_warehouse_allows_fail_with_the_count() {
+        let header: Vec<String> = (0..2500).map(|i| format!("c{i}")).collect();
+        let err = import_csv(&format!("{}\n", header.join(","))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t: 2500 columns, more than the 2000 a warehouse table can hold"
+        );
+    }
+
+    #[test]
+    fn generated_broken_csv_never_panics_and_errors_name_the_file() {
+        let mut corpus = crate::data::testing::Corpus::new(7);
+        let mut outcomes = [0; 2];
+        for _ in 0..400 {
+            let text = corpus.text("a1,\"\n\r ", 40);
+            let result = import_csv(&text);
+            outcomes[usize::from(result.is_err())] += 1;
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(
+                    e.contains("t.csv: ") || e.starts_with("t: "),
+                    "{text:?}: {e}"
+                );
+            }
+        }
+        assert!(outcomes[0] > 20 && outcomes[1] > 20, "ok/err: {outcomes:?}");
+    }
+
+    #[test]
+    fn numeric_looking_ids_keep_their_text() {
+        let t = import_csv("id,code,n\n99999999999999999999,007,1\n12345678901234567890,010,2\n")
+            .unwrap();
+        assert_eq!(t.columns, ["id:Utf8", "code:Utf8", "n:Int64"]);
+        assert_eq!(
+            column(&t, 0),
+            ["99999999999999999999", "12345678901234567890"]
+        );
+        assert_eq!(column(&t, 1), ["007", "010"]);
     }
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::DataError;
+use super::exact::inexact_json_number;
 use super::parquet_io::TableWriter;
-use super::table::{Cell, SAMPLE_ROWS, infer};
+use super::table::{Cell, SAMPLE_ROWS, infer, json_text_columns};
 
 /// Reads a JSON file into `out`.
 pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
@@ -48,8 +49,27 @@ pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
                     .collect()
             })
             .collect();
+        if names.is_empty() {
+            // Nothing to take columns from: an empty input may be one of several (a glob),
+            // so it is noted, and the import fails only if no input has columns.
+            if sample.is_empty() {
+                let shape = if scanner.array {
+                    "holds an empty array"
+                } else {
+                    "is empty"
+                };
+                out.note_empty(format!("{shown} {shape}"));
+                return Ok(());
+            }
+            return Err(DataError::Format(format!(
+                "{shown}: none of the first {} element(s) is an object with keys, so there are no columns",
+                sample.len()
+            )));
+        }
         let types = infer(names.len(), rows.iter().map(Vec::as_slice));
+        let json_text = json_text_columns(names.len(), rows.iter().map(Vec::as_slice));
         out.begin(names, types)?;
+        out.keep_json_text(json_text);
     }
     let names = out.names().to_vec();
     for (line, bytes) in sample {
@@ -88,11 +108,27 @@ fn handle(
             );
         }
     };
+    // serde holds integers within 64 bits exactly and everything else as an f64: only an
+    // element with an f64 needs its source text checked for a number that f64 changed.
+    if obj.values().any(holds_f64)
+        && let Some(why) = inexact_json_number(bytes)
+    {
+        return out.reject(line, &raw(), &why);
+    }
     let cells: Vec<Cell> = names
         .iter()
         .map(|n| obj.get(n).map_or(Cell::Null, Cell::Json))
         .collect();
     out.row(line, &cells, raw)
+}
+
+fn holds_f64(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(a) => a.iter().any(holds_f64),
+        Value::Object(o) => o.values().any(holds_f64),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -110,6 +146,8 @@ struct Scanner<R> {
     column: u64,
     mode: Mode,
     path: String,
+    /// Whether the input is an array (rather than newline-delimited objects).
+    array: bool,
 }
 
 impl<R: BufRead> Scanner<R> {
@@ -120,6 +158,7 @@ impl<R: BufRead> Scanner<R> {
             column: 1,
             mode: Mode::Start,
             path,
+            array: false,
         }
     }
 
@@ -219,6 +258,7 @@ impl<R: BufRead> Scanner<R> {
             None => Mode::Done,
             Some(b'[') => {
                 self.bump(b'[');
+                self.array = true;
                 Mode::Array { opened: self.line }
             }
             Some(b'{') => Mode::Lines,
@@ -339,6 +379,122 @@ mod tests {
         assert_eq!(
             err,
             "t.json: line 1 column 1: expected a JSON array or objects, found 'h'"
+        );
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::data::testing::{Imported, import};
+
+    fn import_json(text: &str) -> Result<Imported, DataError> {
+        import("t.json", text.as_bytes(), read_json)
+    }
+
+    #[test]
+    fn an_id_column_of_big_integers_keeps_every_digit() {
+        let t = import_json(
+            "[{\"id\": 18446744073709551615, \"n\": 1},\n {\"id\": 9223372036854775808, \"n\": 2}]",
+        )
+        .unwrap();
+        assert_eq!(t.columns, ["id:Utf8", "n:Int64"]);
+        let ids: Vec<_> = t.rows.iter().map(|r| r[0].as_deref()).collect();
+        assert_eq!(
+            ids,
+            [Some("18446744073709551615"), Some("9223372036854775808")]
+        );
+        assert!(t.rejects.is_empty(), "{:?}", t.rejects);
+    }
+
+    #[test]
+    fn an_input_without_objects_is_an_error_naming_file_and_table() {
+        let err = |text: &str| import_json(text).unwrap_err().to_string();
+        for (text, what) in [
+            ("", "is empty"),
+            ("  \n", "is empty"),
+            ("[]", "holds an empty array"),
+            ("[\n]\n", "holds an empty array"),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with("t: nothing to take columns from: /"), "{e}");
+            assert!(e.ends_with(&format!("/t.json {what}")), "{e}");
+        }
+        let e = err("[1, \"x\", {}]");
+        assert!(e.ends_with("/t.json: none of the first 3 element(s) is an object with keys, so there are no columns"), "{e}");
+    }
+
+    #[test]
+    fn a_title_that_is_an_array_or_object_is_rejected_not_stringified() {
+        let t = import_json(
+            "[{\"id\": 1, \"title\": \"Aspirin\", \"tags\": [\"a\"]},\n {\"id\": 2, \"title\": [\"Aspirin\"]},\n {\"id\": 3, \"title\": {\"t\": 1}, \"tags\": {\"b\": 2}}]",
+        )
+        .unwrap();
+        // A column of only arrays and objects keeps them as JSON text.
+        assert_eq!(t.columns, ["id:Int64", "tags:Utf8", "title:Utf8"]);
+        let kept = ["1", "[\"a\"]", "Aspirin"].map(|c| Some(c.to_string()));
+        assert_eq!(t.rows, [kept.to_vec()]);
+        assert_eq!(
+            t.rejects,
+            [
+                (
+                    2,
+                    "column 'title': [\"Aspirin\"] is an array, not a single value".to_string()
+                ),
+                (
+                    3,
+                    "column 'title': {\"t\":1} is an object, not a single value".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn more_columns_than_the_warehouse_allows_fail_with_the_count() {
+        let keys: Vec<String> = (0..2001).map(|i| format!("\"c{i}\": {i}")).collect();
+        let err = import_json(&format!("{{{}}}", keys.join(","))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t: 2001 columns, more than the 2000 a warehouse table can hold"
+        );
+    }
+
+    #[test]
+    fn generated_broken_json_never_panics_and_errors_name_the_file() {
+        let mut corpus = crate::data::testing::Corpus::new(11);
+        let mut outcomes = [0; 2];
+        for _ in 0..400 {
+            let base = "[{\"id\": 1, \"t\": \"a\"},\n{\"id\": 2.5, \"t\": [1]}]";
+            let text = corpus.mutate(base, "{}[]\",:1a \n-.e9", 3);
+            let result = import_json(&text);
+            outcomes[usize::from(result.is_err())] += 1;
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(
+                    e.contains("t.json") || e.starts_with("t: "),
+                    "{text:?}: {e}"
+                );
+            }
+        }
+        assert!(outcomes[0] > 20 && outcomes[1] > 20, "ok/err: {outcomes:?}");
+    }
+
+    #[test]
+    fn a_number_serde_would_round_is_a_reject_with_line_and_reason() {
+        let t = import_json(
+            "{\"id\": 1, \"x\": 0.5}\n{\"id\": 99999999999999999999, \"x\": 0.5}\n{\"id\": 3, \"x\": 1.00000000000000000001}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t.rows,
+            [vec![Some("1".to_string()), Some("0.5".to_string())]]
+        );
+        assert_eq!(
+            t.rejects,
+            [
+                (2, "number 99999999999999999999 is beyond 64-bit integers (quote it to keep it as text)".to_string()),
+                (3, "number 1.00000000000000000001 would become 1 as a 64-bit float (quote it to keep it as text)".to_string()),
+            ]
         );
     }
 }

@@ -5,11 +5,14 @@
 
 pub mod csv_source;
 pub mod direct;
+pub mod exact;
 pub mod json_source;
 pub mod ledger;
 pub mod location;
 pub mod parquet_io;
 pub mod table;
+#[cfg(test)]
+pub mod testing;
 pub mod warehouse;
 
 pub use location::Location;

@@ -15,6 +15,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::DataError;
 use super::table::{BATCH_ROWS, BatchBuilder, Cell, ColumnType};
+use super::warehouse::MAX_COLUMNS;
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -45,6 +46,8 @@ pub struct TableWriter {
     context: String,
     /// Whether the import was cancelled; asked once per batch.
     cancelled: Box<dyn Fn() -> bool + Send>,
+    /// Inputs that gave no columns (an empty JSON file or array), for the error if none does.
+    empty_inputs: Vec<String>,
 }
 
 impl TableWriter {
@@ -64,6 +67,7 @@ impl TableWriter {
             stats: ImportStats::default(),
             context: context.to_string(),
             cancelled: Box::new(|| false),
+            empty_inputs: Vec::new(),
         }
     }
 
@@ -72,6 +76,14 @@ impl TableWriter {
     pub fn stop_when(mut self, cancelled: impl Fn() -> bool + Send + 'static) -> Self {
         self.cancelled = Box::new(cancelled);
         self
+    }
+
+    /// Makes the marked columns keep arrays and objects as JSON text (call after
+    /// [`TableWriter::begin`]).
+    pub fn keep_json_text(&mut self, columns: Vec<bool>) {
+        if let Some(b) = self.builder.as_mut() {
+            b.keep_json_text(columns);
+        }
     }
 
     /// Whether the columns are known yet.
@@ -84,12 +96,29 @@ impl TableWriter {
         self.builder.as_ref().map_or(&[], |b| b.names())
     }
 
-    /// Sets the columns: the given schema wins over inferred types.
+    /// Notes an input that had nothing to take columns from (`why` names it); the import
+    /// fails with these notes if no input gives columns.
+    pub fn note_empty(&mut self, why: String) {
+        self.empty_inputs.push(why);
+    }
+
+    /// Sets the columns: the given schema wins over inferred types. A table without
+    /// columns, or wider than a warehouse table can be, is refused.
     pub fn begin(
         &mut self,
         names: Vec<String>,
         inferred: Vec<ColumnType>,
     ) -> Result<(), DataError> {
+        if names.is_empty() {
+            return Err(DataError::Format(format!("{}: no columns", self.context)));
+        }
+        if names.len() > MAX_COLUMNS {
+            return Err(DataError::Format(format!(
+                "{}: {} columns, more than the {MAX_COLUMNS} a warehouse table can hold",
+                self.context,
+                names.len()
+            )));
+        }
         let types = names
             .iter()
             .zip(inferred)
@@ -180,8 +209,15 @@ impl TableWriter {
     /// Writes what is buffered and closes both files.
     pub fn finish(mut self) -> Result<ImportStats, DataError> {
         if !self.started() {
-            // No rows and no header: an empty table still needs a valid file.
-            self.begin(Vec::new(), Vec::new())?;
+            // A table without columns would only fail later, in `load`, far from its cause.
+            let why = match self.empty_inputs.as_slice() {
+                [] => "no input".to_string(),
+                notes => notes.join("; "),
+            };
+            return Err(DataError::Format(format!(
+                "{}: nothing to take columns from: {why}",
+                self.context
+            )));
         }
         self.flush()?;
         if let Some(writer) = self.writer.take() {

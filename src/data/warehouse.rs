@@ -22,6 +22,9 @@ use super::ledger::{self, Committed, LedgerTry, Ledgered, Operation, SCRIPT_ITEM
 /// Rows per prepared multi-row INSERT (fewer for wide tables: SQLite binds at most 32,766
 /// parameters per statement).
 const INSERT_ROWS: usize = 128;
+/// Columns a warehouse table can have (SQLite's `SQLITE_MAX_COLUMN`, 2000 in the bundled
+/// build); the import refuses wider tables so that `load` never meets one.
+pub const MAX_COLUMNS: usize = 2000;
 /// Parameters per statement we allow ourselves.
 const MAX_PARAMS: usize = 32_000;
 /// Page size of new warehouses (SQLite's largest).

@@ -208,6 +208,39 @@ const NONE: u32 = u32::MAX;
 /// must fit the store's 32-bit lengths.
 const MAX_FIELD: usize = 512 << 20;
 
+/// Longest drug name taken (bytes, cleaned): real names are tens of bytes, and every name
+/// costs matcher memory many times its length.
+pub const MAX_DRUG_NAME: usize = 4 << 10;
+
+/// Longest title taken (bytes, cleaned): real titles are a few hundred bytes; anything near
+/// this is a broken row (a file swallowed by a quote), not a title.
+pub const MAX_TITLE: usize = 64 << 10;
+
+/// Refuses a cleaned text whose source had a line break (cleaning would have hidden it as a
+/// space), or that is longer than `max` bytes. Clean text is returned borrowed only when the
+/// source had no control characters, so only a copied one needs its source searched.
+#[allow(
+    clippy::ptr_arg,
+    reason = "whether the text was copied is what is asked"
+)]
+fn check_text(
+    what: &str,
+    raw: Option<&str>,
+    cleaned: &Cow<'_, str>,
+    max: usize,
+) -> Result<(), String> {
+    if matches!(cleaned, Cow::Owned(_)) && raw.is_some_and(|r| r.contains(['\n', '\r'])) {
+        return Err(format!("{what} contains a line break"));
+    }
+    if cleaned.len() > max {
+        return Err(format!(
+            "{what} longer than {max} bytes ({})",
+            cleaned.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Largest encoding buffer kept for reuse.
 const SPARE_CAPACITY: usize = 64 << 20;
 
@@ -234,25 +267,29 @@ impl GraphBuilder {
         let mut drugs: Vec<(Option<String>, String)> = Vec::new();
         let mut seen = HashSet::new();
         for d in raw {
-            let Some(name) = d.drug.as_deref().and_then(clean_text).map(Cow::into_owned) else {
+            let reject = |report: &mut Report, reason: String| {
                 report.rejected.push(Rejected {
                     source: "drugs".into(),
                     row: d.row,
-                    reason: "no drug name".into(),
+                    reason,
                 });
+            };
+            let Some(name) = d.drug.as_deref().and_then(clean_text) else {
+                reject(&mut report, "no drug name".into());
                 continue;
             };
+            if let Err(why) = check_text("drug name", d.drug.as_deref(), &name, MAX_DRUG_NAME) {
+                reject(&mut report, why);
+                continue;
+            }
+            let name = name.into_owned();
             let code = d
                 .atccode
                 .as_deref()
                 .and_then(clean_text)
                 .map(Cow::into_owned);
             if !seen.insert((code.clone(), name.to_uppercase())) {
-                report.rejected.push(Rejected {
-                    source: "drugs".into(),
-                    row: d.row,
-                    reason: format!("duplicate of drug '{name}'"),
-                });
+                reject(&mut report, format!("duplicate of drug '{name}'"));
                 continue;
             }
             drugs.push((code, name));
@@ -476,6 +513,9 @@ impl Preparer {
         let Some(title) = raw.title.as_deref().and_then(clean_text) else {
             return reject(chunk, "no title".into());
         };
+        if let Err(why) = check_text("title", raw.title.as_deref(), &title, MAX_TITLE) {
+            return reject(chunk, why);
+        }
         let date = match raw.date.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
             None => return reject(chunk, "no date".into()),
             Some(text) => match parse_date(text) {
@@ -489,9 +529,9 @@ impl Preparer {
             return;
         }
         let id = raw.id.as_deref().and_then(clean_text);
-        if title.len().max(id.as_deref().map_or(0, str::len)) > MAX_FIELD {
+        if id.as_deref().map_or(0, str::len) > MAX_FIELD {
             chunk.drugs.truncate(first);
-            return reject(chunk, format!("title or id longer than {MAX_FIELD} bytes"));
+            return reject(chunk, format!("id longer than {MAX_FIELD} bytes"));
         }
         let key = order_key(date, id.as_deref());
         let title = chunk.push(&title, true);
@@ -926,6 +966,60 @@ mod tests {
         assert_eq!(report.rejected.len(), 2);
         assert_eq!(report.rejected[0].reason, "duplicate of drug 'zinc'");
         assert_eq!(report.rejected[1].reason, "no drug name");
+    }
+
+    #[test]
+    fn drug_names_with_line_breaks_or_over_4_kib_are_reported_not_matched() {
+        let long = "A".repeat(MAX_DRUG_NAME + 1);
+        let most = "B".repeat(MAX_DRUG_NAME);
+        let b =
+            GraphBuilder::new(drugs(&["ETHANOL\nA03BA,ATROPINE", "X\r", &long, &most])).unwrap();
+        let built = b.finish();
+        let (g, report) = (built.to_graph().unwrap(), built.report());
+        let names: Vec<&str> = g.drugs.iter().map(|d| d.drug.as_str()).collect();
+        assert_eq!(names, vec![most.as_str()]);
+        let rejected: Vec<(usize, &str)> = report
+            .rejected
+            .iter()
+            .map(|r| (r.row, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![
+                (1, "drug name contains a line break"),
+                (2, "drug name contains a line break"),
+                (3, "drug name longer than 4096 bytes (4097)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn titles_with_line_breaks_or_over_64_kib_are_reported_even_without_a_mention() {
+        let mut b = GraphBuilder::new(drugs(&["X"])).unwrap();
+        let long = format!("X {}", "y".repeat(MAX_TITLE));
+        b.add(&row(Source::Pubmed, "1", "X\nY", "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "2", "none\r\nhere", "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "3", &long, "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "4", "X  and\ttab", "2020-01-01", "J"));
+        let built = b.finish();
+        let reasons: Vec<&str> = built
+            .report()
+            .rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "title contains a line break",
+                "title contains a line break",
+                "title longer than 65536 bytes (65538)",
+            ]
+        );
+        assert_eq!(
+            built.to_graph().unwrap().drugs[0].pubmed[0].title,
+            "X and tab"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod cli;
 mod execution;
 mod hostile_dags;
+mod hostile_data;
 mod logs;
 mod pipeline;
 mod processes;
