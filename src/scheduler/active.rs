@@ -30,6 +30,8 @@ pub struct Slot {
     pub queued_written: bool,
     /// First try of the current attempt (since the last clear).
     pub first_try: u32,
+    /// The running try released its slot while it waits (`trigger_dag`).
+    pub deferred: bool,
 }
 
 /// A run this process is executing.
@@ -129,6 +131,11 @@ impl ActiveRun {
         }
     }
 
+    /// Running tries that released their slot.
+    pub fn deferred(&self) -> u32 {
+        self.slots.iter().filter(|s| s.deferred).count() as u32
+    }
+
     /// The run's key.
     pub fn key(&self) -> RunKey {
         self.row.key
@@ -191,6 +198,7 @@ impl ActiveRun {
     pub fn start_try(&mut self, idx: usize, now: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
         let slot = &mut self.slots[idx];
         slot.try_number += 1;
+        slot.deferred = false;
         slot.set(Some(TaskState::Running));
         slot.queued_written = false;
         self.running += 1;

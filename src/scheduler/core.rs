@@ -69,7 +69,10 @@ pub(super) enum Action {
 /// after a refused write) whose tries are still stopping.
 pub(super) struct Detached {
     dag: DagId,
+    /// Tries still executing.
     running: u32,
+    /// Of those, the ones holding a slot (not deferred).
+    holding: u32,
 }
 
 /// What [`super::Engine::start`] hands the scheduler.
@@ -379,6 +382,11 @@ impl Scheduler {
                 let _ = reply.send(result);
             }
             Command::WatchRun { run, reply } => self.watch(run, reply).await?,
+            Command::Defer {
+                run,
+                task,
+                try_number,
+            } => self.defer(run, &task, try_number),
         }
         Ok(())
     }
@@ -408,6 +416,7 @@ impl Scheduler {
                 Detached {
                     dag: run.dag.id.clone(),
                     running: run.running,
+                    holding: run.running.saturating_sub(run.deferred()),
                 },
             );
         }
@@ -438,17 +447,46 @@ impl Scheduler {
 
     /// A try of a run this process let go of has stopped (or never started).
     pub(super) fn try_gone(&mut self, key: RunKey) {
-        self.running = self.running.saturating_sub(1);
+        // Not detached: the counters were reset after a panic, there is nothing to give back.
         let Some(d) = self.detached.get_mut(&key) else {
             return;
         };
-        if let Some(n) = self.running_by_dag.get_mut(&d.dag) {
-            *n = n.saturating_sub(1);
+        // Which try ended is not known here: slots are given back while any is held.
+        if d.holding > 0 {
+            d.holding -= 1;
+            self.running = self.running.saturating_sub(1);
+            if let Some(n) = self.running_by_dag.get_mut(&d.dag) {
+                *n = n.saturating_sub(1);
+            }
         }
         d.running = d.running.saturating_sub(1);
         if d.running == 0 {
             self.detached.remove(&key);
             self.look_for_queued = true;
+        }
+    }
+
+    /// A try waits on something outside itself (a `trigger_dag` waiting for its child): it
+    /// stops holding a `parallelism` and `max_active_tasks` slot while it waits, like a
+    /// deferred task in Airflow, so waiting parents can never starve their children.
+    fn defer(&mut self, key: RunKey, task: &crate::ids::TaskId, try_number: u32) {
+        let Some(run) = self.runs.get_mut(&key) else {
+            return;
+        };
+        let Some((idx, _)) = run.dag.task(task.as_str()) else {
+            return;
+        };
+        let slot = &mut run.slots[idx];
+        if slot.state != Some(crate::state::TaskState::Running)
+            || slot.try_number != try_number
+            || slot.deferred
+        {
+            return;
+        }
+        slot.deferred = true;
+        self.running = self.running.saturating_sub(1);
+        if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
+            *n = n.saturating_sub(1);
         }
     }
 

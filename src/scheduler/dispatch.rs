@@ -75,9 +75,12 @@ impl Scheduler {
             self.try_gone(f.run);
             return;
         };
-        self.running = self.running.saturating_sub(1);
-        if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
-            *n = n.saturating_sub(1);
+        // A deferred try gave its slot back when it started waiting.
+        if !std::mem::take(&mut run.slots[f.task].deferred) {
+            self.running = self.running.saturating_sub(1);
+            if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
+                *n = n.saturating_sub(1);
+            }
         }
         let task_id = run.dag.tasks[f.task].id.clone();
         let error = f.result.result.as_ref().err().map(ToString::to_string);

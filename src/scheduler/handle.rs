@@ -158,6 +158,20 @@ impl RunPort for EngineHandle {
         async move { Ok(EngineHandle::wait_for_run(self, run).await?) }.boxed()
     }
 
+    fn defer(&self, run: RunKey, task: TaskId, try_number: u32) -> BoxFuture<'_, ()> {
+        async move {
+            // Fails only when the scheduler is gone; then there is no slot to give back.
+            let _ = self
+                .send(Command::Defer {
+                    run,
+                    task,
+                    try_number,
+                })
+                .await;
+        }
+        .boxed()
+    }
+
     fn append_logs(
         &self,
         run: RunKey,

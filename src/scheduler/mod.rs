@@ -57,6 +57,12 @@ pub enum Command {
         req: ChildRequest,
         reply: tokio::sync::oneshot::Sender<Result<ChildRun, EngineError>>,
     },
+    /// A running try waits on something outside itself: release its slot.
+    Defer {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+    },
     /// Tell me when this run finishes.
     WatchRun {
         run: RunKey,

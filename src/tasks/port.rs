@@ -51,6 +51,10 @@ pub trait RunPort: Send + Sync {
     /// Waits until a run finishes, wherever it is executed.
     fn wait_for_run(&self, run: RunKey) -> BoxFuture<'_, Result<RunState, TaskError>>;
 
+    /// Tells the engine this try now only waits on something outside itself, so it
+    /// stops holding a `parallelism` / `max_active_tasks` slot (as Airflow defers a task).
+    fn defer(&self, run: RunKey, task: TaskId, try_number: u32) -> BoxFuture<'_, ()>;
+
     /// Stores log lines of a running try (with the scheduler's next commit).
     fn append_logs(
         &self,

@@ -66,6 +66,10 @@ impl TriggerDagTask {
         let state = if child.state.is_finished() {
             child.state
         } else {
+            // Waiting holds no slot: enough waiting parents must not starve their children.
+            ctx.engine
+                .defer(ctx.run_key, ctx.task_id.clone(), ctx.try_number)
+                .await;
             tokio::select! {
                 s = ctx.engine.wait_for_run(child.key) => s?,
                 () = ctx.cancel.cancelled() => return Err(TaskError::Cancelled("stopped waiting for the triggered run".into())),

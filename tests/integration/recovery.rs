@@ -279,3 +279,26 @@ fn a_run_whose_handling_panics_twice_fails_and_the_daemon_lives_on() {
     assert!(server.log().contains("restarting from the store"));
     assert!(server.sigterm().success());
 }
+
+#[test]
+fn waiting_parents_hold_no_slot_so_their_children_run() {
+    let mut env = Env::new();
+    env.dag(
+        "waiter",
+        "dag_id: waiter\ntasks:\n  kick: {type: trigger_dag, trigger_dag_id: worker}\n",
+    );
+    env.dag(
+        "worker",
+        "dag_id: worker\ntasks:\n  w: {type: shell, command: 'sleep 0.2'}\n",
+    );
+    // Two slots, three waiting parents: if waiting held a slot, no child could ever start.
+    let _server = env.serve_with(&[("ORCHESTRATOR_PARALLELISM", "2")]);
+    for _ in 0..3 {
+        env.ok(&["trigger", "waiter"]);
+    }
+    wait_until("every parent and child succeeds", || {
+        finished(&env, "waiter", 3) && finished(&env, "worker", 3)
+    });
+    assert_eq!(states(&env, "waiter"), ["success"; 3]);
+    assert_eq!(states(&env, "worker"), ["success"; 3]);
+}
