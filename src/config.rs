@@ -63,6 +63,7 @@ struct ConfigFile {
     heartbeat: Option<DurationValue>,
     lease: Option<DurationValue>,
     max_log_bytes: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// Validated runtime configuration.
@@ -93,6 +94,9 @@ pub struct Config {
     pub lease: Duration,
     /// Cap on one try's stored log; past it the middle is dropped (head and tail kept).
     pub max_log_bytes: u64,
+    /// Most HTTP connections `serve` keeps open at once; further clients wait in the
+    /// listen backlog. Lowered at start if the open-file limit cannot hold that many.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
+            max_connections: crate::web::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -167,6 +172,16 @@ impl Config {
                 });
             }
             self.max_log_bytes = n;
+        }
+        if let Some(n) = f.max_connections {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "max_connections",
+                    message: "must be at least 1".into(),
+                });
+            }
+            self.max_connections = n;
         }
         set(&mut self.database_url, f.database_url);
         set(&mut self.dags_folder, f.dags_folder);
@@ -241,6 +256,7 @@ impl ConfigFile {
             heartbeat: env("HEARTBEAT").map(DurationValue::Text),
             lease: env("LEASE").map(DurationValue::Text),
             max_log_bytes: number("MAX_LOG_BYTES")?,
+            max_connections: number("MAX_CONNECTIONS")?.map(|n| n as usize),
         })
     }
 }

@@ -27,6 +27,8 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
              addresses (127.0.0.1, ::1) are allowed"
         );
     }
+    let open_files = crate::web::raise_open_file_limit();
+    let max_connections = crate::web::connection_limit(config.max_connections, open_files);
     let store = Store::open(&config.database_url, 4).await?;
     let sources = sources(config);
     let bag = Arc::new(
@@ -44,6 +46,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let bound = listener.local_addr()?;
     tracing::info!(
         dags = bag.dags.len(),
+        max_connections,
         "orchestrator serving on http://{bound}"
     );
 
@@ -84,11 +87,12 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
         engine: engine.handle.clone(),
         dags: dags_rx,
     });
-    let web = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let web = tokio::spawn(crate::web::serve(
+        listener,
+        app,
+        max_connections,
+        shutdown.clone(),
+    ));
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
     let result = engine.done.await;

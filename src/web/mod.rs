@@ -4,12 +4,20 @@
 //! Airflow-compatible REST API build on this router.
 
 mod pages;
+mod server;
+
+pub use server::{
+    DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, STREAM_KEEP_ALIVE,
+    connection_limit, raise_open_file_limit, serve,
+};
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -20,8 +28,8 @@ use crate::dag::DagBag;
 use crate::scheduler::EngineHandle;
 use crate::store::Store;
 
-/// Request bodies larger than this are refused.
-const BODY_LIMIT: usize = 1024 * 1024;
+/// Request bodies larger than this are refused with 413, on every route.
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Path the CLI posts to after queueing a run, pausing a DAG, etc.
 pub const WAKE_PATH: &str = "/internal/wake";
@@ -46,7 +54,47 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/version", get(version))
         .route(WAKE_PATH, post(wake))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// Refuses bodies over [`BODY_LIMIT`] before any handler runs, so routes that never read
+/// their body (`/internal/wake`) refuse them too: a declared length is checked as is, a
+/// chunked body is read up to the limit (as an extractor would) and handed on.
+async fn limit_body(request: Request, next: Next) -> Response {
+    match declared_length(request.headers()) {
+        Some(length) if length > BODY_LIMIT as u64 => return too_large(),
+        Some(_) => return next.run(request).await,
+        None if !request.headers().contains_key(header::TRANSFER_ENCODING) => {
+            return next.run(request).await;
+        }
+        None => {}
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => too_large(),
+    }
+}
+
+/// The `Content-Length` of a request (hyper has already refused malformed ones).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn too_large() -> Response {
+    let detail = format!("the request body exceeds the limit of {BODY_LIMIT} bytes");
+    let body = json!({"title": "Payload Too Large", "status": 413, "detail": detail});
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod execution;
+mod hostile_http;
 mod logs;
 mod pipeline;
 mod processes;
