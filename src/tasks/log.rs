@@ -291,6 +291,12 @@ impl TaskLog {
     /// Appends a line at `level`, numbering it.
     pub fn write(&self, level: &'static str, message: impl Into<String>) {
         let message = message.into();
+        // Every line — the task's own messages and the command output it captures — passes
+        // here, so secrets are masked before anything is stored or shown.
+        let message = match crate::redact::text(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
         tracing::debug!(target: "task_log", level, message = %message);
         self.buffer().write(Utc::now(), level, message);
     }
