@@ -9,6 +9,7 @@ mod pipeline;
 mod processes;
 mod recovery;
 mod s3;
+mod secrets;
 mod server;
 mod support;
 mod torture;
