@@ -356,6 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn max_connections_defaults_to_4096_and_must_be_positive() {
+        assert_eq!(Config::default().max_connections, 4096);
+        let mut c = Config::default();
+        let env = |k: &str| (k == "MAX_CONNECTIONS").then(|| "100".to_string());
+        c.apply(ConfigFile::from_env(env).unwrap(), "environment")
+            .unwrap();
+        assert_eq!(c.max_connections, 100);
+        let f: ConfigFile = serde_norway::from_str("max_connections: 0\n").unwrap();
+        let err = c.apply(f, "orchestrator.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "orchestrator.yaml: max_connections: must be at least 1"
+        );
+    }
+
+    #[test]
     fn bad_environment_numbers_name_the_variable() {
         let err = ConfigFile::from_env(|k| (k == "PARALLELISM").then(|| "lots".to_string()))
             .unwrap_err()

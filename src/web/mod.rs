@@ -132,3 +132,49 @@ async fn wake(State(state): State<AppState>) -> StatusCode {
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A route that never reads its body, like `/internal/wake`.
+    fn app() -> Router {
+        Router::new()
+            .route("/", post(|| async { StatusCode::NO_CONTENT }))
+            .layer(middleware::from_fn(limit_body))
+    }
+
+    async fn status(request: HttpRequest<Body>) -> StatusCode {
+        app().oneshot(request).await.unwrap().status()
+    }
+
+    fn chunked(bytes: usize) -> HttpRequest<Body> {
+        HttpRequest::post("/")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Body::from(vec![b'x'; bytes]))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_even_by_a_route_that_ignores_it() {
+        let declared = HttpRequest::post("/")
+            .header(header::CONTENT_LENGTH, (BODY_LIMIT + 1).to_string())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(status(declared).await, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            status(chunked(BODY_LIMIT + 1)).await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_passes() {
+        assert_eq!(status(chunked(BODY_LIMIT)).await, StatusCode::NO_CONTENT);
+        let empty = HttpRequest::post("/").body(Body::empty()).unwrap();
+        assert_eq!(status(empty).await, StatusCode::NO_CONTENT);
+    }
+}
