@@ -36,10 +36,16 @@ const MIN_SECRET_LEN: usize = 4;
 /// Variables whose names contain `PWD` but are paths, not passwords.
 const NOT_SECRET_NAMES: [&str; 2] = ["PWD", "OLDPWD"];
 
+/// Names ending so hold where a secret is kept (`AWS_SHARED_CREDENTIALS_FILE`,
+/// `SSH_KEY_PATH`), not the secret: masking such a path everywhere would hide where files
+/// are without hiding anything secret.
+const NOT_SECRET_SUFFIXES: [&str; 5] = ["_FILE", "_DIR", "_PATH", "_SOCK", "_SOCKET"];
+
 /// Whether a variable or parameter name looks like it holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     !NOT_SECRET_NAMES.contains(&upper.as_str())
+        && !NOT_SECRET_SUFFIXES.iter().any(|s| upper.ends_with(s))
         && SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
 }
 
@@ -240,7 +246,15 @@ mod tests {
         ] {
             assert!(is_secret_name(name), "{name}");
         }
-        for name in ["HOME", "PATH", "PWD", "OLDPWD", "region"] {
+        for name in [
+            "HOME",
+            "PATH",
+            "PWD",
+            "OLDPWD",
+            "region",
+            "SSH_KEY_PATH",
+            "TOKEN_FILE",
+        ] {
             assert!(!is_secret_name(name), "{name}");
         }
     }
