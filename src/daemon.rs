@@ -18,6 +18,9 @@ use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
 use crate::store::{InstanceKind, Store};
 use crate::web::{AppState, router};
 
+/// How long requests in flight at shutdown may take to finish.
+const WEB_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until a signal stops it.
 pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<()> {
     let bind = bind.unwrap_or(config.bind);
@@ -97,7 +100,12 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
 
     let result = engine.done.await;
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    if tokio::time::timeout(WEB_SHUTDOWN, web).await.is_err() {
+        tracing::warn!(
+            "HTTP requests still in flight after {}; closing their connections",
+            humantime::format_duration(WEB_SHUTDOWN)
+        );
+    }
     let _ = watch_task.await;
     store.close().await;
     tracing::info!("orchestrator stopped");

@@ -7,12 +7,15 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -114,7 +117,11 @@ async fn connection(
         inner: stream,
         activity: activity.clone(),
     });
-    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    let service = Counted {
+        inner: TowerToHyperService::new(app),
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = false;
     loop {
@@ -126,7 +133,12 @@ async fn connection(
                 return;
             }
             () = shutdown.cancelled(), if !draining => {
-                // Finishes the request in flight, then closes; idle connections close now.
+                // hyper closes a connection idle after a request at once and lets one with
+                // a request in flight finish it; one that never got as far as a request
+                // (silent, or still sending headers) has nothing to finish.
+                if !activity.served_any() {
+                    return;
+                }
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -196,6 +208,8 @@ struct Activity(Arc<ActivityInner>);
 struct ActivityInner {
     start: Instant,
     last_ms: AtomicU64,
+    /// Whether a request has reached the router.
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -203,7 +217,12 @@ impl Activity {
         Self(Arc::new(ActivityInner {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            served: AtomicBool::new(false),
         }))
+    }
+
+    fn served_any(&self) -> bool {
+        self.0.served.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -221,6 +240,23 @@ impl Activity {
             }
             tokio::time::sleep_until(deadline).await;
         }
+    }
+}
+
+/// The router, noting in the connection's [`Activity`] that a request reached it.
+struct Counted {
+    inner: TowerToHyperService<Router>,
+    activity: Activity,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Counted {
+    type Response = <TowerToHyperService<Router> as Service<Request<Incoming>>>::Response;
+    type Error = <TowerToHyperService<Router> as Service<Request<Incoming>>>::Error;
+    type Future = <TowerToHyperService<Router> as Service<Request<Incoming>>>::Future;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.activity.0.served.store(true, Ordering::Relaxed);
+        self.inner.call(request)
     }
 }
 

@@ -109,3 +109,24 @@ fn oversized_bodies_are_refused_with_413_on_every_route() {
     );
     assert_eq!(raw_status(addr, &request), 204);
 }
+
+#[test]
+fn sigterm_closes_silent_and_half_sent_connections_without_waiting_for_them() {
+    let mut env = Env::new();
+    let mut server = env.serve();
+    let addr = server.addr.clone();
+    let mut open: Vec<TcpStream> = (0..50).map(|_| connect(&addr)).collect();
+    for s in &mut open[..25] {
+        s.write_all(b"GET /hea").unwrap();
+    }
+    // And one kept alive after a complete request.
+    let mut kept = connect(&addr);
+    write!(kept, "GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(server.sigterm().success());
+    let log = server.log();
+    assert!(log.contains("orchestrator stopped"), "{log}");
+    assert!(!log.contains("still in flight"), "{log}");
+}
