@@ -63,7 +63,9 @@ fn health_answers_promptly_while_hundreds_of_slow_and_idle_clients_hold_connecti
     // asked between rounds.
     for round in 1..=5 {
         for s in &mut slow {
-            s.write_all(&header.as_bytes()[round..=round]).unwrap();
+            // On a very slow machine the server may already have cut this client off
+            // (header-read timeout): that is its job, not a failure.
+            let _ = s.write_all(&header.as_bytes()[round..=round]);
         }
         let start = Instant::now();
         let (status, body) = http_text(&addr, "GET", "/health");
