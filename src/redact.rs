@@ -52,12 +52,30 @@ pub fn is_secret_name(name: &str) -> bool {
 /// `text` with every secret masked: passwords and secret parameters of the URLs in it,
 /// and the values of secret-named environment variables.
 pub fn text(text: &str) -> Cow<'_, str> {
-    let urls = urls(text);
-    match &*ENV_SECRETS {
-        Some(secrets) if secrets.is_match(urls.as_ref()) => {
-            Cow::Owned(secrets.replace_all(urls.as_ref(), &vec![MASK; secrets.patterns_len()]))
+    match urls(text) {
+        Cow::Borrowed(text) => ENV_SECRETS.mask(text),
+        Cow::Owned(masked) => Cow::Owned(ENV_SECRETS.mask(&masked).into_owned()),
+    }
+}
+
+/// A set of secret values to mask wherever they appear.
+#[derive(Debug, Default)]
+pub struct Secrets(Option<AhoCorasick>);
+
+impl Secrets {
+    /// The values of the variables among `vars` whose names look like secrets.
+    pub fn named(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(secret_matcher(vars.into_iter()))
+    }
+
+    /// `text` with every one of these values replaced by [`MASK`].
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match &self.0 {
+            Some(m) if m.is_match(text) => {
+                Cow::Owned(m.replace_all(text, &vec![MASK; m.patterns_len()]))
+            }
+            _ => Cow::Borrowed(text),
         }
-        _ => urls,
     }
 }
 
@@ -99,10 +117,10 @@ impl Drop for EventWriter {
 /// The values of this process's secret-named environment variables, read once. The
 /// configuration owns the `ORCHESTRATOR_*` settings; this reads every variable's name, and
 /// keeps only values, to recognise them wherever they leak.
-static ENV_SECRETS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+static ENV_SECRETS: LazyLock<Secrets> = LazyLock::new(|| {
     let vars = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    secret_matcher(vars)
+    Secrets(secret_matcher(vars))
 });
 
 /// A matcher of the secret values among `vars`, longest first (`None` when there are none).
@@ -267,13 +285,10 @@ mod tests {
             ("HOME", "/home/me"),
             ("SHORT_KEY", "1"),
         ];
-        let matcher =
-            secret_matcher(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-        let masked = matcher.replace_all(
-            "login hunter22 with tok-123456 in /home/me, 1",
-            &vec![MASK; matcher.patterns_len()],
-        );
+        let secrets = Secrets::named(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let masked = secrets.mask("login hunter22 with tok-123456 in /home/me, 1");
         assert_eq!(masked, "login *** with *** in /home/me, 1");
         assert!(secret_matcher(std::iter::empty()).is_none());
+        assert!(matches!(Secrets::default().mask("x"), Cow::Borrowed("x")));
     }
 }

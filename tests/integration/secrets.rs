@@ -12,7 +12,8 @@ const DAG: &str = "dag_id: leak
 tasks:
   echo:
     type: shell
-    command: 'echo token=$TEST_API_TOKEN; echo warehouse=$ORCHESTRATOR_WAREHOUSE'
+    command: 'echo token=$TEST_API_TOKEN; echo warehouse=$ORCHESTRATOR_WAREHOUSE; echo db=$DB_PASSWORD'
+    env: {DB_PASSWORD: dag-pass-3141}
   query: {type: sql, sql: 'SELECT 1', depends_on: echo}
 ";
 
@@ -39,6 +40,8 @@ fn a_password_in_a_configured_url_and_secret_variables_never_appear_in_logs_or_o
 
     let echo = env.ok(&["logs", &run_id, "echo"]);
     assert!(echo.contains("token=***"), "{echo}");
+    // A secret-named variable the DAG gives its command is masked in that task's log.
+    assert!(echo.contains("db=***"), "{echo}");
     assert!(
         echo.contains("warehouse=postgres://etl:***@db.example/warehouse"),
         "{echo}"
