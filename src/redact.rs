@@ -29,9 +29,10 @@ const SECRET_NAME_PARTS: [&str; 8] = [
     "SIGNATURE",
 ];
 
-/// Environment values shorter than this are left alone: masking `1` or `yes` everywhere
-/// would garble every message and hide nothing worth hiding.
-const MIN_SECRET_LEN: usize = 4;
+/// Environment values shorter than this are left alone: masking `1`, `yes` or `test` (the
+/// usual dummy credentials of local S3 servers) everywhere would garble ordinary words and
+/// hide nothing worth hiding. URL passwords are masked whatever their length.
+const MIN_SECRET_LEN: usize = 6;
 
 /// Variables whose names contain `PWD` but are paths, not passwords.
 const NOT_SECRET_NAMES: [&str; 2] = ["PWD", "OLDPWD"];
@@ -284,10 +285,11 @@ mod tests {
             ("API_TOKEN", "tok-123456"),
             ("HOME", "/home/me"),
             ("SHORT_KEY", "1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
         ];
         let secrets = Secrets::named(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let masked = secrets.mask("login hunter22 with tok-123456 in /home/me, 1");
-        assert_eq!(masked, "login *** with *** in /home/me, 1");
+        let masked = secrets.mask("login hunter22 with tok-123456 in /home/me, 1, test");
+        assert_eq!(masked, "login *** with *** in /home/me, 1, test");
         assert!(secret_matcher(std::iter::empty()).is_none());
         assert!(matches!(Secrets::default().mask("x"), Cow::Borrowed("x")));
     }
