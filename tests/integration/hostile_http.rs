@@ -132,3 +132,35 @@ fn sigterm_closes_silent_and_half_sent_connections_without_waiting_for_them() {
     assert!(log.contains("orchestrator stopped"), "{log}");
     assert!(!log.contains("still in flight"), "{log}");
 }
+
+#[test]
+fn clients_over_the_connection_limit_wait_until_a_connection_ends() {
+    let mut env = Env::new();
+    env.vars
+        .push(("ORCHESTRATOR_MAX_CONNECTIONS".into(), "3".into()));
+    let server = env.serve();
+    let addr = server.addr.clone();
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&addr)).collect();
+    // The kernel completes this connection, but the server does not take it on yet.
+    let mut waiting = connect(&addr);
+    write!(
+        waiting,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    // A slow machine could only make this pass wrongly, never fail wrongly.
+    let early = waiting.read(&mut first);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "answered over the limit: {early:?}"
+    );
+    drop(held);
+    waiting.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut resp = String::new();
+    waiting.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
