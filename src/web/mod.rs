@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+use http_body_util::LengthLimitError;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -76,8 +77,18 @@ async fn limit_body(request: Request, next: Next) -> Response {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(_) => too_large(),
+        Err(e) if is_over_limit(&e) => too_large(),
+        // The client broke off or sent a malformed chunk: no handler needs to see it.
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            "cannot read the request body".into(),
+        ),
     }
+}
+
+/// Whether reading a body failed on [`BODY_LIMIT`] (rather than on the client).
+fn is_over_limit(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<LengthLimitError>())
 }
 
 /// The `Content-Length` of a request (hyper has already refused malformed ones).
@@ -93,8 +104,14 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 fn too_large() -> Response {
     let detail = format!("the request body exceeds the limit of {BODY_LIMIT} bytes");
-    let body = json!({"title": "Payload Too Large", "status": 413, "detail": detail});
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+    error(StatusCode::PAYLOAD_TOO_LARGE, detail)
+}
+
+/// A JSON error in the shape of Airflow's API errors.
+fn error(status: StatusCode, detail: String) -> Response {
+    let title = status.canonical_reason().unwrap_or_default();
+    let body = json!({"title": title, "status": status.as_u16(), "detail": detail});
+    (status, Json(body)).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -169,6 +186,16 @@ mod tests {
             status(chunked(BODY_LIMIT + 1)).await,
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_the_client_breaks_off_is_a_bad_request_not_too_large() {
+        let broken = futures_util::stream::iter([Err::<Vec<u8>, _>(std::io::Error::other("gone"))]);
+        let request = HttpRequest::post("/")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Body::from_stream(broken))
+            .unwrap();
+        assert_eq!(status(request).await, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
