@@ -67,6 +67,7 @@ struct ConfigFile {
     lease: Option<DurationValue>,
     max_log_bytes: Option<u64>,
     backfill_max_runs: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 /// Validated runtime configuration.
@@ -100,6 +101,9 @@ pub struct Config {
     /// A backfill whose range holds more intervals than this is refused unless
     /// `--max-runs` allows it (a typo in a date must not queue a million runs).
     pub backfill_max_runs: usize,
+    /// Most HTTP connections `serve` keeps open at once; further clients wait in the
+    /// listen backlog. Lowered at start if the open-file limit cannot hold that many.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -118,6 +122,7 @@ impl Default for Config {
             lease: Duration::from_secs(10),
             max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
             backfill_max_runs: DEFAULT_BACKFILL_MAX_RUNS,
+            max_connections: crate::web::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -185,6 +190,16 @@ impl Config {
                 });
             }
             self.max_log_bytes = n;
+        }
+        if let Some(n) = f.max_connections {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "max_connections",
+                    message: "must be at least 1".into(),
+                });
+            }
+            self.max_connections = n;
         }
         set(&mut self.database_url, f.database_url);
         set(&mut self.dags_folder, f.dags_folder);
@@ -261,6 +276,7 @@ impl ConfigFile {
             max_log_bytes: number("MAX_LOG_BYTES")?,
             backfill_max_runs: number("BACKFILL_MAX_RUNS")?
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_connections: number("MAX_CONNECTIONS")?.map(|n| n as usize),
         })
     }
 }
@@ -356,6 +372,22 @@ mod tests {
         assert_eq!(
             err,
             "orchestrator.yaml: max_log_bytes: must be at least 1024"
+        );
+    }
+
+    #[test]
+    fn max_connections_defaults_to_4096_and_must_be_positive() {
+        assert_eq!(Config::default().max_connections, 4096);
+        let mut c = Config::default();
+        let env = |k: &str| (k == "MAX_CONNECTIONS").then(|| "100".to_string());
+        c.apply(ConfigFile::from_env(env).unwrap(), "environment")
+            .unwrap();
+        assert_eq!(c.max_connections, 100);
+        let f: ConfigFile = serde_norway::from_str("max_connections: 0\n").unwrap();
+        let err = c.apply(f, "orchestrator.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "orchestrator.yaml: max_connections: must be at least 1"
         );
     }
 

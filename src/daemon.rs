@@ -18,6 +18,9 @@ use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
 use crate::store::{InstanceKind, Store};
 use crate::web::{AppState, router};
 
+/// How long requests in flight at shutdown may take to finish.
+const WEB_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until a signal stops it.
 pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<()> {
     let bind = bind.unwrap_or(config.bind);
@@ -27,6 +30,8 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
              addresses (127.0.0.1, ::1) are allowed"
         );
     }
+    let open_files = crate::web::raise_open_file_limit();
+    let max_connections = crate::web::connection_limit(config.max_connections, open_files);
     let store = Store::open(&config.database_url, 4).await?;
     let sources = sources(config);
     let bag = Arc::new(
@@ -44,6 +49,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let bound = listener.local_addr()?;
     tracing::info!(
         dags = bag.dags.len(),
+        max_connections,
         "orchestrator serving on http://{bound}"
     );
 
@@ -84,16 +90,22 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
         engine: engine.handle.clone(),
         dags: dags_rx,
     });
-    let web = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let web = tokio::spawn(crate::web::serve(
+        listener,
+        app,
+        max_connections,
+        shutdown.clone(),
+    ));
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
     let result = engine.done.await;
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    if tokio::time::timeout(WEB_SHUTDOWN, web).await.is_err() {
+        tracing::warn!(
+            "HTTP requests still in flight after {}; closing their connections",
+            humantime::format_duration(WEB_SHUTDOWN)
+        );
+    }
     let _ = watch_task.await;
     store.close().await;
     tracing::info!("orchestrator stopped");

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(orchestrator::redact::RedactedStderr)
         .with_ansi(ansi)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", orchestrator::redact::text(&format!("{err:#}")));
             if is_usage_error(&err) {
                 ExitCode::from(2)
             } else {

@@ -178,7 +178,7 @@ async fn show(config: &Config, dag_id: &str, format: Format) -> anyhow::Result<O
 fn validate(config: &Config) -> Outcome {
     let bag = crate::daemon::sources(config).load();
     for e in &bag.errors {
-        println!("error: {e}");
+        println!("error: {}", crate::redact::text(&e.to_string()));
     }
     println!(
         "{} DAG(s) valid, {} error(s)",

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Local, Utc};
 use serde::Serialize;
 
+use crate::redact;
+
 /// Prints rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -17,7 +19,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        println!("{}", redact::text(padded.join("  ").trim_end()));
     };
     line(header.to_vec());
     for row in rows {
@@ -27,7 +29,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Prints a value as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    println!("{}", redact::text(&serde_json::to_string_pretty(value)?));
     Ok(())
 }
 

@@ -126,7 +126,7 @@ fn print_progress(p: &Progress) {
             let why = error
                 .as_deref()
                 .filter(|_| *state != TaskState::Success)
-                .map(|e| format!(": {e}"));
+                .map(|e| format!(": {}", crate::redact::text(e)));
             println!(
                 "[{now}] {dag_id}.{task_id}: {state}{}",
                 why.unwrap_or_default()

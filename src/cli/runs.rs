@@ -179,7 +179,8 @@ pub(super) async fn logs(
             "[{}] {:<6} {}",
             line.ts.format("%Y-%m-%d %H:%M:%S%.3f"),
             line.level,
-            line.message
+            // Lines stored before masking existed are masked as they are shown.
+            crate::redact::text(&line.message)
         );
     }
     Ok(Outcome::Success)

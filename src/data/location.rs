@@ -14,6 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
 use super::DataError;
+use crate::redact;
 
 /// Where tables and outputs live.
 #[derive(Clone, Debug)]
@@ -51,13 +52,14 @@ impl Location {
             let path = text.strip_prefix("file://").unwrap_or(text);
             return Ok(Self::Local(PathBuf::from(path)));
         }
-        let url =
-            url::Url::parse(text).map_err(|e| DataError::Location(format!("'{text}': {e}")))?;
+        let url = url::Url::parse(text).map_err(|e| {
+            DataError::Location(redact::text(&format!("'{text}': {e}")).into_owned())
+        })?;
         let (store, prefix) = remote_store(&url)?;
         Ok(Self::Remote {
             store,
             prefix,
-            url: text.trim_end_matches('/').to_string(),
+            url: redact::text(text.trim_end_matches('/')).into_owned(),
         })
     }
 
@@ -229,7 +231,7 @@ impl Location {
     }
 
     fn error(&self, name: &str, e: object_store::Error) -> DataError {
-        DataError::Store(format!("{}: {e}", self.display(name)))
+        DataError::Store(redact::text(&format!("{}: {e}", self.display(name))).into_owned())
     }
 }
 
@@ -239,23 +241,27 @@ fn file_name(name: &str) -> &str {
 
 #[cfg(feature = "s3")]
 fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), DataError> {
+    let invalid = |message: String| DataError::Location(redact::text(&message).into_owned());
     if url.scheme() != "s3" {
-        return Err(DataError::Location(format!(
+        return Err(invalid(format!(
             "'{url}': only local paths and s3:// URLs are supported"
         )));
     }
     let store = object_store::aws::AmazonS3Builder::from_env()
         .with_url(url.as_str())
         .build()
-        .map_err(|e| DataError::Location(format!("'{url}': {e}")))?;
-    let prefix = ObjectPath::from_url_path(url.path())
-        .map_err(|e| DataError::Location(format!("'{url}': {e}")))?;
+        .map_err(|e| invalid(format!("'{url}': {e}")))?;
+    let prefix =
+        ObjectPath::from_url_path(url.path()).map_err(|e| invalid(format!("'{url}': {e}")))?;
     Ok((Arc::new(store), prefix))
 }
 
 #[cfg(not(feature = "s3"))]
 fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), DataError> {
-    Err(DataError::Location(format!(
-        "'{url}': this build has no object-store support (enable the `s3` feature)"
-    )))
+    Err(DataError::Location(
+        redact::text(&format!(
+            "'{url}': this build has no object-store support (enable the `s3` feature)"
+        ))
+        .into_owned(),
+    ))
 }

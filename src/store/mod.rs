@@ -143,7 +143,7 @@ impl Store {
     /// applies pending migrations. `connections` bounds the pool.
     pub async fn open(url: &str, connections: u32) -> StoreResult<Self> {
         let open_err = |source| StoreError::Open {
-            url: url.to_string(),
+            url: crate::redact::text(url).into_owned(),
             source,
         };
         let options = if url.starts_with("sqlite:") {

@@ -86,10 +86,12 @@ impl TaskContext {
     /// cancelled, whatever error the stop produced (so that a shutdown never costs a retry),
     /// else [`TaskError::Failed`].
     pub fn failure(&self, error: impl std::fmt::Display) -> TaskError {
+        // Errors often quote a location: mask it before the message is stored or shown.
+        let message = crate::redact::text(&error.to_string()).into_owned();
         if self.cancel.is_cancelled() {
-            TaskError::Cancelled(error.to_string())
+            TaskError::Cancelled(message)
         } else {
-            TaskError::Failed(error.to_string())
+            TaskError::Failed(message)
         }
     }
 

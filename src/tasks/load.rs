@@ -50,7 +50,7 @@ impl LoadTask {
             match outcome {
                 Ledgered::Written(rows) => ctx.log.info(format!(
                     "loaded {rows} row(s) into {}.{table}",
-                    ctx.data.warehouse.display()
+                    crate::redact::text(&ctx.data.warehouse.display().to_string())
                 )),
                 Ledgered::AlreadyCommitted(earlier) => ctx.log.info(format!(
                     "try {} already committed {table} ({} row(s)); not writing it again",

@@ -15,6 +15,7 @@
 //! sees seqs in increasing order, each at most once; one positioned inside the dropped range
 //! just continues with the next kept line.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -136,6 +137,8 @@ struct LogBuffer {
     dropped: Option<Dropped>,
     /// Dropped line count at the last drain, to report the drop only when it grew.
     reported_drops: u64,
+    /// Secret values the task was given (a shell task's secret-named variables).
+    secrets: crate::redact::Secrets,
 }
 
 impl LogBuffer {
@@ -153,6 +156,7 @@ impl LogBuffer {
             pending_bytes: 0,
             dropped: None,
             reported_drops: 0,
+            secrets: crate::redact::Secrets::default(),
         }
     }
 
@@ -291,8 +295,26 @@ impl TaskLog {
     /// Appends a line at `level`, numbering it.
     pub fn write(&self, level: &'static str, message: impl Into<String>) {
         let message = message.into();
+        // Every line — the task's own messages and the command output it captures — passes
+        // here, so secrets are masked before anything is stored or shown.
+        let mut buffer = self.buffer();
+        let message = match crate::redact::text(&message) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(masked) => masked,
+        };
+        let message = match buffer.secrets.mask(&message) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(masked) => masked,
+        };
         tracing::debug!(target: "task_log", level, message = %message);
-        self.buffer().write(Utc::now(), level, message);
+        buffer.write(Utc::now(), level, message);
+    }
+
+    /// Masks, from now on, the values of the secret-named variables among `vars` (a shell
+    /// task's `env`) in every line of this log.
+    pub fn mask_secrets_of<'a>(&self, vars: impl IntoIterator<Item = (&'a String, &'a String)>) {
+        let vars = vars.into_iter().map(|(k, v)| (k.clone(), v.clone()));
+        self.buffer().secrets = crate::redact::Secrets::named(vars);
     }
 
     /// Appends an INFO line.

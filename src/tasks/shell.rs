@@ -72,6 +72,7 @@ impl ShellTask {
         let program = supervise::program().ok_or_else(|| {
             TaskError::Fatal("shell tasks run only under the orchestrator binary".into())
         })?;
+        ctx.log.mask_secrets_of(&self.env);
         ctx.log.info(format!("$ {}", self.command));
         let marker = try_marker(&ctx.run_uid, ctx.task_id.as_str(), ctx.try_number);
         let mut job = self

@@ -46,7 +46,7 @@ impl SqlTask {
         };
         ctx.log.info(format!(
             "running on {}:\n{}",
-            ctx.data.warehouse.display(),
+            crate::redact::text(&ctx.data.warehouse.display().to_string()),
             sql.trim()
         ));
         let (path, into, shown) = (

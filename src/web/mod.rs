@@ -4,15 +4,24 @@
 //! Airflow-compatible REST API build on this router.
 
 mod pages;
+mod server;
+
+pub use server::{
+    DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, STREAM_KEEP_ALIVE,
+    connection_limit, raise_open_file_limit, serve,
+};
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+use http_body_util::LengthLimitError;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -20,8 +29,8 @@ use crate::dag::DagBag;
 use crate::scheduler::EngineHandle;
 use crate::store::Store;
 
-/// Request bodies larger than this are refused.
-const BODY_LIMIT: usize = 1024 * 1024;
+/// Request bodies larger than this are refused with 413, on every route.
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Path the CLI posts to after queueing a run, pausing a DAG, etc.
 pub const WAKE_PATH: &str = "/internal/wake";
@@ -46,7 +55,63 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/version", get(version))
         .route(WAKE_PATH, post(wake))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// Refuses bodies over [`BODY_LIMIT`] before any handler runs, so routes that never read
+/// their body (`/internal/wake`) refuse them too: a declared length is checked as is, a
+/// chunked body is read up to the limit (as an extractor would) and handed on.
+async fn limit_body(request: Request, next: Next) -> Response {
+    match declared_length(request.headers()) {
+        Some(length) if length > BODY_LIMIT as u64 => return too_large(),
+        Some(_) => return next.run(request).await,
+        None if !request.headers().contains_key(header::TRANSFER_ENCODING) => {
+            return next.run(request).await;
+        }
+        None => {}
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) if is_over_limit(&e) => too_large(),
+        // The client broke off or sent a malformed chunk: no handler needs to see it.
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            "cannot read the request body".into(),
+        ),
+    }
+}
+
+/// Whether reading a body failed on [`BODY_LIMIT`] (rather than on the client).
+fn is_over_limit(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<LengthLimitError>())
+}
+
+/// The `Content-Length` of a request (hyper has already refused malformed ones).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn too_large() -> Response {
+    let detail = format!("the request body exceeds the limit of {BODY_LIMIT} bytes");
+    error(StatusCode::PAYLOAD_TOO_LARGE, detail)
+}
+
+/// A JSON error in the shape of Airflow's API errors.
+fn error(status: StatusCode, detail: String) -> Response {
+    let title = status.canonical_reason().unwrap_or_default();
+    let body = json!({"title": title, "status": status.as_u16(), "detail": detail});
+    (status, Json(body)).into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -82,5 +147,61 @@ async fn wake(State(state): State<AppState>) -> StatusCode {
     match state.engine.wake().await {
         Ok(()) => StatusCode::NO_CONTENT,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A route that never reads its body, like `/internal/wake`.
+    fn app() -> Router {
+        Router::new()
+            .route("/", post(|| async { StatusCode::NO_CONTENT }))
+            .layer(middleware::from_fn(limit_body))
+    }
+
+    async fn status(request: HttpRequest<Body>) -> StatusCode {
+        app().oneshot(request).await.unwrap().status()
+    }
+
+    fn chunked(bytes: usize) -> HttpRequest<Body> {
+        HttpRequest::post("/")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Body::from(vec![b'x'; bytes]))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_even_by_a_route_that_ignores_it() {
+        let declared = HttpRequest::post("/")
+            .header(header::CONTENT_LENGTH, (BODY_LIMIT + 1).to_string())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(status(declared).await, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            status(chunked(BODY_LIMIT + 1)).await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_the_client_breaks_off_is_a_bad_request_not_too_large() {
+        let broken = futures_util::stream::iter([Err::<Vec<u8>, _>(std::io::Error::other("gone"))]);
+        let request = HttpRequest::post("/")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Body::from_stream(broken))
+            .unwrap();
+        assert_eq!(status(request).await, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_passes() {
+        assert_eq!(status(chunked(BODY_LIMIT)).await, StatusCode::NO_CONTENT);
+        let empty = HttpRequest::post("/").body(Body::empty()).unwrap();
+        assert_eq!(status(empty).await, StatusCode::NO_CONTENT);
     }
 }

@@ -47,7 +47,11 @@ pub async fn dags(State(state): State<AppState>) -> Result<DagsPage, StatusCode>
     let refresh = rows
         .iter()
         .any(|r| r.recent.iter().any(|s| *s == "running" || *s == "queued"));
-    let errors = bag.errors.iter().map(ToString::to_string).collect();
+    let errors = bag
+        .errors
+        .iter()
+        .map(|e| crate::redact::text(&e.to_string()).into_owned())
+        .collect();
     Ok(DagsPage {
         dags: rows,
         errors,

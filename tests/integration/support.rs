@@ -19,6 +19,8 @@ pub struct Env {
     pub dir: TempDir,
     /// Address of the running server, if any; CLI commands wake it.
     pub bind: String,
+    /// Extra environment variables for every command run in it.
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -29,6 +31,7 @@ impl Env {
         Self {
             dir,
             bind: "127.0.0.1:1".into(),
+            vars: Vec::new(),
         }
     }
 
@@ -50,7 +53,8 @@ impl Env {
             .env("ORCHESTRATOR_HEARTBEAT", "250ms")
             .env("ORCHESTRATOR_LEASE", "3s")
             .env_remove("ORCHESTRATOR_CONFIG")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

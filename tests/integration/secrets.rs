@@ -1,0 +1,92 @@
+//! Secrets stay secret (issue 9, item 7): a configured URL with a password and the value of
+//! a secret-named environment variable never reach `serve`'s log, a task log, an error or
+//! `-o json` output, and never land in the state database.
+
+use crate::support::{Env, text, wait_until};
+
+/// The warehouse is a SQLite file, so this "URL" is taken as a (strange) relative path; what
+/// matters is how it is shown.
+const WAREHOUSE: &str = "postgres://etl:wh-pass-8412@db.example/warehouse";
+const TOKEN: &str = "tok-5521-very-secret";
+const DAG: &str = "dag_id: leak
+tasks:
+  echo:
+    type: shell
+    command: 'echo token=$TEST_API_TOKEN; echo warehouse=$ORCHESTRATOR_WAREHOUSE; echo db=$DB_PASSWORD'
+    env: {DB_PASSWORD: dag-pass-3141}
+  query: {type: sql, sql: 'SELECT 1', depends_on: echo}
+";
+
+fn assert_no_secret(what: &str, shown: &str) {
+    for secret in ["wh-pass-8412", TOKEN] {
+        assert!(!shown.contains(secret), "{what} shows {secret}:\n{shown}");
+    }
+}
+
+#[test]
+fn a_password_in_a_configured_url_and_secret_variables_never_appear_in_logs_or_output() {
+    let mut env = Env::new();
+    env.vars = vec![
+        ("ORCHESTRATOR_WAREHOUSE".into(), WAREHOUSE.into()),
+        ("TEST_API_TOKEN".into(), TOKEN.into()),
+    ];
+    env.dag("leak", DAG);
+    let server = env.serve();
+    let out = env.run(&["trigger", "leak", "--wait"]);
+    assert_no_secret("trigger --wait", &(text(&out.stdout) + &text(&out.stderr)));
+    let runs = env.runs("leak");
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    wait_until("the run ends", || env.runs("leak")[0]["state"] == "success");
+
+    let echo = env.ok(&["logs", &run_id, "echo"]);
+    assert!(echo.contains("token=***"), "{echo}");
+    // A secret-named variable the DAG gives its command is masked in that task's log.
+    assert!(echo.contains("db=***"), "{echo}");
+    assert!(
+        echo.contains("warehouse=postgres://etl:***@db.example/warehouse"),
+        "{echo}"
+    );
+    let query = env.ok(&["logs", &run_id, "query"]);
+    assert!(
+        query.contains("running on postgres://etl:***@db.example/warehouse"),
+        "{query}"
+    );
+    for args in [
+        vec!["logs", run_id.as_str(), "query", "-o", "json"],
+        vec!["runs", "show", run_id.as_str(), "-o", "json"],
+    ] {
+        assert_no_secret(&format!("{args:?}"), &env.ok(&args));
+    }
+    assert_no_secret("serve's log", &server.log());
+
+    // What is stored is masked too: a reader without this process's environment (another
+    // host's CLI, a copy of the database) sees no secret either.
+    drop(server);
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert_no_secret(
+                &path.display().to_string(),
+                &String::from_utf8_lossy(&bytes),
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unusable_state_database_url_is_reported_without_its_password() {
+    let env = Env::new();
+    let out = env
+        .command(&["runs", "list"])
+        .env(
+            "ORCHESTRATOR_DATABASE_URL",
+            "postgres://admin:db-pass-77@nowhere/x",
+        )
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("admin:***@"), "{stderr}");
+    assert!(!stderr.contains("db-pass-77"), "{stderr}");
+}
