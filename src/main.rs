@@ -24,7 +24,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Dags(_) | Command::Runs(_) | Command::Logs { .. } | Command::Graph(_)
+        Command::Dags(_)
+            | Command::Runs(_)
+            | Command::Logs { .. }
+            | Command::Graph(_)
+            | Command::Backfill { .. }
+            | Command::Db(_)
     ) {
         default_sigpipe();
     }

@@ -262,7 +262,9 @@ pub async fn backfill(
     }
     let intervals = timetable.backfill_intervals(from, to, now, req.max_runs);
     if intervals.len() > req.max_runs {
-        let about = estimate_count(&intervals, to.min(now))
+        // Within the DAG's end date, and only intervals that have ended by now.
+        let until = timetable.end_date.map_or(to, |e| to.min(e)).min(now);
+        let about = estimate_count(&intervals, until)
             .map(|n| format!(" (about {n})"))
             .unwrap_or_default();
         return Err(ServiceError::Invalid(format!(

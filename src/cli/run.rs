@@ -28,7 +28,14 @@ pub(super) async fn trigger(
     service::dag(&bag, dag_id)?;
     // `--wait` without a server runs it here; the run is reserved so a server starting
     // meanwhile leaves it alone.
-    let here = wait && !notify_server(config).await;
+    let dag = crate::ids::DagId::new(dag_id);
+    let paused = store
+        .paused_flags()
+        .await?
+        .get(&dag)
+        .copied()
+        .unwrap_or(false);
+    let here = wait && !paused && !notify_server(config).await;
     let owner = match here {
         true => Some(register(&store, config).await?),
         false => None,
@@ -44,6 +51,14 @@ pub(super) async fn trigger(
              (or use `orchestrator run`)",
             config.bind
         );
+    }
+    if paused {
+        // A paused DAG's run waits, as in Airflow; `--wait` would wait until someone
+        // unpauses it, which is better said than done silently.
+        println!("note: DAG {dag_id} is paused: the run starts once it is unpaused");
+        if wait {
+            return Ok(Outcome::Failed);
+        }
     }
     if wait {
         follow(&store, run).await

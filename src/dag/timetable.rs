@@ -104,7 +104,7 @@ impl Timetable {
         now: DateTime<Utc>,
     ) -> Option<DataInterval> {
         let cron = match &self.schedule {
-            Schedule::Once => return self.once(last_end),
+            Schedule::Once => return self.once(last_end, now),
             Schedule::Cron(c) => c,
         };
         let earliest = match self.start_date {
@@ -113,7 +113,11 @@ impl Timetable {
                 .fire_at_or_before(cron, now)
                 .and_then(|e| self.fire_before(cron, e))?,
         };
-        let mut start = last_end.map_or(earliest, |e| e.max(earliest));
+        // Aligned to the schedule as Airflow does: after a schedule change, the next interval
+        // starts at the new schedule's fire time at or before the last one's end.
+        let mut start = last_end.map_or(earliest, |e| {
+            self.fire_at_or_before(cron, e).unwrap_or(e).max(earliest)
+        });
         if !self.catchup {
             // Only the latest complete interval (or the one in progress) is run.
             if let Some(latest_end) = self.fire_at_or_before(cron, now)
@@ -171,7 +175,7 @@ impl Timetable {
         let cron = match &self.schedule {
             Schedule::Once => {
                 return self
-                    .once(None)
+                    .once(None, from)
                     .filter(|i| i.start >= from && i.start <= to && limit > 0)
                     .into_iter()
                     .collect();
@@ -190,8 +194,9 @@ impl Timetable {
         out
     }
 
-    fn once(&self, last_end: Option<DateTime<Utc>>) -> Option<DataInterval> {
-        let start = self.start_date.unwrap_or(DateTime::UNIX_EPOCH);
+    /// `@once`: at `start_date`, or at `now` without one (as Airflow's OnceTimetable).
+    fn once(&self, last_end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DataInterval> {
+        let start = self.start_date.unwrap_or(now);
         last_end
             .is_none()
             .then_some(DataInterval { start, end: start })
@@ -382,6 +387,36 @@ mod tests {
         assert_eq!(t.to_create(due, utc("2024-01-10T12:05:00Z")), due);
         t.catchup = true;
         assert_eq!(t.to_create(due, utc("2024-01-10T13:05:00Z")), due);
+    }
+
+    #[test]
+    fn after_a_schedule_change_the_next_interval_is_aligned_to_the_new_schedule() {
+        let mut t = daily(true, Tz::UTC);
+        t.schedule = Schedule::parse("30 5 * * *").unwrap();
+        // The last run, under `0 */6 * * *`, ended 2024-01-02 06:00.
+        let i = t
+            .next_interval(
+                Some(utc("2024-01-02T06:00:00Z")),
+                utc("2024-01-10T00:00:00Z"),
+            )
+            .unwrap();
+        assert_eq!(i.start, utc("2024-01-02T05:30:00Z"));
+        assert_eq!(i.end, utc("2024-01-03T05:30:00Z"));
+    }
+
+    #[test]
+    fn once_without_a_start_date_runs_now() {
+        let t = Timetable {
+            schedule: Schedule::parse("@once").unwrap(),
+            timezone: Tz::UTC,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+        };
+        let now = utc("2024-05-06T07:08:09Z");
+        let i = t.next_interval(None, now).unwrap();
+        assert_eq!((i.start, i.end), (now, now));
+        assert_eq!(t.next_interval(Some(now), now), None);
     }
 
     #[test]

@@ -39,7 +39,8 @@ impl Scheduler {
                 let Some(due) = next.filter(|i| i.end <= now) else {
                     break;
                 };
-                let count = active.entry(dag.id.clone()).or_default();
+                // Backfill runs do not hold the schedule back (their pool is separate).
+                let count = active.entry((dag.id.clone(), false)).or_default();
                 if *count >= dag.max_active_runs {
                     break;
                 }

@@ -40,6 +40,7 @@ impl Scheduler {
         }
         // `max_active_runs` counts every running run in the store, not only this process's:
         // a run whose owner crashed is still running until it is adopted and finishes.
+        // Backfill runs have their own pool (Airflow 3): a backfill never starves the schedule.
         let mut running = self.store.running_run_counts().await?;
         for row in self.store.claimable_queued(&self.owner).await? {
             if self.runs.contains_key(&row.key)
@@ -64,7 +65,8 @@ impl Scheduler {
                 }
             };
             let paused = self.paused.get(&dag.id).copied().unwrap_or(false);
-            let active = running.entry(dag.id.clone()).or_default();
+            let pool = row.run_type == crate::state::RunType::Backfill;
+            let active = running.entry((dag.id.clone(), pool)).or_default();
             // A foreground `run` executes its own runs whatever the pause flag and limits say
             // (like `airflow dags test`).
             if !mine && (paused || *active >= dag.max_active_runs) {

@@ -442,27 +442,36 @@ impl Store {
         end.as_deref().map(super::from_text).transpose()
     }
 
-    /// Number of running runs per DAG, whoever executes them (a run whose owner crashed
-    /// still counts until it is adopted and finishes).
-    pub async fn running_run_counts(&self) -> StoreResult<HashMap<DagId, u32>> {
+    /// Number of running runs per DAG and pool, whoever executes them (a run whose owner
+    /// crashed still counts until it is adopted and finishes). The pool is `true` for
+    /// backfill runs: as in Airflow 3, their concurrency is separate from the schedule's.
+    pub async fn running_run_counts(&self) -> StoreResult<HashMap<(DagId, bool), u32>> {
         self.run_counts("state = 'running'").await
     }
 
-    /// Number of queued or running runs per DAG.
-    pub async fn active_run_counts(&self) -> StoreResult<HashMap<DagId, u32>> {
+    /// Number of queued or running runs per DAG and pool (see [`Store::running_run_counts`]).
+    pub async fn active_run_counts(&self) -> StoreResult<HashMap<(DagId, bool), u32>> {
         self.run_counts("state IN ('queued', 'running')").await
     }
 
-    async fn run_counts(&self, condition: &'static str) -> StoreResult<HashMap<DagId, u32>> {
-        let sql =
-            format!("SELECT dag_id, COUNT(*) AS n FROM dag_run WHERE {condition} GROUP BY dag_id");
+    async fn run_counts(
+        &self,
+        condition: &'static str,
+    ) -> StoreResult<HashMap<(DagId, bool), u32>> {
+        let sql = format!(
+            "SELECT dag_id, run_type = 'backfill' AS backfill, COUNT(*) AS n FROM dag_run \
+             WHERE {condition} GROUP BY dag_id, backfill"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
                 Ok((
-                    DagId::new(r.try_get::<String, _>("dag_id")?),
+                    (
+                        DagId::new(r.try_get::<String, _>("dag_id")?),
+                        r.try_get::<bool, _>("backfill")?,
+                    ),
                     r.try_get::<u32, _>("n")?,
                 ))
             })

@@ -246,3 +246,23 @@ fn backfill_dry_run_lists_the_dates_and_a_huge_range_is_refused_at_once() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn trigger_wait_on_a_paused_dag_queues_the_run_and_says_why_it_does_not_start() {
+    let env = Env::new();
+    env.dag("held", "dag_id: held\ntasks:\n  t: {type: noop}\n");
+    env.ok(&["pause", "held"]);
+    let out = env.run(&["trigger", "held", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("DAG held is paused: the run starts once it is unpaused"),
+        "{}",
+        text(&out.stdout)
+    );
+    let runs = env.runs("held");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0]["state"], "queued",
+        "a paused DAG's run never executes here"
+    );
+}

@@ -302,3 +302,35 @@ fn waiting_parents_hold_no_slot_so_their_children_run() {
     assert_eq!(states(&env, "waiter"), ["success"; 3]);
     assert_eq!(states(&env, "worker"), ["success"; 3]);
 }
+
+#[test]
+fn a_backfill_does_not_hold_the_schedule_back() {
+    let mut env = Env::new();
+    env.dag(
+        "minutely",
+        "dag_id: minutely
+schedule: '* * * * *'
+start_date: 2024-01-01
+max_active_runs: 1
+tasks:
+  t: {type: shell, command: 'sleep 30'}
+",
+    );
+    let from = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
+    let to = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    env.ok(&["backfill", "minutely", "--from", &from, "--to", &to]);
+    let _server = env.serve();
+    // Backfill runs have their own max_active_runs pool, as in Airflow 3: the latest
+    // scheduled interval is created and runs beside them.
+    wait_until("a scheduled run starts beside the backfill", || {
+        env.runs("minutely")
+            .iter()
+            .any(|r| r["run_type"] == "scheduled" && r["state"] == "running")
+    });
+    let running_backfills = env
+        .runs("minutely")
+        .iter()
+        .filter(|r| r["run_type"] == "backfill" && r["state"] == "running")
+        .count();
+    assert_eq!(running_backfills, 1, "one backfill run at a time");
+}
