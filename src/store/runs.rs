@@ -324,25 +324,19 @@ impl Store {
     /// Queued runs `owner` may claim: unreserved, reserved by it, or reserved by an
     /// instance whose lease lapsed. Oldest first.
     pub async fn claimable_queued(&self, owner: &Owner) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE state = 'queued' AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
-             ORDER BY queued_at, id",
-            unowned("?3")
-        ));
-        let rows = sqlx::query(sql)
-            .bind(owner.id.as_str())
-            .bind(owner.epoch)
-            .bind(to_text(Utc::now()))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(RunRow::from_row).collect()
+        self.takeable(RunState::Queued, owner).await
     }
 
     /// Running runs whose owner holds no live lease (crashed, stopped, frozen past its
     /// lease), plus those `owner` holds itself (it re-adopts runs it had to let go of).
     pub async fn adoptable_running(&self, owner: &Owner) -> StoreResult<Vec<RunRow>> {
+        self.takeable(RunState::Running, owner).await
+    }
+
+    /// Runs in `state` held by `owner` at its epoch or by no live lease, oldest first.
+    async fn takeable(&self, state: RunState, owner: &Owner) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE state = 'running' AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
+            "{RUN_COLUMNS} WHERE state = ?4 AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
              ORDER BY queued_at, id",
             unowned("?3")
         ));
@@ -350,6 +344,7 @@ impl Store {
             .bind(owner.id.as_str())
             .bind(owner.epoch)
             .bind(to_text(Utc::now()))
+            .bind(state.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(RunRow::from_row).collect()
