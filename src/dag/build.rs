@@ -35,6 +35,9 @@ struct Problems<'a> {
     src: &'a DagText<'a>,
     dag_id: Option<String>,
     errors: Vec<LoadError>,
+    /// Line of each task's key, found in one pass on first use: looking each task up in the
+    /// text made building a DAG quadratic in its number of tasks.
+    task_lines: std::cell::OnceCell<HashMap<String, usize>>,
 }
 
 impl Problems<'_> {
@@ -53,7 +56,10 @@ impl Problems<'_> {
     }
 
     fn task_line(&self, task: &str) -> Option<usize> {
-        task_line(&self.src.text, task)
+        self.task_lines
+            .get_or_init(|| task_lines(&self.src.text))
+            .get(task)
+            .copied()
     }
 }
 
@@ -63,6 +69,7 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
         src,
         dag_id: None,
         errors: Vec::new(),
+        task_lines: std::cell::OnceCell::new(),
     };
     let raw: DagFile = match serde_norway::from_str(&src.text) {
         Ok(raw) => raw,
@@ -230,14 +237,16 @@ fn duration(
     task: Option<&str>,
     value: Option<&DurationValue>,
 ) -> Option<Duration> {
-    let line = match task {
-        Some(t) => p.task_line(t),
-        // Top level, or inside `default_args:` (then its line).
-        None => p.key_line(key).or_else(|| p.key_line("default_args")),
-    };
     value?
         .parse()
-        .map_err(|m| p.add(line, task, format!("{key}: {m}")))
+        .map_err(|m| {
+            let line = match task {
+                Some(t) => p.task_line(t),
+                // Top level, or inside `default_args:` (then its line).
+                None => p.key_line(key).or_else(|| p.key_line("default_args")),
+            };
+            p.add(line, task, format!("{key}: {m}"))
+        })
         .ok()
 }
 
@@ -485,6 +494,25 @@ pub(crate) fn top_level_line(text: &str, key: &str) -> Option<usize> {
                 .is_some_and(|r| r.trim_start().starts_with(':'))
         })
         .map(|i| i + 1)
+}
+
+/// The 1-based line of each indented `key:` under `tasks:` in `text` (the first one of
+/// each key), in one pass.
+fn task_lines(text: &str) -> HashMap<String, usize> {
+    let mut lines = HashMap::new();
+    let Some(start) = top_level_line(text, "tasks") else {
+        return lines;
+    };
+    for (i, l) in text.lines().enumerate().skip(start) {
+        let trimmed = l.trim_start();
+        if trimmed.len() == l.len() {
+            continue;
+        }
+        if let Some((key, _)) = trimmed.split_once(':') {
+            lines.entry(key.trim_end().to_string()).or_insert(i + 1);
+        }
+    }
+    lines
 }
 
 /// The 1-based line of task `task:` under `tasks:` in `text`.

@@ -71,7 +71,7 @@ impl Scheduler {
         failpoint_on_finish(&f);
         let Some(run) = self.runs.get_mut(&f.run) else {
             // The run was let go of: its result is not this process's to record.
-            tracing::info!(run = %f.run, "a try of a run this process let go of has stopped");
+            tracing::info!(run = %f.run, task_id = %f.task_id, try_number = f.try_number, "a try of a run this process let go of has stopped");
             self.try_gone(f.run);
             return;
         };
