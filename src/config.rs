@@ -66,6 +66,7 @@ struct ConfigFile {
     heartbeat: Option<DurationValue>,
     lease: Option<DurationValue>,
     max_log_bytes: Option<u64>,
+    max_dag_file_bytes: Option<u64>,
     backfill_max_runs: Option<usize>,
     max_connections: Option<usize>,
 }
@@ -98,6 +99,8 @@ pub struct Config {
     pub lease: Duration,
     /// Cap on one try's stored log; past it the middle is dropped (head and tail kept).
     pub max_log_bytes: u64,
+    /// Largest DAG file (or projects list) loaded; a larger one is a load error.
+    pub max_dag_file_bytes: u64,
     /// A backfill whose range holds more intervals than this is refused unless
     /// `--max-runs` allows it (a typo in a date must not queue a million runs).
     pub backfill_max_runs: usize,
@@ -121,6 +124,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(2),
             lease: Duration::from_secs(10),
             max_log_bytes: crate::tasks::DEFAULT_MAX_LOG_BYTES,
+            max_dag_file_bytes: crate::dag::loader::DEFAULT_MAX_DAG_FILE_BYTES,
             backfill_max_runs: DEFAULT_BACKFILL_MAX_RUNS,
             max_connections: crate::web::DEFAULT_MAX_CONNECTIONS,
         }
@@ -181,6 +185,7 @@ impl Config {
             }
             self.backfill_max_runs = n;
         }
+        set(&mut self.max_dag_file_bytes, f.max_dag_file_bytes);
         if let Some(n) = f.max_log_bytes {
             if n < MIN_MAX_LOG_BYTES {
                 return Err(ConfigError::Invalid {
@@ -274,6 +279,7 @@ impl ConfigFile {
             heartbeat: env("HEARTBEAT").map(DurationValue::Text),
             lease: env("LEASE").map(DurationValue::Text),
             max_log_bytes: number("MAX_LOG_BYTES")?,
+            max_dag_file_bytes: number("MAX_DAG_FILE_BYTES")?,
             backfill_max_runs: number("BACKFILL_MAX_RUNS")?
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             max_connections: number("MAX_CONNECTIONS")?.map(|n| n as usize),

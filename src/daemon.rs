@@ -119,6 +119,7 @@ pub fn sources(config: &Config) -> DagSources {
     DagSources {
         dags_folder: config.dags_folder.clone(),
         projects_file: config.projects_file.clone(),
+        max_file_bytes: config.max_dag_file_bytes,
     }
 }
 

@@ -21,12 +21,14 @@ pub struct DagSources {
     pub dags_folder: PathBuf,
     /// The projects list.
     pub projects_file: PathBuf,
+    /// Largest file read (`max_dag_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 impl DagSources {
     /// Loads the bag (blocking file I/O; call from a blocking context or at start-up).
     pub fn load(&self) -> DagBag {
-        load_dag_bag(&self.dags_folder, &self.projects_file)
+        load_dag_bag(&self.dags_folder, &self.projects_file, self.max_file_bytes)
     }
 }
 

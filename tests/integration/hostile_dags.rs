@@ -96,3 +96,50 @@ tasks:
     let output = text(&out.stdout);
     assert!(output.contains("engine ran out of fuel"), "{output}");
 }
+
+#[test]
+fn oversized_and_deeply_nested_files_are_refused_before_parsing() {
+    let env = Env::new();
+    let mut big = String::from("dag_id: big\ndescription: '");
+    big.push_str(&"x".repeat(1024 * 1024));
+    big.push_str("'\ntasks:\n  t: {type: noop}\n");
+    env.dag("big", &big);
+    let deep = format!(
+        "dag_id: deep\nparams:\n  p: {}{}\ntasks:\n  t: {{type: noop}}\n",
+        "[".repeat(40_000),
+        "]".repeat(40_000)
+    );
+    env.dag("deep", &deep);
+    let mut indented = String::from("dag_id: indented\nparams:\n");
+    for level in 1..=70 {
+        indented.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+    }
+    indented.push_str(&format!(
+        "{}v: 1\ntasks:\n  t: {{type: noop}}\n",
+        "  ".repeat(71)
+    ));
+    env.dag("indented", &indented);
+    env.dag("ok", "dag_id: ok\ntasks:\n  t: {type: noop}\n");
+    let out = env.run(&["dags", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let output = text(&out.stdout) + &text(&out.stderr);
+    for expected in [
+        "dags/big.yaml: the file is 1048629 bytes, more than the 1048576 allowed (max_dag_file_bytes)",
+        "dags/deep.yaml:3: nesting deeper than 64 levels (lists and mappings)",
+        "dags/indented.yaml:66: nesting deeper than 64 levels (lists and mappings)",
+        "1 DAG(s) valid, 3 error(s)",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    // The limit is a setting.
+    let out = env
+        .command(&["dags", "validate"])
+        .env("ORCHESTRATOR_MAX_DAG_FILE_BYTES", "2000000")
+        .output()
+        .unwrap();
+    let output = text(&out.stdout) + &text(&out.stderr);
+    assert!(output.contains("2 DAG(s) valid, 2 error(s)"), "{output}");
+}
