@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult, to_text};
 use crate::ids::InstanceId;
@@ -43,36 +42,8 @@ pub enum InstanceKind {
     Foreground,
 }
 
-/// A registered instance as stored.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct InstanceRow {
-    /// Its id.
-    pub id: InstanceId,
-    /// Host name.
-    pub host: String,
-    /// Process id on that host.
-    pub pid: i64,
-    /// `serve` or `foreground`.
-    pub kind: String,
-    /// Current epoch.
-    pub epoch: i64,
-    /// Last renewal.
-    pub heartbeat_at: DateTime<Utc>,
-    /// When the lease lapses unless renewed.
-    pub lease_expires_at: DateTime<Utc>,
-    /// Set on a clean stop.
-    pub stopped_at: Option<DateTime<Utc>>,
-}
-
-/// This machine's host name ("localhost" when it cannot be read).
-pub fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-fn random_id() -> String {
+/// A fresh random id (instances, run uids).
+pub fn new_uid() -> String {
     let mut bytes = [0u8; 16];
     // Without OS randomness, time and pid still make ids unique on one host.
     if getrandom::fill(&mut bytes).is_err() {
@@ -81,11 +52,6 @@ fn random_id() -> String {
         bytes = seed.to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A fresh random id (instances, run uids).
-pub fn new_uid() -> String {
-    random_id()
 }
 
 fn expiry(now: DateTime<Utc>, lease: Duration) -> StoreResult<DateTime<Utc>> {
@@ -103,13 +69,13 @@ impl Store {
         lease: Duration,
     ) -> StoreResult<Owner> {
         let now = Utc::now();
-        let id = InstanceId::new(random_id());
+        let id = InstanceId::new(new_uid());
         sqlx::query(
             "INSERT INTO instance (id, host, pid, kind, started_at, epoch, heartbeat_at, \
              lease_expires_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
         )
         .bind(id.as_str())
-        .bind(host_name())
+        .bind(crate::tasks::process::this_host())
         .bind(i64::from(std::process::id()))
         .bind(match kind {
             InstanceKind::Serve => "serve",
@@ -182,37 +148,6 @@ impl Store {
         Ok(())
     }
 
-    /// Every registered instance, newest first.
-    pub async fn instances(&self) -> StoreResult<Vec<InstanceRow>> {
-        let rows = sqlx::query(
-            "SELECT id, host, pid, kind, epoch, heartbeat_at, lease_expires_at, stopped_at \
-             FROM instance ORDER BY started_at DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let time = |c: &str| -> StoreResult<DateTime<Utc>> {
-                    super::from_text(&r.try_get::<String, _>(c)?)
-                };
-                Ok(InstanceRow {
-                    id: InstanceId::new(r.try_get::<String, _>("id")?),
-                    host: r.try_get("host")?,
-                    pid: r.try_get("pid")?,
-                    kind: r.try_get("kind")?,
-                    epoch: r.try_get("epoch")?,
-                    heartbeat_at: time("heartbeat_at")?,
-                    lease_expires_at: time("lease_expires_at")?,
-                    stopped_at: r
-                        .try_get::<Option<String>, _>("stopped_at")?
-                        .as_deref()
-                        .map(super::from_text)
-                        .transpose()?,
-                })
-            })
-            .collect()
-    }
-
     /// Whether `owner` still holds a live lease (checked inside fenced transactions).
     pub(super) async fn lease_is_live(
         conn: &mut sqlx::SqliteConnection,
@@ -264,6 +199,11 @@ mod tests {
         (dir, store, key)
     }
 
+    async fn two_instances(store: &Store) -> (Owner, Owner) {
+        let register = || store.register_instance(InstanceKind::Serve, LEASE);
+        (register().await.unwrap(), register().await.unwrap())
+    }
+
     fn start(run: crate::ids::RunKey, try_number: u32) -> Change {
         Change::StartTry {
             run,
@@ -276,14 +216,7 @@ mod tests {
     #[tokio::test]
     async fn writes_of_an_instance_that_lost_the_run_are_refused_whole() {
         let (_dir, store, run) = store_with_run().await;
-        let a = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
-        let b = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
+        let (a, b) = two_instances(&store).await;
         let tasks = [(TaskId::new("t"), 3)];
         assert!(store.claim_run(run, &a, &tasks).await.unwrap());
         // B cannot take a run whose owner holds a live lease.
@@ -373,14 +306,7 @@ mod tests {
     #[tokio::test]
     async fn a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable() {
         let (_dir, store, run) = store_with_run().await;
-        let a = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
-        let b = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
+        let (a, b) = two_instances(&store).await;
         assert!(store.claim_run(run, &a, &[]).await.unwrap());
         assert!(store.adoptable_running(&b).await.unwrap().is_empty());
         // A was frozen past its lease.

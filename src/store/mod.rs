@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqlSafeStr, SqlitePool};
 
 pub use clean::{CleanBatch, CleanCounts};
-pub use instances::{InstanceKind, InstanceRow, Owner, host_name, new_uid};
+pub use instances::{InstanceKind, Owner, new_uid};
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
 
 use crate::ids::RunKey;

@@ -299,18 +299,6 @@ impl Store {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// Runs in a state, oldest first.
-    pub async fn runs_in_state(&self, state: RunState) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE state = ? ORDER BY queued_at, id"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(state.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(RunRow::from_row).collect()
-    }
-
     /// Child runs created by `trigger_dag` tasks of `parent`.
     pub async fn child_runs(&self, parent: RunKey) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE parent_run = ? ORDER BY id"));

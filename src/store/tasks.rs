@@ -186,22 +186,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// The first try of each task instance's current attempt.
-    pub async fn first_tries(&self, run: RunKey) -> StoreResult<Vec<(TaskId, u32)>> {
-        let rows = sqlx::query("SELECT task_id, first_try FROM task_instance WHERE run = ?")
-            .bind(run.0)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    TaskId::new(r.try_get::<String, _>("task_id")?),
-                    r.try_get("first_try")?,
-                ))
-            })
-            .collect()
-    }
 }
 
 /// `run <dag>/<run_id>` and its state, for refused-transition errors.
