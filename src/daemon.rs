@@ -86,9 +86,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     .context("cannot watch the DAG folder")?;
 
     let app = router(AppState {
-        store: store.clone(),
-        engine: engine.handle.clone(),
-        dags: dags_rx,
+        service: crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone())),
     });
     let web = tokio::spawn(crate::web::serve(
         listener,

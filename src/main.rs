@@ -90,6 +90,7 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
             Some(
                 ServiceError::UnknownDag(_)
                     | ServiceError::UnknownRun(_)
+                    | ServiceError::UnknownTask(_)
                     | ServiceError::AmbiguousRun(..)
                     | ServiceError::Invalid(_)
             )

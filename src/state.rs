@@ -170,6 +170,13 @@ impl TaskState {
         }
     }
 
+    /// The states a user may mark `success` or `failed` from (in a finished run): any
+    /// settled state, or no status; never a try that is under way.
+    pub fn marked_sources() -> &'static str {
+        "(state IS NULL OR state IN ('scheduled', 'success', 'failed', 'up_for_retry', \
+         'upstream_failed', 'skipped'))"
+    }
+
     /// Whether no further try will happen without a `clear`.
     pub fn is_finished(self) -> bool {
         matches!(

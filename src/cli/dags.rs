@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::output::{json, table};
 use super::{Config, DagsCommand, Format, Outcome, notify_server, open};
 use crate::dag::Dag;
-use crate::service;
+use crate::service::DagQuery;
 
 /// A DAG as `dags list -o json` prints it.
 #[derive(Serialize)]
@@ -44,12 +44,11 @@ pub(super) async fn execute(config: &Config, cmd: DagsCommand) -> anyhow::Result
 }
 
 async fn list(config: &Config, format: Format) -> anyhow::Result<Outcome> {
-    let (store, bag) = open(config).await?;
-    let paused = store.paused_flags().await?;
-    let dags: Vec<DagSummary> = bag
+    let listing = open(config).await?.list_dags(&DagQuery::default()).await?;
+    let dags: Vec<DagSummary> = listing
         .dags
-        .values()
-        .map(|d| DagSummary::new(d, paused.get(&d.id).copied().unwrap_or(false)))
+        .iter()
+        .map(|d| DagSummary::new(&d.dag, d.paused))
         .collect();
     match format {
         Format::Json => json(&dags)?,
@@ -69,10 +68,10 @@ async fn list(config: &Config, format: Format) -> anyhow::Result<Outcome> {
             table(&["DAG_ID", "PAUSED", "SCHEDULE", "TAGS", "FILE"], &rows);
         }
     }
-    if !bag.errors.is_empty() {
+    if !listing.errors.is_empty() {
         eprintln!(
             "warning: {} DAG load error(s); run `orchestrator dags validate`",
-            bag.errors.len()
+            listing.errors.len()
         );
     }
     Ok(Outcome::Success)
@@ -91,14 +90,10 @@ struct TaskSummary<'a> {
 }
 
 async fn show(config: &Config, dag_id: &str, format: Format) -> anyhow::Result<Outcome> {
-    let (store, bag) = open(config).await?;
-    let dag = service::dag(&bag, dag_id)?;
-    let paused = store
-        .paused_flags()
-        .await?
-        .get(&dag.id)
-        .copied()
-        .unwrap_or(false);
+    let service = open(config).await?;
+    let dag = service.dag(dag_id)?;
+    let dag = &dag;
+    let paused = service.paused(&dag.id).await?;
     let tasks: Vec<TaskSummary> = dag
         .tasks
         .iter()
@@ -193,8 +188,7 @@ fn validate(config: &Config) -> Outcome {
 }
 
 pub(super) async fn pause(config: &Config, dag_id: &str, paused: bool) -> anyhow::Result<Outcome> {
-    let (store, bag) = open(config).await?;
-    let before = service::set_paused(&store, &bag, dag_id, paused).await?;
+    let before = open(config).await?.set_paused(dag_id, paused).await?;
     notify_server(config).await;
     let word = if paused { "paused" } else { "unpaused" };
     if before == paused {

@@ -3,7 +3,6 @@
 
 use super::output::{json, table};
 use super::{Config, DbCommand, Format, Outcome};
-use crate::service;
 
 pub(super) async fn execute(config: &Config, cmd: DbCommand) -> anyhow::Result<Outcome> {
     match cmd {
@@ -21,8 +20,10 @@ async fn clean(
     dry_run: bool,
     format: Format,
 ) -> anyhow::Result<Outcome> {
-    let store = crate::store::Store::open(&config.database_url, 1).await?;
-    let report = service::clean_db(&store, before, dry_run).await?;
+    let report = super::open_runs(config)
+        .await?
+        .clean_db(before, dry_run)
+        .await?;
     if format == Format::Json {
         json(&report)?;
         return Ok(Outcome::Success);

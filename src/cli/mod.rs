@@ -59,6 +59,24 @@ impl From<ReprocessArg> for crate::service::Reprocess {
     }
 }
 
+/// `mark --state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MarkState {
+    /// Succeeded.
+    Success,
+    /// Failed.
+    Failed,
+}
+
+impl From<MarkState> for crate::state::TaskState {
+    fn from(state: MarkState) -> Self {
+        match state {
+            MarkState::Success => Self::Success,
+            MarkState::Failed => Self::Failed,
+        }
+    }
+}
+
 /// `-o json`.
 #[derive(Debug, Args)]
 pub struct OutputArg {
@@ -126,13 +144,35 @@ pub enum Command {
         /// DAG to unpause.
         dag_id: String,
     },
-    /// Re-run a finished run's tasks (all, or the failed ones and their downstream).
+    /// Re-run a finished run's tasks (all, the failed ones and their downstream, or one
+    /// task with or without its downstream).
     Clear {
         /// Run id.
         run_id: String,
         /// Only failed tasks and everything downstream of them.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "task")]
         failed: bool,
+        /// Only this task (with `--downstream`, also every task downstream of it).
+        #[arg(long, value_name = "TASK_ID")]
+        task: Option<String>,
+        /// With `--task`: clear the tasks downstream of it too.
+        #[arg(long, requires = "task")]
+        downstream: bool,
+        /// DAG, when the run id exists in several.
+        #[arg(long)]
+        dag: Option<String>,
+    },
+    /// Set a task instance of a finished run to success or failed (the run's state
+    /// follows: success when all its tasks succeeded or were skipped).
+    Mark {
+        /// Run id.
+        run_id: String,
+        /// The task.
+        #[arg(long, value_name = "TASK_ID")]
+        task: String,
+        /// The state to set.
+        #[arg(long, value_enum)]
+        state: MarkState,
         /// DAG, when the run id exists in several.
         #[arg(long)]
         dag: Option<String>,
@@ -298,8 +338,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Clear {
             run_id,
             failed,
+            task,
+            downstream,
             dag,
-        } => runs::clear(&config, &run_id, failed, dag.as_deref()).await,
+        } => {
+            let what = match task {
+                Some(task) => runs::ClearWhat::Task { task, downstream },
+                None if failed => runs::ClearWhat::Failed,
+                None => runs::ClearWhat::All,
+            };
+            runs::clear(&config, &run_id, what, dag.as_deref()).await
+        }
+        Command::Mark {
+            run_id,
+            task,
+            state,
+            dag,
+        } => runs::mark(&config, &run_id, &task, state.into(), dag.as_deref()).await,
         Command::Graph(cmd) => graph::execute(&config, cmd).await,
         Command::Backfill {
             dag_id,
@@ -321,11 +376,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// The store and DAGs a command works with.
-async fn open(config: &Config) -> anyhow::Result<(crate::store::Store, crate::dag::DagBag)> {
-    let store = crate::store::Store::open(&config.database_url, 1).await?;
+/// The service over the state store and the DAG folder, as a command sees them.
+async fn open(config: &Config) -> anyhow::Result<crate::service::Service> {
     let bag = crate::daemon::sources(config).load();
-    Ok((store, bag))
+    Ok(crate::service::Service::open(&config.database_url, bag).await?)
+}
+
+/// The service over the state store alone (commands about runs, which need no DAG files).
+async fn open_runs(config: &Config) -> anyhow::Result<crate::service::Service> {
+    let bag = crate::dag::DagBag::default();
+    Ok(crate::service::Service::open(&config.database_url, bag).await?)
 }
 
 /// Tells a running server that the store changed; returns whether one answered.

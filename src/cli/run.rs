@@ -1,7 +1,6 @@
 //! `trigger` and `run`: queue a run (for a server, or for this process) and, for `run` and
 //! `trigger --wait`, follow it to its end with live progress.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Local;
@@ -9,10 +8,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Config, Outcome, notify_server, open};
-use crate::scheduler::{Engine, Mode, Progress};
-use crate::service;
+use crate::scheduler::{Mode, Progress};
+use crate::service::{self, Service, TriggerRequest};
+use crate::service::{Owner, RunRow};
 use crate::state::{RunState, TaskState};
-use crate::store::{InstanceKind, Owner, RunRow, Store};
 
 /// How often `trigger --wait` re-reads a run executed by the server.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -24,26 +23,24 @@ pub(super) async fn trigger(
     wait: bool,
 ) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
-    let (store, bag) = open(config).await?;
-    service::dag(&bag, dag_id)?;
+    let service = open(config).await?;
+    let dag = service.dag(dag_id)?;
     // `--wait` without a server runs it here; the run is reserved so a server starting
     // meanwhile leaves it alone.
-    let dag = crate::ids::DagId::new(dag_id);
-    let paused = store
-        .paused_flags()
-        .await?
-        .get(&dag)
-        .copied()
-        .unwrap_or(false);
+    let paused = service.paused(&dag.id).await?;
     let here = wait && !paused && !notify_server(config).await;
     let owner = match here {
-        true => Some(register(&store, config).await?),
+        true => Some(service.register_foreground(config.lease).await?),
         false => None,
     };
-    let run = service::trigger(&store, &bag, dag_id, conf, owner.clone()).await?;
+    let request = TriggerRequest {
+        conf,
+        owner: owner.clone(),
+    };
+    let run = service.trigger(dag_id, request).await?;
     println!("queued {} run {}", run.dag_id, run.run_id);
     if let Some(owner) = owner {
-        return execute_here(config, store, Arc::new(bag), run, owner).await;
+        return execute_here(config, &service, run, owner).await;
     }
     if !notify_server(config).await {
         println!(
@@ -61,7 +58,7 @@ pub(super) async fn trigger(
         }
     }
     if wait {
-        follow(&store, run).await
+        follow(&service, run).await
     } else {
         Ok(Outcome::Success)
     }
@@ -73,25 +70,21 @@ pub(super) async fn run(
     conf: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
-    let (store, bag) = open(config).await?;
-    let owner = register(&store, config).await?;
-    let run = service::trigger(&store, &bag, dag_id, conf, Some(owner.clone())).await?;
+    let service = open(config).await?;
+    let owner = service.register_foreground(config.lease).await?;
+    let request = TriggerRequest {
+        conf,
+        owner: Some(owner.clone()),
+    };
+    let run = service.trigger(dag_id, request).await?;
     println!("running {} run {}", run.dag_id, run.run_id);
-    execute_here(config, store, Arc::new(bag), run, owner).await
-}
-
-/// Registers this process as an instance that executes runs (with a lease).
-async fn register(store: &Store, config: &Config) -> anyhow::Result<Owner> {
-    Ok(store
-        .register_instance(InstanceKind::Foreground, config.lease)
-        .await?)
+    execute_here(config, &service, run, owner).await
 }
 
 /// Executes a run reserved for this process (and the runs it triggers), printing progress.
 async fn execute_here(
     config: &Config,
-    store: Store,
-    bag: Arc<crate::dag::DagBag>,
+    service: &Service,
     run: RunRow,
     owner: Owner,
 ) -> anyhow::Result<Outcome> {
@@ -99,9 +92,7 @@ async fn execute_here(
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::daemon::stop_on_signal(shutdown.clone()));
     let mode = Mode::Foreground { root: run.key };
-    let engine = Engine::start(
-        store.clone(),
-        bag,
+    let engine = service.start_engine(
         mode,
         crate::daemon::scheduler_config(config)?,
         owner,
@@ -113,11 +104,11 @@ async fn execute_here(
     }
     engine.done.await??;
     shutdown.cancel();
-    let end = store
-        .run(run.key)
-        .await?
+    let end = service
+        .refresh(&run)
+        .await
         .map_or(RunState::Failed, |r| r.state);
-    finish(&store, &run, end).await
+    finish(service, &run, end).await
 }
 
 fn print_progress(p: &Progress) {
@@ -156,12 +147,10 @@ fn print_progress(p: &Progress) {
 }
 
 /// `trigger --wait` with a server: watch the store until the run ends.
-async fn follow(store: &Store, run: RunRow) -> anyhow::Result<Outcome> {
+async fn follow(service: &Service, run: RunRow) -> anyhow::Result<Outcome> {
     let mut last = run.state;
     loop {
-        let Some(now) = store.run(run.key).await? else {
-            anyhow::bail!("run {} disappeared", run.run_id)
-        };
+        let now = service.refresh(&run).await?;
         if now.state != last {
             println!(
                 "[{}] {} run {}: {}",
@@ -173,20 +162,21 @@ async fn follow(store: &Store, run: RunRow) -> anyhow::Result<Outcome> {
             last = now.state;
         }
         if now.state.is_finished() {
-            return finish(store, &now, now.state).await;
+            return finish(service, &now, now.state).await;
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
 }
 
-async fn finish(store: &Store, run: &RunRow, state: RunState) -> anyhow::Result<Outcome> {
+async fn finish(service: &Service, run: &RunRow, state: RunState) -> anyhow::Result<Outcome> {
     if state == RunState::Success {
         println!("{} run {} succeeded", run.dag_id, run.run_id);
         return Ok(Outcome::Success);
     }
-    let failed: Vec<String> = store
-        .task_instances(run.key)
+    let failed: Vec<String> = service
+        .run_detail(run.clone())
         .await?
+        .task_instances
         .into_iter()
         .filter(|t| t.state == Some(TaskState::Failed))
         .map(|t| format!("{} ({})", t.task_id, t.error.unwrap_or_default()))

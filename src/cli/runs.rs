@@ -1,11 +1,11 @@
 //! `runs list|show`, `logs`, `clear`, `backfill`.
 
 use super::output::{duration, json, table, time};
-use super::{Config, Format, Outcome, RunsCommand, notify_server, open};
+use super::{Config, Format, Outcome, RunsCommand, notify_server, open, open_runs};
 use crate::ids::{DagId, TaskId};
 use crate::service::{self, ServiceError};
+use crate::service::{RunQuery, RunRow};
 use crate::state::RunState;
-use crate::store::RunRow;
 
 pub(super) async fn execute(config: &Config, cmd: RunsCommand) -> anyhow::Result<Outcome> {
     match cmd {
@@ -69,9 +69,13 @@ async fn list(
                 .map_err(|e| ServiceError::Invalid(format!("--state: {e}")))
         })
         .transpose()?;
-    let store = crate::store::Store::open(&config.database_url, 1).await?;
-    let dag = dag.map(DagId::new);
-    let runs = store.list_runs(dag.as_ref(), state, limit).await?;
+    let query = RunQuery {
+        dags: dag.map(DagId::new).into_iter().collect(),
+        states: state.into_iter().collect(),
+        limit,
+        ..RunQuery::default()
+    };
+    let (runs, _) = open_runs(config).await?.list_runs(&query).await?;
     match format {
         Format::Json => json(&runs)?,
         Format::Table => table(&RUN_HEADER, &run_rows(&runs)),
@@ -85,10 +89,10 @@ async fn show(
     dag: Option<&str>,
     format: Format,
 ) -> anyhow::Result<Outcome> {
-    let store = crate::store::Store::open(&config.database_url, 1).await?;
-    let run = service::find_run(&store, run_id, dag).await?;
-    let children = service::children(&store, run.key).await?;
-    let detail = service::run_detail(&store, run).await?;
+    let service = open_runs(config).await?;
+    let run = service.find_run(run_id, dag).await?;
+    let detail = service.run_detail(run).await?;
+    let children = &detail.children;
     if format == Format::Json {
         json(&detail)?;
         return Ok(Outcome::Success);
@@ -147,28 +151,12 @@ pub(super) async fn logs(
     dag: Option<&str>,
     format: Format,
 ) -> anyhow::Result<Outcome> {
-    let store = crate::store::Store::open(&config.database_url, 1).await?;
-    let run = service::find_run(&store, run_id, dag).await?;
-    let task = TaskId::new(task_id);
-    let ti = store
-        .task_instances(run.key)
-        .await?
-        .into_iter()
-        .find(|t| t.task_id == task);
-    let Some(ti) = ti else {
-        return Err(
-            ServiceError::Invalid(format!("run '{run_id}' has no task '{task_id}'")).into(),
-        );
-    };
-    let try_number = try_number.unwrap_or(ti.try_number.max(1));
-    if try_number == 0 || try_number > ti.try_number.max(1) {
-        return Err(ServiceError::Invalid(format!(
-            "task '{task_id}' of run '{run_id}' has no try {try_number} (it has {})",
-            ti.try_number
-        ))
-        .into());
-    }
-    let lines = store.logs(run.key, &task, try_number).await?;
+    let service = open_runs(config).await?;
+    let run = service.find_run(run_id, dag).await?;
+    let task = service.task_logs(&run, task_id, try_number).await?;
+    let lines = service
+        .log(&run, &task.instance.task_id, task.try_number)
+        .await?;
     if format == Format::Json {
         json(&lines)?;
         return Ok(Outcome::Success);
@@ -186,15 +174,29 @@ pub(super) async fn logs(
     Ok(Outcome::Success)
 }
 
+/// What `clear` resets.
+pub(super) enum ClearWhat {
+    /// Every task.
+    All,
+    /// Failed tasks and their downstream.
+    Failed,
+    /// One task, with or without its downstream.
+    Task { task: String, downstream: bool },
+}
+
 pub(super) async fn clear(
     config: &Config,
     run_id: &str,
-    failed: bool,
+    what: ClearWhat,
     dag: Option<&str>,
 ) -> anyhow::Result<Outcome> {
-    let (store, bag) = open(config).await?;
-    let run = service::find_run(&store, run_id, dag).await?;
-    let cleared = service::clear(&store, &bag, run, failed).await?;
+    let service = open(config).await?;
+    let run = service.find_run(run_id, dag).await?;
+    let cleared = match what {
+        ClearWhat::All => service.clear(run, false).await?,
+        ClearWhat::Failed => service.clear(run, true).await?,
+        ClearWhat::Task { task, downstream } => service.clear_task(run, &task, downstream).await?,
+    };
     let names: Vec<&str> = cleared.tasks.iter().map(TaskId::as_str).collect();
     println!(
         "cleared {} task(s) of {} run {}: {}",
@@ -207,13 +209,32 @@ pub(super) async fn clear(
     Ok(Outcome::Success)
 }
 
+pub(super) async fn mark(
+    config: &Config,
+    run_id: &str,
+    task: &str,
+    state: crate::state::TaskState,
+    dag: Option<&str>,
+) -> anyhow::Result<Outcome> {
+    let service = open_runs(config).await?;
+    let run = service.find_run(run_id, dag).await?;
+    let marked = service.mark(run, task, state).await?;
+    println!(
+        "marked {} of {} run {} {}; the run is {}",
+        marked.task_id, marked.run.dag_id, marked.run.run_id, marked.state, marked.run.state
+    );
+    Ok(Outcome::Success)
+}
+
 pub(super) async fn backfill(
     config: &Config,
     dag_id: &str,
     req: service::BackfillRequest<'_>,
 ) -> anyhow::Result<Outcome> {
-    let (store, bag) = open(config).await?;
-    let report = service::backfill(&store, &bag, dag_id, req, chrono::Utc::now()).await?;
+    let report = open(config)
+        .await?
+        .backfill(dag_id, req, chrono::Utc::now())
+        .await?;
     let (queue, again, skip) = if report.dry_run {
         ("would queue", "would run", "would skip")
     } else {

@@ -1,11 +1,30 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::TimeZone;
+use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::dag::build::{DagText, build_dag};
 use crate::ids::InstanceId;
+use crate::state::{RunState, RunType};
+use crate::store::{NewRun, Owner, RunRow};
+
+/// `Service::backfill` over `store` and the DAGs of `bag`.
+async fn backfill(
+    store: &Store,
+    bag: &DagBag,
+    dag_id: &str,
+    req: BackfillRequest<'_>,
+    now: DateTime<Utc>,
+) -> ServiceResult<BackfillReport> {
+    let bag = DagBag {
+        dags: bag.dags.clone(),
+        errors: Vec::new(),
+    };
+    Service::with_bag(store.clone(), bag)
+        .backfill(dag_id, req, now)
+        .await
+}
 
 const DAILY: &str = "dag_id: daily\nschedule: '0 3 * * *'\nstart_date: 2024-01-01\n\
                      end_date: 2024-12-31\ntasks:\n  t: {type: noop}\n";

@@ -14,6 +14,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod versions;
+mod views;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -27,6 +28,7 @@ use sqlx::{SqlSafeStr, SqlitePool};
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+pub use views::{RunField, RunOrder, RunQuery};
 
 use crate::ids::RunKey;
 
@@ -88,7 +90,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -109,6 +111,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         5,
         "one run per logical date",
         include_str!("../../migrations/0005_one_run_per_logical_date.sql"),
+    ),
+    (
+        6,
+        "dashboard_indexes",
+        include_str!("../../migrations/0006_dashboard_indexes.sql"),
     ),
 ];
 

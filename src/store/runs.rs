@@ -12,7 +12,7 @@ use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunState, RunType};
 
-const RUN_COLUMNS: &str = "SELECT id, dag_id, run_id, run_type, state, logical_date, \
+pub(super) const RUN_COLUMNS: &str = "SELECT id, dag_id, run_id, run_type, state, logical_date, \
     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, parent_run, \
     parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, note FROM dag_run";
 

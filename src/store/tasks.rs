@@ -148,6 +148,60 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a task instance of a finished run `success` or `failed` (a user's override,
+    /// as Airflow's "mark success/failed"), then sets the run's state from its task
+    /// instances: success when every one succeeded or was skipped, failed otherwise. Runs
+    /// still queued or running are refused: their owner decides their tasks' states.
+    /// Returns the run's state after the mark.
+    pub async fn mark_task(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        state: TaskState,
+    ) -> StoreResult<RunState> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = to_text(Utc::now());
+        let mark = sqlx::AssertSqlSafe(format!(
+            "UPDATE task_instance SET state = ?1, end_date = COALESCE(end_date, ?2), \
+             next_retry_at = NULL WHERE run = ?3 AND task_id = ?4 AND {} AND EXISTS \
+             (SELECT 1 FROM dag_run r WHERE r.id = ?3 AND r.state IN ('success', 'failed'))",
+            TaskState::marked_sources()
+        ));
+        let done = sqlx::query(mark)
+            .bind(state.as_str())
+            .bind(&now)
+            .bind(run.0)
+            .bind(task.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(refused(&mut tx, run, task, state.as_str()).await?);
+        }
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM task_instance WHERE run = ? \
+             AND (state IS NULL OR state NOT IN ('success', 'skipped'))",
+        )
+        .bind(run.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let outcome = if unfinished == 0 {
+            RunState::Success
+        } else {
+            RunState::Failed
+        };
+        sqlx::query(
+            "UPDATE dag_run SET state = ?1, end_date = COALESCE(end_date, ?2) \
+             WHERE id = ?3 AND state IN ('success', 'failed')",
+        )
+        .bind(outcome.as_str())
+        .bind(&now)
+        .bind(run.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// `clear_run` inside the caller's transaction.
     pub(super) async fn clear_run_in(
         tx: &mut Transaction<'static, Sqlite>,

@@ -11,8 +11,6 @@ pub use server::{
     connection_limit, raise_open_file_limit, serve,
 };
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -23,11 +21,8 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use http_body_util::LengthLimitError;
 use serde_json::json;
-use tokio::sync::watch;
 
-use crate::dag::DagBag;
-use crate::scheduler::EngineHandle;
-use crate::store::Store;
+use crate::service::Service;
 
 /// Request bodies larger than this are refused with 413, on every route.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -35,15 +30,11 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Path the CLI posts to after queueing a run, pausing a DAG, etc.
 pub const WAKE_PATH: &str = "/internal/wake";
 
-/// Shared state of the handlers.
+/// Shared state of the handlers: the one service every front-end goes through.
 #[derive(Clone)]
 pub struct AppState {
-    /// The state store.
-    pub store: Store,
-    /// The scheduler.
-    pub engine: EngineHandle,
-    /// The current DAG bag (replaced on reload).
-    pub dags: watch::Receiver<Arc<DagBag>>,
+    /// The store, the live DAG bag and the engine.
+    pub service: Service,
 }
 
 /// Builds the router.
@@ -115,23 +106,26 @@ fn error(status: StatusCode, detail: String) -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let db = match state.store.ping().await {
+    let service = &state.service;
+    let db = match service.ping().await {
         Ok(()) => "healthy",
         Err(e) => {
             tracing::warn!(error = %e, "health check: state database unavailable");
             "unhealthy"
         }
     };
+    let engine_running = service.engine().is_some_and(|e| e.is_running());
+    let bag = service.bag();
     let body = json!({
         "metadatabase": {"status": db},
         "scheduler": {
-            "status": if state.engine.is_running() { "healthy" } else { "unhealthy" },
-            "latest_scheduler_heartbeat": state.engine.last_heartbeat(),
+            "status": if engine_running { "healthy" } else { "unhealthy" },
+            "latest_scheduler_heartbeat": service.engine().map(|e| e.last_heartbeat()),
         },
         "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": Utc::now()},
-        "dags": {"loaded": state.dags.borrow().dags.len(), "import_errors": state.dags.borrow().errors.len()},
+        "dags": {"loaded": bag.dags.len(), "import_errors": bag.errors.len()},
     });
-    let status = if db == "healthy" && state.engine.is_running() {
+    let status = if db == "healthy" && engine_running {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -144,7 +138,10 @@ async fn version() -> Json<serde_json::Value> {
 }
 
 async fn wake(State(state): State<AppState>) -> StatusCode {
-    match state.engine.wake().await {
+    let Some(engine) = state.service.engine() else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    match engine.wake().await {
         Ok(()) => StatusCode::NO_CONTENT,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::AppState;
-use crate::service;
+use crate::service::DagQuery;
 
 /// One row of the DAG list.
 pub struct DagRow {
@@ -29,25 +29,26 @@ pub struct DagsPage {
 
 /// `GET /`.
 pub async fn dags(State(state): State<AppState>) -> Result<DagsPage, StatusCode> {
-    let bag = state.dags.borrow().clone();
-    let paused = state.store.paused_flags().await.map_err(internal)?;
-    let mut rows = Vec::with_capacity(bag.dags.len());
-    for dag in bag.dags.values() {
-        let recent = service::latest_states(&state.store, &dag.id, 10)
-            .await
-            .map_err(internal)?;
-        rows.push(DagRow {
-            dag_id: dag.id.to_string(),
-            tags: dag.tags.join(", "),
-            schedule: dag.schedule_text.clone().unwrap_or_else(|| "-".into()),
-            paused: paused.get(&dag.id).copied().unwrap_or(false),
-            recent: recent.iter().map(|s| s.as_str()).collect(),
-        });
-    }
+    let query = DagQuery {
+        recent_runs: 10,
+        ..DagQuery::default()
+    };
+    let listing = state.service.list_dags(&query).await.map_err(internal)?;
+    let rows: Vec<DagRow> = listing
+        .dags
+        .iter()
+        .map(|d| DagRow {
+            dag_id: d.dag.id.to_string(),
+            tags: d.dag.tags.join(", "),
+            schedule: d.dag.schedule_text.clone().unwrap_or_else(|| "-".into()),
+            paused: d.paused,
+            recent: d.recent.iter().map(|r| r.state.as_str()).collect(),
+        })
+        .collect();
     let refresh = rows
         .iter()
         .any(|r| r.recent.iter().any(|s| *s == "running" || *s == "queued"));
-    let errors = bag
+    let errors = listing
         .errors
         .iter()
         .map(|e| crate::redact::text(&e.to_string()).into_owned())

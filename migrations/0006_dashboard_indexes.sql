@@ -1,0 +1,4 @@
+-- Pages list a DAG's runs newest first and page through them: one index seek per DAG
+-- instead of a sort of all its runs. Listings filtered by state use the same order.
+CREATE INDEX dag_run_by_dag_id ON dag_run (dag_id, id);
+CREATE INDEX dag_run_by_dag_state ON dag_run (dag_id, state, id);

@@ -1,0 +1,439 @@
+//! Runs, task instances, tries and logs as front-ends show them, and the actions on them:
+//! trigger, clear (a run, or tasks with or without their downstream), mark.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+
+use super::{Service, ServiceError, ServiceResult};
+use crate::dag::Dag;
+use crate::ids::{DagId, RunKey, TaskId};
+use crate::state::{RunType, TaskState};
+use crate::store::{NewRun, Owner, RunQuery, RunRow, TaskInstanceRow, TryRow};
+use crate::tasks::LogLine;
+
+/// A run with everything its page shows.
+#[derive(Debug, serde::Serialize)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunRow,
+    /// Its task instances.
+    pub task_instances: Vec<TaskInstanceRow>,
+    /// Every try of every task, by start.
+    #[serde(skip)]
+    pub tries: Vec<TryRow>,
+    /// The run whose `trigger_dag` task created it.
+    #[serde(skip)]
+    pub parent: Option<RunRow>,
+    /// The runs its `trigger_dag` tasks created.
+    #[serde(skip)]
+    pub children: Vec<RunRow>,
+}
+
+/// Recent runs of a DAG with their task instances (the grid).
+#[derive(Debug)]
+pub struct Grid {
+    /// The runs of the page, newest first.
+    pub runs: Vec<RunRow>,
+    /// Task instances by run.
+    pub instances: HashMap<RunKey, Vec<TaskInstanceRow>>,
+    /// Runs of the DAG in all.
+    pub total: u64,
+}
+
+/// What to queue.
+#[derive(Clone, Debug, Default)]
+pub struct TriggerRequest {
+    /// The run's conf (a JSON object).
+    pub conf: serde_json::Value,
+    /// Reserve the run for this foreground process.
+    pub owner: Option<Owner>,
+}
+
+/// What `clear` did.
+#[derive(Debug, serde::Serialize)]
+pub struct Cleared {
+    /// The run, queued again.
+    pub run: RunRow,
+    /// Task ids reset.
+    pub tasks: Vec<TaskId>,
+}
+
+/// What `mark` did.
+#[derive(Debug, serde::Serialize)]
+pub struct Marked {
+    /// The run after the mark (its state follows its task instances).
+    pub run: RunRow,
+    /// The task marked.
+    pub task_id: TaskId,
+    /// Its new state.
+    pub state: TaskState,
+}
+
+/// A task instance of a run with its tries (the log page's header).
+#[derive(Debug)]
+pub struct TaskLogs {
+    /// The task instance.
+    pub instance: TaskInstanceRow,
+    /// Its tries, first first.
+    pub tries: Vec<TryRow>,
+    /// The try asked for (the latest by default; 0 when none started).
+    pub try_number: u32,
+}
+
+/// Log lines of one try after a sequence number.
+#[derive(Debug, serde::Serialize)]
+pub struct LogChunk {
+    /// The lines, in order.
+    pub lines: Vec<LogLine>,
+    /// Seq of the last line returned (or the one passed in when none): where to go on.
+    pub last_seq: u64,
+    /// Whether the try may still write (it is running, or has not ended yet).
+    pub running: bool,
+}
+
+impl Service {
+    /// One page of runs and how many match in all.
+    pub async fn list_runs(&self, query: &RunQuery) -> ServiceResult<(Vec<RunRow>, u64)> {
+        Ok(self.store.query_runs(query).await?)
+    }
+
+    /// Whether any run (of one DAG) is queued or running.
+    pub async fn any_active_run(&self, dag: Option<&DagId>) -> ServiceResult<bool> {
+        Ok(self.store.any_active_run(dag).await?)
+    }
+
+    /// Finds one run by run id (and DAG when given): the CLI's lookup.
+    pub async fn find_run(&self, run_id: &str, dag: Option<&str>) -> ServiceResult<RunRow> {
+        let dag = dag.map(DagId::new);
+        let mut rows = self.store.runs_by_run_id(run_id, dag.as_ref()).await?;
+        match rows.len() {
+            0 => Err(ServiceError::UnknownRun(run_id.to_string())),
+            1 => Ok(rows.remove(0)),
+            _ => {
+                let dags: Vec<String> = rows.iter().map(|r| r.dag_id.to_string()).collect();
+                Err(ServiceError::AmbiguousRun(
+                    run_id.to_string(),
+                    dags.join(", "),
+                ))
+            }
+        }
+    }
+
+    /// The run `run_id` of `dag_id` (the DAG need not be loaded any more).
+    pub async fn run(&self, dag_id: &str, run_id: &str) -> ServiceResult<RunRow> {
+        let dag = DagId::new(dag_id);
+        self.store
+            .runs_by_run_id(run_id, Some(&dag))
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::UnknownRun(format!("{dag_id}/{run_id}")))
+    }
+
+    /// A run as stored now, by key.
+    pub async fn refresh(&self, run: &RunRow) -> ServiceResult<RunRow> {
+        self.store
+            .run(run.key)
+            .await?
+            .ok_or_else(|| ServiceError::UnknownRun(run.run_id.to_string()))
+    }
+
+    /// A run with its task instances, tries, parent and children.
+    pub async fn run_detail(&self, run: RunRow) -> ServiceResult<RunDetail> {
+        let task_instances = self.store.task_instances(run.key).await?;
+        let tries = self.store.tries(run.key).await?;
+        let parent = match run.parent_run {
+            Some(key) => self.store.run(key).await?,
+            None => None,
+        };
+        let children = self.store.child_runs(run.key).await?;
+        Ok(RunDetail {
+            run,
+            task_instances,
+            tries,
+            parent,
+            children,
+        })
+    }
+
+    /// Runs a `trigger_dag` task of `run` created.
+    pub async fn children(&self, run: &RunRow) -> ServiceResult<Vec<RunRow>> {
+        Ok(self.store.child_runs(run.key).await?)
+    }
+
+    /// A page of a DAG's runs, newest first, with their task instances.
+    pub async fn grid(&self, dag_id: &str, limit: u32, offset: u64) -> ServiceResult<Grid> {
+        let query = RunQuery {
+            dags: vec![DagId::new(dag_id)],
+            limit,
+            offset,
+            ..RunQuery::default()
+        };
+        let (runs, total) = self.store.query_runs(&query).await?;
+        let keys: Vec<RunKey> = runs.iter().map(|r| r.key).collect();
+        let instances = self.store.task_instances_of(&keys).await?;
+        Ok(Grid {
+            runs,
+            instances,
+            total,
+        })
+    }
+
+    /// A task instance of a run and its tries; `try_number` (default: the latest) must
+    /// be one that exists.
+    pub async fn task_logs(
+        &self,
+        run: &RunRow,
+        task_id: &str,
+        try_number: Option<u32>,
+    ) -> ServiceResult<TaskLogs> {
+        let task = TaskId::new(task_id);
+        let instance = self
+            .store
+            .task_instances(run.key)
+            .await?
+            .into_iter()
+            .find(|t| t.task_id == task);
+        let instance = match instance {
+            Some(instance) => instance,
+            // A queued run has no task instances yet; its DAG still names its tasks.
+            None if self.run_has_task(run, &task) => TaskInstanceRow {
+                task_id: task.clone(),
+                state: None,
+                try_number: 0,
+                max_tries: 1,
+                start_date: None,
+                end_date: None,
+                next_retry_at: None,
+                error: None,
+                first_try: 1,
+            },
+            None => {
+                return Err(ServiceError::UnknownTask(format!(
+                    "run '{}' has no task '{task_id}'",
+                    run.run_id
+                )));
+            }
+        };
+        let latest = instance.try_number;
+        let try_number = try_number.unwrap_or(latest);
+        if try_number > latest || (try_number == 0 && latest > 0) {
+            return Err(ServiceError::UnknownTask(format!(
+                "task '{task_id}' of run '{}' has no try {try_number} (it has {latest})",
+                run.run_id
+            )));
+        }
+        let tries = self
+            .store
+            .tries(run.key)
+            .await?
+            .into_iter()
+            .filter(|t| t.task_id == task)
+            .collect();
+        Ok(TaskLogs {
+            instance,
+            tries,
+            try_number,
+        })
+    }
+
+    fn run_has_task(&self, run: &RunRow, task: &TaskId) -> bool {
+        self.bag()
+            .get(run.dag_id.as_str())
+            .is_some_and(|d| d.index.contains_key(task))
+    }
+
+    /// Up to `limit` log lines of a try after `after_seq` (0: from the start).
+    pub async fn log_chunk(
+        &self,
+        run: &RunRow,
+        task: &TaskId,
+        try_number: u32,
+        after_seq: u64,
+        limit: u32,
+    ) -> ServiceResult<LogChunk> {
+        let lines = self
+            .store
+            .logs_after(run.key, task, try_number, after_seq, limit)
+            .await?;
+        let last_seq = lines.last().map_or(after_seq, |l| l.seq);
+        let running = self
+            .store
+            .tries(run.key)
+            .await?
+            .iter()
+            .find(|t| &t.task_id == task && t.try_number == try_number)
+            .is_none_or(|t| t.end_date.is_none());
+        Ok(LogChunk {
+            lines,
+            last_seq,
+            running,
+        })
+    }
+
+    /// The whole stored log of a try.
+    pub async fn log(
+        &self,
+        run: &RunRow,
+        task: &TaskId,
+        try_number: u32,
+    ) -> ServiceResult<Vec<LogLine>> {
+        Ok(self.store.logs(run.key, task, try_number).await?)
+    }
+
+    /// Queues a manual run of a loaded DAG.
+    pub async fn trigger(&self, dag_id: &str, req: TriggerRequest) -> ServiceResult<RunRow> {
+        let dag = self.dag(dag_id)?;
+        let conf = match req.conf {
+            serde_json::Value::Null => serde_json::json!({}),
+            conf @ serde_json::Value::Object(_) => conf,
+            _ => return Err(ServiceError::Invalid("conf must be a JSON object".into())),
+        };
+        self.store.ensure_dags([&dag.id]).await?;
+        let now = Utc::now();
+        let new = NewRun {
+            dag_id: dag.id.clone(),
+            run_type: RunType::Manual,
+            interval_start: now,
+            interval_end: now,
+            conf,
+            parent: None,
+            owner: req.owner,
+            version: Some(dag.version()),
+        };
+        let run = self
+            .store
+            .insert_run(&new)
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("run id already taken".into()))?;
+        self.wake().await;
+        Ok(run)
+    }
+
+    /// Resets a finished run's tasks (all, or the failed ones and everything downstream of
+    /// them) and queues the run again. Cleared tasks get their full retries back.
+    pub async fn clear(&self, run: RunRow, only_failed: bool) -> ServiceResult<Cleared> {
+        let dag = self.finished_run_dag(&run)?;
+        let tis = self.store.task_instances(run.key).await?;
+        let state_of = |id: &TaskId| tis.iter().find(|t| &t.task_id == id).and_then(|t| t.state);
+        let roots: Vec<usize> = (0..dag.tasks.len())
+            .filter(|&i| {
+                !only_failed || state_of(&dag.tasks[i].id).is_some_and(TaskState::is_failure)
+            })
+            .collect();
+        if roots.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "run '{}' has no failed tasks to clear",
+                run.run_id
+            )));
+        }
+        self.clear_tasks(run, &dag, roots, true).await
+    }
+
+    /// Resets one task of a finished run (and, with `downstream`, every task downstream of
+    /// it) and queues the run again.
+    pub async fn clear_task(
+        &self,
+        run: RunRow,
+        task_id: &str,
+        downstream: bool,
+    ) -> ServiceResult<Cleared> {
+        let dag = self.finished_run_dag(&run)?;
+        let Some(&index) = dag.index.get(&TaskId::new(task_id)) else {
+            return Err(ServiceError::UnknownTask(format!(
+                "DAG '{}' has no task '{task_id}'",
+                dag.id
+            )));
+        };
+        self.clear_tasks(run, &dag, vec![index], downstream).await
+    }
+
+    /// The DAG a finished run executes, for clearing it.
+    fn finished_run_dag(&self, run: &RunRow) -> ServiceResult<std::sync::Arc<Dag>> {
+        if !run.state.is_finished() {
+            return Err(ServiceError::Conflict(format!(
+                "run '{}' is {}; only finished runs can be cleared",
+                run.run_id, run.state
+            )));
+        }
+        self.dag(run.dag_id.as_str())
+    }
+
+    async fn clear_tasks(
+        &self,
+        run: RunRow,
+        dag: &Dag,
+        roots: Vec<usize>,
+        downstream: bool,
+    ) -> ServiceResult<Cleared> {
+        let mut chosen: HashSet<usize> = HashSet::new();
+        let mut stack = roots;
+        while let Some(i) = stack.pop() {
+            if chosen.insert(i) && downstream {
+                stack.extend(dag.tasks[i].downstream.iter().copied());
+            }
+        }
+        let mut indices: Vec<usize> = chosen.into_iter().collect();
+        indices.sort_unstable();
+        let tasks: Vec<(TaskId, u32)> = indices
+            .iter()
+            .map(|&i| (dag.tasks[i].id.clone(), dag.tasks[i].retry.max_tries()))
+            .collect();
+        self.store.clear_run(run.key, &tasks).await?;
+        let run = self.refresh(&run).await?;
+        self.wake().await;
+        Ok(Cleared {
+            run,
+            tasks: tasks.into_iter().map(|(t, _)| t).collect(),
+        })
+    }
+
+    /// Marks a task instance of a finished run `success` or `failed`; the run's state
+    /// follows (success when all its tasks succeeded or were skipped).
+    pub async fn mark(
+        &self,
+        run: RunRow,
+        task_id: &str,
+        state: TaskState,
+    ) -> ServiceResult<Marked> {
+        if !matches!(state, TaskState::Success | TaskState::Failed) {
+            return Err(ServiceError::Invalid(format!(
+                "a task can be marked success or failed, not {state}"
+            )));
+        }
+        if !run.state.is_finished() {
+            return Err(ServiceError::Conflict(format!(
+                "run '{}' is {}; tasks can be marked once it has finished",
+                run.run_id, run.state
+            )));
+        }
+        let task = TaskId::new(task_id);
+        let known = self
+            .store
+            .task_instances(run.key)
+            .await?
+            .iter()
+            .any(|t| t.task_id == task);
+        if !known {
+            return Err(ServiceError::UnknownTask(format!(
+                "run '{}' has no task '{task_id}'",
+                run.run_id
+            )));
+        }
+        self.store
+            .mark_task(run.key, &task, state)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Transition { .. } => {
+                    ServiceError::Conflict(e.to_string())
+                }
+                other => other.into(),
+            })?;
+        Ok(Marked {
+            run: self.refresh(&run).await?,
+            task_id: task,
+            state,
+        })
+    }
+}

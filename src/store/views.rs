@@ -1,0 +1,354 @@
+//! Read queries behind the front-ends (dashboard, CLI listings, REST API): filtered and
+//! paged run listings, the latest runs of many DAGs in one statement, and the task
+//! instances of many runs at once. Each uses an index; none scans a DAG's whole history.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::rows::{RunRow, TaskInstanceRow};
+use super::runs::RUN_COLUMNS;
+use super::{Store, StoreResult, to_text};
+use crate::ids::{DagId, RunKey};
+use crate::state::{RunState, RunType};
+
+/// A column runs can be ordered by (ties are broken by the store key, newest last).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RunField {
+    /// Creation order.
+    #[default]
+    Id,
+    /// Run id.
+    RunId,
+    /// DAG id.
+    DagId,
+    /// State.
+    State,
+    /// Logical date.
+    LogicalDate,
+    /// Start.
+    StartDate,
+    /// End.
+    EndDate,
+    /// Queued at.
+    QueuedAt,
+}
+
+impl RunField {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::RunId => "run_id",
+            Self::DagId => "dag_id",
+            Self::State => "state",
+            Self::LogicalDate => "logical_date",
+            Self::StartDate => "start_date",
+            Self::EndDate => "end_date",
+            Self::QueuedAt => "queued_at",
+        }
+    }
+}
+
+/// An ordering of a run listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOrder {
+    /// The column.
+    pub field: RunField,
+    /// Largest first.
+    pub descending: bool,
+}
+
+impl Default for RunOrder {
+    /// Newest first.
+    fn default() -> Self {
+        Self {
+            field: RunField::Id,
+            descending: true,
+        }
+    }
+}
+
+/// Which runs a listing wants, in which order, and which page of them.
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    /// Runs of these DAGs (all when empty).
+    pub dags: Vec<DagId>,
+    /// Runs in these states (all when empty).
+    pub states: Vec<RunState>,
+    /// Runs of these types (all when empty).
+    pub run_types: Vec<RunType>,
+    /// Logical date at or after.
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    /// Logical date at or before.
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    /// Order.
+    pub order: RunOrder,
+    /// At most this many (0: count only).
+    pub limit: u32,
+    /// Skip this many.
+    pub offset: u64,
+}
+
+impl Store {
+    /// One page of the runs `query` selects, and how many it selects in all.
+    pub async fn query_runs(&self, query: &RunQuery) -> StoreResult<(Vec<RunRow>, u64)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM dag_run");
+        push_filters(&mut count, query);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        if query.limit == 0 {
+            return Ok((Vec::new(), u64::try_from(total).unwrap_or(0)));
+        }
+        let mut select = QueryBuilder::<Sqlite>::new(RUN_COLUMNS);
+        push_filters(&mut select, query);
+        let direction = if query.order.descending {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        select.push(format!(
+            " ORDER BY {} {direction}",
+            query.order.field.column()
+        ));
+        if query.order.field != RunField::Id {
+            select.push(format!(", id {direction}"));
+        }
+        select.push(" LIMIT ");
+        select.push_bind(query.limit);
+        select.push(" OFFSET ");
+        select.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let runs = rows
+            .iter()
+            .map(RunRow::from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((runs, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// The latest `per_dag` runs of each of `dags`, newest first within a DAG, in one
+    /// statement (an index seek per DAG).
+    pub async fn recent_runs(&self, dags: &[DagId], per_dag: u32) -> StoreResult<Vec<RunRow>> {
+        if dags.is_empty() || per_dag == 0 {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&dags.iter().map(DagId::as_str).collect::<Vec<_>>())
+            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE id IN (SELECT x.id FROM json_each(?1) d JOIN dag_run x \
+             ON x.id IN (SELECT y.id FROM dag_run y WHERE y.dag_id = d.value \
+             ORDER BY y.id DESC LIMIT ?2)) ORDER BY dag_id, id DESC"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(ids)
+            .bind(per_dag)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// The end of the latest scheduled interval of each of `dags` that has one (where its
+    /// timetable resumes), in one statement.
+    pub async fn last_scheduled_ends(
+        &self,
+        dags: &[DagId],
+    ) -> StoreResult<HashMap<DagId, DateTime<Utc>>> {
+        if dags.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = serde_json::to_string(&dags.iter().map(DagId::as_str).collect::<Vec<_>>())
+            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT d.value AS dag_id, (SELECT r.data_interval_end FROM dag_run r \
+             WHERE r.dag_id = d.value AND r.run_type = 'scheduled' \
+             ORDER BY r.logical_date DESC LIMIT 1) AS last_end FROM json_each(?1) d",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ends = HashMap::new();
+        for row in &rows {
+            if let Some(end) = row.try_get::<Option<String>, _>("last_end")? {
+                let dag = DagId::new(row.try_get::<String, _>("dag_id")?);
+                ends.insert(dag, super::from_text(&end)?);
+            }
+        }
+        Ok(ends)
+    }
+
+    /// The task instances of several runs, by run.
+    pub async fn task_instances_of(
+        &self,
+        runs: &[RunKey],
+    ) -> StoreResult<HashMap<RunKey, Vec<TaskInstanceRow>>> {
+        if runs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys = serde_json::to_string(&runs.iter().map(|r| r.0).collect::<Vec<_>>())
+            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT run, task_id, state, try_number, max_tries, start_date, end_date, \
+             next_retry_at, error, first_try FROM task_instance \
+             WHERE run IN (SELECT value FROM json_each(?1)) ORDER BY run, rowid",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_run: HashMap<RunKey, Vec<TaskInstanceRow>> = HashMap::new();
+        for row in &rows {
+            let run = RunKey(row.try_get("run")?);
+            by_run
+                .entry(run)
+                .or_default()
+                .push(TaskInstanceRow::from_row(row)?);
+        }
+        Ok(by_run)
+    }
+
+    /// Whether any run is queued or running (pages stop updating themselves when none is).
+    pub async fn any_active_run(&self, dag: Option<&DagId>) -> StoreResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM dag_run WHERE state IN ('queued', 'running') \
+             AND (?1 IS NULL OR dag_id = ?1) LIMIT 1",
+        )
+        .bind(dag.map(DagId::as_str))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+}
+
+/// The `WHERE` clause of a run listing.
+fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &RunQuery) {
+    builder.push(" WHERE 1");
+    if !query.dags.is_empty() {
+        builder.push(" AND dag_id IN (");
+        let mut list = builder.separated(", ");
+        for dag in &query.dags {
+            list.push_bind(dag.as_str().to_string());
+        }
+        builder.push(")");
+    }
+    if !query.states.is_empty() {
+        builder.push(" AND state IN (");
+        let mut list = builder.separated(", ");
+        for state in &query.states {
+            list.push_bind(state.as_str());
+        }
+        builder.push(")");
+    }
+    if !query.run_types.is_empty() {
+        builder.push(" AND run_type IN (");
+        let mut list = builder.separated(", ");
+        for run_type in &query.run_types {
+            list.push_bind(run_type.as_str());
+        }
+        builder.push(")");
+    }
+    if let Some(from) = query.logical_date_gte {
+        builder.push(" AND logical_date >= ");
+        builder.push_bind(to_text(from));
+    }
+    if let Some(to) = query.logical_date_lte {
+        builder.push(" AND logical_date <= ");
+        builder.push_bind(to_text(to));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewRun;
+    use chrono::TimeZone;
+
+    async fn store_with_runs(dags: &[&str], per_dag: u32) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.db").to_str().unwrap(), 2)
+            .await
+            .unwrap();
+        for dag in dags {
+            for day in 0..per_dag {
+                let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
+                    + chrono::Duration::days(i64::from(day));
+                store
+                    .insert_run(&NewRun {
+                        dag_id: DagId::new(*dag),
+                        run_type: RunType::Scheduled,
+                        interval_start: start,
+                        interval_end: start + chrono::Duration::days(1),
+                        conf: serde_json::json!({}),
+                        parent: None,
+                        owner: None,
+                        version: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn recent_runs_takes_the_newest_of_each_dag_in_one_statement() {
+        let (_dir, store) = store_with_runs(&["a", "b", "c"], 5).await;
+        let ids = [DagId::new("a"), DagId::new("c"), DagId::new("missing")];
+        let runs = store.recent_runs(&ids, 2).await.unwrap();
+        let got: Vec<(String, String)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.dag_id.to_string(),
+                    r.logical_date.format("%d").to_string(),
+                )
+            })
+            .collect();
+        let want = [("a", "05"), ("a", "04"), ("c", "05"), ("c", "04")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(d, n)| (d.to_string(), n.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let ends = store.last_scheduled_ends(&ids).await.unwrap();
+        assert_eq!(ends.len(), 2);
+        assert_eq!(
+            ends[&DagId::new("a")],
+            Utc.with_ymd_and_hms(2024, 1, 6, 0, 0, 0).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn query_runs_filters_orders_pages_and_counts() {
+        let (_dir, store) = store_with_runs(&["a", "b"], 7).await;
+        let query = RunQuery {
+            dags: vec![DagId::new("b")],
+            order: RunOrder {
+                field: RunField::LogicalDate,
+                descending: false,
+            },
+            limit: 3,
+            offset: 2,
+            ..RunQuery::default()
+        };
+        let (runs, total) = store.query_runs(&query).await.unwrap();
+        assert_eq!(total, 7);
+        let days: Vec<String> = runs
+            .iter()
+            .map(|r| r.logical_date.format("%d").to_string())
+            .collect();
+        assert_eq!(days, ["03", "04", "05"]);
+        assert!(runs.iter().all(|r| r.dag_id.as_str() == "b"));
+        let failed = RunQuery {
+            states: vec![RunState::Failed],
+            limit: 10,
+            ..RunQuery::default()
+        };
+        assert_eq!(store.query_runs(&failed).await.unwrap().1, 0);
+        let from = RunQuery {
+            logical_date_gte: Some(Utc.with_ymd_and_hms(2024, 1, 6, 0, 0, 0).unwrap()),
+            limit: 10,
+            ..RunQuery::default()
+        };
+        assert_eq!(store.query_runs(&from).await.unwrap().1, 4);
+        assert!(store.any_active_run(None).await.unwrap());
+        assert!(!store.any_active_run(Some(&DagId::new("x"))).await.unwrap());
+    }
+}
