@@ -40,7 +40,7 @@ pub struct AppState {
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(pages::dags))
+        .route("/", get(pages::dags::dags))
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))

@@ -6,8 +6,8 @@ use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::AppState;
 use crate::service::DagQuery;
+use crate::web::AppState;
 
 /// One row of the DAG list.
 pub struct DagRow {
