@@ -7,6 +7,7 @@
 
 mod backfill;
 mod dags;
+mod logs;
 mod runs;
 
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub use crate::store::{Owner, RunField, RunOrder, RunQuery, RunRow, TaskInstance
 
 pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
-pub use runs::{Cleared, Grid, LogChunk, Marked, RunDetail, TaskLogs, TriggerRequest};
+pub use logs::{LogChunk, LogTail, TaskLogs};
+pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,6 @@ use crate::dag::Dag;
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunType, TaskState};
 use crate::store::{NewRun, Owner, RunQuery, RunRow, TaskInstanceRow, TryRow};
-use crate::tasks::LogLine;
 
 /// A run with everything its page shows.
 #[derive(Debug, serde::Serialize)]
@@ -69,28 +68,6 @@ pub struct Marked {
     pub task_id: TaskId,
     /// Its new state.
     pub state: TaskState,
-}
-
-/// A task instance of a run with its tries (the log page's header).
-#[derive(Debug)]
-pub struct TaskLogs {
-    /// The task instance.
-    pub instance: TaskInstanceRow,
-    /// Its tries, first first.
-    pub tries: Vec<TryRow>,
-    /// The try asked for (the latest by default; 0 when none started).
-    pub try_number: u32,
-}
-
-/// Log lines of one try after a sequence number.
-#[derive(Debug, serde::Serialize)]
-pub struct LogChunk {
-    /// The lines, in order.
-    pub lines: Vec<LogLine>,
-    /// Seq of the last line returned (or the one passed in when none): where to go on.
-    pub last_seq: u64,
-    /// Whether the try may still write (it is running, or has not ended yet).
-    pub running: bool,
 }
 
 impl Service {
@@ -178,108 +155,6 @@ impl Service {
             instances,
             total,
         })
-    }
-
-    /// A task instance of a run and its tries; `try_number` (default: the latest) must
-    /// be one that exists.
-    pub async fn task_logs(
-        &self,
-        run: &RunRow,
-        task_id: &str,
-        try_number: Option<u32>,
-    ) -> ServiceResult<TaskLogs> {
-        let task = TaskId::new(task_id);
-        let instance = self
-            .store
-            .task_instances(run.key)
-            .await?
-            .into_iter()
-            .find(|t| t.task_id == task);
-        let instance = match instance {
-            Some(instance) => instance,
-            // A queued run has no task instances yet; its DAG still names its tasks.
-            None if self.run_has_task(run, &task) => TaskInstanceRow {
-                task_id: task.clone(),
-                state: None,
-                try_number: 0,
-                max_tries: 1,
-                start_date: None,
-                end_date: None,
-                next_retry_at: None,
-                error: None,
-                first_try: 1,
-            },
-            None => {
-                return Err(ServiceError::UnknownTask(format!(
-                    "run '{}' has no task '{task_id}'",
-                    run.run_id
-                )));
-            }
-        };
-        let latest = instance.try_number;
-        let try_number = try_number.unwrap_or(latest);
-        if try_number > latest || (try_number == 0 && latest > 0) {
-            return Err(ServiceError::UnknownTask(format!(
-                "task '{task_id}' of run '{}' has no try {try_number} (it has {latest})",
-                run.run_id
-            )));
-        }
-        let tries = self
-            .store
-            .tries(run.key)
-            .await?
-            .into_iter()
-            .filter(|t| t.task_id == task)
-            .collect();
-        Ok(TaskLogs {
-            instance,
-            tries,
-            try_number,
-        })
-    }
-
-    fn run_has_task(&self, run: &RunRow, task: &TaskId) -> bool {
-        self.bag()
-            .get(run.dag_id.as_str())
-            .is_some_and(|d| d.index.contains_key(task))
-    }
-
-    /// Up to `limit` log lines of a try after `after_seq` (0: from the start).
-    pub async fn log_chunk(
-        &self,
-        run: &RunRow,
-        task: &TaskId,
-        try_number: u32,
-        after_seq: u64,
-        limit: u32,
-    ) -> ServiceResult<LogChunk> {
-        let lines = self
-            .store
-            .logs_after(run.key, task, try_number, after_seq, limit)
-            .await?;
-        let last_seq = lines.last().map_or(after_seq, |l| l.seq);
-        let running = self
-            .store
-            .tries(run.key)
-            .await?
-            .iter()
-            .find(|t| &t.task_id == task && t.try_number == try_number)
-            .is_none_or(|t| t.end_date.is_none());
-        Ok(LogChunk {
-            lines,
-            last_seq,
-            running,
-        })
-    }
-
-    /// The whole stored log of a try.
-    pub async fn log(
-        &self,
-        run: &RunRow,
-        task: &TaskId,
-        try_number: u32,
-    ) -> ServiceResult<Vec<LogLine>> {
-        Ok(self.store.logs(run.key, task, try_number).await?)
     }
 
     /// Queues a manual run of a loaded DAG.

@@ -1,6 +1,6 @@
 //! Log lines of tries: appended in bulk by the scheduler's commit, capped by deleting one seq
 //! range and upserting one marker per drop (see `tasks::log` for the numbering rule), and
-//! read whole or followed by seq.
+//! read whole, followed by seq, or from the end (a tail).
 
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -42,18 +42,44 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let level: String = r.try_get("level")?;
-                Ok(LogLine {
-                    seq: r.try_get("seq")?,
-                    ts: super::from_text(&r.try_get::<String, _>("ts")?)?,
-                    level: level_name(&level),
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
+        rows.iter().map(log_line).collect()
     }
+
+    /// The last `limit` lines of one try with a seq below `before_seq`, in seq order: the
+    /// tail of a log (`before_seq = u64::MAX`), read backwards on the seq index so a
+    /// multi-megabyte log costs no more than its tail.
+    pub async fn logs_before(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+        before_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT seq, ts, level, message FROM task_log \
+             WHERE run = ? AND task_id = ? AND try_number = ? AND seq < ? \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(run.0)
+        .bind(task.as_str())
+        .bind(try_number)
+        .bind(sql_seq(before_seq))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().rev().map(log_line).collect()
+    }
+}
+
+fn log_line(r: &sqlx::sqlite::SqliteRow) -> StoreResult<LogLine> {
+    let level: String = r.try_get("level")?;
+    Ok(LogLine {
+        seq: r.try_get("seq")?,
+        ts: super::from_text(&r.try_get::<String, _>("ts")?)?,
+        level: level_name(&level),
+        message: r.try_get("message")?,
+    })
 }
 
 /// Seqs are `u64` in Rust and INTEGER (i64) in SQLite; they never come near the limit.

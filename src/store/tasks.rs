@@ -47,6 +47,25 @@ impl Store {
         rows.iter().map(TryRow::from_row).collect()
     }
 
+    /// One try of a task of a run, if it has started.
+    pub async fn try_row(
+        &self,
+        run: RunKey,
+        task: &TaskId,
+        try_number: u32,
+    ) -> StoreResult<Option<TryRow>> {
+        let row = sqlx::query(
+            "SELECT task_id, try_number, state, start_date, end_date, error FROM task_try \
+             WHERE run = ? AND task_id = ? AND try_number = ?",
+        )
+        .bind(run.0)
+        .bind(task.as_str())
+        .bind(try_number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TryRow::from_row).transpose()
+    }
+
     /// The process group recorded for a try that did not end on its own (it was running
     /// when its owner went, or was interrupted), if its command reported one.
     pub async fn try_process(

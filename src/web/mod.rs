@@ -41,6 +41,27 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::dags::dags))
+        .route("/dags/{dag_id}/runs/{run_id}", get(pages::run::page))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/clear",
+            post(pages::run::clear),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(pages::log::page),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+            post(pages::run::clear_task),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(pages::run::mark),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream",
+            get(pages::log::stream),
+        )
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))

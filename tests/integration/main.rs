@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod cli;
+mod dashboard_runs;
 mod execution;
 mod hostile_dags;
 mod hostile_data;

@@ -103,6 +103,38 @@ async fn stored_logs_keep_their_seqs_and_a_drop_leaves_head_marker_and_tail() {
 }
 
 #[tokio::test]
+async fn a_tail_reads_the_last_lines_before_a_seq_in_order() {
+    let (_dir, store, run, owner) = store_with_run().await;
+    let task = TaskId::new("t");
+    let log = TaskLog::new(LogLimits::new(1 << 20));
+    for i in 1..=30 {
+        log.write("STDOUT", format!("line {i:05}"));
+    }
+    store
+        .commit(&owner, &[logs_change(run, &log)])
+        .await
+        .unwrap();
+    let seqs = |lines: Vec<LogLine>| lines.iter().map(|l| l.seq).collect::<Vec<_>>();
+    let tail = store.logs_before(run, &task, 1, u64::MAX, 5).await.unwrap();
+    assert_eq!(tail[0].message, "line 00026");
+    assert_eq!(seqs(tail), [26, 27, 28, 29, 30]);
+    let earlier = store.logs_before(run, &task, 1, 26, 3).await.unwrap();
+    assert_eq!(seqs(earlier), [23, 24, 25]);
+    let all = store
+        .logs_before(run, &task, 1, u64::MAX, 100)
+        .await
+        .unwrap();
+    assert_eq!(seqs(all), (1..=30).collect::<Vec<_>>());
+    assert!(
+        store
+            .logs_before(run, &task, 2, u64::MAX, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn migration_4_numbers_existing_lines_per_try_in_insertion_order() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}?mode=rwc", dir.path().join("old.db").display());

@@ -4,6 +4,13 @@
 //! of times and durations.
 
 pub mod dags;
+#[cfg(test)]
+mod fixture;
+pub mod flash;
+mod gantt;
+pub mod links;
+pub mod log;
+pub mod run;
 
 use askama::Template;
 use askama_web::WebTemplate;
