@@ -3,6 +3,7 @@
 //! extract → call the service, engine or store → respond. The full dashboard and the
 //! Airflow-compatible REST API build on this router.
 
+pub mod assets;
 mod pages;
 mod server;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/stream",
             get(pages::log::stream),
         )
+        .merge(assets::router())
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))
