@@ -2,12 +2,13 @@
 //! dashboard's task graph. Pure and deterministic — the same input gives the same output — and
 //! it knows nothing of tasks or SVG: `web` turns a [`Layout`] into markup.
 //!
-//! Steps, each in its own file: [`rank`] orients the edges (an input cycle is broken, not
-//! refused), puts every node in a layer (longest path from the sources, sources pulled next to
-//! their first successor) and chains long edges through dummy nodes; [`order`] orders each
-//! layer to minimise crossings (barycenter and median sweeps with adjacent swaps, keeping the
-//! best order by exact count); [`place`] gives every node a vertical position close to its
-//! neighbours' (a least-squares fit per layer under the minimum gaps) and routes the edges.
+//! Steps, each in its own file: `rank` orients the edges (an input cycle is broken, not
+//! refused), puts every node in a layer (longest path from the sources, then nodes that feed
+//! more than they gather moved next to their successors) and chains long edges through dummy
+//! nodes; `order` orders each layer to minimise crossings (barycenter and median sweeps with
+//! adjacent swaps, keeping the best order by exact count); `place` gives every node a
+//! vertical position close to its neighbours' (a least-squares fit per layer under the
+//! minimum gaps) and routes the edges.
 //!
 //! Work is linear in the layered graph per sweep, and the number of sweeps and the number of
 //! dummy nodes are capped by the graph's size, so huge DAGs still lay out in seconds.

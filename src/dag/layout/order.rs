@@ -6,7 +6,7 @@
 use super::rank::Layered;
 
 /// Node-visits allowed to the sweeps of one layout: the number of sweeps is this divided by
-/// the layered graph's size, within [`MIN_SWEEPS`, `MAX_SWEEPS`].
+/// the layered graph's size, kept between `MIN_SWEEPS` and `MAX_SWEEPS`.
 const SWEEP_BUDGET: usize = 400_000;
 /// Sweeps made whatever the size.
 const MIN_SWEEPS: usize = 2;
