@@ -7,6 +7,7 @@
 pub mod build;
 pub mod duration;
 mod error;
+pub mod layout;
 pub mod loader;
 mod raw;
 pub mod timetable;

@@ -3,6 +3,7 @@
 //! extract → call the service, engine or store → respond. The full dashboard and the
 //! Airflow-compatible REST API build on this router.
 
+mod graph_svg;
 mod pages;
 mod server;
 
