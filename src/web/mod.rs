@@ -4,6 +4,7 @@
 //! Airflow-compatible REST API build on this router.
 
 pub mod assets;
+mod graph_svg;
 mod pages;
 mod server;
 
