@@ -138,7 +138,7 @@ async fn show(
     );
     if !children.is_empty() {
         println!("\ntriggered runs:");
-        table(&RUN_HEADER, &run_rows(&children));
+        table(&RUN_HEADER, &run_rows(children));
     }
     Ok(Outcome::Success)
 }
