@@ -1,10 +1,13 @@
-//! The HTTP front-end of `serve`: the DAG list page, health and version endpoints (Airflow's
-//! paths), and the wake-up the CLI sends after it changes the store. Handlers stay thin:
-//! extract → call the service, engine or store → respond. The full dashboard and the
-//! Airflow-compatible REST API build on this router.
+//! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), health
+//! and version endpoints (Airflow's paths), and the wake-up the CLI sends after it changes
+//! the store. Handlers stay thin: extract → call the service → respond. Guards on the whole
+//! router: a body size limit, the cross-site request refusal (`csrf`), and HTML 404/405
+//! pages for unknown paths and methods. The Airflow-compatible REST API builds on this
+//! router.
 
 pub mod assets;
-mod graph_svg;
+mod csrf;
+pub(crate) mod graph_svg;
 mod pages;
 mod server;
 
@@ -43,6 +46,11 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::dags::dags))
+        .route("/dags/{dag_id}", get(pages::dag::dag))
+        .route("/dags/{dag_id}/source", get(pages::source::source))
+        .route("/dags/{dag_id}/trigger", post(pages::dag_actions::trigger))
+        .route("/dags/{dag_id}/pause", post(pages::dag_actions::pause))
+        .route("/dags/{dag_id}/unpause", post(pages::dag_actions::unpause))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run::page))
         .route(
             "/dags/{dag_id}/runs/{run_id}/clear",
@@ -69,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))
         .route(WAKE_PATH, post(wake))
+        .fallback(pages::not_found)
+        .method_not_allowed_fallback(pages::method_not_allowed)
+        .layer(middleware::from_fn(csrf::refuse_cross_site))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(limit_body))
         .with_state(state)

@@ -28,6 +28,11 @@ fn only_run_id(env: &Env, dag: &str) -> String {
     runs[0]["run_id"].as_str().unwrap().to_string()
 }
 
+/// A run id as the dashboard's links write it (a path segment, percent-encoded).
+fn segment(run_id: &str) -> String {
+    run_id.replace(':', "%3A").replace('+', "%2B")
+}
+
 fn run_state(env: &Env, run_id: &str) -> String {
     env.run_detail(run_id)["state"]
         .as_str()
@@ -140,7 +145,7 @@ fn a_running_tries_log_streams_live_and_its_run_page_draws_a_gantt() {
     let server = env.serve();
     env.ok(&["trigger", "stream"]);
     let run_id = only_run_id(&env, "stream");
-    let task_path = format!("/dags/stream/runs/{run_id}/tasks/talk");
+    let task_path = format!("/dags/stream/runs/{}/tasks/talk", segment(&run_id));
     wait_until("the task runs", || {
         task_state(&env, &run_id, "talk") == "running"
     });
@@ -172,7 +177,11 @@ fn a_running_tries_log_streams_live_and_its_run_page_draws_a_gantt() {
     assert!(stream.closed(), "the stream closes after end");
 
     wait_until("the run succeeds", || run_state(&env, &run_id) == "success");
-    let (status, page) = http_text(&server.addr, "GET", &format!("/dags/stream/runs/{run_id}"));
+    let (status, page) = http_text(
+        &server.addr,
+        "GET",
+        &format!("/dags/stream/runs/{}", segment(&run_id)),
+    );
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("class=\"gantt-bar state-success\""), "{page}");
     assert!(page.contains(&format!("{task_path}?try=1")), "{page}");
@@ -193,7 +202,7 @@ fn a_failed_task_cleared_with_its_downstream_from_the_run_page_runs_again_and_su
     let run_id = only_run_id(&env, "flaky");
     wait_until("the run fails", || run_state(&env, &run_id) == "failed");
     assert_eq!(task_state(&env, &run_id, "publish"), "upstream_failed");
-    let run_path = format!("/dags/flaky/runs/{run_id}");
+    let run_path = format!("/dags/flaky/runs/{}", segment(&run_id));
     let (status, page) = http_text(&server.addr, "GET", &run_path);
     assert_eq!(status, 200);
     assert!(

@@ -1,99 +1,104 @@
-//! Flash messages: an action (a form POST) answers 303 See Other to the page the user came
-//! from and leaves one short message for it to show ("Cleared 3 tasks; the run is queued
-//! again").
-//!
-//! The message travels in a short-lived cookie (`flash`, percent-encoded, `Max-Age=60`,
-//! `HttpOnly`, `SameSite=Strict`, `Path=/`) rather than in the URL: a reload or a shared
-//! link does not repeat it, and no one can craft a link that makes the dashboard say
-//! something. The page that shows it clears the cookie in the same response.
+//! Flash messages: what an action did ("queued run X"), shown once on the page it redirects
+//! back to. The message travels in a short-lived cookie (`flash`, percent-encoded, HttpOnly,
+//! SameSite=Strict, 60 s) rather than in the URL, so a reload or a shared link does not show
+//! it again and no link can make the dashboard say something it did not do. The page that
+//! shows it clears the cookie in its response ([`Flash`] is also a response part).
 
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, IntoResponseParts, Redirect, Response, ResponseParts};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-/// Name of the cookie.
 const COOKIE_NAME: &str = "flash";
-/// Messages are cut to this many characters (a cookie must stay small).
+/// Longer messages are cut: a cookie is not the place for an essay.
 const MAX_CHARS: usize = 300;
 
-/// A 303 redirect to `to` carrying `message` for the next page.
-pub fn redirect(to: &str, message: &str) -> Response {
+/// The flash message a request carries, if any.
+#[derive(Debug, Default)]
+pub struct Flash(Option<String>);
+
+impl Flash {
+    /// The message to show.
+    pub fn message(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Flash {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let message = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE_NAME)
+            .map(|(_, value)| percent_decode_str(value).decode_utf8_lossy().into_owned())
+            .filter(|m| !m.is_empty());
+        Ok(Self(message))
+    }
+}
+
+/// Clears the cookie once its message has been shown.
+impl IntoResponseParts for Flash {
+    type Error = Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        if self.0.is_some() {
+            let clear = format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+            if let Ok(value) = HeaderValue::from_str(&clear) {
+                res.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+        Ok(res)
+    }
+}
+
+/// 303 See Other to `next` (a local path, checked by the caller), carrying `message`.
+pub fn redirect(next: &str, message: &str) -> Response {
     let short: String = message.chars().take(MAX_CHARS).collect();
     let cookie = format!(
-        "{COOKIE_NAME}={}; Max-Age=60; Path=/; HttpOnly; SameSite=Strict",
+        "{COOKIE_NAME}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
         utf8_percent_encode(&short, NON_ALPHANUMERIC)
     );
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(to) {
-        headers.insert(LOCATION, location);
-    }
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-        headers.insert(SET_COOKIE, cookie);
-    }
-    response
-}
-
-/// The message a previous action left, if any.
-pub fn take(headers: &HeaderMap) -> Option<String> {
-    let value = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix("flash="))?;
-    let text = percent_decode_str(value).decode_utf8_lossy();
-    let text: String = text.chars().take(MAX_CHARS).collect();
-    (!text.is_empty()).then_some(text)
-}
-
-/// Adds the header that clears the cookie to a page that showed the message.
-fn shown(mut response: Response) -> Response {
-    response.headers_mut().append(
-        SET_COOKIE,
-        HeaderValue::from_static("flash=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"),
-    );
-    response
-}
-
-/// Renders `page`, clearing the flash cookie when the page showed a message.
-pub fn respond(page: impl IntoResponse, flash: &Option<String>) -> Response {
-    let response = page.into_response();
-    if flash.is_some() {
-        shown(response)
-    } else {
-        response
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => ([(SET_COOKIE, value)], Redirect::to(next)).into_response(),
+        Err(_) => Redirect::to(next).into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{Request, StatusCode};
+
     use super::*;
 
-    #[test]
-    fn a_message_survives_the_cookie_round_trip() {
-        let response = redirect("/dags/d/runs/r", "Cleared 2 tasks; it's <queued> again");
+    #[tokio::test]
+    async fn a_message_survives_the_round_trip_through_the_cookie() {
+        let response = redirect(
+            "/dags/x",
+            "Queued run manual__2024-01-01T00:00:00+00:00; ok",
+        );
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        assert_eq!(response.headers()[LOCATION], "/dags/d/runs/r");
+        assert_eq!(response.headers()["location"], "/dags/x");
         let set = response.headers()[SET_COOKIE].to_str().unwrap();
         let pair = set.split(';').next().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=1; {pair}")).unwrap(),
-        );
+        let request = Request::get("/")
+            .header(COOKIE, format!("theme=dark; {pair}"))
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let flash = Flash::from_request_parts(&mut parts, &()).await.unwrap();
         assert_eq!(
-            take(&headers).as_deref(),
-            Some("Cleared 2 tasks; it's <queued> again")
-        );
-        assert_eq!(take(&HeaderMap::new()), None);
-        let cleared = respond("page", &Some("x".into()));
-        assert!(
-            cleared.headers()[SET_COOKIE]
-                .to_str()
-                .unwrap()
-                .contains("Max-Age=0")
+            flash.message(),
+            Some("Queued run manual__2024-01-01T00:00:00+00:00; ok")
         );
     }
 }

@@ -1,63 +1,40 @@
 //! The dashboard's URLs, built in one place so every page links the same way. Ids go into
-//! path segments percent-encoded: a run id such as `manual__2024-01-01T00:00:00+00:00`
-//! keeps its `:` and `+` (legal in a path), while `/`, `?`, `#`, `%` and spaces are
-//! escaped, so no id can step out of its segment.
+//! path segments percent-encoded (run ids hold `:` and `+`), query values form-encoded.
 
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-/// Bytes escaped in a path segment: everything but RFC 3986's unreserved characters and
-/// the sub-delimiters run ids use.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'&')
-    .add(b'\'');
+/// Bytes escaped in a path segment: all but RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-/// Bytes escaped in a query value (also `+`, `=` and `;`).
-const QUERY_VALUE: &AsciiSet = &SEGMENT.add(b'+').add(b'=').add(b';');
-
-/// One path segment, percent-encoded.
-pub fn segment(id: &str) -> String {
-    utf8_percent_encode(id, SEGMENT).to_string()
+fn segment(text: &str) -> impl std::fmt::Display + '_ {
+    utf8_percent_encode(text, SEGMENT)
 }
 
-/// `/dags/{dag_id}`: the DAG page (grid and graph).
+/// `/dags/{dag_id}`.
 pub fn dag(dag_id: &str) -> String {
     format!("/dags/{}", segment(dag_id))
 }
 
-/// `/dags/{dag_id}/source`, at a stored version when given.
-pub fn source(dag_id: &str, version: Option<&str>) -> String {
-    match version {
-        Some(v) => format!(
-            "{}/source?version={}",
-            dag(dag_id),
-            utf8_percent_encode(v, QUERY_VALUE)
-        ),
-        None => format!("{}/source", dag(dag_id)),
-    }
+/// `/dags/{dag_id}/{action}` (`trigger`, `pause`, `unpause`, `source`).
+pub fn dag_action(dag_id: &str, action: &str) -> String {
+    format!("{}/{action}", dag(dag_id))
 }
 
-/// `/dags/{dag_id}/runs/{run_id}`: the run page.
+/// `/dags/{dag_id}/source?version={hash}`.
+pub fn source_version(dag_id: &str, version: &str) -> String {
+    format!("{}/source?{}", dag(dag_id), query(&[("version", version)]))
+}
+
+/// `/dags/{dag_id}/runs/{run_id}`.
 pub fn run(dag_id: &str, run_id: &str) -> String {
     format!("{}/runs/{}", dag(dag_id), segment(run_id))
 }
 
-/// `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: a task's log page (latest try).
+/// `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`.
 pub fn task(dag_id: &str, run_id: &str, task_id: &str) -> String {
     format!("{}/tasks/{}", run(dag_id, run_id), segment(task_id))
 }
@@ -75,24 +52,61 @@ pub fn log_stream(dag_id: &str, run_id: &str, task_id: &str, try_number: u32, se
     )
 }
 
+/// A form-encoded query string (without the `?`).
+pub fn query<'a>(pairs: impl IntoIterator<Item = &'a (&'a str, &'a str)>) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        out.append_pair(key, value);
+    }
+    out.finish()
+}
+
+/// `path` with `query` appended when there is one.
+pub fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// Whether `next` is safe to redirect to: a path on this server (`/…`), never another host
+/// (`//host`, and `/\host`, which browsers read the same way), nor a header-breaking byte.
+pub fn is_local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.bytes().any(|b| b.is_ascii_control())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ids_stay_inside_their_segment_and_run_ids_stay_readable() {
+    fn ids_are_encoded_as_path_segments() {
         assert_eq!(
-            run("etl", "manual__2024-01-01T00:00:00+00:00"),
-            "/dags/etl/runs/manual__2024-01-01T00:00:00+00:00"
+            run("d", "manual__2024-01-01T00:00:00+00:00"),
+            "/dags/d/runs/manual__2024-01-01T00%3A00%3A00%2B00%3A00"
         );
-        assert_eq!(
-            task("d", "../x?y#z", "a b/c"),
-            "/dags/d/runs/..%2Fx%3Fy%23z/tasks/a%20b%2Fc"
-        );
-        assert_eq!(source("d", Some("ab+c")), "/dags/d/source?version=ab%2Bc");
-        assert_eq!(
-            log_stream("d", "r", "t", 2, 40),
-            "/dags/d/runs/r/tasks/t/logs/stream?try=2&after=40"
-        );
+        assert_eq!(task("a.b", "r/1", "t"), "/dags/a.b/runs/r%2F1/tasks/t");
+        assert_eq!(source_version("d", "ab c"), "/dags/d/source?version=ab+c");
+    }
+
+    #[test]
+    fn only_local_paths_are_redirect_targets() {
+        for ok in ["/", "/dags/x?offset=25", "/?tag=a&tag=b"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "evil",
+            "/x\r\nSet-Cookie: a=b",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
     }
 }

@@ -3,6 +3,11 @@
 //! → render. Shared here: the error page every handler's failure becomes, and the formats
 //! of times and durations.
 
+pub mod dag;
+pub mod dag_actions;
+mod dag_parts;
+#[cfg(test)]
+mod dag_tests;
 pub mod dags;
 #[cfg(test)]
 mod fixture;
@@ -11,6 +16,7 @@ mod gantt;
 pub mod links;
 pub mod log;
 pub mod run;
+pub mod source;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -61,6 +67,19 @@ impl From<ServiceError> for PageError {
     }
 }
 
+/// The router's fallback: an HTML 404 for any unknown path.
+pub async fn not_found(uri: axum::http::Uri) -> PageError {
+    PageError::not_found(format!("There is no page at {}.", uri.path()))
+}
+
+/// An HTML 405 for a known path asked with the wrong method (a GET on an action).
+pub async fn method_not_allowed(method: axum::http::Method) -> PageError {
+    PageError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("This address does not answer {method}; its actions are buttons on the pages."),
+    )
+}
+
 /// The error page.
 #[derive(Template, WebTemplate)]
 #[template(path = "error.html")]
@@ -68,7 +87,6 @@ struct ErrorPage<'a> {
     status: u16,
     reason: &'a str,
     message: &'a str,
-    refresh: bool,
 }
 
 impl IntoResponse for PageError {
@@ -77,7 +95,6 @@ impl IntoResponse for PageError {
             status: self.status.as_u16(),
             reason: self.status.canonical_reason().unwrap_or("Error"),
             message: &self.message,
-            refresh: false,
         };
         match page.render() {
             Ok(html) => (

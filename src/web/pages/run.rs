@@ -11,12 +11,13 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
+use super::flash::{self, Flash};
 use super::gantt::{self, Gantt};
-use super::{PageError, duration, flash, links, time};
+use super::{PageError, duration, links, time};
 use crate::dag::Dag;
 use crate::ids::TaskId;
 use crate::service::{RunDetail, RunRow, TaskInstanceRow};
@@ -109,15 +110,15 @@ pub struct RunPage {
 pub async fn page(
     State(state): State<AppState>,
     Path((dag_id, run_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, PageError> {
+    flash: Flash,
+) -> Result<(Flash, RunPage), PageError> {
     let service = &state.service;
     let run = service.run(&dag_id, &run_id).await?;
     let detail = service.run_detail(run).await?;
     let dag = service.bag().get(dag_id.as_str()).cloned();
-    let flash = flash::take(&headers);
-    let page = RunPage::new(&detail, dag.as_deref(), Utc::now(), flash.clone());
-    Ok(flash::respond(page, &flash))
+    let message = flash.message().map(str::to_string);
+    let page = RunPage::new(&detail, dag.as_deref(), Utc::now(), message);
+    Ok((flash, page))
 }
 
 impl RunPage {
@@ -165,7 +166,7 @@ impl RunPage {
                 .map(|n| crate::redact::text(n).into_owned()),
             version: run.dag_version.as_ref().map(|v| {
                 let short: String = v.chars().take(12).collect();
-                (short, links::source(dag_id, Some(v)))
+                (short, links::source_version(dag_id, v))
             }),
             parent: detail.parent.as_ref().map(RunLink::new),
             children: detail.children.iter().map(RunLink::new).collect(),

@@ -4,9 +4,10 @@ use http_body_util::BodyExt;
 
 use crate::state::TaskState;
 use crate::web::pages::fixture::Fixture;
+use crate::web::pages::links;
 
 fn task_url(run: &crate::service::RunRow, task: &str) -> String {
-    format!("/dags/etl/runs/{}/tasks/{task}", run.run_id)
+    links::task("etl", run.run_id.as_str(), task)
 }
 
 #[tokio::test]

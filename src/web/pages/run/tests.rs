@@ -2,6 +2,7 @@ use axum::http::{StatusCode, header};
 
 use crate::state::{RunState, TaskState};
 use crate::web::pages::fixture::Fixture;
+use crate::web::pages::links;
 
 async fn task_states(
     fx: &Fixture,
@@ -16,7 +17,7 @@ async fn task_states(
 }
 
 fn run_url(run: &crate::service::RunRow) -> String {
-    format!("/dags/etl/runs/{}", run.run_id)
+    links::run("etl", run.run_id.as_str())
 }
 
 #[tokio::test]
@@ -76,7 +77,7 @@ async fn unknown_dags_runs_tasks_and_tries_are_404_pages() {
     let base = run_url(&run);
     for uri in [
         "/dags/etl/runs/nope".to_string(),
-        format!("/dags/other/runs/{}", run.run_id),
+        links::run("other", run.run_id.as_str()),
         format!("{base}/tasks/nope"),
         format!("{base}/tasks/extract?try=2"),
         format!("{base}/tasks/extract/logs/stream?try=9"),
