@@ -5,6 +5,7 @@
 //! pages for unknown paths and methods. The Airflow-compatible REST API builds on this
 //! router.
 
+pub mod assets;
 mod csrf;
 pub(crate) mod graph_svg;
 mod pages;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dags/{dag_id}/trigger", post(pages::dag_actions::trigger))
         .route("/dags/{dag_id}/pause", post(pages::dag_actions::pause))
         .route("/dags/{dag_id}/unpause", post(pages::dag_actions::unpause))
+        .merge(assets::router())
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))
