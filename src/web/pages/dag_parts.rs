@@ -64,10 +64,7 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule of `dag`.
     pub fn of(dag: &Dag) -> Self {
-        let words = dag
-            .schedule_text
-            .clone()
-            .unwrap_or_else(|| "manual only".into());
+        let words = crate::dag::describe::describe_dag(dag);
         Self {
             cron: dag.schedule_text.clone().filter(|c| *c != words),
             words,
