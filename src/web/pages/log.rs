@@ -19,7 +19,7 @@ use futures_util::Stream;
 
 use super::{PageError, duration, links, time};
 use crate::ids::TaskId;
-use crate::service::{Service, TaskLogs};
+use crate::service::{RunRow, Service, TaskLogs};
 use crate::state::TaskState;
 use crate::tasks::LogLine;
 use crate::web::{AppState, STREAM_KEEP_ALIVE};
@@ -138,15 +138,12 @@ pub async fn page(
         .all
         .as_deref()
         .is_some_and(|v| v == "1" || v == "true");
-    let (lines, earlier, last_seq, running) = if n == 0 {
-        (Vec::new(), false, 0, true)
-    } else if all {
-        let chunk = service.log_chunk(&run, &task, n, 0, u32::MAX).await?;
-        (chunk.lines, false, chunk.last_seq, chunk.running)
-    } else {
-        let tail = service.log_tail(&run, &task, n, TAIL_LINES).await?;
-        (tail.lines, tail.earlier, tail.last_seq, tail.running)
-    };
+    let Shown {
+        lines,
+        earlier,
+        last_seq,
+        running,
+    } = shown_lines(service, &run, &task, n, all).await?;
     let (d, r, t) = (dag_id.as_str(), run_id.as_str(), task.as_str());
     let current = logs.tries.iter().find(|x| x.try_number == n);
     let end = current.and_then(|x| x.end_date);
@@ -175,6 +172,51 @@ pub async fn page(
         dag_id,
         run_id,
         task_id: task.to_string(),
+    })
+}
+
+/// The lines a log page shows.
+struct Shown {
+    lines: Vec<LogLine>,
+    /// Lines before these were left out.
+    earlier: bool,
+    /// Seq of the last line: where the stream starts.
+    last_seq: u64,
+    /// The try has not ended.
+    running: bool,
+}
+
+/// Try `n`'s tail, or all of it; nothing before the first try.
+async fn shown_lines(
+    service: &Service,
+    run: &RunRow,
+    task: &TaskId,
+    n: u32,
+    all: bool,
+) -> Result<Shown, PageError> {
+    if n == 0 {
+        return Ok(Shown {
+            lines: Vec::new(),
+            earlier: false,
+            last_seq: 0,
+            running: true,
+        });
+    }
+    if all {
+        let chunk = service.log_chunk(run, task, n, 0, u32::MAX).await?;
+        return Ok(Shown {
+            lines: chunk.lines,
+            earlier: false,
+            last_seq: chunk.last_seq,
+            running: chunk.running,
+        });
+    }
+    let tail = service.log_tail(run, task, n, TAIL_LINES).await?;
+    Ok(Shown {
+        lines: tail.lines,
+        earlier: tail.earlier,
+        last_seq: tail.last_seq,
+        running: tail.running,
     })
 }
 
@@ -255,7 +297,7 @@ pub async fn stream(
 /// Where a stream stands.
 struct Follow {
     service: Service,
-    run: crate::service::RunRow,
+    run: RunRow,
     task: TaskId,
     try_number: u32,
     /// The last seq sent.

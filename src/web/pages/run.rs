@@ -88,7 +88,8 @@ pub struct RunPage {
     finished: bool,
     /// Some task failed: "clear failed" is offered.
     any_failed: bool,
-    conf: String,
+    /// Pretty JSON, masked; `None` when empty.
+    conf: Option<String>,
     logical_date: String,
     interval_start: String,
     interval_end: String,
@@ -139,7 +140,10 @@ impl RunPage {
             .iter()
             .map(|t| task_row(run, t, started, now))
             .collect();
-        let conf = serde_json::to_string_pretty(&run.conf).unwrap_or_else(|_| "{}".into());
+        let conf = match &run.conf {
+            serde_json::Value::Object(map) if map.is_empty() => None,
+            conf => serde_json::to_string_pretty(conf).ok(),
+        };
         Self {
             dag_id: dag_id.to_string(),
             run_id: run_id.to_string(),
@@ -152,7 +156,7 @@ impl RunPage {
             any_failed: instances
                 .iter()
                 .any(|t| t.state.is_some_and(TaskState::is_failure)),
-            conf: crate::redact::text(&conf).into_owned(),
+            conf: conf.map(|c| crate::redact::text(&c).into_owned()),
             logical_date: time(Some(run.logical_date)),
             interval_start: time(Some(run.data_interval_start)),
             interval_end: time(Some(run.data_interval_end)),
