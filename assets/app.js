@@ -50,7 +50,8 @@ document.addEventListener("submit", (event) => {
   let live = isLive(document);
   let timer = null;
   let inFlight = false;
-  let lastFetch = 0;
+  // The page load itself counts as the first request of the period.
+  let lastFetch = Date.now();
 
   const streaming = () => document.querySelector("pre[data-streaming]") !== null;
 
