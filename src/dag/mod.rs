@@ -5,6 +5,7 @@
 //! → [`build`] validates into [`Dag`]. Nothing outside this module sees raw structs.
 
 pub mod build;
+pub mod describe;
 pub mod duration;
 mod error;
 pub mod layout;

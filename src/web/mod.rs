@@ -3,6 +3,7 @@
 //! extract → call the service, engine or store → respond. The full dashboard and the
 //! Airflow-compatible REST API build on this router.
 
+pub mod assets;
 mod graph_svg;
 mod pages;
 mod server;
@@ -42,6 +43,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::dags::dags))
+        .merge(assets::router())
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))

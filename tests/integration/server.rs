@@ -322,9 +322,9 @@ fn the_dag_list_page_shows_dags_runs_and_escaped_load_errors() {
     env.ok(&["trigger", "chain", "--wait"]);
     let (status, html) = crate::support::http_text(&server.addr, "GET", "/");
     assert_eq!(status, 200);
-    assert!(html.contains("<td>chain</td>"), "{html}");
+    assert!(html.contains(r#"<td class="dag-id">chain</td>"#), "{html}");
     assert!(
-        html.contains(r#"<span class="state success" title="success">"#),
+        html.contains(r#"<span class="mark state-success" title="success""#),
         "{html}"
     );
     assert!(html.contains("&#60;script&#62;x"), "{html}");

@@ -61,7 +61,6 @@ struct ErrorPage<'a> {
     status: u16,
     reason: &'a str,
     message: &'a str,
-    refresh: bool,
 }
 
 impl IntoResponse for PageError {
@@ -70,7 +69,6 @@ impl IntoResponse for PageError {
             status: self.status.as_u16(),
             reason: self.status.canonical_reason().unwrap_or("Error"),
             message: &self.message,
-            refresh: false,
         };
         match page.render() {
             Ok(html) => (
