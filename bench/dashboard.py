@@ -648,7 +648,9 @@ def main():
     ap.add_argument("--browse", action="store_true",
                     help="seed, start serve and wait (Ctrl-C ends) instead of measuring")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--binary", default=str(ROOT / "target/release/orchestrator"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    ap.add_argument("--binary", default=str(target / "release/orchestrator"),
+                    help="[default: $CARGO_TARGET_DIR or target/, release build; built if missing]")
     args = ap.parse_args()
     binary = Path(args.binary).resolve()
     if not binary.exists():
@@ -675,6 +677,9 @@ def main():
             meta["cpu_seconds"] = time.process_time() - cpu0
             validate(binary, scratch, meta["picks"], args.dags)
             OUT.mkdir(parents=True, exist_ok=True)
+            # One cached store at a time: each is half a gigabyte.
+            for stale in OUT.glob("dashboard-*"):
+                stale.unlink()
             tmp = cached.with_suffix(".tmp")
             shutil.copyfile(db, tmp)
             tmp.rename(cached)
