@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod dashboard;
 mod execution;
 mod hostile_dags;
 mod hostile_data;

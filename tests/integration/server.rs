@@ -326,7 +326,10 @@ fn the_dag_list_page_shows_dags_runs_and_escaped_load_errors() {
         html.contains(r#"<a class="dag-id" href="/dags/chain">chain</a>"#),
         "{html}"
     );
-    assert!(html.contains(r#"<a class="mark state-success" href="/dags/chain/runs/"#), "{html}");
+    assert!(
+        html.contains(r#"<a class="mark state-success" href="/dags/chain/runs/"#),
+        "{html}"
+    );
     assert!(html.contains("&#60;script&#62;x"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
 }
