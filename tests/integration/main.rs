@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod dashboard;
 mod dashboard_runs;
 mod execution;
 mod hostile_dags;

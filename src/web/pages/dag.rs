@@ -12,7 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::Uri;
 use chrono::Utc;
 
-use super::dag_parts::{Controls, Mark, Schedule, TagChip, next_run};
+use super::dag_parts::{Controls, Mark, Schedule, TagChip, generated, next_run};
 use super::flash::Flash;
 use super::{PageError, duration, links};
 use crate::dag::Dag;
@@ -65,7 +65,7 @@ pub struct DagPage {
     tags: Vec<TagChip>,
     schedule: Schedule,
     next: Option<(String, String)>,
-    generated: Option<String>,
+    generated: Option<(String, String)>,
     controls: Controls,
     source_href: String,
     heads: Vec<RunHead>,
@@ -139,7 +139,7 @@ pub async fn dag(
             .collect(),
         schedule: Schedule::of(dag),
         next: next_run(summary.next.as_ref()),
-        generated: dag.source.project.clone(),
+        generated: generated(dag),
         controls: Controls::new(dag.id.as_str(), summary.paused, here),
         source_href: links::dag_action(&dag_id, "source"),
         graph: graph(dag, selected.as_ref()),

@@ -119,3 +119,15 @@ impl Controls {
         }
     }
 }
+
+/// The project and template file name of a generated DAG.
+pub fn generated(dag: &Dag) -> Option<(String, String)> {
+    dag.source.project.as_ref().map(|project| {
+        let file = dag
+            .source
+            .path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        (project.clone(), file)
+    })
+}

@@ -9,7 +9,7 @@ use askama_web::WebTemplate;
 use axum::extract::{RawQuery, State};
 use axum::http::Uri;
 
-use super::dag_parts::{Controls, Mark, RunAt, Schedule, TagChip, next_run};
+use super::dag_parts::{Controls, Mark, RunAt, Schedule, TagChip, generated, next_run};
 use super::flash::Flash;
 use super::{PageError, links};
 use crate::dag::LoadError;
@@ -210,14 +210,6 @@ pub async fn dags(
 
 fn row(d: &DagSummary, filters: &Filters, here: &str) -> DagRow {
     let dag = &d.dag;
-    let generated = dag.source.project.as_ref().map(|project| {
-        let file = dag
-            .source
-            .path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        (project.clone(), file)
-    });
     DagRow {
         id: dag.id.to_string(),
         href: links::dag(dag.id.as_str()),
@@ -227,7 +219,7 @@ fn row(d: &DagSummary, filters: &Filters, here: &str) -> DagRow {
         marks: d.recent.iter().rev().map(Mark::of).collect(),
         last: d.recent.first().map(RunAt::of),
         next: next_run(d.next.as_ref()),
-        generated,
+        generated: generated(dag),
         controls: Controls::new(dag.id.as_str(), d.paused, here),
     }
 }
