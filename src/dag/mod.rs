@@ -8,6 +8,7 @@ pub mod build;
 pub mod describe;
 pub mod duration;
 mod error;
+pub mod layout;
 pub mod loader;
 mod raw;
 pub mod timetable;

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::dag::build::{DagText, build_dag};
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, TaskId};
 use crate::state::{RunState, RunType};
 use crate::store::{NewRun, Owner, RunRow};
 
@@ -192,4 +192,196 @@ async fn a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing() 
         .unwrap();
     assert_eq!(report.created.len(), 5);
     assert_eq!(store.list_runs(None, None, 10).await.unwrap().len(), 5);
+}
+
+const CHAIN: &str = concat!(
+    "dag_id: chain\ntasks:\n  a: {type: noop}\n  b: {type: noop, depends_on: a}\n",
+    "  c: {type: noop, depends_on: b}\n  d: {type: noop}\n",
+);
+
+/// A manual run of `chain` that finished `run_state` with its tasks in `states` (a, b, c, d).
+async fn finished(service: &Service, store: &Store, run_state: &str, states: [&str; 4]) -> RunRow {
+    let run = service
+        .trigger("chain", TriggerRequest::default())
+        .await
+        .unwrap();
+    let pool = store.test_pool();
+    sqlx::query(
+        "UPDATE dag_run SET state = ?, start_date = queued_at, end_date = queued_at WHERE id = ?",
+    )
+    .bind(run_state)
+    .bind(run.key.0)
+    .execute(pool)
+    .await
+    .unwrap();
+    for (task, state) in ["a", "b", "c", "d"].iter().zip(states) {
+        sqlx::query(
+            "INSERT INTO task_instance (run, task_id, state, try_number, max_tries) \
+             VALUES (?, ?, ?, 1, 1)",
+        )
+        .bind(run.key.0)
+        .bind(task)
+        .bind(state)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    service.refresh(&run).await.unwrap()
+}
+
+fn states(detail: &RunDetail) -> Vec<(String, Option<TaskState>)> {
+    detail
+        .task_instances
+        .iter()
+        .map(|t| (t.task_id.to_string(), t.state))
+        .collect()
+}
+
+use crate::state::TaskState;
+
+#[tokio::test]
+async fn clearing_one_task_with_or_without_downstream_requeues_the_run() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let run = finished(
+        &service,
+        &store,
+        "failed",
+        ["success", "failed", "upstream_failed", "success"],
+    )
+    .await;
+    let cleared = service.clear_task(run.clone(), "b", true).await.unwrap();
+    let names: Vec<&str> = cleared.tasks.iter().map(TaskId::as_str).collect();
+    assert_eq!(names, ["b", "c"]);
+    assert_eq!(cleared.run.state, RunState::Queued);
+    let detail = service.run_detail(cleared.run).await.unwrap();
+    assert_eq!(states(&detail)[0].1, Some(TaskState::Success));
+    assert_eq!(states(&detail)[1].1, None);
+    assert_eq!(states(&detail)[2].1, None);
+    assert_eq!(states(&detail)[3].1, Some(TaskState::Success));
+
+    let other = finished(
+        &service,
+        &store,
+        "failed",
+        ["success", "failed", "upstream_failed", "success"],
+    )
+    .await;
+    let alone = service.clear_task(other.clone(), "b", false).await.unwrap();
+    assert_eq!(alone.tasks.len(), 1);
+    // A queued run cannot be cleared, and an unknown task is a not-found error.
+    let err = service.clear_task(alone.run, "b", false).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
+    let done = finished(&service, &store, "success", ["success"; 4]).await;
+    let err = service.clear_task(done, "zz", true).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
+#[tokio::test]
+async fn marking_tasks_sets_the_run_state_from_its_task_instances() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let run = finished(
+        &service,
+        &store,
+        "failed",
+        ["success", "failed", "upstream_failed", "success"],
+    )
+    .await;
+    let marked = service
+        .mark(run.clone(), "b", TaskState::Success)
+        .await
+        .unwrap();
+    assert_eq!(
+        marked.run.state,
+        RunState::Failed,
+        "c is still upstream_failed"
+    );
+    let marked = service
+        .mark(run.clone(), "c", TaskState::Success)
+        .await
+        .unwrap();
+    assert_eq!(marked.run.state, RunState::Success);
+    let marked = service
+        .mark(run.clone(), "d", TaskState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(marked.run.state, RunState::Failed);
+    let err = service
+        .mark(run.clone(), "d", TaskState::Running)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Invalid(_)), "{err}");
+    let err = service
+        .mark(run, "nope", TaskState::Success)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let queued = service
+        .trigger("chain", TriggerRequest::default())
+        .await
+        .unwrap();
+    let err = service
+        .mark(queued, "a", TaskState::Success)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
+}
+
+#[tokio::test]
+async fn the_dag_listing_filters_pages_and_carries_recent_runs() {
+    let (_dir, store) = store().await;
+    let mut bag = bag(CHAIN);
+    for yaml in [
+        "dag_id: alpha\ndescription: Loads the warehouse\ntags: [etl]\ntasks:\n  t: {type: noop}\n",
+        "dag_id: beta\ntags: [etl, nightly]\nschedule: '0 3 * * *'\nstart_date: 2024-01-01\ntasks:\n  t: {type: noop}\n",
+    ] {
+        let one = super::tests::bag(yaml);
+        bag.dags.extend(one.dags);
+    }
+    let service = Service::with_bag(store.clone(), bag);
+    for _ in 0..3 {
+        service
+            .trigger("alpha", TriggerRequest::default())
+            .await
+            .unwrap();
+    }
+    service.set_paused("beta", true).await.unwrap();
+    let all = service
+        .list_dags(&DagQuery {
+            recent_runs: 2,
+            ..DagQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all.dags.iter().map(|d| d.dag.id.as_str()).collect();
+    assert_eq!(ids, ["alpha", "beta", "chain"]);
+    assert_eq!(all.dags[0].recent.len(), 2);
+    assert!(all.dags[1].paused && all.dags[1].next.is_some());
+    assert_eq!(all.all_tags, ["etl", "nightly"]);
+    let search = |text: &str| DagQuery {
+        search: Some(text.into()),
+        ..DagQuery::default()
+    };
+    let found = service.list_dags(&search("WAREHOUSE")).await.unwrap();
+    assert_eq!(found.total, 1);
+    let tagged = DagQuery {
+        tags: vec!["nightly".into()],
+        ..DagQuery::default()
+    };
+    assert_eq!(
+        service.list_dags(&tagged).await.unwrap().dags[0]
+            .dag
+            .id
+            .as_str(),
+        "beta"
+    );
+    let page = DagQuery {
+        limit: 1,
+        offset: 1,
+        paused: Some(false),
+        ..DagQuery::default()
+    };
+    let page = service.list_dags(&page).await.unwrap();
+    assert_eq!((page.total, page.dags[0].dag.id.as_str()), (2, "chain"));
 }

@@ -198,6 +198,12 @@ impl Store {
         Ok(())
     }
 
+    /// The connection pool, for tests that set up states no public path writes directly.
+    #[cfg(test)]
+    pub(crate) fn test_pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
