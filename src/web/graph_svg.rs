@@ -48,7 +48,6 @@ use crate::dag::layout::{self, Layout, NodeBox, Point, Spacing};
 use crate::state::TaskState;
 
 /// One task as the graph shows it.
-#[allow(dead_code)] // Built by the DAG page, which is being written alongside.
 pub(crate) struct SvgNode {
     /// The text in the box: the task id.
     pub label: String,
@@ -80,7 +79,6 @@ const ARROW_ID: &str = "dag-graph-arrow";
 
 /// Draws the tasks `nodes` and the dependencies `edges` (indices into `nodes`, upstream first)
 /// as an inline SVG element.
-#[allow(dead_code)] // Called by the DAG page, which is being written alongside.
 pub(crate) fn render(nodes: &[SvgNode], edges: &[(usize, usize)]) -> String {
     let font = if nodes.len() > LARGE_GRAPH {
         SMALL_FONT_SIZE

@@ -7,7 +7,7 @@
 
 pub mod assets;
 mod csrf;
-pub(crate) mod graph_svg;
+mod graph_svg;
 mod pages;
 mod server;
 
