@@ -195,3 +195,157 @@ fn every_component_is_legible_with_aa_contrast_and_states_have_glyphs_in_both_sc
     );
     browser.screenshot("style-dialog");
 }
+
+/// A DAG whose tasks wait for files the test creates, so each step of the journey can be
+/// watched while it happens rather than raced.
+const JOURNEY: &str = "dag_id: journey
+description: Talks, then waits to be told to finish
+tags: [demo]
+tasks:
+  talk:
+    type: shell
+    command: 'echo \"hello {{ conf.who }} $((40 + 2))\"; while [ ! -f gate1 ]; do sleep 0.05; done; echo \"line $((1 + 1))\"'
+  finish:
+    type: shell
+    command: 'while [ ! -f gate2 ]; do sleep 0.05; done; echo done'
+    depends_on: talk
+";
+
+/// Whether the page is still the one marked by [`mark_page`] (no reload happened).
+const SAME_PAGE: &str = "window.__journey === 1";
+
+fn mark_page(browser: &Browser) {
+    browser.js("window.__journey = 1;", vec![]);
+}
+
+#[test]
+fn a_user_triggers_with_conf_watches_the_log_and_grid_live_and_pauses_from_the_browser() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let mut env = Env::new();
+    env.dag("journey", JOURNEY);
+    env.dag("hello", HELLO);
+    let server = env.serve();
+    let base = format!("http://{}", server.addr);
+    browser.set_scheme(Scheme::Light);
+
+    // The list: trigger `journey` with a conf from the form.
+    browser.goto(&format!("{base}/"));
+    let row = "tr:has(a.dag-id[href=\"/dags/journey\"])";
+    browser.click(&format!("{row} details.trigger summary"));
+    browser.fill("#conf-journey", r#"{"who": "<b>world</b>"}"#);
+    browser.screenshot("journey-trigger-form");
+    browser.click(&format!("{row} details.trigger button[type=submit]"));
+    wait_until("the triggered run exists", || {
+        !env.runs("journey").is_empty()
+    });
+    let run = env.runs("journey")[0].clone();
+    assert_eq!(run["conf"], json!({"who": "<b>world</b>"}));
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let run_path = format!(
+        "/dags/journey/runs/{}",
+        percent_encoding::utf8_percent_encode(&run_id, percent_encoding::NON_ALPHANUMERIC)
+    );
+
+    // The task log grows while the task runs, without a reload.
+    browser.goto(&format!("{base}{run_path}/tasks/talk"));
+    browser.wait_js(
+        "the first line arrives",
+        "document.querySelector('pre.log').textContent.includes('hello <b>world</b> 42')",
+    );
+    mark_page(&browser);
+    assert!(!browser.text("pre.log").contains("line 2"));
+    std::fs::write(env.path("gate1"), "").unwrap();
+    browser.wait_js(
+        "the second line is appended live",
+        "document.querySelector('pre.log').textContent.includes('line 2')",
+    );
+    browser.wait_js("the page was not reloaded", SAME_PAGE);
+    browser.screenshot("journey-log");
+
+    // The DAG page: the grid follows the run to success in place.
+    browser.goto(&format!("{base}/dags/journey"));
+    browser.wait_for("table.grid a.cell.state-running");
+    mark_page(&browser);
+    std::fs::write(env.path("gate2"), "").unwrap();
+    browser.wait_js(
+        "the grid shows both tasks succeeded without a reload",
+        "document.querySelectorAll('table.grid a.cell.state-success').length === 2 \
+         && window.__journey === 1",
+    );
+    browser.wait_for("svg.dag-graph .node.state-success");
+    browser.screenshot("journey-dag");
+
+    // The run page: tasks, a timeline, the conf shown as text.
+    browser.goto(&format!("{base}{run_path}"));
+    browser.wait_for(".gantt .gantt-bar.state-success");
+    assert!(browser.text("main").contains("<b>world</b>"));
+    assert!(browser.find_all("main b").is_empty(), "conf is escaped");
+    browser.screenshot("journey-run");
+
+    // Pause and unpause from the list; the switch says which.
+    browser.goto(&format!("{base}/"));
+    let toggle = format!("{row} button.toggle");
+    assert_eq!(attribute(&browser, &toggle, "aria-checked"), "true");
+    browser.click(&toggle);
+    browser.wait_js(
+        "the switch shows paused",
+        &format!(
+            "document.querySelector('{row} button.toggle').getAttribute('aria-checked') === 'false'"
+        ),
+    );
+    assert!(paused(&env, "journey"));
+    browser.click(&toggle);
+    browser.wait_js(
+        "the switch shows active",
+        &format!(
+            "document.querySelector('{row} button.toggle').getAttribute('aria-checked') === 'true'"
+        ),
+    );
+    assert!(!paused(&env, "journey"));
+
+    // Keyboard: from the top, Tab reaches the search box, then the DAG rows' controls.
+    browser.reset_focus();
+    let order = browser.tab_order(12);
+    let search = order.iter().position(|e| e.starts_with("input#search"));
+    let switch = order.iter().position(|e| e.starts_with("button.toggle"));
+    assert!(
+        matches!((search, switch), (Some(s), Some(t)) if s < t),
+        "{order:?}"
+    );
+
+    // A form on another site posting to the dashboard is refused and changes nothing.
+    let forged = format!(
+        "data:text/html,<form id=f method=post action='{base}/dags/journey/pause'></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    browser.goto(&forged);
+    browser.wait_js(
+        "the forged post is answered",
+        "document.body && document.body.textContent.includes('403')",
+    );
+    assert!(!paused(&env, "journey"), "a cross-site form must not pause");
+}
+
+fn attribute(browser: &Browser, css: &str, name: &str) -> String {
+    browser
+        .js(
+            "return document.querySelector(arguments[0]).getAttribute(arguments[1]);",
+            vec![json!(css), json!(name)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn paused(env: &Env, dag: &str) -> bool {
+    let dags = env.json(&["dags", "list"]);
+    dags.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dag_id"] == dag)
+        .unwrap()["paused"]
+        .as_bool()
+        .unwrap()
+}
