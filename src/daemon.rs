@@ -88,13 +88,13 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let app = router(AppState {
         service: crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone())),
     });
+    tokio::spawn(stop_on_signal(shutdown.clone()));
     let web = tokio::spawn(crate::web::serve(
         listener,
         app,
         max_connections,
         shutdown.clone(),
     ));
-    tokio::spawn(stop_on_signal(shutdown.clone()));
 
     let result = engine.done.await;
     shutdown.cancel();
@@ -155,23 +155,31 @@ fn report_load(bag: &DagBag) {
     );
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-pub async fn stop_on_signal(shutdown: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Cancels `shutdown` on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the returned future is first polled, so a signal that arrives before
+/// the task runs (a test that stops `serve` as soon as it answers) still shuts down
+/// cleanly instead of killing the process.
+pub fn stop_on_signal(shutdown: CancellationToken) -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |stream: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+            match stream {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = wait(int, "SIGINT") => tracing::info!("SIGINT received"),
+            () = wait(term, "SIGTERM") => tracing::info!("SIGTERM received"),
+            () = shutdown.cancelled() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-        () = shutdown.cancelled() => {}
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }
