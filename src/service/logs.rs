@@ -60,17 +60,7 @@ impl Service {
         let instance = match instance {
             Some(instance) => instance,
             // A queued run has no task instances yet; its DAG still names its tasks.
-            None if self.run_has_task(run, &task) => TaskInstanceRow {
-                task_id: task.clone(),
-                state: None,
-                try_number: 0,
-                max_tries: 1,
-                start_date: None,
-                end_date: None,
-                next_retry_at: None,
-                error: None,
-                first_try: 1,
-            },
+            None if self.run_has_task(run, &task) => TaskInstanceRow::unstarted(&task),
             None => {
                 return Err(ServiceError::UnknownTask(format!(
                     "run '{}' has no task '{task_id}'",

@@ -291,6 +291,22 @@ impl RunRow {
 }
 
 impl TaskInstanceRow {
+    /// A task instance that has not been created yet (its run is queued): no status, no
+    /// try.
+    pub fn unstarted(task: &TaskId) -> Self {
+        Self {
+            task_id: task.clone(),
+            state: None,
+            try_number: 0,
+            max_tries: 1,
+            start_date: None,
+            end_date: None,
+            next_retry_at: None,
+            error: None,
+            first_try: 1,
+        }
+    }
+
     pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
         let state: Option<String> = row.try_get("state")?;
         Ok(Self {

@@ -188,27 +188,17 @@ fn ordered_instances(detail: &RunDetail, dag: Option<&Dag>) -> Vec<TaskInstanceR
     if instances.is_empty()
         && let Some(dag) = dag
     {
-        return dag.tasks.iter().map(|t| unstarted(&t.id)).collect();
+        return dag
+            .tasks
+            .iter()
+            .map(|t| TaskInstanceRow::unstarted(&t.id))
+            .collect();
     }
     if let Some(dag) = dag {
         let position: HashMap<&TaskId, usize> = dag.index.iter().map(|(k, v)| (k, *v)).collect();
         instances.sort_by_key(|t| position.get(&t.task_id).copied().unwrap_or(usize::MAX));
     }
     instances
-}
-
-fn unstarted(task: &TaskId) -> TaskInstanceRow {
-    TaskInstanceRow {
-        task_id: task.clone(),
-        state: None,
-        try_number: 0,
-        max_tries: 1,
-        start_date: None,
-        end_date: None,
-        next_retry_at: None,
-        error: None,
-        first_try: 1,
-    }
 }
 
 /// `started`: the run has task instances (only those can be marked).
