@@ -3,6 +3,7 @@
 
 mod cli;
 mod execution;
+mod fuzz;
 mod hostile_dags;
 mod hostile_data;
 mod hostile_http;
