@@ -39,6 +39,18 @@ pub(super) async fn execute(config: &Config, cmd: GraphCommand) -> anyhow::Resul
 
 /// Reads the graph: `--graph` (a path or URL) or `graph.json` in the output store.
 async fn read(config: &Config, explicit: Option<&str>) -> anyhow::Result<Graph> {
+    if let Some(p) = explicit.filter(|p| !p.contains("://") || p.starts_with("file://")) {
+        let path = std::path::Path::new(p.strip_prefix("file://").unwrap_or(p));
+        if path.is_dir() {
+            let inside = path.join("graph.json");
+            let hint = if inside.is_file() {
+                format!(" (did you mean --graph {}?)", inside.display())
+            } else {
+                String::new()
+            };
+            anyhow::bail!("{}: is a directory, not a graph file{hint}", path.display());
+        }
+    }
     let (location, name) = match explicit {
         Some(p) => match p.rsplit_once('/') {
             Some((dir, name)) => (Location::parse(dir)?, name.to_string()),

@@ -44,7 +44,9 @@ impl Problems<'_> {
     fn add(&mut self, line: Option<usize>, task: Option<&str>, message: impl Into<String>) {
         self.errors.push(LoadError {
             file: self.src.path.to_path_buf(),
-            line,
+            // A key not found line by line (a document in flow style, `{dag_id: x, ...}`):
+            // the document, which starts at line 1.
+            line: line.or(Some(1)),
             dag_id: self.dag_id.clone(),
             task_id: task.map(str::to_string),
             message: message.into(),
@@ -55,11 +57,14 @@ impl Problems<'_> {
         top_level_line(&self.src.text, key)
     }
 
+    /// The line of task `task`'s key, or of `tasks:` when it cannot be found (tasks written
+    /// in flow style, `tasks: {a: {...}}`).
     fn task_line(&self, task: &str) -> Option<usize> {
         self.task_lines
             .get_or_init(|| task_lines(&self.src.text))
             .get(task)
             .copied()
+            .or_else(|| self.key_line("tasks"))
     }
 }
 
@@ -71,6 +76,12 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
         errors: Vec::new(),
         task_lines: std::cell::OnceCell::new(),
     };
+    // Before any value is built: a few aliases can expand a small file to gigabytes.
+    if let Err(e) = super::aliases::check_expansion(&src.text) {
+        p.dag_id = src.default_dag_id.clone();
+        p.add(e.line, None, e.message);
+        return Err(p.errors);
+    }
     let raw: DagFile = match serde_norway::from_str(&src.text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -80,7 +91,7 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
                 .and_then(|v| v.get("dag_id").and_then(Value::as_str).map(str::to_string))
                 .or_else(|| src.default_dag_id.clone());
             // A missing field has no location: the document's start is where it is missing.
-            let line = e.location().map_or(1, |l| l.line());
+            let line = e.location().map_or(1, |l| yaml_line(&src.text, l.line()));
             p.add(Some(line), None, strip_location(&e.to_string()));
             return Err(p.errors);
         }
@@ -242,16 +253,43 @@ fn duration(
         .map_err(|m| {
             let line = match task {
                 Some(t) => p.task_line(t),
-                // Top level, or inside `default_args:` (then its line).
-                None => p.key_line(key).or_else(|| p.key_line("default_args")),
+                // Top level, or inside `default_args:` (its own line there, or that of
+                // `default_args:` in flow style).
+                None => p.key_line(key).or_else(|| {
+                    nested_line(&p.src.text, "default_args", key)
+                        .or_else(|| p.key_line("default_args"))
+                }),
             };
             p.add(line, task, format!("{key}: {m}"))
         })
         .ok()
 }
 
-fn build_tasks(raw: &Mapping, defaults: &TaskSettings, p: &mut Problems<'_>) -> Vec<Task> {
+fn build_tasks(raw: &Value, defaults: &TaskSettings, p: &mut Problems<'_>) -> Vec<Task> {
+    let empty = Mapping::new();
+    let raw = match raw {
+        Value::Mapping(m) => m,
+        // `tasks:` and `tasks: []` are empty; a missing `tasks` too.
+        Value::Null => &empty,
+        Value::Sequence(s) if s.is_empty() => &empty,
+        other => {
+            let what = match other {
+                Value::Sequence(_) => "a list",
+                Value::Tagged(_) => "a tagged value",
+                _ => "a single value",
+            };
+            p.add(
+                p.key_line("tasks"),
+                None,
+                format!(
+                    "`tasks` must map each task id to its task (`extract: {{type: shell, command: ...}}`), not be {what}"
+                ),
+            );
+            return Vec::new();
+        }
+    };
     if raw.is_empty() {
+        // No `tasks:` at all: then line 1, where the document misses it.
         p.add(
             p.key_line("tasks"),
             None,
@@ -486,44 +524,112 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+/// A line the YAML parser reported, within `text`: at the end of a file without a final
+/// line break it names the line after the last.
+pub(crate) fn yaml_line(text: &str, line: usize) -> usize {
+    let mut breaks = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => breaks += 1,
+            _ => {}
+        }
+    }
+    line.clamp(1, breaks + 1)
+}
+
+/// The key of the block mapping entry on `line` (indentation trimmed), if it is one: a
+/// plain, 'single-' or "double-quoted" key followed by `:`, after any tag (`!t`), anchor
+/// (`&a`) or `? `. Escapes inside quotes are not decoded.
+fn entry_key(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("? ") {
+            rest = r.trim_start();
+        } else if rest.starts_with(['!', '&']) {
+            let end = rest.find(char::is_whitespace)?;
+            rest = rest[end..].trim_start();
+        } else {
+            break;
+        }
+    }
+    let (key, after) = match rest.chars().next()? {
+        q @ ('"' | '\'') => {
+            let body = &rest[1..];
+            let end = body.find(q)?;
+            (&body[..end], &body[end + 1..])
+        }
+        _ => {
+            let end = rest.find(':')?;
+            (rest[..end].trim_end(), &rest[end..])
+        }
+    };
+    after.trim_start().starts_with(':').then_some(key)
+}
+
 /// The 1-based line of a top-level `key:` in `text`.
 pub(crate) fn top_level_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
-        .position(|l| {
-            l.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with(':'))
-        })
+        .position(|l| !l.starts_with(char::is_whitespace) && entry_key(l) == Some(key))
         .map(|i| i + 1)
 }
 
-/// The 1-based line of each indented `key:` under `tasks:` in `text` (the first one of
-/// each key), in one pass.
-fn task_lines(text: &str) -> HashMap<String, usize> {
-    let mut lines = HashMap::new();
-    let Some(start) = top_level_line(text, "tasks") else {
-        return lines;
-    };
+/// The 1-based line of `key:` indented under the top-level `parent:` in `text` (block
+/// style), if there is one.
+fn nested_line(text: &str, parent: &str, key: &str) -> Option<usize> {
+    let start = top_level_line(text, parent)?;
     for (i, l) in text.lines().enumerate().skip(start) {
         let trimmed = l.trim_start();
-        if trimmed.len() == l.len() {
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if let Some((key, _)) = trimmed.split_once(':') {
-            lines.entry(key.trim_end().to_string()).or_insert(i + 1);
+        if trimmed.len() == l.len() {
+            return None;
         }
+        if entry_key(trimmed) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The key and 1-based line of each task under `tasks:` (block style): the entries
+/// indented like the first one, up to the next top-level line.
+fn task_entries(text: &str) -> impl Iterator<Item = (&str, usize)> {
+    let start = top_level_line(text, "tasks").unwrap_or(usize::MAX);
+    let mut indent = None;
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .filter(|(_, l)| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .take_while(|(_, l)| l.starts_with(char::is_whitespace))
+        .filter_map(move |(i, l)| {
+            let width = l.len() - l.trim_start().len();
+            (*indent.get_or_insert(width) == width)
+                .then(|| entry_key(l))
+                .flatten()
+                .map(|key| (key, i + 1))
+        })
+}
+
+/// The 1-based line of each task's key (the first, if a key repeats), in one pass.
+fn task_lines(text: &str) -> HashMap<String, usize> {
+    let mut lines = HashMap::new();
+    for (key, line) in task_entries(text) {
+        lines.entry(key.to_string()).or_insert(line);
     }
     lines
 }
 
 /// The 1-based line of task `task:` under `tasks:` in `text`.
 pub(crate) fn task_line(text: &str, task: &str) -> Option<usize> {
-    let start = top_level_line(text, "tasks")?;
-    text.lines().enumerate().skip(start).find_map(|(i, l)| {
-        let trimmed = l.trim_start();
-        let indented = trimmed.len() < l.len();
-        let key = trimmed.strip_prefix(task)?.trim_start();
-        (indented && key.starts_with(':')).then_some(i + 1)
-    })
+    task_entries(text)
+        .find(|(key, _)| *key == task)
+        .map(|(_, line)| line)
 }
 
 #[cfg(test)]

@@ -60,8 +60,9 @@ pub fn load_dag_bag(dags_folder: &Path, projects_file: &Path, max_file_bytes: u6
     }
     if projects_file.exists() {
         match read_projects(projects_file, max_file_bytes) {
-            Ok(projects) => built.extend(generate(
+            Ok((projects, text)) => built.extend(generate(
                 &projects,
+                &text,
                 dags_folder,
                 projects_file,
                 max_file_bytes,
@@ -78,15 +79,21 @@ fn assemble(built: Vec<Result<Dag, Vec<LoadError>>>, mut errors: Vec<LoadError>)
         match result {
             Err(mut e) => errors.append(&mut e),
             Ok(dag) => match dags.get(&dag.id) {
-                Some(first) => errors.push(LoadError {
-                    line: super::build::top_level_line(&dag.source.text, "dag_id"),
-                    dag_id: Some(dag.id.to_string()),
-                    message: format!(
-                        "duplicate dag_id, already defined in {}",
-                        first.source.path.display()
-                    ),
-                    ..LoadError::file(&dag.source.path, "")
-                }),
+                Some(first) => errors.push(of_project(
+                    LoadError {
+                        // A generated DAG's id is not in its text: then the document's start.
+                        line: super::build::top_level_line(&dag.source.text, "dag_id").or(Some(1)),
+                        dag_id: Some(dag.id.to_string()),
+                        ..LoadError::file(
+                            &dag.source.path,
+                            format!(
+                                "duplicate dag_id, already defined in {}",
+                                first.source.path.display()
+                            ),
+                        )
+                    },
+                    &dag,
+                )),
                 None => {
                     dags.insert(dag.id.clone(), Arc::new(dag));
                 }
@@ -95,10 +102,20 @@ fn assemble(built: Vec<Result<Dag, Vec<LoadError>>>, mut errors: Vec<LoadError>)
     }
     let dangling = dangling_triggers(&dags);
     for (id, err) in dangling {
-        dags.remove(&id);
-        errors.push(err);
+        match dags.remove(&id) {
+            Some(dag) => errors.push(of_project(err, &dag)),
+            None => errors.push(err),
+        }
     }
     DagBag { dags, errors }
+}
+
+/// `e` about `dag`, naming its project if it was generated (as template errors do).
+fn of_project(e: LoadError, dag: &Dag) -> LoadError {
+    match &dag.source.project {
+        Some(p) => in_project(e, p),
+        None => e,
+    }
 }
 
 /// `trigger_dag` tasks naming a DAG that is not loaded.
@@ -112,7 +129,9 @@ fn dangling_triggers(
                 out.push((
                     dag.id.clone(),
                     LoadError {
-                        line: super::build::task_line(&dag.source.text, task.id.as_str()),
+                        line: super::build::task_line(&dag.source.text, task.id.as_str())
+                            .or_else(|| super::build::top_level_line(&dag.source.text, "tasks"))
+                            .or(Some(1)),
                         dag_id: Some(dag.id.to_string()),
                         task_id: Some(task.id.to_string()),
                         message: format!("trigger_dag_id '{target}' is not a loaded DAG"),
@@ -238,19 +257,47 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
     None
 }
 
-fn read_projects(path: &Path, limit: u64) -> Result<ProjectsFile, LoadError> {
+/// The projects list, and its text (to find lines in).
+fn read_projects(path: &Path, limit: u64) -> Result<(ProjectsFile, String), LoadError> {
     let text = read_utf8(path, limit)?;
-    serde_norway::from_str(&text).map_err(|e| LoadError {
-        line: e.location().map(|l| l.line()),
+    super::aliases::check_expansion(&text).map_err(|e| LoadError {
+        line: e.line.or(Some(1)),
+        ..LoadError::file(path, e.message)
+    })?;
+    let projects = serde_norway::from_str(&text).map_err(|e| LoadError {
+        line: Some(
+            e.location()
+                .map_or(1, |l| super::build::yaml_line(&text, l.line())),
+        ),
         ..LoadError::file(
             path,
             e.to_string().split(" at line ").next().unwrap_or_default(),
         )
-    })
+    })?;
+    Ok((projects, text))
+}
+
+/// The line naming DAG type `kind` in project `project` of the projects list: the first line
+/// mentioning it after the project's `name:` (or that line, or the first).
+fn kind_line(text: &str, project: &str, kind: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let named = lines.iter().position(|l| {
+        let l = l.trim_start().trim_start_matches("- ").trim_start();
+        l.strip_prefix("name:").is_some_and(|rest| {
+            let rest = rest.split(" #").next().unwrap_or_default().trim();
+            rest.trim_matches(|c| c == '"' || c == '\'') == project
+        })
+    });
+    let Some(named) = named else { return 1 };
+    lines[named..]
+        .iter()
+        .position(|l| l.contains(kind))
+        .map_or(named + 1, |i| named + i + 1)
 }
 
 fn generate(
     projects: &ProjectsFile,
+    projects_text: &str,
     dags_folder: &Path,
     projects_file: &Path,
     limit: u64,
@@ -261,16 +308,18 @@ fn generate(
         for kind in &project.dags {
             let path = dags_folder.join(TEMPLATES_DIR).join(format!("{kind}.yaml"));
             let template = templates.entry(kind.clone()).or_insert_with(|| {
-                read_text(&path, limit).map_err(|_| {
-                    vec![LoadError::file(
-                        projects_file,
-                        format!(
-                            "project '{}': DAG type '{kind}' has no template {}",
-                            project.name,
-                            path.display()
-                        ),
-                    )]
-                })
+                if !path.is_file() {
+                    return Err(vec![LoadError {
+                        line: Some(kind_line(projects_text, &project.name, kind)),
+                        ..LoadError::file(
+                            projects_file,
+                            format!("DAG type '{kind}' has no template {}", path.display()),
+                        )
+                    }]);
+                }
+                // A template that exists but cannot be used says why (too large, not
+                // UTF-8, nested too deep), with its own file and line.
+                read_text(&path, limit)
             });
             let result = match template {
                 Err(e) => Err(e.clone()),

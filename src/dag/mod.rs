@@ -4,6 +4,7 @@
 //! Flow: [`loader`] finds files (plain DAGs and project templates) → [`raw`] mirrors the YAML
 //! → [`build`] validates into [`Dag`]. Nothing outside this module sees raw structs.
 
+pub mod aliases;
 pub mod build;
 pub mod describe;
 pub mod duration;

@@ -25,8 +25,9 @@ pub struct DagFile {
     pub params: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub default_args: TaskDefaults,
+    /// A mapping of task id to task; anything else is reported by validation.
     #[serde(default)]
-    pub tasks: serde_norway::Mapping,
+    pub tasks: serde_norway::Value,
 }
 
 /// The arguments that apply to every task (and that each task may override).

@@ -480,6 +480,27 @@ mod import_tests {
     }
 
     #[test]
+    fn floats_keep_their_exact_value() {
+        // serde_json's default float parser gave 1.363409242341772e48 for the first, and
+        // the second was refused as inexact (found by tests/integration/fuzz.rs).
+        let t = import_json(
+            "{\"x\": 1.3634092423417718e+48}\n{\"x\": -1138437394645142.2}\n{\"x\": 0.1}\n",
+        )
+        .unwrap();
+        assert!(t.rejects.is_empty(), "{:?}", t.rejects);
+        let xs: Vec<f64> = t
+            .rows
+            .iter()
+            .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(xs, [1.3634092423417718e48, -1138437394645142.2, 0.1]);
+        assert_eq!(
+            xs[0].to_bits(),
+            "1.3634092423417718e48".parse::<f64>().unwrap().to_bits()
+        );
+    }
+
+    #[test]
     fn a_number_serde_would_round_is_a_reject_with_line_and_reason() {
         let t = import_json(
             "{\"id\": 1, \"x\": 0.5}\n{\"id\": 99999999999999999999, \"x\": 0.5}\n{\"id\": 3, \"x\": 1.00000000000000000001}\n",

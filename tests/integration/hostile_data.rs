@@ -137,3 +137,26 @@ fn a_header_of_only_delimiters_fails_the_import_with_its_line() {
         "data/sample/pubmed.csv: line 1: the header has only delimiters, no column names"
     );
 }
+
+#[test]
+fn a_graph_argument_that_is_a_directory_says_so() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    std::fs::create_dir_all(env.path("empty")).unwrap();
+    std::fs::write(env.path("out/graph.json"), "{\"drugs\": []}").unwrap();
+    for (args, expected) in [
+        (
+            vec!["graph", "top-journals", "--graph", "out"],
+            "error: out: is a directory, not a graph file (did you mean --graph out/graph.json?)",
+        ),
+        (
+            vec!["graph", "related-drugs", "aspirin", "--graph", "empty/"],
+            "error: empty/: is a directory, not a graph file",
+        ),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.trim_end(), expected, "{args:?}");
+    }
+}

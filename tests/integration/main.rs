@@ -6,6 +6,7 @@ mod cli;
 mod dashboard;
 mod dashboard_runs;
 mod execution;
+mod fuzz;
 mod hostile_dags;
 mod hostile_data;
 mod hostile_http;

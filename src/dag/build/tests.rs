@@ -163,3 +163,52 @@ fn catchup_without_a_start_date_is_rejected() {
          start_date to catch up from"
     );
 }
+
+#[test]
+fn keys_are_found_quoted_tagged_and_at_their_own_level() {
+    let text = "\"dag_id\": x\n!!str schedule: '61 * * * *'\ndefault_args:\n  # a comment\n  'retry_delay': 1e30\ntasks:\n  type:\n    type: noop\n  \"b\": {type: noop}\n  c:\n    doc: x\nafter: 1\n  d: 2\n";
+    assert_eq!(top_level_line(text, "dag_id"), Some(1));
+    assert_eq!(top_level_line(text, "schedule"), Some(2));
+    assert_eq!(nested_line(text, "default_args", "retry_delay"), Some(5));
+    assert_eq!(nested_line(text, "default_args", "tasks"), None);
+    // A task named like a task argument is found at the task level, not inside a task.
+    assert_eq!(task_line(text, "type"), Some(7));
+    assert_eq!(task_line(text, "b"), Some(9));
+    assert_eq!(task_line(text, "doc"), None);
+    // Nothing after the next top-level key belongs to the tasks.
+    assert_eq!(task_line(text, "d"), None);
+    assert_eq!(task_lines(text).len(), 3);
+}
+
+fn build_text(text: &str) -> Vec<String> {
+    build_dag(&DagText {
+        path: Path::new("d.yaml"),
+        project: None,
+        default_dag_id: None,
+        text: text.to_string(),
+    })
+    .unwrap_err()
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+#[test]
+fn every_error_has_a_line_even_in_flow_style() {
+    assert_eq!(
+        build_text("{dag_id: d, schedule: '61 * * * *', tasks: {a: {type: noop}}}\n"),
+        ["d.yaml:1: DAG 'd': bad schedule '61 * * * *': Component error: Number out of bounds."]
+    );
+    assert_eq!(
+        build_text("dag_id: d\ntasks: {a: {type: noop, retry_delay: 1e30}}\n"),
+        ["d.yaml:2: DAG 'd': task 'a': retry_delay: bad duration \
+          '1000000000000000000000000000000': out of range (allowed: 0s to 100 years)"]
+    );
+    assert_eq!(
+        build_text("dag_id: d\ntasks: 7\n"),
+        [
+            "d.yaml:2: DAG 'd': `tasks` must map each task id to its task (`extract: {type: \
+          shell, command: ...}`), not be a single value"
+        ]
+    );
+}
