@@ -16,7 +16,7 @@ use crate::dag::watch::{DagSources, watch as watch_dags};
 use crate::data::{DataError, DataPaths, Location};
 use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
 use crate::store::{InstanceKind, Store};
-use crate::web::{AppState, router};
+use crate::web::{AppState, router_on};
 
 /// How long requests in flight at shutdown may take to finish.
 const WEB_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -85,9 +85,8 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     })
     .context("cannot watch the DAG folder")?;
 
-    let app = router(AppState {
-        service: crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone())),
-    });
+    let service = crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone()));
+    let app = router_on(AppState { service }, bound);
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let web = tokio::spawn(crate::web::serve(
         listener,

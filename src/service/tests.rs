@@ -9,6 +9,10 @@ use crate::ids::{InstanceId, TaskId};
 use crate::state::{RunState, RunType};
 use crate::store::{NewRun, Owner, RunRow};
 
+async fn run_count(store: &Store) -> u64 {
+    store.query_runs(&RunQuery::default()).await.unwrap().1
+}
+
 /// `Service::backfill` over `store` and the DAGs of `bag`.
 async fn backfill(
     store: &Store,
@@ -178,7 +182,7 @@ async fn a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing() 
         .await
         .unwrap();
     assert_eq!(report.created.len(), 5);
-    assert!(store.list_runs(None, None, 10).await.unwrap().is_empty());
+    assert_eq!(run_count(&store).await, 0);
     r.dry_run = false;
     r.max_runs = 4;
     assert!(
@@ -191,7 +195,7 @@ async fn a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing() 
         .await
         .unwrap();
     assert_eq!(report.created.len(), 5);
-    assert_eq!(store.list_runs(None, None, 10).await.unwrap().len(), 5);
+    assert_eq!(run_count(&store).await, 5);
 }
 
 const CHAIN: &str = concat!(

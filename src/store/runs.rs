@@ -268,34 +268,24 @@ impl Store {
         run_id: &str,
         dag: Option<&DagId>,
     ) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE run_id = ?1 AND (?2 IS NULL OR dag_id = ?2) ORDER BY id"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(run_id)
-            .bind(dag.map(DagId::as_str))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(RunRow::from_row).collect()
-    }
-
-    /// The newest runs (optionally of one DAG and/or in one state), newest first.
-    pub async fn list_runs(
-        &self,
-        dag: Option<&DagId>,
-        state: Option<RunState>,
-        limit: u32,
-    ) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE (?1 IS NULL OR dag_id = ?1) AND (?2 IS NULL OR state = ?2) \
-             ORDER BY id DESC LIMIT ?3"
-        ));
-        let rows = sqlx::query(sql)
-            .bind(dag.map(DagId::as_str))
-            .bind(state.map(RunState::as_str))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        // Two statements rather than `(?2 IS NULL OR dag_id = ?2)`, which SQLite cannot
+        // plan on an index: each uses one (the unique (dag_id, run_id) or run_id's own).
+        let rows = match dag {
+            Some(dag) => {
+                let sql =
+                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE dag_id = ?1 AND run_id = ?2"));
+                sqlx::query(sql)
+                    .bind(dag.as_str())
+                    .bind(run_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql =
+                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE run_id = ?1 ORDER BY id"));
+                sqlx::query(sql).bind(run_id).fetch_all(&self.pool).await?
+            }
+        };
         rows.iter().map(RunRow::from_row).collect()
     }
 

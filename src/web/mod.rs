@@ -42,8 +42,22 @@ pub struct AppState {
     pub service: Service,
 }
 
-/// Builds the router.
+/// Builds the router of a server listening on loopback.
 pub fn router(state: AppState) -> Router {
+    router_for(state, csrf::HostPolicy::Loopback)
+}
+
+/// Builds the router of a server listening at `bind`: one on loopback answers only to
+/// loopback host names.
+pub fn router_on(state: AppState, bind: std::net::SocketAddr) -> Router {
+    let policy = match bind.ip().is_loopback() {
+        true => csrf::HostPolicy::Loopback,
+        false => csrf::HostPolicy::Any,
+    };
+    router_for(state, policy)
+}
+
+fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
     Router::new()
         .route("/", get(pages::dags::dags))
         .route("/dags/{dag_id}", get(pages::dag::dag))
@@ -80,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .method_not_allowed_fallback(pages::method_not_allowed)
         .layer(middleware::from_fn(csrf::refuse_cross_site))
+        .layer(middleware::from_fn_with_state(hosts, csrf::guard_host))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(limit_body))
         .with_state(state)

@@ -127,7 +127,10 @@ pub async fn dag(
     let page_link = |offset: u64| links::with_query(&links::dag(&dag_id), &offset_query(offset));
     let page = DagPage {
         dag_id: dag.id.to_string(),
-        description: dag.description.clone(),
+        description: dag
+            .description
+            .as_deref()
+            .map(|d| crate::redact::text(d).into_owned()),
         tags: dag
             .tags
             .iter()

@@ -213,7 +213,10 @@ fn row(d: &DagSummary, filters: &Filters, here: &str) -> DagRow {
     DagRow {
         id: dag.id.to_string(),
         href: links::dag(dag.id.as_str()),
-        description: dag.description.clone(),
+        description: dag
+            .description
+            .as_deref()
+            .map(|d| crate::redact::text(d).into_owned()),
         tags: dag.tags.iter().map(|t| filters.chip(t)).collect(),
         schedule: Schedule::of(dag),
         marks: d.recent.iter().rev().map(Mark::of).collect(),
