@@ -148,10 +148,8 @@ fn print_progress(p: &Progress) {
 
 /// `trigger --wait` with a server: watch the store until the run ends.
 async fn follow(service: &Service, run: RunRow) -> anyhow::Result<Outcome> {
-    let mut last = run.state;
-    loop {
-        let now = service.refresh(&run).await?;
-        if now.state != last {
+    let end = service
+        .wait(&run, WAIT_POLL, |now| {
             println!(
                 "[{}] {} run {}: {}",
                 Local::now().format("%H:%M:%S%.3f"),
@@ -159,13 +157,9 @@ async fn follow(service: &Service, run: RunRow) -> anyhow::Result<Outcome> {
                 now.run_id,
                 now.state
             );
-            last = now.state;
-        }
-        if now.state.is_finished() {
-            return finish(service, &now, now.state).await;
-        }
-        tokio::time::sleep(WAIT_POLL).await;
-    }
+        })
+        .await?;
+    finish(service, &end, end.state).await
 }
 
 async fn finish(service: &Service, run: &RunRow, state: RunState) -> anyhow::Result<Outcome> {

@@ -116,6 +116,29 @@ impl Service {
             .ok_or_else(|| ServiceError::UnknownRun(run.run_id.to_string()))
     }
 
+    /// Waits until `run` has finished, reading the store every `poll` (whoever executes
+    /// it: this process, a server or another instance), and calls `on_change` with the run
+    /// each time its state changes. Returns the finished run.
+    pub async fn wait(
+        &self,
+        run: &RunRow,
+        poll: std::time::Duration,
+        mut on_change: impl FnMut(&RunRow),
+    ) -> ServiceResult<RunRow> {
+        let mut last = run.state;
+        loop {
+            let now = self.refresh(run).await?;
+            if now.state != last {
+                on_change(&now);
+                last = now.state;
+            }
+            if now.state.is_finished() {
+                return Ok(now);
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// A run with its task instances, tries, parent and children.
     pub async fn run_detail(&self, run: RunRow) -> ServiceResult<RunDetail> {
         let task_instances = self.store.task_instances(run.key).await?;

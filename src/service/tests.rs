@@ -389,3 +389,36 @@ async fn the_dag_listing_filters_pages_and_carries_recent_runs() {
     let page = service.list_dags(&page).await.unwrap();
     assert_eq!((page.total, page.dags[0].dag.id.as_str()), (2, "chain"));
 }
+
+#[tokio::test]
+async fn wait_follows_a_run_to_its_end_reporting_each_state() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let run = service
+        .trigger("chain", TriggerRequest::default())
+        .await
+        .unwrap();
+    let pool = store.test_pool().clone();
+    let key = run.key.0;
+    let finisher = tokio::spawn(async move {
+        for state in ["running", "failed"] {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            sqlx::query("UPDATE dag_run SET state = ? WHERE id = ?")
+                .bind(state)
+                .bind(key)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    });
+    let mut seen = Vec::new();
+    let end = service
+        .wait(&run, std::time::Duration::from_millis(5), |r| {
+            seen.push(r.state)
+        })
+        .await
+        .unwrap();
+    finisher.await.unwrap();
+    assert_eq!(end.state, RunState::Failed);
+    assert_eq!(seen.last(), Some(&RunState::Failed));
+}
