@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::{Service, ServiceError, ServiceResult};
 use crate::dag::Dag;
 use crate::ids::{DagId, RunKey, TaskId};
-use crate::state::{RunType, TaskState};
+use crate::state::{RunState, RunType, TaskState};
 use crate::store::{NewRun, Owner, RunQuery, RunRow, TaskInstanceRow, TryRow};
 
 /// A run with everything its page shows.
@@ -71,13 +71,25 @@ pub struct Marked {
     pub state: TaskState,
 }
 
+/// Whether a run will progress without anyone acting: running, or queued and able to
+/// start (its DAG is unpaused, or a foreground process reserved it). A queued run of a
+/// paused DAG waits for the DAG to be unpaused, so pages need not poll for it.
+pub fn is_active(run: &RunRow, dag_paused: bool) -> bool {
+    match run.state {
+        RunState::Running => true,
+        RunState::Queued => !dag_paused || run.owner.is_some(),
+        RunState::Success | RunState::Failed => false,
+    }
+}
+
 impl Service {
     /// One page of runs and how many match in all.
     pub async fn list_runs(&self, query: &RunQuery) -> ServiceResult<(Vec<RunRow>, u64)> {
         Ok(self.store.query_runs(query).await?)
     }
 
-    /// Whether any run (of one DAG) is queued or running.
+    /// Whether any run (of one DAG) will progress without anyone acting (see
+    /// [`is_active`]).
     pub async fn any_active_run(&self, dag: Option<&DagId>) -> ServiceResult<bool> {
         Ok(self.store.any_active_run(dag).await?)
     }

@@ -227,6 +227,38 @@ async fn pages_are_live_only_while_a_run_is_queued_or_running() {
 }
 
 #[tokio::test]
+async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
+    let app = app(bag(&[CHAIN])).await;
+    app.service.set_paused("chain", true).await.unwrap();
+    let queued = app.trigger("chain").await;
+    for uri in ["/", "/dags/chain"] {
+        let body = app.get(uri).await.body;
+        assert!(!body.contains("data-live=\"1\""), "{uri}: {body}");
+    }
+    // Unpaused, the run will start: pages follow it again.
+    app.service.set_paused("chain", false).await.unwrap();
+    for uri in ["/", "/dags/chain"] {
+        assert!(
+            app.get(uri).await.body.contains(" data-live=\"1\">"),
+            "{uri}"
+        );
+    }
+    // A running run of a paused DAG goes on, so it still counts.
+    app.service.set_paused("chain", true).await.unwrap();
+    sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = ?")
+        .bind(queued.key.0)
+        .execute(app.store.test_pool())
+        .await
+        .unwrap();
+    for uri in ["/", "/dags/chain"] {
+        assert!(
+            app.get(uri).await.body.contains(" data-live=\"1\">"),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters() {
     let yamls: Vec<String> = (0..300)
         .map(|i| {
