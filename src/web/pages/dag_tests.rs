@@ -489,6 +489,16 @@ async fn the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page() {
     assert_eq!(older.body.matches("<th class=\"run").count(), 5);
     assert!(older.body.contains(&href(&runs[0])));
     assert!(older.body.contains("href=\"/dags/chain\">Newer runs"));
+    assert!(!older.body.contains("No runs on this page"));
+    // Past the last run: not "no runs yet", but a way back to the newest.
+    let past = app.get("/dags/chain?offset=500").await;
+    assert_eq!(past.status, StatusCode::OK);
+    assert!(!past.body.contains("No runs yet"), "{}", past.body);
+    assert!(
+        past.body
+            .contains("No runs on this page — <a href=\"/dags/chain\">show the newest runs</a>")
+    );
+    assert!(past.body.contains("30 runs"));
 }
 
 #[tokio::test]
