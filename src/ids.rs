@@ -84,13 +84,22 @@ pub struct ProcessGroup {
     pub start_ticks: u64,
 }
 
-/// Whether `id` is acceptable as a DAG or task id: Airflow's rule (letters, digits, `_-.`).
+/// Whether `id` is acceptable as a DAG or task id: Airflow's rule (letters, digits, `_-.`),
+/// except ids made only of dots (see [`is_dot_segment`]).
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 250
+        && !is_dot_segment(id)
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Whether `id` is made only of dots: as a URL path segment, `.` and `..` are resolved away
+/// by browsers, so the dashboard could not link to such a DAG or task (longer runs of dots
+/// are refused too, to keep the rule simple to state).
+pub fn is_dot_segment(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c == '.')
 }
 
 #[cfg(test)]
@@ -104,5 +113,9 @@ mod tests {
         assert!(!is_valid_id(""));
         assert!(!is_valid_id("has space"));
         assert!(!is_valid_id("slash/y"));
+        assert!(!is_valid_id("."));
+        assert!(!is_valid_id(".."));
+        assert!(!is_valid_id("..."));
+        assert!(is_valid_id("..a"));
     }
 }

@@ -121,6 +121,20 @@ impl RunState {
         matches!(self, Self::Success | Self::Failed)
     }
 
+    /// A finished run's state from the states of its leaf tasks (those with nothing
+    /// downstream), Airflow's rule: failed if a leaf failed or is upstream_failed, success
+    /// otherwise. The scheduler finishes runs by it and `mark` recomputes runs by it.
+    pub fn from_leaves(leaves: impl IntoIterator<Item = Option<TaskState>>) -> RunState {
+        if leaves
+            .into_iter()
+            .any(|s| s.is_some_and(TaskState::is_failure))
+        {
+            Self::Failed
+        } else {
+            Self::Success
+        }
+    }
+
     /// The transitions the engine may make; `clear` re-queues finished runs.
     pub fn can_become(self, next: RunState) -> bool {
         use RunState::*;

@@ -163,7 +163,7 @@ pub enum Command {
         dag: Option<String>,
     },
     /// Set a task instance of a finished run to success or failed (the run's state
-    /// follows: success when all its tasks succeeded or were skipped).
+    /// follows the scheduler's rule: failed if a leaf task failed, success otherwise).
     Mark {
         /// Run id.
         run_id: String,

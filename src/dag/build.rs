@@ -15,7 +15,11 @@ use super::duration::DurationValue;
 use super::raw::{COMMON_TASK_KEYS, DagFile, OVERRIDE_TASK_KEYS, TaskCommon, TaskDefaults};
 use super::timetable::{Schedule, Timetable};
 use super::{Dag, DagSource, LoadError, RetryPolicy, Task, TriggerRule};
-use crate::ids::{DagId, TaskId, is_valid_id};
+use crate::ids::{DagId, TaskId, is_dot_segment, is_valid_id};
+
+/// Why an id made only of dots is refused.
+const DOTS: &str = "an id cannot be made only of dots (browsers resolve '.' and '..' in \
+    links as the current and parent path)";
 use crate::tasks::TaskKind;
 
 /// One DAG's YAML text and where it came from.
@@ -102,7 +106,13 @@ pub fn build_dag(src: &DagText<'_>) -> Result<Dag, Vec<LoadError>> {
         return Err(p.errors);
     };
     p.dag_id = Some(dag_id.clone());
-    if !is_valid_id(&dag_id) {
+    if is_dot_segment(&dag_id) {
+        p.add(
+            p.key_line("dag_id"),
+            None,
+            format!("bad dag_id '{dag_id}': {DOTS}"),
+        );
+    } else if !is_valid_id(&dag_id) {
         p.add(
             p.key_line("dag_id"),
             None,
@@ -327,7 +337,9 @@ fn build_task(
     p: &mut Problems<'_>,
 ) -> Option<(Task, Vec<String>)> {
     let line = p.task_line(id);
-    if !is_valid_id(id) {
+    if is_dot_segment(id) {
+        p.add(line, Some(id), format!("bad task id: {DOTS}"));
+    } else if !is_valid_id(id) {
         p.add(
             line,
             Some(id),

@@ -370,15 +370,17 @@ impl ActiveRun {
         if !all_done || self.running > 0 {
             return None;
         }
-        let leaf_failed =
-            self.dag.tasks.iter().zip(&self.slots).any(|(t, s)| {
-                t.downstream.is_empty() && s.state.is_some_and(TaskState::is_failure)
-            });
-        Some(if leaf_failed || self.timed_out.is_some() {
-            RunState::Failed
-        } else {
-            RunState::Success
-        })
+        if self.timed_out.is_some() {
+            return Some(RunState::Failed);
+        }
+        let leaves = self
+            .dag
+            .tasks
+            .iter()
+            .zip(&self.slots)
+            .filter(|(t, _)| t.downstream.is_empty())
+            .map(|(_, s)| s.state);
+        Some(RunState::from_leaves(leaves))
     }
 }
 

@@ -2,13 +2,14 @@
 //! trigger, clear (a run, or tasks with or without their downstream), mark.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::Utc;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::dag::Dag;
 use crate::ids::{DagId, RunKey, TaskId};
-use crate::state::{RunType, TaskState};
+use crate::state::{RunState, RunType, TaskState};
 use crate::store::{NewRun, Owner, RunQuery, RunRow, TaskInstanceRow, TryRow};
 
 /// A run with everything its page shows.
@@ -70,13 +71,25 @@ pub struct Marked {
     pub state: TaskState,
 }
 
+/// Whether a run will progress without anyone acting: running, or queued and able to
+/// start (its DAG is unpaused, or a foreground process reserved it). A queued run of a
+/// paused DAG waits for the DAG to be unpaused, so pages need not poll for it.
+pub fn is_active(run: &RunRow, dag_paused: bool) -> bool {
+    match run.state {
+        RunState::Running => true,
+        RunState::Queued => !dag_paused || run.owner.is_some(),
+        RunState::Success | RunState::Failed => false,
+    }
+}
+
 impl Service {
     /// One page of runs and how many match in all.
     pub async fn list_runs(&self, query: &RunQuery) -> ServiceResult<(Vec<RunRow>, u64)> {
         Ok(self.store.query_runs(query).await?)
     }
 
-    /// Whether any run (of one DAG) is queued or running.
+    /// Whether any run (of one DAG) will progress without anyone acting (see
+    /// [`is_active`]).
     pub async fn any_active_run(&self, dag: Option<&DagId>) -> ServiceResult<bool> {
         Ok(self.store.any_active_run(dag).await?)
     }
@@ -248,7 +261,7 @@ impl Service {
     }
 
     /// The DAG a finished run executes, for clearing it.
-    fn finished_run_dag(&self, run: &RunRow) -> ServiceResult<std::sync::Arc<Dag>> {
+    fn finished_run_dag(&self, run: &RunRow) -> ServiceResult<Arc<Dag>> {
         if !run.state.is_finished() {
             return Err(ServiceError::Conflict(format!(
                 "run '{}' is {}; only finished runs can be cleared",
@@ -288,7 +301,9 @@ impl Service {
     }
 
     /// Marks a task instance of a finished run `success` or `failed`; the run's state
-    /// follows (success when all its tasks succeeded or were skipped).
+    /// follows by the scheduler's rule (failed if a leaf task failed, success otherwise),
+    /// over the DAG version the run executed (every task counts as a leaf when that
+    /// version is gone).
     pub async fn mark(
         &self,
         run: RunRow,
@@ -300,27 +315,37 @@ impl Service {
                 "a task can be marked success or failed, not {state}"
             )));
         }
-        if !run.state.is_finished() {
-            return Err(ServiceError::Conflict(format!(
-                "run '{}' is {}; tasks can be marked once it has finished",
-                run.run_id, run.state
-            )));
-        }
         let task = TaskId::new(task_id);
-        let known = self
-            .store
-            .task_instances(run.key)
-            .await?
-            .iter()
-            .any(|t| t.task_id == task);
+        let dag = self.run_dag(&run).await?;
+        // A queued run may have no task instances yet: its DAG knows its tasks.
+        let known = dag.as_ref().is_some_and(|d| d.index.contains_key(&task))
+            || self
+                .store
+                .task_instances(run.key)
+                .await?
+                .iter()
+                .any(|t| t.task_id == task);
         if !known {
             return Err(ServiceError::UnknownTask(format!(
                 "run '{}' has no task '{task_id}'",
                 run.run_id
             )));
         }
+        if !run.state.is_finished() {
+            return Err(ServiceError::Conflict(format!(
+                "run '{}' is {}; tasks can be marked once it has finished",
+                run.run_id, run.state
+            )));
+        }
+        let leaves: Option<Vec<TaskId>> = dag.map(|d| {
+            d.tasks
+                .iter()
+                .filter(|t| t.downstream.is_empty())
+                .map(|t| t.id.clone())
+                .collect()
+        });
         self.store
-            .mark_task(run.key, &task, state)
+            .mark_task(run.key, &task, state, leaves.as_deref())
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::Transition { .. } => {
@@ -333,5 +358,21 @@ impl Service {
             task_id: task,
             state,
         })
+    }
+
+    /// The DAG a run executes: the loaded one when it is the version the run was created
+    /// with, else that stored version; `None` when neither is available.
+    async fn run_dag(&self, run: &RunRow) -> ServiceResult<Option<Arc<Dag>>> {
+        let loaded = self.bag().get(run.dag_id.as_str()).cloned();
+        let Some(hash) = &run.dag_version else {
+            return Ok(loaded);
+        };
+        if let Some(dag) = loaded.filter(|d| &d.source.hash == hash) {
+            return Ok(Some(dag));
+        }
+        let Some(version) = self.store.dag_version(hash).await? else {
+            return Ok(None);
+        };
+        Ok(Dag::from_version(&version).ok().map(Arc::new))
     }
 }

@@ -333,6 +333,63 @@ async fn marking_tasks_sets_the_run_state_from_its_task_instances() {
 }
 
 #[tokio::test]
+async fn marking_uses_the_schedulers_leaf_rule() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    // b failed but c (a leaf, as if its trigger rule were all_done) succeeded: the
+    // scheduler finished the run success, and marking d success must keep it so.
+    let run = finished(
+        &service,
+        &store,
+        "success",
+        ["success", "failed", "success", "success"],
+    )
+    .await;
+    let marked = service
+        .mark(run.clone(), "d", TaskState::Success)
+        .await
+        .unwrap();
+    assert_eq!(marked.run.state, RunState::Success);
+    // Marking the failed inner task failed again changes nothing either.
+    let marked = service
+        .mark(run.clone(), "b", TaskState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(marked.run.state, RunState::Success);
+
+    // With neither the loaded DAG nor its stored version, every task counts as a leaf.
+    sqlx::query("UPDATE dag_run SET dag_version = NULL WHERE id = ?")
+        .bind(run.key.0)
+        .execute(store.test_pool())
+        .await
+        .unwrap();
+    let orphan = Service::with_bag(store.clone(), DagBag::default());
+    let run = orphan.refresh(&run).await.unwrap();
+    let marked = orphan.mark(run, "d", TaskState::Success).await.unwrap();
+    assert_eq!(marked.run.state, RunState::Failed, "b is still failed");
+}
+
+#[tokio::test]
+async fn marking_an_unknown_task_of_an_active_run_is_not_found() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let queued = service
+        .trigger("chain", TriggerRequest::default())
+        .await
+        .unwrap();
+    let err = service
+        .mark(queued.clone(), "nope", TaskState::Success)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let err = service
+        .mark(queued, "a", TaskState::Success)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
+}
+
+#[tokio::test]
 async fn the_dag_listing_filters_pages_and_carries_recent_runs() {
     let (_dir, store) = store().await;
     let mut bag = bag(CHAIN);

@@ -169,7 +169,8 @@ impl Store {
 
     /// Marks a task instance of a finished run `success` or `failed` (a user's override,
     /// as Airflow's "mark success/failed"), then sets the run's state from its task
-    /// instances: success when every one succeeded or was skipped, failed otherwise. Runs
+    /// instances by the scheduler's rule ([`RunState::from_leaves`]) over `leaves`, the
+    /// DAG's leaf tasks; `None` (the DAG is unknown) counts every task as a leaf. Runs
     /// still queued or running are refused: their owner decides their tasks' states.
     /// Returns the run's state after the mark.
     pub async fn mark_task(
@@ -177,6 +178,7 @@ impl Store {
         run: RunKey,
         task: &TaskId,
         state: TaskState,
+        leaves: Option<&[TaskId]>,
     ) -> StoreResult<RunState> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = to_text(Utc::now());
@@ -196,18 +198,20 @@ impl Store {
         if done.rows_affected() != 1 {
             return Err(refused(&mut tx, run, task, state.as_str()).await?);
         }
-        let unfinished: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM task_instance WHERE run = ? \
-             AND (state IS NULL OR state NOT IN ('success', 'skipped'))",
-        )
-        .bind(run.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let outcome = if unfinished == 0 {
-            RunState::Success
-        } else {
-            RunState::Failed
-        };
+        let rows = sqlx::query("SELECT task_id, state FROM task_instance WHERE run = ?")
+            .bind(run.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut leaf_states = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("task_id")?;
+            if leaves.is_some_and(|l| !l.iter().any(|t| t.as_str() == id)) {
+                continue;
+            }
+            let state: Option<String> = row.try_get("state")?;
+            leaf_states.push(state.as_deref().map(super::rows::parse).transpose()?);
+        }
+        let outcome = RunState::from_leaves(leaf_states);
         sqlx::query(
             "UPDATE dag_run SET state = ?1, end_date = COALESCE(end_date, ?2) \
              WHERE id = ?3 AND state IN ('success', 'failed')",

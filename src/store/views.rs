@@ -204,11 +204,15 @@ impl Store {
         Ok(by_run)
     }
 
-    /// Whether any run is queued or running (pages stop updating themselves when none is).
+    /// Whether any run is running, or queued and able to start: a queued run of a paused
+    /// DAG waits for the DAG to be unpaused unless a foreground process reserved it (pages
+    /// stop updating themselves when no run is active).
     pub async fn any_active_run(&self, dag: Option<&DagId>) -> StoreResult<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM dag_run WHERE state IN ('queued', 'running') \
-             AND (?1 IS NULL OR dag_id = ?1) LIMIT 1",
+            "SELECT 1 FROM dag_run r WHERE r.state IN ('queued', 'running') \
+             AND (?1 IS NULL OR r.dag_id = ?1) \
+             AND (r.state = 'running' OR r.owner IS NOT NULL OR NOT EXISTS \
+             (SELECT 1 FROM dag d WHERE d.dag_id = r.dag_id AND d.is_paused)) LIMIT 1",
         )
         .bind(dag.map(DagId::as_str))
         .fetch_optional(&self.pool)

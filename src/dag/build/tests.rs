@@ -212,3 +212,22 @@ fn every_error_has_a_line_even_in_flow_style() {
         ]
     );
 }
+
+#[test]
+fn ids_made_only_of_dots_are_refused_with_their_line() {
+    let why = "an id cannot be made only of dots (browsers resolve '.' and '..' in links as \
+               the current and parent path)";
+    assert_eq!(
+        build_text("dag_id: '..'\ntasks:\n  a: {type: noop}\n"),
+        [format!("d.yaml:1: DAG '..': bad dag_id '..': {why}")]
+    );
+    assert_eq!(
+        build_text("dag_id: d\ntasks:\n  a: {type: noop}\n  '.': {type: noop}\n"),
+        [format!("d.yaml:4: DAG 'd': task '.': bad task id: {why}")]
+    );
+    assert_eq!(
+        build_text("dag_id: d\ntasks:\n  ..: {type: noop, depends_on: ...}\n  ...: {type: noop}\n")
+            .len(),
+        2
+    );
+}

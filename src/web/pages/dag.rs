@@ -71,6 +71,8 @@ pub struct DagPage {
     heads: Vec<RunHead>,
     rows: Vec<GridRow>,
     total_runs: u64,
+    /// The first page of the grid (for an offset past the last run).
+    newest_runs: String,
     newer_runs: Option<String>,
     older_runs: Option<String>,
     graph: String,
@@ -152,6 +154,7 @@ pub async fn dag(
         heads,
         rows,
         total_runs: grid.total,
+        newest_runs: links::dag(&dag_id),
         newer_runs: (params.offset > 0)
             .then(|| page_link(params.offset.saturating_sub(GRID_RUNS.into()))),
         older_runs: (params.offset + u64::from(GRID_RUNS) < grid.total)

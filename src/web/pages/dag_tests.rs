@@ -227,6 +227,38 @@ async fn pages_are_live_only_while_a_run_is_queued_or_running() {
 }
 
 #[tokio::test]
+async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
+    let app = app(bag(&[CHAIN])).await;
+    app.service.set_paused("chain", true).await.unwrap();
+    let queued = app.trigger("chain").await;
+    for uri in ["/", "/dags/chain"] {
+        let body = app.get(uri).await.body;
+        assert!(!body.contains("data-live=\"1\""), "{uri}: {body}");
+    }
+    // Unpaused, the run will start: pages follow it again.
+    app.service.set_paused("chain", false).await.unwrap();
+    for uri in ["/", "/dags/chain"] {
+        assert!(
+            app.get(uri).await.body.contains(" data-live=\"1\">"),
+            "{uri}"
+        );
+    }
+    // A running run of a paused DAG goes on, so it still counts.
+    app.service.set_paused("chain", true).await.unwrap();
+    sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = ?")
+        .bind(queued.key.0)
+        .execute(app.store.test_pool())
+        .await
+        .unwrap();
+    for uri in ["/", "/dags/chain"] {
+        assert!(
+            app.get(uri).await.body.contains(" data-live=\"1\">"),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters() {
     let yamls: Vec<String> = (0..300)
         .map(|i| {
@@ -457,6 +489,16 @@ async fn the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page() {
     assert_eq!(older.body.matches("<th class=\"run").count(), 5);
     assert!(older.body.contains(&href(&runs[0])));
     assert!(older.body.contains("href=\"/dags/chain\">Newer runs"));
+    assert!(!older.body.contains("No runs on this page"));
+    // Past the last run: not "no runs yet", but a way back to the newest.
+    let past = app.get("/dags/chain?offset=500").await;
+    assert_eq!(past.status, StatusCode::OK);
+    assert!(!past.body.contains("No runs yet"), "{}", past.body);
+    assert!(
+        past.body
+            .contains("No runs on this page — <a href=\"/dags/chain\">show the newest runs</a>")
+    );
+    assert!(past.body.contains("30 runs"));
 }
 
 #[tokio::test]

@@ -14,7 +14,6 @@ use super::flash::Flash;
 use super::{PageError, links};
 use crate::dag::LoadError;
 use crate::service::{DagQuery, DagSummary};
-use crate::state::RunState;
 use crate::web::AppState;
 
 /// DAGs per page.
@@ -174,7 +173,7 @@ pub async fn dags(
     let live = listing.dags.iter().any(|d| {
         d.recent
             .iter()
-            .any(|r| matches!(r.state, RunState::Queued | RunState::Running))
+            .any(|r| crate::service::is_active(r, d.paused))
     });
     let page = DagsPage {
         first: (filters.offset + 1).min(listing.total),

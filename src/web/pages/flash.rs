@@ -3,6 +3,10 @@
 //! SameSite=Strict, 60 s) rather than in the URL, so a reload or a shared link does not show
 //! it again and no link can make the dashboard say something it did not do. The page that
 //! shows it clears the cookie in its response ([`Flash`] is also a response part).
+//!
+//! Cookies are shared by every port of a host, so any other local site could set `flash`:
+//! the value is signed (HMAC-SHA-256 under a random key drawn once per process) and a
+//! cookie whose signature does not match is ignored.
 
 use std::convert::Infallible;
 
@@ -12,10 +16,56 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, IntoResponseParts, Redirect, Response, ResponseParts};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use sha2::{Digest, Sha256};
 
 const COOKIE_NAME: &str = "flash";
 /// Longer messages are cut: a cookie is not the place for an essay.
 const MAX_CHARS: usize = 300;
+
+/// SHA-256's block size, for HMAC.
+const BLOCK: usize = 64;
+
+/// This process's signing key; `None` if the OS gave no randomness (then no flash at all).
+fn key() -> Option<&'static [u8; 32]> {
+    static KEY: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).ok().map(|()| key)
+    })
+    .as_ref()
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `message` under `key`, in hex.
+fn sign(key: &[u8; 32], message: &str) -> String {
+    let mut block = [0u8; BLOCK];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message.as_bytes())
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The message of a cookie value `<signature>.<percent-encoded message>`, if the
+/// signature is this process's.
+fn verified(value: &str) -> Option<String> {
+    let (signature, encoded) = value.split_once('.')?;
+    let message = percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
+    let expected = sign(key()?, &message);
+    // Constant-time comparison: no early exit on the first differing byte.
+    let same = expected.len() == signature.len()
+        && expected
+            .bytes()
+            .zip(signature.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    same.then_some(message)
+}
 
 /// The flash message a request carries, if any.
 #[derive(Debug, Default)]
@@ -40,7 +90,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Flash {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE_NAME)
-            .map(|(_, value)| percent_decode_str(value).decode_utf8_lossy().into_owned())
+            .and_then(|(_, value)| verified(value))
             .filter(|m| !m.is_empty());
         Ok(Self(message))
     }
@@ -64,8 +114,12 @@ impl IntoResponseParts for Flash {
 /// 303 See Other to `next` (a local path, checked by the caller), carrying `message`.
 pub fn redirect(next: &str, message: &str) -> Response {
     let short: String = message.chars().take(MAX_CHARS).collect();
+    let Some(key) = key() else {
+        return Redirect::to(next).into_response();
+    };
     let cookie = format!(
-        "{COOKIE_NAME}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
+        "{COOKIE_NAME}={}.{}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
+        sign(key, &short),
         utf8_percent_encode(&short, NON_ALPHANUMERIC)
     );
     match HeaderValue::from_str(&cookie) {
@@ -99,6 +153,44 @@ mod tests {
         assert_eq!(
             flash.message(),
             Some("Queued run manual__2024-01-01T00:00:00+00:00; ok")
+        );
+    }
+
+    async fn flash_of(cookie: &str) -> Option<String> {
+        let request = Request::get("/").header(COOKIE, cookie).body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let flash = Flash::from_request_parts(&mut parts, &()).await.unwrap();
+        flash.message().map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn a_forged_or_altered_cookie_shows_nothing() {
+        // Planted by another local site: unsigned, or signed with a key of its own.
+        assert_eq!(flash_of("flash=Deleted%20everything").await, None);
+        let other = [7u8; 32];
+        let forged = format!(
+            "flash={}.Deleted%20everything",
+            sign(&other, "Deleted everything")
+        );
+        assert_eq!(flash_of(&forged).await, None);
+        // A genuine cookie with its message changed.
+        let response = redirect("/", "Queued run r1");
+        let set = response.headers()[SET_COOKIE].to_str().unwrap();
+        let pair = set.split(';').next().unwrap();
+        assert_eq!(flash_of(pair).await.as_deref(), Some("Queued run r1"));
+        let altered = pair.replace("r1", "r2");
+        assert_eq!(flash_of(&altered).await, None);
+        assert_eq!(flash_of("flash=.").await, None);
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256() {
+        // Computed independently with Python:
+        // hmac.new(bytes(range(32)), b"msg", hashlib.sha256).hexdigest()
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        assert_eq!(
+            sign(&key, "msg"),
+            "3b57d42a96c7d6bbd3a8d21ccf7a9db575e32e1872b62c0a368840b47d8b38ef"
         );
     }
 }

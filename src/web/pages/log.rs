@@ -110,6 +110,19 @@ pub struct LogPage {
     all_url: String,
     /// Where the script follows the try (only while it runs).
     stream_url: Option<String>,
+    /// Why a task without a try will not run (and so never has a log), if it will not.
+    not_run: Option<&'static str>,
+}
+
+/// Why a task with no try will not run, if it will not: its state says so, or its run
+/// finished without it.
+fn not_run(state: Option<TaskState>, run_finished: bool) -> Option<&'static str> {
+    match state {
+        Some(TaskState::UpstreamFailed) => Some("an upstream task failed"),
+        Some(TaskState::Skipped) => Some("it was skipped"),
+        None if run_finished => Some("its run finished without starting it"),
+        _ => None,
+    }
 }
 
 /// The log page's query.
@@ -166,6 +179,7 @@ pub async fn page(
         earlier,
         all_url: format!("{}&all=1", links::task_try(d, r, t, n)),
         stream_url: (n > 0 && running).then(|| links::log_stream(d, r, t, n, last_seq)),
+        not_run: not_run(logs.instance.state, run.state.is_finished()),
         dag_url: links::dag(d),
         run_url: links::run(d, r),
         task_url: links::task(d, r, t),

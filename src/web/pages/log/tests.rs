@@ -72,6 +72,23 @@ async fn a_task_not_started_yet_says_so_and_its_page_follows_the_run() {
 }
 
 #[tokio::test]
+async fn an_upstream_failed_task_says_it_will_not_run_and_why() {
+    let fx = Fixture::new().await;
+    let run = fx.failed_run().await;
+    let (status, _, body) = fx.get(&task_url(&run, "load")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("has not started yet"), "{body}");
+    assert!(body.contains("This task will not run (an upstream task failed), so it has no log."));
+    assert!(!body.contains("data-live=\"1\""));
+    assert_eq!(
+        super::not_run(Some(TaskState::Skipped), false),
+        Some("it was skipped")
+    );
+    assert_eq!(super::not_run(None, false), None);
+    assert_eq!(super::not_run(Some(TaskState::Queued), false), None);
+}
+
+#[tokio::test]
 async fn a_running_try_is_streamed_from_the_page_position() {
     let fx = Fixture::new().await;
     let run = fx.running_run(serde_json::json!({})).await;
