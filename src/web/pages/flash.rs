@@ -15,15 +15,13 @@ use axum::http::HeaderValue;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, IntoResponseParts, Redirect, Response, ResponseParts};
+use hmac::{Hmac, Mac};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 const COOKIE_NAME: &str = "flash";
 /// Longer messages are cut: a cookie is not the place for an essay.
 const MAX_CHARS: usize = 300;
-
-/// SHA-256's block size, for HMAC.
-const BLOCK: usize = 64;
 
 /// This process's signing key; `None` if the OS gave no randomness (then no flash at all).
 fn key() -> Option<&'static [u8; 32]> {
@@ -35,36 +33,40 @@ fn key() -> Option<&'static [u8; 32]> {
     .as_ref()
 }
 
-/// HMAC-SHA-256 (RFC 2104) of `message` under `key`, in hex.
-fn sign(key: &[u8; 32], message: &str) -> String {
-    let mut block = [0u8; BLOCK];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message.as_bytes())
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+/// HMAC-SHA-256 of `message` under `key` (`None` only if HMAC refused the key, which
+/// it does for no length).
+fn mac(key: &[u8; 32], message: &str) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+    mac.update(message.as_bytes());
+    Some(mac)
+}
+
+/// The hex signature of `message` under `key`.
+fn sign(key: &[u8; 32], message: &str) -> Option<String> {
+    let bytes = mac(key, message)?.finalize().into_bytes();
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The message of a cookie value `<signature>.<percent-encoded message>`, if the
-/// signature is this process's.
+/// signature is this process's (checked in constant time).
 fn verified(value: &str) -> Option<String> {
     let (signature, encoded) = value.split_once('.')?;
     let message = percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
-    let expected = sign(key()?, &message);
-    // Constant-time comparison: no early exit on the first differing byte.
-    let same = expected.len() == signature.len()
-        && expected
-            .bytes()
-            .zip(signature.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    same.then_some(message)
+    let signature = decode_hex(signature)?;
+    mac(key()?, &message)?
+        .verify_slice(&signature)
+        .ok()
+        .map(|()| message)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The flash message a request carries, if any.
@@ -114,12 +116,11 @@ impl IntoResponseParts for Flash {
 /// 303 See Other to `next` (a local path, checked by the caller), carrying `message`.
 pub fn redirect(next: &str, message: &str) -> Response {
     let short: String = message.chars().take(MAX_CHARS).collect();
-    let Some(key) = key() else {
+    let Some(signature) = key().and_then(|key| sign(key, &short)) else {
         return Redirect::to(next).into_response();
     };
     let cookie = format!(
-        "{COOKIE_NAME}={}.{}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
-        sign(key, &short),
+        "{COOKIE_NAME}={signature}.{}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
         utf8_percent_encode(&short, NON_ALPHANUMERIC)
     );
     match HeaderValue::from_str(&cookie) {
@@ -170,7 +171,7 @@ mod tests {
         let other = [7u8; 32];
         let forged = format!(
             "flash={}.Deleted%20everything",
-            sign(&other, "Deleted everything")
+            sign(&other, "Deleted everything").unwrap()
         );
         assert_eq!(flash_of(&forged).await, None);
         // A genuine cookie with its message changed.
@@ -189,7 +190,7 @@ mod tests {
         // hmac.new(bytes(range(32)), b"msg", hashlib.sha256).hexdigest()
         let key: [u8; 32] = std::array::from_fn(|i| i as u8);
         assert_eq!(
-            sign(&key, "msg"),
+            sign(&key, "msg").unwrap(),
             "3b57d42a96c7d6bbd3a8d21ccf7a9db575e32e1872b62c0a368840b47d8b38ef"
         );
     }
