@@ -231,13 +231,16 @@ async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
     let app = app(bag(&[CHAIN])).await;
     app.service.set_paused("chain", true).await.unwrap();
     let queued = app.trigger("chain").await;
-    for uri in ["/", "/dags/chain"] {
-        let body = app.get(uri).await.body;
-        assert!(!body.contains("data-live=\"1\""), "{uri}: {body}");
+    let run_page = super::links::run("chain", queued.run_id.as_str());
+    let log_page = super::links::task("chain", queued.run_id.as_str(), "a");
+    for uri in ["/", "/dags/chain", run_page.as_str(), log_page.as_str()] {
+        let got = app.get(uri).await;
+        assert_eq!(got.status, StatusCode::OK, "{uri}");
+        assert!(!got.body.contains("data-live=\"1\""), "{uri}: {}", got.body);
     }
     // Unpaused, the run will start: pages follow it again.
     app.service.set_paused("chain", false).await.unwrap();
-    for uri in ["/", "/dags/chain"] {
+    for uri in ["/", "/dags/chain", run_page.as_str()] {
         assert!(
             app.get(uri).await.body.contains(" data-live=\"1\">"),
             "{uri}"

@@ -19,7 +19,7 @@ use futures_util::Stream;
 
 use super::{PageError, duration, links, time};
 use crate::ids::TaskId;
-use crate::service::{RunRow, Service, TaskLogs};
+use crate::service::{RunRow, Service, TaskLogs, is_active};
 use crate::state::TaskState;
 use crate::tasks::LogLine;
 use crate::web::{AppState, STREAM_KEEP_ALIVE};
@@ -164,7 +164,8 @@ pub async fn page(
     Ok(LogPage {
         // A try that ended keeps its log; only the latest-try view (a retry may start)
         // and a try not yet ended are worth following, and never the whole of a long log.
-        live: !run.state.is_finished() && (running || (wanted.is_none() && !all)),
+        live: is_active(&run, service.paused(&run.dag_id).await?)
+            && (running || (wanted.is_none() && !all)),
         state: logs.instance.state.map_or("none", TaskState::as_str),
         state_text: logs.instance.state.map_or("no status", TaskState::as_str),
         tries: try_links(&logs, d, r, t),

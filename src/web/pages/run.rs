@@ -20,7 +20,7 @@ use super::gantt::{self, Gantt};
 use super::{PageError, duration, links, time};
 use crate::dag::Dag;
 use crate::ids::TaskId;
-use crate::service::{RunDetail, RunRow, TaskInstanceRow};
+use crate::service::{RunDetail, RunRow, TaskInstanceRow, is_active};
 use crate::state::TaskState;
 use crate::web::AppState;
 
@@ -115,10 +115,12 @@ pub async fn page(
 ) -> Result<(Flash, RunPage), PageError> {
     let service = &state.service;
     let run = service.run(&dag_id, &run_id).await?;
+    // A queued run of a paused DAG will not move until someone unpauses it: not followed.
+    let active = is_active(&run, service.paused(&run.dag_id).await?);
     let detail = service.run_detail(run).await?;
     let dag = service.bag().get(dag_id.as_str()).cloned();
     let message = flash.message().map(str::to_string);
-    let page = RunPage::new(&detail, dag.as_deref(), Utc::now(), message);
+    let page = RunPage::new(&detail, dag.as_deref(), active, Utc::now(), message);
     Ok((flash, page))
 }
 
@@ -126,6 +128,7 @@ impl RunPage {
     fn new(
         detail: &RunDetail,
         dag: Option<&Dag>,
+        active: bool,
         now: DateTime<Utc>,
         flash: Option<String>,
     ) -> Self {
@@ -133,8 +136,8 @@ impl RunPage {
         let (dag_id, run_id) = (run.dag_id.as_str(), run.run_id.as_str());
         let instances = ordered_instances(detail, dag);
         let order: Vec<TaskId> = instances.iter().map(|t| t.task_id.clone()).collect();
-        let live = !run.state.is_finished();
-        let run_end = run.end_date.or(live.then_some(now));
+        let live = active;
+        let run_end = run.end_date.or((!run.state.is_finished()).then_some(now));
         let started = !detail.task_instances.is_empty();
         let tasks = instances
             .iter()
