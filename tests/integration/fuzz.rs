@@ -544,8 +544,10 @@ struct GenTask {
     upstream: Vec<usize>,
 }
 
+/// A valid id: the id alphabet, but never only dots (those are refused, being path
+/// segments in links).
 fn id() -> impl Strategy<Value = String> {
-    "[A-Za-z0-9_.-]{1,24}"
+    "[A-Za-z0-9_.-]{1,24}".prop_filter("not only dots", |id| !id.bytes().all(|b| b == b'.'))
 }
 
 fn scalar() -> impl Strategy<Value = Value> {
