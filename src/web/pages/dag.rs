@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+
+use super::extract::Path;
 use axum::http::Uri;
 use chrono::Utc;
 

@@ -5,7 +5,9 @@
 //! Cross-site posts never get here (see `web::csrf`).
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
+
+use super::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

@@ -9,6 +9,7 @@ mod dag_parts;
 #[cfg(test)]
 mod dag_tests;
 pub mod dags;
+mod extract;
 #[cfg(test)]
 mod fixture;
 pub mod flash;
