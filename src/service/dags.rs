@@ -167,13 +167,7 @@ impl Service {
 
     /// Whether a DAG is paused.
     pub async fn paused(&self, dag: &DagId) -> ServiceResult<bool> {
-        Ok(self
-            .store
-            .paused_flags()
-            .await?
-            .get(dag)
-            .copied()
-            .unwrap_or(false))
+        Ok(self.store.is_paused(dag).await?)
     }
 
     /// Pauses or unpauses a DAG; returns the previous value.

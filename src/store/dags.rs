@@ -43,6 +43,15 @@ impl Store {
         Ok(before != 0)
     }
 
+    /// Whether a DAG is paused (one never seen is not).
+    pub async fn is_paused(&self, id: &DagId) -> StoreResult<bool> {
+        let paused: Option<i64> = sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(paused.is_some_and(|p| p != 0))
+    }
+
     /// The paused flag of every known DAG.
     pub async fn paused_flags(&self) -> StoreResult<HashMap<DagId, bool>> {
         let rows = sqlx::query("SELECT dag_id, is_paused FROM dag")
