@@ -102,13 +102,18 @@ fn a_group_left_by_a_dead_owner_and_supervisor_is_killed_before_the_retry() {
         group_recorded(&env)
     });
     // Kill the supervisor first, so nothing stops the command when `serve` dies: only the
-    // group recorded on the try can.
+    // group recorded on the try can. `serve` is frozen meanwhile: awake, it would see its
+    // supervisor die and stop the leftovers itself before the kill -9 lands.
     let supervisor = parent_of(pid_in(&env, "sh.pid"));
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &supervisor.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let kill = |signal: &str, pid: i64| {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    };
+    kill("-STOP", i64::from(server.child.id()));
+    kill("-KILL", i64::from(supervisor));
     server.kill9();
     drop(server);
     assert!(
