@@ -14,6 +14,7 @@ pub mod data;
 pub mod executor;
 pub mod graph;
 pub mod ids;
+pub mod metrics;
 pub mod redact;
 pub mod scheduler;
 pub mod service;
