@@ -1,5 +1,6 @@
 //! `orchestrator serve`: wires the store, the DAG loader and its file watcher, the
-//! scheduler and the HTTP listener, and shuts them down together on SIGINT/SIGTERM.
+//! scheduler, the metrics they record into and the HTTP listener, and shuts them down
+//! together on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::dag::DagBag;
 use crate::dag::watch::{DagSources, watch as watch_dags};
 use crate::data::{DataError, DataPaths, Location};
+use crate::metrics::Metrics;
 use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
 use crate::store::{InstanceKind, Store};
 use crate::web::{AppState, router_on};
@@ -34,6 +36,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let max_connections = crate::web::connection_limit(config.max_connections, open_files);
     let store = Store::open(&config.database_url, 4).await?;
     let sources = sources(config);
+    let metrics = Metrics::new();
     let bag = Arc::new(
         tokio::task::spawn_blocking({
             let s = sources.clone();
@@ -41,7 +44,7 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
         })
         .await?,
     );
-    report_load(&bag);
+    report_load(&bag, &metrics);
     store.ensure_dags(bag.dags.keys()).await?;
     let listener = TcpListener::bind(bind)
         .await
@@ -62,7 +65,10 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
         store.clone(),
         bag.clone(),
         Mode::Serve,
-        scheduler_config(config)?,
+        SchedulerConfig {
+            metrics: metrics.clone(),
+            ..scheduler_config(config)?
+        },
         owner,
         shutdown.clone(),
         None,
@@ -71,11 +77,12 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     let reload_store = store.clone();
     let reload_engine = engine.handle.clone();
     let dags_tx = Arc::new(dags_tx);
+    let reload_metrics = metrics.clone();
     let (_watcher, watch_task) = watch_dags(sources, shutdown.clone(), move |bag: Arc<DagBag>| {
         let (store, engine, dags_tx) =
             (reload_store.clone(), reload_engine.clone(), dags_tx.clone());
+        report_load(&bag, &reload_metrics);
         async move {
-            report_load(&bag);
             if let Err(e) = store.ensure_dags(bag.dags.keys()).await {
                 tracing::error!(error = %e, "cannot record reloaded DAGs");
             }
@@ -85,7 +92,8 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     })
     .context("cannot watch the DAG folder")?;
 
-    let service = crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone()));
+    let service = crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone()))
+        .with_metrics(metrics);
     let app = router_on(AppState { service }, bound);
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let web = tokio::spawn(crate::web::serve(
@@ -131,6 +139,7 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
             lease: config.lease,
         },
         log_limits: crate::tasks::LogLimits::new(config.max_log_bytes),
+        metrics: crate::metrics::Metrics::disabled(),
     })
 }
 
@@ -143,10 +152,13 @@ pub fn data_paths(config: &Config) -> Result<DataPaths, DataError> {
     })
 }
 
-fn report_load(bag: &DagBag) {
+/// Logs a (re)load of the DAG folder and counts the files that failed.
+fn report_load(bag: &DagBag, metrics: &Metrics) {
     for e in &bag.errors {
         tracing::warn!("DAG load error: {e}");
     }
+    let failed: std::collections::HashSet<_> = bag.errors.iter().map(|e| &e.file).collect();
+    metrics.dag_files_failed(failed.len());
     tracing::info!(
         dags = bag.dags.len(),
         errors = bag.errors.len(),

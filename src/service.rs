@@ -8,6 +8,7 @@
 mod backfill;
 mod dags;
 mod logs;
+mod metrics;
 mod runs;
 
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The metrics could not be encoded.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 impl ServiceError {
@@ -70,6 +74,7 @@ pub struct Service {
     store: Store,
     dags: watch::Receiver<Arc<DagBag>>,
     engine: Option<EngineHandle>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Service {
@@ -83,7 +88,14 @@ impl Service {
             store,
             dags,
             engine,
+            metrics: crate::metrics::Metrics::disabled(),
         }
+    }
+
+    /// The same service, exposing `metrics` at `/metrics` (`serve`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Opens the state store at `database_url` (applying migrations) for a command that

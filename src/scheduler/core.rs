@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -19,6 +19,7 @@ use super::{Command, EngineHandle, Mode, Progress, SchedulerConfig};
 use crate::dag::{Dag, DagBag, DataInterval};
 use crate::executor::TryResult;
 use crate::ids::{DagId, RunKey};
+use crate::metrics::Event;
 use crate::state::RunState;
 use crate::store::{Change, Owner, Store, StoreError};
 
@@ -41,6 +42,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// What woke the scheduler's loop.
+enum Wake {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// A command arrived (more may be waiting behind it).
+    Command(Command),
+    /// The lease keeper published a new state (`false`: the keeper is gone).
+    Lease(bool),
+    /// A timer is due.
+    Timers,
+    /// The fallback poll of the store.
+    Poll,
+}
+
 /// A try that ended, reported by its task.
 pub struct Finished {
     pub(super) run: RunKey,
@@ -49,6 +64,8 @@ pub struct Finished {
     pub(super) try_number: u32,
     pub(super) result: TryResult,
     pub(super) at: DateTime<Utc>,
+    /// How long the try ran (monotonic clock).
+    pub(super) duration: Duration,
 }
 
 /// Done after the turn's changes are committed.
@@ -63,6 +80,8 @@ pub(super) enum Action {
         state: RunState,
     },
     Progress(RunKey, Progress),
+    /// Counted in the metrics once committed.
+    Observe(RunKey, Event),
 }
 
 /// A run this process let go of (adopted by another instance, lease lost, or reloaded
@@ -277,8 +296,10 @@ impl Scheduler {
         }
         let mut poll = tokio::time::interval(FALLBACK_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut woke: Option<Instant> = None;
         loop {
             self.turn().await?;
+            self.observe_turn(woke.take());
             if let Mode::Foreground { root } = self.mode
                 && !self.root_started
             {
@@ -290,30 +311,55 @@ impl Scheduler {
                 return Ok(());
             }
             let sleep = tokio::time::sleep(self.until_next_timer());
-            tokio::select! {
-                () = self.shutdown.cancelled(), if self.drain_deadline.is_none() => self.begin_drain(),
-                cmd = self.rx.recv() => {
-                    let Some(cmd) = cmd else { return Ok(()) };
+            let polling = (self.mode == Mode::Serve || !self.readopt.is_empty())
+                && self.drain_deadline.is_none();
+            let wake = tokio::select! {
+                () = self.shutdown.cancelled(), if self.drain_deadline.is_none() => Wake::Shutdown,
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => Wake::Command(cmd),
+                    None => return Ok(()),
+                },
+                changed = self.lease.changed() => Wake::Lease(changed.is_ok()),
+                () = sleep => Wake::Timers,
+                _ = poll.tick(), if polling => Wake::Poll,
+            };
+            woke = Some(Instant::now());
+            self.on_wake(wake).await?;
+        }
+    }
+
+    /// Acts on what woke the loop; the turn that follows commits the decisions.
+    async fn on_wake(&mut self, wake: Wake) -> Result<(), StoreError> {
+        match wake {
+            Wake::Shutdown => self.begin_drain(),
+            Wake::Command(cmd) => {
+                self.handle(cmd).await?;
+                while let Ok(cmd) = self.rx.try_recv() {
                     self.handle(cmd).await?;
-                    while let Ok(cmd) = self.rx.try_recv() {
-                        self.handle(cmd).await?;
-                    }
-                }
-                changed = self.lease.changed() => {
-                    if changed.is_ok() {
-                        self.on_lease_change();
-                    }
-                }
-                () = sleep => self.on_timers(Utc::now()),
-                _ = poll.tick(), if (self.mode == Mode::Serve || !self.readopt.is_empty()) && self.drain_deadline.is_none() => {
-                    if self.mode == Mode::Serve {
-                        self.reread_store().await?;
-                        self.adopt_orphans().await?;
-                    }
-                    self.readopt_own().await?;
                 }
             }
+            Wake::Lease(true) => self.on_lease_change(),
+            Wake::Lease(false) => {}
+            Wake::Timers => self.on_timers(Utc::now()),
+            Wake::Poll => {
+                if self.mode == Mode::Serve {
+                    self.reread_store().await?;
+                    self.adopt_orphans().await?;
+                }
+                self.readopt_own().await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Records how long the turn took from the event that woke the loop (none before the
+    /// first turn) and the slots it left in use and awaited.
+    fn observe_turn(&self, woke: Option<Instant>) {
+        let metrics = &self.config.metrics;
+        if let Some(at) = woke {
+            metrics.loop_latency(at.elapsed());
+        }
+        metrics.slots(self.running, self.ready.len());
     }
 
     fn is_done(&self) -> bool {
@@ -439,7 +485,7 @@ impl Scheduler {
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Spawn { run, .. } => self.try_gone(run),
-                Action::Progress(..) => {}
+                Action::Progress(..) | Action::Observe(..) => {}
                 done @ Action::RunDone { .. } => self.actions.push(done),
             }
         }
@@ -552,7 +598,9 @@ impl Scheduler {
                     task,
                     try_number,
                 } => self.spawn(run, task, try_number),
-                Action::RunDone { run, .. } | Action::Progress(run, _)
+                Action::RunDone { run, .. }
+                | Action::Progress(run, _)
+                | Action::Observe(run, _)
                     if dropped.contains(&run) => {}
                 Action::RunDone { run, state } => {
                     for w in self.watchers.remove(&run).unwrap_or_default() {
@@ -564,6 +612,7 @@ impl Scheduler {
                         let _ = tx.send(p);
                     }
                 }
+                Action::Observe(_, event) => self.config.metrics.record(&event),
             }
         }
         Ok(())

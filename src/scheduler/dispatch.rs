@@ -9,6 +9,7 @@ use super::Progress;
 use super::active::{ActiveRun, EndContext, TryEnd};
 use super::core::{Action, Finished, Scheduler};
 use crate::ids::RunKey;
+use crate::metrics::{self, Event};
 use crate::state::TaskState;
 use crate::store::Change;
 
@@ -48,6 +49,13 @@ impl Scheduler {
                 task: idx,
                 try_number,
             });
+            self.actions.push(Action::Observe(
+                key,
+                Event::TryStarted {
+                    dag_id: run.dag.id.clone(),
+                    task_id: run.dag.tasks[idx].id.clone(),
+                },
+            ));
             self.actions.push(Action::Progress(
                 key,
                 Progress::TaskStarted {
@@ -99,6 +107,19 @@ impl Scheduler {
             f.at,
             &mut self.changes,
         );
+        self.actions.push(Action::Observe(
+            f.run,
+            Event::TryEnded {
+                dag_id: run.dag.id.clone(),
+                task_id: task_id.clone(),
+                end: match end {
+                    TryEnd::Done(s) => metrics::TryEnd::State(s),
+                    TryEnd::RetryAt(_) => metrics::TryEnd::State(TaskState::UpForRetry),
+                    TryEnd::Abandoned => metrics::TryEnd::Abandoned,
+                },
+                duration: Some(f.duration),
+            },
+        ));
         let state = match end {
             TryEnd::Done(s) => s,
             TryEnd::RetryAt(at) => {
@@ -142,6 +163,18 @@ impl Scheduler {
             note: run.timed_out.clone(),
         });
         self.actions.push(Action::RunDone { run: key, state });
+        let duration = run
+            .row
+            .start_date
+            .and_then(|start| (now - start).to_std().ok());
+        self.actions.push(Action::Observe(
+            key,
+            Event::RunEnded {
+                dag_id: run.dag.id.clone(),
+                state,
+                duration,
+            },
+        ));
         self.actions.push(Action::Progress(
             key,
             Progress::RunFinished {

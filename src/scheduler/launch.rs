@@ -48,12 +48,14 @@ impl Scheduler {
             process: self.handle.group_report(key, task.id.clone(), try_number),
             engine: Arc::new(self.handle.clone()),
             data: self.config.data.clone(),
+            metrics: self.config.metrics.clone(),
         };
         let span = tracing::info_span!("task", dag_id = %dag.id, run_id = %run.row.run_id, task_id = %task.id, try_number);
         let handle = self.handle.clone();
         self.tracker.spawn(
             async move {
                 let task = &dag.tasks[idx];
+                let started = std::time::Instant::now();
                 let result =
                     executor::execute(&task.kind, values, ctx, task.execution_timeout).await;
                 let finished = Finished {
@@ -63,6 +65,7 @@ impl Scheduler {
                     try_number,
                     result,
                     at: Utc::now(),
+                    duration: started.elapsed(),
                 };
                 // Fails only when the scheduler is gone, and then nobody is left to tell.
                 let _ = handle.send(Command::Finished(Box::new(finished))).await;

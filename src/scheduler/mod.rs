@@ -121,6 +121,8 @@ pub struct SchedulerConfig {
     pub lease: LeaseTiming,
     /// Size limits of each try's log (`max_log_bytes`).
     pub log_limits: crate::tasks::LogLimits,
+    /// Where runs, tries, loop latency and data rows are counted (disabled outside `serve`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A started scheduler: its handle, and the task to await for its end.

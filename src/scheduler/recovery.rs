@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Mode;
 use super::active::{ActiveRun, TryEnd};
-use super::core::Scheduler;
+use super::core::{Action, Scheduler};
 use crate::dag::Dag;
 use crate::ids::TaskId;
+use crate::metrics::{self, Event};
 use crate::state::{RunState, TaskState};
 use crate::store::{RunRow, StoreError, TaskInstanceRow};
 use crate::tasks::process::{StaleGroup, kill_stale_group, try_marker};
@@ -78,6 +79,7 @@ impl Scheduler {
                 .await?
             {
                 *active += 1;
+                self.config.metrics.run_started(&dag.id);
                 self.activate(row, dag).await?;
             }
         }
@@ -169,6 +171,11 @@ impl Scheduler {
             .await?
         {
             tracing::warn!(dag_id = %row.dag_id, run_id = %row.run_id, "run failed: {note}");
+            self.config.metrics.record(&Event::RunEnded {
+                dag_id: row.dag_id.clone(),
+                state: RunState::Failed,
+                duration: None,
+            });
         }
         Ok(())
     }
@@ -231,11 +238,24 @@ impl Scheduler {
             match ti.state {
                 Some(TaskState::Running) => {
                     // Its process died or lost its lease: a failed try, retried per policy.
-                    if let TryEnd::RetryAt(at) =
-                        run.end_interrupted_try(idx, now, &mut self.changes)
-                    {
-                        self.retries.insert((at, key, idx));
-                    }
+                    let end = run.end_interrupted_try(idx, now, &mut self.changes);
+                    let state = match end {
+                        TryEnd::RetryAt(at) => {
+                            self.retries.insert((at, key, idx));
+                            TaskState::UpForRetry
+                        }
+                        TryEnd::Done(state) => state,
+                        TryEnd::Abandoned => continue,
+                    };
+                    self.actions.push(Action::Observe(
+                        key,
+                        Event::TryEnded {
+                            dag_id: run.dag.id.clone(),
+                            task_id: ti.task_id.clone(),
+                            end: metrics::TryEnd::State(state),
+                            duration: None,
+                        },
+                    ));
                 }
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {

@@ -427,6 +427,26 @@ impl Store {
         self.run_counts("state IN ('queued', 'running')").await
     }
 
+    /// Number of queued and of running runs per DAG (read through the state index, so it
+    /// costs the active runs, not the history).
+    pub async fn active_run_states(&self) -> StoreResult<Vec<(DagId, RunState, u64)>> {
+        let rows = sqlx::query(
+            "SELECT dag_id, state, COUNT(*) AS n FROM dag_run \
+             WHERE state IN ('queued', 'running') GROUP BY dag_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    DagId::new(r.try_get::<String, _>("dag_id")?),
+                    super::rows::parse(&r.try_get::<String, _>("state")?)?,
+                    r.try_get::<i64, _>("n")?.unsigned_abs(),
+                ))
+            })
+            .collect()
+    }
+
     async fn run_counts(
         &self,
         condition: &'static str,

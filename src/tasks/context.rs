@@ -79,6 +79,8 @@ pub struct TaskContext {
     pub engine: Arc<dyn RunPort>,
     /// Staging, output and warehouse locations.
     pub data: Arc<DataPaths>,
+    /// Where data tasks count the rows they import, load and reject.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl TaskContext {
@@ -93,6 +95,11 @@ impl TaskContext {
         } else {
             TaskError::Failed(message)
         }
+    }
+
+    /// Adds `count` rows to this task's `which` counter.
+    pub fn count_rows(&self, which: crate::metrics::Rows, count: u64) {
+        self.metrics.rows(&self.dag_id, &self.task_id, which, count);
     }
 
     /// This try as the warehouse ledger knows it.

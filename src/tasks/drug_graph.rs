@@ -156,6 +156,7 @@ impl DrugGraphTask {
         )
         .await
         .map_err(fail)?;
+        ctx.count_rows(crate::metrics::Rows::Rejected, summary.rejected as u64);
         for line in summary.lines {
             ctx.log.info(line);
         }

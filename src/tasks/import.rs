@@ -16,6 +16,7 @@ use crate::data::location::LocalCopy;
 use crate::data::parquet_io::{ImportStats, TableWriter};
 use crate::data::table::ColumnType;
 use crate::data::{DataError, Location};
+use crate::metrics::Rows;
 
 /// Source formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +105,8 @@ impl ImportTask {
             },
             stats.blank
         ));
+        ctx.count_rows(Rows::Imported, stats.rows);
+        ctx.count_rows(Rows::Rejected, stats.rejected);
         if stats.rejected > 0 {
             ctx.log.write(
                 "WARN",

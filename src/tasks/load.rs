@@ -48,10 +48,13 @@ impl LoadTask {
                 None => self.load_one(ctx, table, &who).await?,
             };
             match outcome {
-                Ledgered::Written(rows) => ctx.log.info(format!(
-                    "loaded {rows} row(s) into {}.{table}",
-                    crate::redact::text(&ctx.data.warehouse.display().to_string())
-                )),
+                Ledgered::Written(rows) => {
+                    ctx.count_rows(crate::metrics::Rows::Loaded, rows);
+                    ctx.log.info(format!(
+                        "loaded {rows} row(s) into {}.{table}",
+                        crate::redact::text(&ctx.data.warehouse.display().to_string())
+                    ));
+                }
                 Ledgered::AlreadyCommitted(earlier) => ctx.log.info(format!(
                     "try {} already committed {table} ({} row(s)); not writing it again",
                     earlier.try_number, earlier.rows

@@ -1,6 +1,6 @@
 //! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), health
-//! and version endpoints (Airflow's paths), and the wake-up the CLI sends after it changes
-//! the store. Handlers stay thin: extract → call the service → respond. Guards on the whole
+//! and version endpoints (Airflow's paths), the Prometheus scrape (`/metrics`), and the
+//! wake-up the CLI sends after it changes the store. Handlers stay thin: extract → call the service → respond. Guards on the whole
 //! router: a body size limit, the cross-site request refusal (`csrf`), and HTML 404/405
 //! pages for unknown paths and methods. The Airflow-compatible REST API builds on this
 //! router.
@@ -90,6 +90,7 @@ fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
         .route("/health", get(health))
         .route("/api/v2/monitor/health", get(health))
         .route("/api/v2/version", get(version))
+        .route("/metrics", get(metrics))
         .route(WAKE_PATH, post(wake))
         .fallback(pages::not_found)
         .method_not_allowed_fallback(pages::method_not_allowed)
@@ -185,6 +186,26 @@ async fn health(State(state): State<AppState>) -> Response {
 
 async fn version() -> Json<serde_json::Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION"), "git_version": null}))
+}
+
+/// The Prometheus scrape: the text exposition, or 404 where no metrics are kept.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.service.metrics_text().await {
+        Ok(Some(text)) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "this process keeps no metrics".into(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics scrape failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the metrics cannot be read now; see the server log".into(),
+            )
+        }
+    }
 }
 
 async fn wake(State(state): State<AppState>) -> StatusCode {
