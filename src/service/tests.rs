@@ -479,3 +479,21 @@ async fn wait_follows_a_run_to_its_end_reporting_each_state() {
     assert_eq!(end.state, RunState::Failed);
     assert_eq!(seen.last(), Some(&RunState::Failed));
 }
+
+#[tokio::test]
+async fn a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags() {
+    let (_dir, store) = store().await;
+    let bag = bag(DAILY);
+    scheduled(&store, &bag, 2).await;
+    scheduled(&store, &bag, 3).await;
+    let service = Service::with_bag(store.clone(), bag);
+    assert_eq!(service.metrics_text().await.unwrap(), None);
+    let service = service.with_metrics(crate::metrics::Metrics::new());
+    let text = service.metrics_text().await.unwrap().unwrap();
+    assert!(
+        text.contains("orchestrator_dag_runs{dag_id=\"daily\",state=\"queued\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("orchestrator_dag_runs{dag_id=\"daily\",state=\"running\"} 0\n"));
+    assert!(text.contains("orchestrator_dags_loaded 1\n"));
+}

@@ -11,6 +11,7 @@ mod hostile_dags;
 mod hostile_data;
 mod hostile_http;
 mod logs;
+mod metrics;
 mod pipeline;
 mod processes;
 mod recovery;
