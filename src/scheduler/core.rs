@@ -352,6 +352,14 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Counts `event` in the metrics once this turn is committed (built only when they
+    /// are kept, so a foreground `run` pays nothing).
+    pub(super) fn observe(&mut self, run: RunKey, event: impl FnOnce() -> Event) {
+        if self.config.metrics.is_enabled() {
+            self.actions.push(Action::Observe(run, event()));
+        }
+    }
+
     /// Records how long the turn took from the event that woke the loop (none before the
     /// first turn) and the slots it left in use and awaited.
     fn observe_turn(&self, woke: Option<Instant>) {

@@ -49,13 +49,15 @@ impl Scheduler {
                 task: idx,
                 try_number,
             });
-            self.actions.push(Action::Observe(
-                key,
-                Event::TryStarted {
-                    dag_id: run.dag.id.clone(),
-                    task_id: run.dag.tasks[idx].id.clone(),
-                },
-            ));
+            if self.config.metrics.is_enabled() {
+                self.actions.push(Action::Observe(
+                    key,
+                    Event::TryStarted {
+                        dag_id: run.dag.id.clone(),
+                        task_id: run.dag.tasks[idx].id.clone(),
+                    },
+                ));
+            }
             self.actions.push(Action::Progress(
                 key,
                 Progress::TaskStarted {
@@ -107,19 +109,21 @@ impl Scheduler {
             f.at,
             &mut self.changes,
         );
-        self.actions.push(Action::Observe(
-            f.run,
-            Event::TryEnded {
-                dag_id: run.dag.id.clone(),
-                task_id: task_id.clone(),
-                end: match end {
-                    TryEnd::Done(s) => metrics::TryEnd::State(s),
-                    TryEnd::RetryAt(_) => metrics::TryEnd::State(TaskState::UpForRetry),
-                    TryEnd::Abandoned => metrics::TryEnd::Abandoned,
+        if self.config.metrics.is_enabled() {
+            self.actions.push(Action::Observe(
+                f.run,
+                Event::TryEnded {
+                    dag_id: run.dag.id.clone(),
+                    task_id: task_id.clone(),
+                    end: match end {
+                        TryEnd::Done(s) => metrics::TryEnd::State(s),
+                        TryEnd::RetryAt(_) => metrics::TryEnd::State(TaskState::UpForRetry),
+                        TryEnd::Abandoned => metrics::TryEnd::Abandoned,
+                    },
+                    duration: Some(f.duration),
                 },
-                duration: Some(f.duration),
-            },
-        ));
+            ));
+        }
         let state = match end {
             TryEnd::Done(s) => s,
             TryEnd::RetryAt(at) => {
@@ -163,18 +167,11 @@ impl Scheduler {
             note: run.timed_out.clone(),
         });
         self.actions.push(Action::RunDone { run: key, state });
-        let duration = run
-            .row
-            .start_date
-            .and_then(|start| (now - start).to_std().ok());
-        self.actions.push(Action::Observe(
-            key,
-            Event::RunEnded {
-                dag_id: run.dag.id.clone(),
-                state,
-                duration,
-            },
-        ));
+        self.observe(key, || Event::RunEnded {
+            dag_id: run.dag.id.clone(),
+            state,
+            duration: run.row.start_date.and_then(|s| (now - s).to_std().ok()),
+        });
         self.actions.push(Action::Progress(
             key,
             Progress::RunFinished {

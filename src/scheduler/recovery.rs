@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Mode;
 use super::active::{ActiveRun, TryEnd};
-use super::core::{Action, Scheduler};
+use super::core::Scheduler;
 use crate::dag::Dag;
 use crate::ids::TaskId;
 use crate::metrics::{self, Event};
@@ -247,15 +247,12 @@ impl Scheduler {
                         TryEnd::Done(state) => state,
                         TryEnd::Abandoned => continue,
                     };
-                    self.actions.push(Action::Observe(
-                        key,
-                        Event::TryEnded {
-                            dag_id: run.dag.id.clone(),
-                            task_id: ti.task_id.clone(),
-                            end: metrics::TryEnd::State(state),
-                            duration: None,
-                        },
-                    ));
+                    self.observe(key, || Event::TryEnded {
+                        dag_id: run.dag.id.clone(),
+                        task_id: ti.task_id.clone(),
+                        end: metrics::TryEnd::State(state),
+                        duration: None,
+                    });
                 }
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {

@@ -64,7 +64,9 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     env.ok(&["trigger", "held"]);
     env.ok(&["trigger", "etl"]);
     wait_until("the etl run succeeds", || {
-        env.runs("etl").first().is_some_and(|r| r["state"] == "success")
+        env.runs("etl")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
     });
     // The counters are recorded right after the commit the CLI saw: wait for them.
     let ended = r#"orchestrator_dag_runs_ended_total{dag_id="etl",state="success"}"#;
@@ -82,20 +84,35 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     let s = samples(&body);
     let v = |key: &str| value(&s, key);
 
-    assert_eq!(v(r#"orchestrator_dag_runs_started_total{dag_id="etl"}"#), 1.0);
+    assert_eq!(
+        v(r#"orchestrator_dag_runs_started_total{dag_id="etl"}"#),
+        1.0
+    );
     assert!(!s.contains_key(r#"orchestrator_dag_runs_started_total{dag_id="held"}"#));
     for task in ["import", "load"] {
         let labels = format!(r#"dag_id="etl",task_id="{task}""#);
-        assert_eq!(v(&format!("orchestrator_task_tries_started_total{{{labels}}}")), 1.0);
         assert_eq!(
-            v(&format!(r#"orchestrator_task_tries_ended_total{{{labels},state="success"}}"#)),
+            v(&format!(
+                "orchestrator_task_tries_started_total{{{labels}}}"
+            )),
+            1.0
+        );
+        assert_eq!(
+            v(&format!(
+                r#"orchestrator_task_tries_ended_total{{{labels},state="success"}}"#
+            )),
             1.0
         );
     }
     let run = r#"orchestrator_dag_run_duration_seconds"#;
-    assert_eq!(v(&format!(r#"{run}_count{{dag_id="etl",state="success"}}"#)), 1.0);
     assert_eq!(
-        v(&format!(r#"{run}_bucket{{dag_id="etl",state="success",le="+Inf"}}"#)),
+        v(&format!(r#"{run}_count{{dag_id="etl",state="success"}}"#)),
+        1.0
+    );
+    assert_eq!(
+        v(&format!(
+            r#"{run}_bucket{{dag_id="etl",state="success",le="+Inf"}}"#
+        )),
         1.0
     );
     let tries = r#"orchestrator_task_try_duration_seconds_count{dag_id="etl",state="success"}"#;
@@ -103,14 +120,32 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     assert!(v("orchestrator_scheduler_loop_latency_seconds_count") >= 1.0);
 
     let import = r#"{dag_id="etl",task_id="import"}"#;
-    assert_eq!(v(&format!("orchestrator_data_rows_imported_total{import}")), 3.0);
-    assert_eq!(v(&format!("orchestrator_data_rows_rejected_total{import}")), 1.0);
+    assert_eq!(
+        v(&format!("orchestrator_data_rows_imported_total{import}")),
+        3.0
+    );
+    assert_eq!(
+        v(&format!("orchestrator_data_rows_rejected_total{import}")),
+        1.0
+    );
     let load = r#"{dag_id="etl",task_id="load"}"#;
-    assert_eq!(v(&format!("orchestrator_data_rows_loaded_total{load}")), 3.0);
+    assert_eq!(
+        v(&format!("orchestrator_data_rows_loaded_total{load}")),
+        3.0
+    );
 
-    assert_eq!(v(r#"orchestrator_dag_runs{dag_id="held",state="queued"}"#), 1.0);
-    assert_eq!(v(r#"orchestrator_dag_runs{dag_id="etl",state="queued"}"#), 0.0);
-    assert_eq!(v(r#"orchestrator_dag_runs{dag_id="etl",state="running"}"#), 0.0);
+    assert_eq!(
+        v(r#"orchestrator_dag_runs{dag_id="held",state="queued"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"orchestrator_dag_runs{dag_id="etl",state="queued"}"#),
+        0.0
+    );
+    assert_eq!(
+        v(r#"orchestrator_dag_runs{dag_id="etl",state="running"}"#),
+        0.0
+    );
     assert_eq!(v("orchestrator_task_tries_running"), 0.0);
     assert_eq!(v("orchestrator_task_tries_waiting"), 0.0);
     assert_eq!(v("orchestrator_dags_loaded"), 2.0);
