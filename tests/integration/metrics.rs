@@ -68,10 +68,12 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
             .first()
             .is_some_and(|r| r["state"] == "success")
     });
-    // The counters are recorded right after the commit the CLI saw: wait for them.
+    // The counters (and then the slot gauges) are recorded right after the commit the CLI
+    // saw: wait for them.
     let ended = r#"orchestrator_dag_runs_ended_total{dag_id="etl",state="success"}"#;
-    wait_until("the run's end is counted", || {
-        samples(&scrape(&server.addr).1).get(ended) == Some(&1.0)
+    wait_until("the run's end is counted and its slot given back", || {
+        let s = samples(&scrape(&server.addr).1);
+        s.get(ended) == Some(&1.0) && s.get("orchestrator_task_tries_running") == Some(&0.0)
     });
     let (head, body) = scrape(&server.addr);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
