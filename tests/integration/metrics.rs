@@ -1,6 +1,6 @@
 //! `GET /metrics` of a real `serve`: after a run of an import → load DAG, the Prometheus
 //! text exposition counts the run, its tries and their durations, the rows imported,
-//! rejected and loaded, the queued runs of a paused DAG and the DAG folder's load errors.
+//! rejected and loaded, a retried try and a failed run, the queued runs of a paused DAG and the DAG folder's load errors.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -59,22 +59,34 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     env.dag("etl", ETL);
     env.dag("held", "dag_id: held\ntasks:\n  t: {type: noop}\n");
     env.dag("broken", "dag_id: broken\ntasks:\n  t: {type: nope}\n");
+    env.dag(
+        "flaky",
+        "dag_id: flaky\ntasks:\n  t: {type: shell, command: 'exit 3', retries: 1, retry_delay: 0}\n",
+    );
     let server = env.serve();
     env.ok(&["pause", "held"]);
     env.ok(&["trigger", "held"]);
     env.ok(&["trigger", "etl"]);
-    wait_until("the etl run succeeds", || {
-        env.runs("etl")
-            .first()
-            .is_some_and(|r| r["state"] == "success")
-    });
+    env.ok(&["trigger", "flaky"]);
+    for (dag, state) in [("etl", "success"), ("flaky", "failed")] {
+        wait_until(&format!("the {dag} run ends {state}"), || {
+            env.runs(dag).first().is_some_and(|r| r["state"] == state)
+        });
+    }
     // The counters (and then the slot gauges) are recorded right after the commit the CLI
     // saw: wait for them.
-    let ended = r#"orchestrator_dag_runs_ended_total{dag_id="etl",state="success"}"#;
-    wait_until("the run's end is counted and its slot given back", || {
-        let s = samples(&scrape(&server.addr).1);
-        s.get(ended) == Some(&1.0) && s.get("orchestrator_task_tries_running") == Some(&0.0)
-    });
+    let ended = |dag: &str, state: &str| {
+        format!(r#"orchestrator_dag_runs_ended_total{{dag_id="{dag}",state="{state}"}}"#)
+    };
+    wait_until(
+        "the runs' ends are counted and their slots given back",
+        || {
+            let s = samples(&scrape(&server.addr).1);
+            s.get(&ended("etl", "success")) == Some(&1.0)
+                && s.get(&ended("flaky", "failed")) == Some(&1.0)
+                && s.get("orchestrator_task_tries_running") == Some(&0.0)
+        },
+    );
     let (head, body) = scrape(&server.addr);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -119,6 +131,18 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     );
     let tries = r#"orchestrator_task_try_duration_seconds_count{dag_id="etl",state="success"}"#;
     assert_eq!(v(tries), 2.0);
+    // A try that failed with a retry left, then one that failed for good.
+    let flaky = r#"dag_id="flaky",task_id="t""#;
+    assert_eq!(
+        v(&format!("orchestrator_task_tries_started_total{{{flaky}}}")),
+        2.0
+    );
+    for state in ["up_for_retry", "failed"] {
+        let key = format!(r#"orchestrator_task_tries_ended_total{{{flaky},state="{state}"}}"#);
+        assert_eq!(v(&key), 1.0, "{key}");
+    }
+    let failed = r#"orchestrator_dag_run_duration_seconds_count{dag_id="flaky",state="failed"}"#;
+    assert_eq!(v(failed), 1.0);
     assert!(v("orchestrator_scheduler_loop_latency_seconds_count") >= 1.0);
 
     let import = r#"{dag_id="etl",task_id="import"}"#;
@@ -150,7 +174,7 @@ fn metrics_count_a_finished_run_its_tries_rows_queued_runs_and_load_errors() {
     );
     assert_eq!(v("orchestrator_task_tries_running"), 0.0);
     assert_eq!(v("orchestrator_task_tries_waiting"), 0.0);
-    assert_eq!(v("orchestrator_dags_loaded"), 2.0);
+    assert_eq!(v("orchestrator_dags_loaded"), 3.0);
     assert_eq!(v("orchestrator_dag_load_errors"), 1.0);
     assert!(v("orchestrator_dag_file_load_failures_total") >= 1.0);
     drop(server);
