@@ -172,7 +172,7 @@ struct Inner {
 }
 
 /// The metrics of this process: a cheap clone sharing one registry, or a disabled handle
-/// that records nothing.
+/// that records nothing (the `Default`, like [`Metrics::disabled`]).
 #[derive(Clone, Debug, Default)]
 pub struct Metrics(Option<Arc<Inner>>);
 
