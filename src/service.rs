@@ -9,6 +9,7 @@ mod backfill;
 mod dags;
 mod logs;
 mod runs;
+mod users;
 
 use std::sync::Arc;
 
@@ -23,6 +24,9 @@ pub use crate::store::{Owner, RunField, RunOrder, RunQuery, RunRow, TaskInstance
 pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
 pub use logs::{LogChunk, LogTail, TaskLogs};
+pub use users::{
+    Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
+};
 pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
@@ -40,6 +44,9 @@ pub enum ServiceError {
     /// The run id exists for several DAGs.
     #[error("run id '{0}' exists in several DAGs ({1}); pass --dag")]
     AmbiguousRun(String, String),
+    /// No user with that name.
+    #[error("no user named '{0}' (see `orchestrator users list`)")]
+    UnknownUser(String),
     /// Bad user input.
     #[error("{0}")]
     Invalid(String),
@@ -49,6 +56,9 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Hashing, signing or the OS random generator failed.
+    #[error("{0}")]
+    Crypto(String),
 }
 
 impl ServiceError {
@@ -56,7 +66,7 @@ impl ServiceError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Self::UnknownDag(_) | Self::UnknownRun(_) | Self::UnknownTask(_)
+            Self::UnknownDag(_) | Self::UnknownRun(_) | Self::UnknownTask(_) | Self::UnknownUser(_)
         )
     }
 }
@@ -70,6 +80,8 @@ pub struct Service {
     store: Store,
     dags: watch::Receiver<Arc<DagBag>>,
     engine: Option<EngineHandle>,
+    /// The token-signing key, read from the store on first need.
+    secrets: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Service {
@@ -83,6 +95,7 @@ impl Service {
             store,
             dags,
             engine,
+            secrets: Arc::default(),
         }
     }
 

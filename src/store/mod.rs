@@ -13,6 +13,7 @@ mod logs;
 mod rows;
 mod runs;
 mod tasks;
+mod users;
 mod versions;
 mod views;
 
@@ -27,6 +28,7 @@ use sqlx::{SqlSafeStr, SqlitePool};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
+pub use users::UserRow;
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
 pub use views::{RunField, RunOrder, RunQuery};
 
@@ -90,7 +92,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -117,6 +119,7 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         "dashboard_indexes",
         include_str!("../../migrations/0006_dashboard_indexes.sql"),
     ),
+    (8, "users", include_str!("../../migrations/0008_users.sql")),
 ];
 
 /// Holds an exclusive lock on `<database>.lock` while migrations run, so processes starting
