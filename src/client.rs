@@ -30,7 +30,10 @@ async fn post(addr: SocketAddr, path: &str, secret: Option<&str>) -> Option<u16>
     let mut stream = TcpStream::connect(addr).await.ok()?;
     // The secret is URL-safe base64: it cannot break the header line.
     let secret = secret
-        .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(|s| format!("{WAKE_SECRET_HEADER}: {s}\r\n"))
         .unwrap_or_default();
     let request = format!(

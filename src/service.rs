@@ -24,10 +24,10 @@ pub use crate::store::{Owner, RunField, RunOrder, RunQuery, RunRow, TaskInstance
 pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
 pub use logs::{LogChunk, LogTail, TaskLogs};
+pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
 pub use users::{
     Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
 };
-pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]

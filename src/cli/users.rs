@@ -46,7 +46,8 @@ pub(super) async fn execute(config: &Config, cmd: UsersCommand) -> anyhow::Resul
 fn read_password(prompt: &str) -> anyhow::Result<String> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password(prompt).context("cannot read the password")?;
-        let again = rpassword::prompt_password("Repeat it: ").context("cannot read the password")?;
+        let again =
+            rpassword::prompt_password("Repeat it: ").context("cannot read the password")?;
         if first != again {
             bail!("the two passwords differ; nothing was changed");
         }

@@ -168,7 +168,11 @@ impl Service {
 
     /// The user these credentials belong to, or `None`. An unknown name costs the same
     /// argon2 work as a wrong password, so timing does not tell whether a user exists.
-    pub async fn authenticate(&self, name: &str, password: &str) -> ServiceResult<Option<Principal>> {
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> ServiceResult<Option<Principal>> {
         let row = match name.len() <= MAX_NAME && password.len() <= MAX_PASSWORD {
             true => self.store.user(name).await?,
             false => None,
@@ -230,11 +234,22 @@ impl Service {
         let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key, &validation) else {
             return Ok(None);
         };
-        let claims = data.claims;
-        let Some(row) = self.store.user(&claims.sub).await? else {
+        self.current_principal(&data.claims.sub, data.claims.iat)
+            .await
+    }
+
+    /// The user `name` with their current role, provided they still exist and their
+    /// password has not changed since `verified_at` (unix seconds) — for credentials
+    /// checked earlier (a token's issue time, a cached basic-auth check).
+    pub async fn current_principal(
+        &self,
+        name: &str,
+        verified_at: i64,
+    ) -> ServiceResult<Option<Principal>> {
+        let Some(row) = self.store.user(name).await? else {
             return Ok(None);
         };
-        if claims.iat < row.credentials_changed_at {
+        if verified_at < row.credentials_changed_at {
             return Ok(None);
         }
         Ok(Some(Principal {
@@ -305,7 +320,9 @@ fn check_name(name: &str) -> ServiceResult<()> {
 /// Hashes a new password with argon2id (default parameters, random salt).
 async fn hash_password(password: &str) -> ServiceResult<String> {
     if password.is_empty() {
-        return Err(ServiceError::Invalid("the password must not be empty".into()));
+        return Err(ServiceError::Invalid(
+            "the password must not be empty".into(),
+        ));
     }
     if password.len() > MAX_PASSWORD {
         return Err(ServiceError::Invalid(format!(
@@ -401,7 +418,10 @@ mod tests {
             "user 'ann' already exists (see `orchestrator users set-password`)"
         );
         let err = service.add_user("a b", Role::Op, "x").await.unwrap_err();
-        assert!(err.to_string().starts_with("invalid user name 'a b'"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid user name 'a b'"),
+            "{err}"
+        );
         let err = service.add_user("bob", Role::Op, "").await.unwrap_err();
         assert_eq!(err.to_string(), "the password must not be empty");
     }
@@ -410,9 +430,15 @@ mod tests {
     async fn a_token_carries_the_users_current_role_until_it_expires() {
         let service = service().await;
         service.add_user("ann", Role::Op, "pw").await.unwrap();
-        let ann = Principal { name: "ann".into(), role: Role::Op };
+        let ann = Principal {
+            name: "ann".into(),
+            role: Role::Op,
+        };
         let token = service.issue_token(&ann).await.unwrap();
-        assert_eq!(service.verify_token(&token).await.unwrap(), Some(ann.clone()));
+        assert_eq!(
+            service.verify_token(&token).await.unwrap(),
+            Some(ann.clone())
+        );
 
         // A role change applies to tokens already issued.
         service.remove_user("ann").await.unwrap();
@@ -434,7 +460,10 @@ mod tests {
     async fn a_tampered_or_foreign_token_is_refused() {
         let service = service().await;
         service.add_user("ann", Role::Viewer, "pw").await.unwrap();
-        let ann = Principal { name: "ann".into(), role: Role::Viewer };
+        let ann = Principal {
+            name: "ann".into(),
+            role: Role::Viewer,
+        };
         let token = service.issue_token(&ann).await.unwrap();
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
@@ -452,7 +481,10 @@ mod tests {
     async fn a_password_change_ends_older_tokens() {
         let service = service().await;
         service.add_user("ann", Role::Viewer, "pw").await.unwrap();
-        let ann = Principal { name: "ann".into(), role: Role::Viewer };
+        let ann = Principal {
+            name: "ann".into(),
+            role: Role::Viewer,
+        };
         let old = service
             .issue_token_at(&ann, Utc::now().timestamp() - 60, TOKEN_LIFETIME)
             .await

@@ -28,8 +28,8 @@ use sqlx::{SqlSafeStr, SqlitePool};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
-pub use users::UserRow;
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+pub use users::UserRow;
 pub use views::{RunField, RunOrder, RunQuery};
 
 use crate::ids::RunKey;

@@ -148,7 +148,10 @@ mod tests {
         assert!(!store.insert_user("ann", "viewer", "h2").await.unwrap());
         assert!(store.any_user().await.unwrap());
         let ann = store.user("ann").await.unwrap().unwrap();
-        assert_eq!((ann.role.as_str(), ann.password_hash.as_str()), ("admin", "h1"));
+        assert_eq!(
+            (ann.role.as_str(), ann.password_hash.as_str()),
+            ("admin", "h1")
+        );
         assert!(store.set_password_hash("ann", "h3").await.unwrap());
         assert!(!store.set_password_hash("bob", "h3").await.unwrap());
         assert_eq!(store.users().await.unwrap()[0].password_hash, "h3");
