@@ -36,7 +36,7 @@ pub async fn token(State(gate): State<Gate>, request: Request) -> Response {
     };
     let login = match parse_login(&parts.headers, &body) {
         Ok(login) => login,
-        Err(response) => return response,
+        Err((status, message)) => return detail(status, &message),
     };
     if login.username.is_empty() || login.password.is_empty() {
         return detail(
@@ -56,7 +56,7 @@ pub async fn token(State(gate): State<Gate>, request: Request) -> Response {
 }
 
 /// The login body from JSON or a urlencoded form, as Airflow takes it.
-fn parse_login(headers: &HeaderMap, body: &Bytes) -> Result<LoginBody, Response> {
+fn parse_login(headers: &HeaderMap, body: &Bytes) -> Result<LoginBody, (StatusCode, String)> {
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -66,7 +66,7 @@ fn parse_login(headers: &HeaderMap, body: &Bytes) -> Result<LoginBody, Response>
     match kind.as_str() {
         "application/json" => serde_json::from_slice(body).map_err(|e| {
             let message = format!("the body must be {{\"username\": ..., \"password\": ...}}: {e}");
-            detail(StatusCode::UNPROCESSABLE_ENTITY, &message)
+            (StatusCode::UNPROCESSABLE_ENTITY, message)
         }),
         "application/x-www-form-urlencoded" => {
             let mut login = LoginBody {
@@ -82,9 +82,9 @@ fn parse_login(headers: &HeaderMap, body: &Bytes) -> Result<LoginBody, Response>
             }
             Ok(login)
         }
-        _ => Err(detail(
+        _ => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported Media Type: send application/json or a urlencoded form",
+            "Unsupported Media Type: send application/json or a urlencoded form".into(),
         )),
     }
 }
