@@ -1,6 +1,6 @@
 //! Authentication and roles for the whole router. Off while no user exists (checked per
 //! request, so `orchestrator users add` takes effect on a running server); once one does,
-//! every request but the public ones (login, token, health, version, assets, and the
+//! every request but the public ones (login, token, health, version, `/static/` assets, and the
 //! CLI's wake-up with its own secret) needs a principal, from `Authorization: Bearer
 //! <token>`, `Authorization: Basic`, or the dashboard's session cookie (a signed token).
 //! The role a request needs follows from its method and path alone: reads need `viewer`,
@@ -184,7 +184,7 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
 
 /// Whether anyone may reach `path`.
 fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path) || path.starts_with("/assets/") || path == super::WAKE_PATH
+    PUBLIC_PATHS.contains(&path) || path.starts_with("/static/") || path == super::WAKE_PATH
 }
 
 /// The role a request needs.

@@ -40,14 +40,14 @@ fn only_local_paths_are_followed_after_login() {
 }
 
 #[test]
-fn public_paths_are_the_login_health_version_assets_and_wake() {
+fn public_paths_are_the_login_health_version_static_assets_and_wake() {
     for path in [
         "/login",
         "/auth/token",
         "/health",
         "/api/v2/monitor/health",
         "/api/v2/version",
-        "/assets/style.css",
+        "/static/style.css",
         "/internal/wake",
     ] {
         assert!(is_public(path), "{path}");
