@@ -429,6 +429,9 @@ fn a_browser_signs_in_sees_who_it_is_and_signs_out() {
     // The page is styled: its assets are public.
     assert_eq!(browser.computed_style("header.topbar", "display"), "flex");
     browser.screenshot("login");
+    browser.set_scheme(crate::browser::Scheme::Dark);
+    browser.screenshot("login-dark");
+    browser.set_scheme(crate::browser::Scheme::Light);
     browser.fill("#username", "ann");
     browser.fill("#password", "wrong");
     browser.click("button[type=submit]");
