@@ -36,13 +36,15 @@ use crate::service::{Principal, Role, Service};
 pub const SESSION_COOKIE: &str = "orchestrator_session";
 
 /// Paths anyone may reach, signed in or not.
-const PUBLIC_PATHS: [&str; 7] = [
+const PUBLIC_PATHS: [&str; 8] = [
     "/login",
     "/logout",
     "/auth/token",
     "/health",
     "/api/v2/monitor/health",
     "/api/v2/version",
+    // The API's description, as Airflow serves it: no data, and clients fetch it first.
+    "/api/v2/openapi.json",
     "/favicon.ico",
 ];
 

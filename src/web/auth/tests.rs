@@ -47,6 +47,7 @@ fn public_paths_are_the_login_health_version_static_assets_and_wake() {
         "/health",
         "/api/v2/monitor/health",
         "/api/v2/version",
+        "/api/v2/openapi.json",
         "/static/style.css",
         "/internal/wake",
     ] {
