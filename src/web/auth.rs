@@ -184,9 +184,13 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
     SIGNED_IN.scope(principal, next.run(request)).await
 }
 
-/// Whether anyone may reach `path`.
+/// Whether anyone may reach `path`. Assets are one segment under `/static/`, so no
+/// `/static/../x` passes as public.
 fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path) || path.starts_with("/static/") || path == super::WAKE_PATH
+    let asset = path
+        .strip_prefix("/static/")
+        .is_some_and(|name| !name.is_empty() && !name.contains('/') && !name.starts_with('.'));
+    PUBLIC_PATHS.contains(&path) || asset || path == super::WAKE_PATH
 }
 
 /// The role a request needs.

@@ -53,7 +53,15 @@ fn public_paths_are_the_login_health_version_static_assets_and_wake() {
     ] {
         assert!(is_public(path), "{path}");
     }
-    for path in ["/", "/api/v2/dags", "/metrics", "/login/x", "/auth/tokens"] {
+    for path in [
+        "/",
+        "/api/v2/dags",
+        "/metrics",
+        "/login/x",
+        "/auth/tokens",
+        "/static/../dags/a",
+        "/static/",
+    ] {
         assert!(!is_public(path), "{path}");
     }
 }
@@ -136,6 +144,7 @@ async fn without_users_everything_is_open_and_with_one_nothing_private_is() {
         page.headers()["location"],
         "/login?next=%2Fdags%2Fa%3Fx%3D1"
     );
+    // Unknown paths too: the 404 is behind the guard.
     let api = send(&app, get("/api/v2/dags")).await;
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     assert!(api.headers().contains_key(header::WWW_AUTHENTICATE));
