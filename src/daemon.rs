@@ -23,18 +23,18 @@ use crate::web::{AppState, router_on};
 /// How long requests in flight at shutdown may take to finish.
 const WEB_SHUTDOWN: Duration = Duration::from_secs(5);
 
-/// Runs the daemon until a signal stops it.
-pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<()> {
+/// Runs the daemon until a signal stops it. A non-loopback `bind` needs users (or
+/// `insecure_no_auth`).
+pub async fn serve(
+    config: &Config,
+    bind: Option<SocketAddr>,
+    insecure_no_auth: bool,
+) -> anyhow::Result<()> {
     let bind = bind.unwrap_or(config.bind);
-    if !bind.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {bind}: authentication is not configured, so only loopback \
-             addresses (127.0.0.1, ::1) are allowed"
-        );
-    }
     let open_files = crate::web::raise_open_file_limit();
     let max_connections = crate::web::connection_limit(config.max_connections, open_files);
     let store = Store::open(&config.database_url, 4).await?;
+    check_exposure(&store, bind, insecure_no_auth).await?;
     let sources = sources(config);
     let metrics = Metrics::new();
     let bag = Arc::new(
@@ -117,6 +117,30 @@ pub async fn serve(config: &Config, bind: Option<SocketAddr>) -> anyhow::Result<
     result
         .context("scheduler task failed")?
         .context("scheduler stopped on a state-store error")
+}
+
+/// Refuses to listen beyond loopback while no users exist (anyone reaching the address
+/// could run tasks), unless the operator said so explicitly.
+async fn check_exposure(store: &Store, bind: SocketAddr, insecure: bool) -> anyhow::Result<()> {
+    if bind.ip().is_loopback() {
+        return Ok(());
+    }
+    if store.any_user().await? {
+        return Ok(());
+    }
+    if insecure {
+        tracing::warn!(
+            "listening on {bind} without authentication (--insecure-no-auth): anyone who can \
+             reach it can trigger, pause and clear runs"
+        );
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {bind}: no users exist, so anyone who can reach this address \
+         could run tasks. Add one with `orchestrator users add NAME --role admin` (logins are \
+         then required), bind to a loopback address (127.0.0.1, ::1), or pass \
+         --insecure-no-auth to serve without authentication"
+    )
 }
 
 /// Where DAGs come from, per the configuration.

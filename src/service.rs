@@ -10,6 +10,7 @@ mod dags;
 mod logs;
 mod metrics;
 mod runs;
+mod users;
 
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
 pub use logs::{LogChunk, LogTail, TaskLogs};
 pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
+pub use users::{
+    Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
+};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,9 @@ pub enum ServiceError {
     /// The run id exists for several DAGs.
     #[error("run id '{0}' exists in several DAGs ({1}); pass --dag")]
     AmbiguousRun(String, String),
+    /// No user with that name.
+    #[error("no user named '{0}' (see `orchestrator users list`)")]
+    UnknownUser(String),
     /// Bad user input.
     #[error("{0}")]
     Invalid(String),
@@ -53,6 +60,9 @@ pub enum ServiceError {
     /// The metrics could not be encoded.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// Hashing, signing or the OS random generator failed.
+    #[error("{0}")]
+    Crypto(String),
 }
 
 impl ServiceError {
@@ -60,7 +70,7 @@ impl ServiceError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Self::UnknownDag(_) | Self::UnknownRun(_) | Self::UnknownTask(_)
+            Self::UnknownDag(_) | Self::UnknownRun(_) | Self::UnknownTask(_) | Self::UnknownUser(_)
         )
     }
 }
@@ -75,6 +85,8 @@ pub struct Service {
     dags: watch::Receiver<Arc<DagBag>>,
     engine: Option<EngineHandle>,
     metrics: crate::metrics::Metrics,
+    /// The token-signing key, read from the store on first need.
+    secrets: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Service {
@@ -89,6 +101,7 @@ impl Service {
             dags,
             engine,
             metrics: crate::metrics::Metrics::disabled(),
+            secrets: Arc::default(),
         }
     }
 

@@ -188,8 +188,9 @@ fn validate(config: &Config) -> Outcome {
 }
 
 pub(super) async fn pause(config: &Config, dag_id: &str, paused: bool) -> anyhow::Result<Outcome> {
-    let before = open(config).await?.set_paused(dag_id, paused).await?;
-    notify_server(config).await;
+    let service = open(config).await?;
+    let before = service.set_paused(dag_id, paused).await?;
+    notify_server(config, &service).await;
     let word = if paused { "paused" } else { "unpaused" };
     if before == paused {
         println!("{dag_id} was already {word}");

@@ -7,6 +7,7 @@ mod graph;
 mod output;
 mod run;
 mod runs;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,27 @@ impl From<MarkState> for crate::state::TaskState {
     }
 }
 
+/// `users add --role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Reads DAGs, runs and logs.
+    Viewer,
+    /// Also triggers, pauses, clears and marks.
+    Op,
+    /// Also manages users.
+    Admin,
+}
+
+impl From<RoleArg> for crate::service::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Viewer => Self::Viewer,
+            RoleArg::Op => Self::Op,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
 /// `-o json`.
 #[derive(Debug, Args)]
 pub struct OutputArg {
@@ -93,6 +115,10 @@ pub enum Command {
         /// Listen address (overrides the config's `bind`).
         #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
+        /// Allow a non-loopback `--bind` although no users exist: anyone who can reach the
+        /// address can then trigger and change runs.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Queue a manual run; a running server starts it at once.
     Trigger {
@@ -183,6 +209,9 @@ pub enum Command {
     /// Maintain the state database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Manage the users of the dashboard and the REST API (any user turns logins on).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Queue runs for every complete schedule interval with a logical date in [--from, --to]
     /// (within the DAG's start and end dates), skipping dates that have a run.
     Backfill {
@@ -237,6 +266,31 @@ pub enum DbCommand {
         dry_run: bool,
         #[command(flatten)]
         output: OutputArg,
+    },
+}
+
+/// `users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; the password is prompted for, or read as one line from stdin.
+    Add {
+        /// Login name (letters, digits, `.`, `_`, `-`, `@`).
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// List users and their roles.
+    List(OutputArg),
+    /// Remove a user (their tokens and sessions stop working at once).
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password (prompted for, or one line from stdin).
+    SetPassword {
+        /// Login name.
+        name: String,
     },
 }
 
@@ -305,7 +359,10 @@ pub enum Outcome {
 pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { bind } => crate::daemon::serve(&config, bind)
+        Command::Serve {
+            bind,
+            insecure_no_auth,
+        } => crate::daemon::serve(&config, bind, insecure_no_auth)
             .await
             .map(|()| Outcome::Success),
         Command::Trigger { dag_id, conf, wait } => {
@@ -333,6 +390,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             .await
         }
         Command::Db(cmd) => db::execute(&config, cmd).await,
+        Command::Users(cmd) => users::execute(&config, cmd).await,
         Command::Pause { dag_id } => dags::pause(&config, &dag_id, true).await,
         Command::Unpause { dag_id } => dags::pause(&config, &dag_id, false).await,
         Command::Clear {
@@ -388,7 +446,15 @@ async fn open_runs(config: &Config) -> anyhow::Result<crate::service::Service> {
     Ok(crate::service::Service::open(&config.database_url, bag).await?)
 }
 
-/// Tells a running server that the store changed; returns whether one answered.
-async fn notify_server(config: &Config) -> bool {
-    crate::client::wake(config.bind).await
+/// Tells a running server that the store changed; returns whether one answered. Carries
+/// the store's wake secret, which the server requires once users exist.
+async fn notify_server(config: &Config, service: &crate::service::Service) -> bool {
+    let secret = match service.wake_secret().await {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the wake secret; waking without it");
+            None
+        }
+    };
+    crate::client::wake(config.bind, secret.as_deref()).await
 }

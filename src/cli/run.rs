@@ -28,7 +28,7 @@ pub(super) async fn trigger(
     // `--wait` without a server runs it here; the run is reserved so a server starting
     // meanwhile leaves it alone.
     let paused = service.paused(&dag.id).await?;
-    let here = wait && !paused && !notify_server(config).await;
+    let here = wait && !paused && !notify_server(config, &service).await;
     let owner = match here {
         true => Some(service.register_foreground(config.lease).await?),
         false => None,
@@ -42,7 +42,7 @@ pub(super) async fn trigger(
     if let Some(owner) = owner {
         return execute_here(config, &service, run, owner).await;
     }
-    if !notify_server(config).await {
+    if !notify_server(config, &service).await {
         println!(
             "note: no server answers at {}; the run starts when `orchestrator serve` runs \
              (or use `orchestrator run`)",

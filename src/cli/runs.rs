@@ -205,7 +205,7 @@ pub(super) async fn clear(
         cleared.run.run_id,
         names.join(", ")
     );
-    server_note(config).await;
+    server_note(config, &service).await;
     Ok(Outcome::Success)
 }
 
@@ -231,10 +231,8 @@ pub(super) async fn backfill(
     dag_id: &str,
     req: service::BackfillRequest<'_>,
 ) -> anyhow::Result<Outcome> {
-    let report = open(config)
-        .await?
-        .backfill(dag_id, req, chrono::Utc::now())
-        .await?;
+    let service = open(config).await?;
+    let report = service.backfill(dag_id, req, chrono::Utc::now()).await?;
     let (queue, again, skip) = if report.dry_run {
         ("would queue", "would run", "would skip")
     } else {
@@ -262,13 +260,13 @@ pub(super) async fn backfill(
         );
     }
     if !report.dry_run {
-        server_note(config).await;
+        server_note(config, &service).await;
     }
     Ok(Outcome::Success)
 }
 
-async fn server_note(config: &Config) {
-    if !notify_server(config).await {
+async fn server_note(config: &Config, service: &service::Service) {
+    if !notify_server(config, service).await {
         println!(
             "note: no server answers at {}; queued runs start when `orchestrator serve` runs",
             config.bind

@@ -13,6 +13,7 @@ mod logs;
 mod rows;
 mod runs;
 mod tasks;
+mod users;
 mod versions;
 mod views;
 
@@ -28,6 +29,7 @@ use sqlx::{SqlSafeStr, SqlitePool};
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+pub use users::UserRow;
 pub use views::{RunField, RunOrder, RunQuery};
 
 use crate::ids::RunKey;
@@ -90,7 +92,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -117,6 +119,7 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         "dashboard_indexes",
         include_str!("../../migrations/0006_dashboard_indexes.sql"),
     ),
+    (8, "users", include_str!("../../migrations/0008_users.sql")),
 ];
 
 /// Holds an exclusive lock on `<database>.lock` while migrations run, so processes starting
@@ -124,7 +127,12 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
 async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<std::fs::File>> {
     let db = options.get_filename();
     let name = db.as_os_str().to_string_lossy();
-    if name.is_empty() || name.starts_with(':') || name.contains("mode=memory") {
+    // sqlx names a `sqlite::memory:` database `file:sqlx-in-memory-N` (and keeps the flag
+    // that says so private).
+    let in_memory = name.starts_with(':')
+        || name.contains("mode=memory")
+        || name.starts_with("file:sqlx-in-memory-");
+    if name.is_empty() || in_memory {
         return Ok(None);
     }
     let mut lock_path = db.as_os_str().to_owned();

@@ -6,6 +6,7 @@
 //! router.
 
 pub mod assets;
+pub mod auth;
 mod csrf;
 mod graph_svg;
 mod pages;
@@ -58,6 +59,7 @@ pub fn router_on(state: AppState, bind: std::net::SocketAddr) -> Router {
 }
 
 fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
+    let gate = auth::Gate::new(state.service.clone());
     Router::new()
         .route("/", get(pages::dags::dags))
         .route("/dags/{dag_id}", get(pages::dag::dag))
@@ -92,8 +94,12 @@ fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
         .route("/api/v2/version", get(version))
         .route("/metrics", get(metrics))
         .route(WAKE_PATH, post(wake))
+        .merge(auth::routes(gate.clone()))
         .fallback(pages::not_found)
         .method_not_allowed_fallback(pages::method_not_allowed)
+        // Inside the guards below: a cross-site or misdirected request is refused before
+        // any credentials are checked (or counted as a failed login).
+        .layer(middleware::from_fn_with_state(gate, auth::guard))
         .layer(middleware::from_fn(csrf::refuse_cross_site))
         .layer(middleware::from_fn_with_state(hosts, csrf::guard_host))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -150,7 +156,7 @@ fn too_large() -> Response {
 }
 
 /// A JSON error in the shape of Airflow's API errors.
-fn error(status: StatusCode, detail: String) -> Response {
+pub(crate) fn error(status: StatusCode, detail: String) -> Response {
     let title = status.canonical_reason().unwrap_or_default();
     let body = json!({"title": title, "status": status.as_u16(), "detail": detail});
     (status, Json(body)).into_response()
@@ -208,13 +214,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn wake(State(state): State<AppState>) -> StatusCode {
+/// `POST /internal/wake`: once users exist, only with the store's wake secret (which only
+/// those who can read the state store have: the local CLI).
+async fn wake(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(crate::client::WAKE_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match state.service.wake_allowed(presented).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let detail = "waking the scheduler needs the wake secret of the state store";
+            return error(StatusCode::FORBIDDEN, detail.into());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check the wake secret");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
     let Some(engine) = state.service.engine() else {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     match engine.wake().await {
-        Ok(()) => StatusCode::NO_CONTENT,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 

@@ -112,6 +112,7 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let activity = Activity::new();
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -120,6 +121,7 @@ async fn connection(
     let service = Counted {
         inner: TowerToHyperService::new(app),
         activity: activity.clone(),
+        peer,
     };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -243,10 +245,13 @@ impl Activity {
     }
 }
 
-/// The router, noting in the connection's [`Activity`] that a request reached it.
+/// The router, noting in the connection's [`Activity`] that a request reached it, and
+/// giving each request the client's address (axum's `ConnectInfo`: failed logins are
+/// counted per address).
 struct Counted {
     inner: TowerToHyperService<Router>,
     activity: Activity,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Counted {
@@ -254,8 +259,13 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
     type Error = <TowerToHyperService<Router> as Service<Request<Incoming>>>::Error;
     type Future = <TowerToHyperService<Router> as Service<Request<Incoming>>>::Future;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.activity.0.served.store(true, Ordering::Relaxed);
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         self.inner.call(request)
     }
 }

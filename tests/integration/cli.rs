@@ -174,13 +174,16 @@ fn adding_a_project_adds_its_dags_and_a_bad_placeholder_is_reported() {
 }
 
 #[test]
-fn serve_refuses_a_non_loopback_address_without_auth() {
+fn serve_refuses_a_non_loopback_address_without_users() {
     let env = Env::new();
     let out = env.run(&["serve", "--bind", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).lines().last().unwrap_or_default(),
-        "error: refusing to listen on 0.0.0.0:0: authentication is not configured, so only loopback addresses (127.0.0.1, ::1) are allowed"
+        "error: refusing to listen on 0.0.0.0:0: no users exist, so anyone who can reach this \
+         address could run tasks. Add one with `orchestrator users add NAME --role admin` \
+         (logins are then required), bind to a loopback address (127.0.0.1, ::1), or pass \
+         --insecure-no-auth to serve without authentication"
     );
 }
 

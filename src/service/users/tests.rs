@@ -1,0 +1,123 @@
+use super::*;
+use crate::dag::DagBag;
+use crate::store::Store;
+
+async fn service() -> Service {
+    let store = Store::open("sqlite::memory:", 1).await.unwrap();
+    Service::with_bag(store, DagBag::default())
+}
+
+#[test]
+fn each_role_allows_what_the_roles_below_it_allow() {
+    assert!(Role::Admin.allows(Role::Op) && Role::Admin.allows(Role::Viewer));
+    assert!(Role::Op.allows(Role::Op) && Role::Op.allows(Role::Viewer));
+    assert!(!Role::Op.allows(Role::Admin));
+    assert!(Role::Viewer.allows(Role::Viewer) && !Role::Viewer.allows(Role::Op));
+    assert_eq!("op".parse::<Role>().unwrap(), Role::Op);
+    assert!("root".parse::<Role>().is_err());
+}
+
+#[tokio::test]
+async fn a_password_verifies_against_its_hash_and_nothing_else_does() {
+    let service = service().await;
+    assert!(!service.auth_enabled().await.unwrap());
+    service.add_user("ann", Role::Op, "s3cret").await.unwrap();
+    assert!(service.auth_enabled().await.unwrap());
+    let ann = service.authenticate("ann", "s3cret").await.unwrap();
+    assert_eq!(ann.map(|p| p.role), Some(Role::Op));
+    assert_eq!(service.authenticate("ann", "wrong").await.unwrap(), None);
+    assert_eq!(service.authenticate("bob", "s3cret").await.unwrap(), None);
+    let err = service.add_user("ann", Role::Op, "x").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "user 'ann' already exists (see `orchestrator users set-password`)"
+    );
+    let err = service.add_user("a b", Role::Op, "x").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("invalid user name 'a b'"),
+        "{err}"
+    );
+    let err = service.add_user("bob", Role::Op, "").await.unwrap_err();
+    assert_eq!(err.to_string(), "the password must not be empty");
+}
+
+#[tokio::test]
+async fn a_token_carries_the_users_current_role_until_it_expires() {
+    let service = service().await;
+    service.add_user("ann", Role::Op, "pw").await.unwrap();
+    let ann = Principal {
+        name: "ann".into(),
+        role: Role::Op,
+    };
+    let token = service.issue_token(&ann).await.unwrap();
+    assert_eq!(
+        service.verify_token(&token).await.unwrap(),
+        Some(ann.clone())
+    );
+
+    // A role change applies to tokens already issued.
+    service.remove_user("ann").await.unwrap();
+    assert_eq!(service.verify_token(&token).await.unwrap(), None);
+    service.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    let token = service.issue_token(&ann).await.unwrap();
+    let now = service.verify_token(&token).await.unwrap().unwrap();
+    assert_eq!(now.role, Role::Viewer);
+
+    let past = Utc::now().timestamp() - 7200;
+    let expired = service
+        .issue_token_at(&ann, past, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(service.verify_token(&expired).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_token_is_refused() {
+    let service = service().await;
+    service.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    let ann = Principal {
+        name: "ann".into(),
+        role: Role::Viewer,
+    };
+    let token = service.issue_token(&ann).await.unwrap();
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    parts[1] = URL_SAFE_NO_PAD.encode(claims.replace("\"viewer\"", "\"admin\""));
+    assert_eq!(service.verify_token(&parts.join(".")).await.unwrap(), None);
+    assert_eq!(service.verify_token("not.a.token").await.unwrap(), None);
+    // Signed with another store's key.
+    let other = self::service().await;
+    other.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    let foreign = other.issue_token(&ann).await.unwrap();
+    assert_eq!(service.verify_token(&foreign).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_password_change_ends_older_tokens() {
+    let service = service().await;
+    service.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    let ann = Principal {
+        name: "ann".into(),
+        role: Role::Viewer,
+    };
+    let old = service
+        .issue_token_at(&ann, Utc::now().timestamp() - 60, TOKEN_LIFETIME)
+        .await
+        .unwrap();
+    service.set_password("ann", "new").await.unwrap();
+    assert_eq!(service.verify_token(&old).await.unwrap(), None);
+    assert!(service.authenticate("ann", "new").await.unwrap().is_some());
+    let err = service.set_password("bob", "x").await.unwrap_err();
+    assert!(err.is_not_found());
+}
+
+#[tokio::test]
+async fn the_wake_secret_is_needed_only_once_users_exist() {
+    let service = service().await;
+    assert!(service.wake_allowed(None).await.unwrap());
+    service.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    assert!(!service.wake_allowed(None).await.unwrap());
+    assert!(!service.wake_allowed(Some("guess")).await.unwrap());
+    let secret = service.wake_secret().await.unwrap();
+    assert!(service.wake_allowed(Some(&secret)).await.unwrap());
+}
