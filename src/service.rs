@@ -23,7 +23,9 @@ pub use crate::store::{Owner, RunField, RunOrder, RunQuery, RunRow, TaskInstance
 pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
 pub use logs::{LogChunk, LogTail, TaskLogs};
-pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
+pub use runs::{
+    ClearRequest, Cleared, Grid, Marked, RunChoice, RunDetail, TriggerRequest, is_active,
+};
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
 #[derive(Debug, thiserror::Error)]

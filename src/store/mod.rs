@@ -90,7 +90,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -116,6 +116,11 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         6,
         "dashboard_indexes",
         include_str!("../../migrations/0006_dashboard_indexes.sql"),
+    ),
+    (
+        7,
+        "run user note",
+        include_str!("../../migrations/0007_run_user_note.sql"),
     ),
 ];
 
