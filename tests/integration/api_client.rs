@@ -1,0 +1,248 @@
+//! The REST API (`/api/v2`): the official Python client (`apache-airflow-client`, pinned in
+//! `.ci/run`) drives a real `serve`; schemathesis fuzzes the OpenAPI document; plain HTTP
+//! checks the error shapes and the log continuation token. The Python parts need
+//! `ORCHESTRATOR_TEST_API_PYTHON` (the venv's python) and are skipped with a note without it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, PATIENCE, Server, http, wait_until};
+
+const DEMO: &str = "dag_id: api_demo\ntags: [api]\ntasks:\n  hello: {type: shell, command: 'echo hello from conf {{ conf.who }}'}\n  after: {type: noop, depends_on: [hello]}\n";
+const PARENT: &str =
+    "dag_id: api_parent\ntasks:\n  kick: {type: trigger_dag, trigger_dag_id: api_child}\n";
+const CHILD: &str = "dag_id: api_child\ntasks:\n  work: {type: noop}\n";
+
+fn python() -> Option<String> {
+    match std::env::var("ORCHESTRATOR_TEST_API_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            eprintln!("ORCHESTRATOR_TEST_API_PYTHON is unset: skipping (.ci/run sets it)");
+            None
+        }
+    }
+}
+
+fn server() -> (Env, Server) {
+    let mut env = Env::new();
+    env.dag("api_demo", DEMO);
+    env.dag("api_parent", PARENT);
+    env.dag("api_child", CHILD);
+    let server = env.serve();
+    (env, server)
+}
+
+/// A request with a JSON body; returns status and JSON body.
+fn send(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let text = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+fn run_state(server: &Server, dag: &str, run: &str) -> String {
+    let (_, v) = server.get(&format!("/api/v2/dags/{dag}/dagRuns/{run}"));
+    v["state"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_official_client_lists_pauses_triggers_and_reads_logs() {
+    let Some(python) = python() else { return };
+    let (_env, server) = server();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/integration/api_client.py"
+    );
+    let out = Command::new(python)
+        .args([script, &format!("http://{}", server.addr)])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client script failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(stdout.contains("all ok"), "{stdout}");
+}
+
+#[test]
+fn errors_have_airflows_shape() {
+    let (_env, server) = server();
+    let addr = server.addr.as_str();
+    let (status, body) = server.get("/api/v2/dags/nope");
+    assert_eq!(status, 404);
+    assert!(body["detail"].is_string(), "{body}");
+    let (status, body) = server.get("/api/v2/no/such/endpoint");
+    assert_eq!(status, 404);
+    assert!(body["detail"].is_string(), "{body}");
+    let (status, body) = http(addr, "DELETE", "/api/v2/dags");
+    assert_eq!(status, 405);
+    assert!(body["detail"].is_string(), "{body}");
+    let (status, body) = server.get("/api/v2/dags?limit=-1");
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["query", "limit"]),
+        "{body}"
+    );
+    let trigger = "/api/v2/dags/api_demo/dagRuns";
+    let (status, body) = send(addr, "POST", trigger, r#"{"conf": [1, 2]}"#);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "conf"]));
+    let (status, body) = send(addr, "POST", trigger, "{not json");
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = send(addr, "POST", trigger, r#"{"dag_run_id": "../x"}"#);
+    assert_eq!(status, 422);
+    let (status, body) = send(
+        addr,
+        "POST",
+        trigger,
+        r#"{"dag_run_id": "twice", "logical_date": null}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dag_run_id"], "twice");
+    let (status, body) = send(addr, "POST", trigger, r#"{"dag_run_id": "twice"}"#);
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("twice"), "{body}");
+    let (status, body) = send(addr, "POST", "/api/v2/dags/nope/dagRuns", "{}");
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn the_log_continuation_token_follows_a_try() {
+    let (env, server) = server();
+    let addr = server.addr.as_str();
+    let (status, run) = send(
+        addr,
+        "POST",
+        "/api/v2/dags/api_demo/dagRuns",
+        r#"{"conf": {"who": "token"}}"#,
+    );
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["dag_run_id"].as_str().unwrap().to_string();
+    wait_until("the run succeeds", || {
+        run_state(&server, "api_demo", &run_id) == "success"
+    });
+    let logs = format!("/api/v2/dags/api_demo/dagRuns/{run_id}/taskInstances/hello/logs/1");
+    let (status, first) = server.get(&logs);
+    assert_eq!(status, 200, "{first}");
+    let lines = first["content"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l["event"]
+            .as_str()
+            .unwrap()
+            .contains("hello from conf token")),
+        "{first}"
+    );
+    let token = first["continuation_token"].as_str().unwrap().to_string();
+    assert_eq!(token, lines.last().unwrap()["seq"].to_string());
+    // From the token on there is nothing more: the try has ended.
+    let (_, rest) = server.get(&format!("{logs}?token={token}"));
+    assert_eq!(rest["content"], json!([]), "{rest}");
+    assert_eq!(rest["continuation_token"], token.as_str());
+    // The token of an earlier line returns the lines after it.
+    let (_, tail) = server.get(&format!("{logs}?token=1"));
+    assert_eq!(tail["content"].as_array().unwrap().len(), lines.len() - 1);
+    let (status, _) = server.get(&format!("{logs}?token=garbage"));
+    assert_eq!(status, 400);
+    let (status, _) = server.get(&logs.replace("/logs/1", "/logs/7"));
+    assert_eq!(status, 404);
+    drop(env);
+}
+
+#[test]
+fn every_served_api_route_is_in_the_openapi_document() {
+    let (_env, server) = server();
+    let (status, doc) = server.get("/api/v2/openapi.json");
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: Vec<&String> = paths.keys().collect();
+    // Every documented path answers (never the API's "no endpoint" 404 nor 405).
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{dag_id}", "api_demo")
+            .replace("{dag_run_id}", "none")
+            .replace("{task_id}", "hello")
+            .replace("{try_number}", "1");
+        for method in item.as_object().unwrap().keys() {
+            let (status, body) = send(&server.addr, &method.to_uppercase(), &concrete, "{}");
+            assert_ne!(status, 405, "{method} {path}: {body}");
+            let unrouted = body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("no API endpoint"));
+            assert!(!unrouted, "{method} {path} is documented but not served");
+        }
+    }
+    // Every served route is documented: the route list mirrors src/web/api/mod.rs.
+    let served = [
+        "/api/v2/dags",
+        "/api/v2/dags/{dag_id}",
+        "/api/v2/dags/{dag_id}/details",
+        "/api/v2/dags/{dag_id}/tasks",
+        "/api/v2/dagSources/{dag_id}",
+        "/api/v2/dags/{dag_id}/dagRuns",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+        "/api/v2/dags/{dag_id}/clearTaskInstances",
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}",
+        "/api/v2/importErrors",
+        "/api/v2/monitor/health",
+        "/api/v2/version",
+        "/api/v2/openapi.json",
+    ];
+    for path in served {
+        assert!(
+            documented.iter().any(|d| d.as_str() == path),
+            "{path} is served but not documented"
+        );
+    }
+    assert_eq!(documented.len(), served.len(), "{documented:?}");
+    assert!(doc["components"]["securitySchemes"]["HTTPBearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["HTTPBasic"].is_object());
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let Some(python) = python() else { return };
+    let (_env, server) = server();
+    let st = std::path::Path::new(&python).with_file_name("schemathesis");
+    let out = Command::new(st)
+        .args([
+            "run",
+            &format!("http://{}/api/v2/openapi.json", server.addr),
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
