@@ -279,8 +279,8 @@ pub async fn clear(
         let tis = super::task_instances::of_tasks(&state, &cleared.run, &cleared.tasks).await?;
         return Ok(Json(ClearDagRunResponse::DryRun(tis)));
     }
-    Ok(Json(ClearDagRunResponse::Run(DagRunResponse::of(
-        &cleared.run,
+    Ok(Json(ClearDagRunResponse::Run(Box::new(
+        DagRunResponse::of(&cleared.run),
     ))))
 }
 
@@ -291,5 +291,5 @@ pub enum ClearDagRunResponse {
     /// A dry run.
     DryRun(TaskInstanceCollectionResponse),
     /// The run cleared.
-    Run(DagRunResponse),
+    Run(Box<DagRunResponse>),
 }
