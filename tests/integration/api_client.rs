@@ -251,3 +251,92 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn runs_are_noted_cleared_and_marked_through_the_api() {
+    let (_env, server) = server();
+    let addr = server.addr.as_str();
+    let body = r#"{"dag_run_id": "r1", "conf": {"who": "x"}, "note": "first"}"#;
+    let (status, run) = send(addr, "POST", "/api/v2/dags/api_demo/dagRuns", body);
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["note"], "first");
+    assert_eq!(run["run_type"], "manual");
+    let path = "/api/v2/dags/api_demo/dagRuns/r1";
+    // A run under way belongs to the engine.
+    wait_until("the run succeeds", || {
+        run_state(&server, "api_demo", "r1") == "success"
+    });
+    let (status, run) = send(addr, "PATCH", path, r#"{"note": "checked"}"#);
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["note"], "checked");
+    // The note survives a clear (the engine's own note does not).
+    let (status, dry) = send(addr, "POST", &format!("{path}/clear"), "{}");
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["total_entries"], 2, "a dry run by default: {dry}");
+    assert_eq!(run_state(&server, "api_demo", "r1"), "success");
+    let (status, dry) = send(
+        addr,
+        "POST",
+        &format!("{path}/clear"),
+        r#"{"only_failed": true}"#,
+    );
+    assert_eq!(
+        (status, dry["total_entries"].clone()),
+        (200, json!(0)),
+        "{dry}"
+    );
+    let (status, cleared) = send(
+        addr,
+        "POST",
+        &format!("{path}/clear"),
+        r#"{"dry_run": false}"#,
+    );
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["dag_run_id"], "r1");
+    wait_until("the cleared run succeeds again", || {
+        run_state(&server, "api_demo", "r1") == "success"
+    });
+    assert_eq!(server.get(path).1["note"], "checked");
+    // Marking the leaf failed fails the run; relabelling the run is allowed once finished.
+    let ti = format!("{path}/taskInstances/after");
+    let (status, marked) = send(addr, "PATCH", &ti, r#"{"new_state": "failed"}"#);
+    assert_eq!(status, 200, "{marked}");
+    assert_eq!(marked["task_instances"][0]["state"], "failed");
+    assert_eq!(run_state(&server, "api_demo", "r1"), "failed");
+    let (status, _) = send(addr, "PATCH", &ti, r#"{"new_state": "running"}"#);
+    assert_eq!(status, 422);
+    let (status, tis) = send(
+        addr,
+        "POST",
+        "/api/v2/dags/api_demo/clearTaskInstances",
+        r#"{"dag_run_id": "r1", "task_ids": ["hello"], "dry_run": true, "only_failed": false, "include_downstream": true}"#,
+    );
+    assert_eq!(status, 200, "{tis}");
+    assert_eq!(tis["total_entries"], 2, "{tis}");
+    let (status, run) = send(addr, "PATCH", path, r#"{"state": "success"}"#);
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["state"], "success");
+    let (status, _) = send(addr, "PATCH", path, r#"{"state": "running"}"#);
+    assert_eq!(status, 422);
+    let (status, _) = send(
+        addr,
+        "PATCH",
+        path,
+        &format!(r#"{{"note": "{}"}}"#, "n".repeat(1001)),
+    );
+    assert_eq!(status, 422);
+    let (_, one) = server.get(&format!("{path}/taskInstances/hello"));
+    assert_eq!(one["state"], "success", "{one}");
+    assert_eq!(one["try_number"], 2, "{one}");
+    let (_, listed) = server.get("/api/v2/dags/~/dagRuns?state=success&order_by=-id");
+    assert!(
+        listed["dag_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dag_run_id"] == "r1"),
+        "{listed}"
+    );
+    let (status, _) = server.get("/api/v2/dags/~/dagRuns?order_by=bogus");
+    assert_eq!(status, 400);
+}

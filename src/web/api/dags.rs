@@ -12,25 +12,27 @@ use super::page_limit;
 use crate::service::DagQuery;
 use crate::web::AppState;
 
-/// Airflow's `dag_id_pattern` is a SQL LIKE expression: `%` any text, `_` one character.
+/// Airflow's `dag_id_pattern`: a SQL LIKE expression (`%` any text, `_` one character),
+/// matched case-insensitively anywhere in the id (Airflow wraps it in `%…%`). Dynamic
+/// programming over pattern × text, so a pattern full of `%` cannot blow up.
 fn like(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some(('_', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((c, rest)) => {
-                t.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(rest, &t[1..])
-            }
+    let p: Vec<char> = format!("%{}%", pattern.to_lowercase()).chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    // row[j]: the pattern so far matches the first j characters of the text.
+    let mut row = vec![false; t.len() + 1];
+    row[0] = true;
+    for c in &p {
+        let mut next = vec![false; t.len() + 1];
+        for j in 0..=t.len() {
+            next[j] = match c {
+                '%' => row[j] || (j > 0 && next[j - 1]),
+                '_' => j > 0 && row[j - 1],
+                c => j > 0 && row[j - 1] && t[j - 1] == *c,
+            };
         }
+        row = next;
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // A pattern without wildcards matches as a substring, as Airflow's filter does.
-    if !pattern.contains(['%', '_']) {
-        return text.to_lowercase().contains(&pattern.to_lowercase());
-    }
-    p.len() <= 250 && go(&p, &t)
+    row[t.len()]
 }
 
 /// Lists DAGs.
@@ -41,7 +43,7 @@ fn like(pattern: &str, text: &str) -> bool {
         ("tags" = Option<Vec<String>>, Query, description = "DAGs with any of these tags"),
         ("paused" = Option<bool>, Query, description = "Only paused or only active DAGs"),
         ("dag_id_pattern" = Option<String>, Query, description = "SQL LIKE pattern on the id"),
-        ("order_by" = Option<String>, Query, description = "`dag_id` or `-dag_id`"),
+        ("order_by" = Option<String>, Query, description = "`dag_id` or `dag_display_name`, `-` for descending"),
     ),
     responses(
         (status = 200, body = DagCollectionResponse),
@@ -54,8 +56,8 @@ pub async fn list(
     let limit = page_limit(&params)?;
     let offset = params.number("offset", i64::MAX as u64)?.unwrap_or(0);
     let descending = match params.one("order_by") {
-        None | Some("dag_id") | Some("") => false,
-        Some("-dag_id") => true,
+        None | Some("dag_id" | "dag_display_name" | "") => false,
+        Some("-dag_id" | "-dag_display_name") => true,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "Ordering with '{other}' is disallowed or the attribute does not exist on the model"
@@ -195,10 +197,14 @@ mod tests {
     #[test]
     fn like_patterns_follow_sql() {
         assert!(like("ex%", "example"));
-        assert!(like("%amp%", "example"));
+        assert!(like("%AMP%", "example"));
         assert!(like("ex_mple", "example"));
         assert!(!like("ex_mple", "exmple"));
         assert!(like("amp", "example"));
-        assert!(!like("x%", "example"));
+        assert!(like("x%", "example"));
+        assert!(!like("z", "example"));
+        assert!(like("", "example"));
+        let many = "%a".repeat(120);
+        assert!(!like(&many, &"a".repeat(100)));
     }
 }
