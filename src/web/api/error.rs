@@ -191,3 +191,46 @@ impl Params {
             .map_err(|_| ApiError::invalid("query", name, "must be an RFC 3339 date-time"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_are_fastapi_shaped() {
+        let (status, json) = body(ApiError::invalid("query", "limit", "bad")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["detail"][0]["loc"], json!(["query", "limit"]));
+        assert_eq!(json["detail"][0]["msg"], "bad");
+        let (status, json) = body(ServiceError::UnknownDag("d".into()).into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(json["detail"].as_str().unwrap().contains("'d'"));
+        let (status, _) = body(ServiceError::Conflict("taken".into()).into()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn query_values_are_checked() {
+        let params = Params(vec![
+            ("limit".into(), "-1".into()),
+            ("paused".into(), "maybe".into()),
+            ("tags".into(), "a".into()),
+            ("tags".into(), "b".into()),
+            ("at".into(), "2024-01-01T00:00:00Z".into()),
+        ]);
+        assert!(params.number("limit", 100).is_err());
+        assert!(params.boolean("paused").is_err());
+        assert_eq!(params.all("tags"), ["a", "b"]);
+        assert!(params.time("at").unwrap().is_some());
+        assert_eq!(params.number("offset", 100).unwrap(), None);
+    }
+}

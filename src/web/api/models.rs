@@ -811,3 +811,64 @@ impl ImportErrorResponse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn durations_take_airflows_forms() {
+        let d = TimeDelta::of(Duration::from_micros(90_061_000_005));
+        assert_eq!((d.days, d.seconds, d.microseconds), (1, 3661, 5));
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["__type"], "TimeDelta");
+        assert_eq!(iso_duration(Duration::from_secs(3600)), "PT3600S");
+        assert_eq!(iso_duration(Duration::from_millis(1500)), "PT1.500000S");
+    }
+
+    #[test]
+    fn derived_ids_are_stable_uuid_shapes() {
+        let a = derived_uuid(&["run", "task"]);
+        assert_eq!(a, derived_uuid(&["run", "task"]));
+        assert_ne!(a, derived_uuid(&["runt", "ask"]));
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+    }
+
+    #[test]
+    fn triggered_runs_are_manual_to_airflow_clients() {
+        let now = Utc::now();
+        let run = RunRow {
+            key: crate::ids::RunKey(1),
+            dag_id: crate::ids::DagId::new("child"),
+            run_id: crate::ids::RunId::new("triggered__x"),
+            run_type: RunType::Triggered,
+            state: RunState::Success,
+            logical_date: now,
+            data_interval_start: now,
+            data_interval_end: now,
+            conf: serde_json::json!({}),
+            queued_at: now,
+            start_date: Some(now),
+            end_date: Some(now + chrono::Duration::milliseconds(1500)),
+            parent_run: None,
+            parent_task_id: None,
+            parent_try: None,
+            owner: None,
+            owner_epoch: None,
+            dag_version: None,
+            uid: None,
+            note: Some("timed out".into()),
+            user_note: None,
+        };
+        let json = serde_json::to_value(DagRunResponse::of(&run)).unwrap();
+        assert_eq!(json["run_type"], "manual");
+        assert_eq!(json["triggered_by"], "operator");
+        assert_eq!(json["orchestrator_run_type"], "triggered");
+        assert_eq!(json["duration"], 1.5);
+        assert_eq!(json["note"], "timed out");
+        assert_eq!(json["dag_versions"], serde_json::json!([]));
+    }
+}
