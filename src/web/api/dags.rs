@@ -41,6 +41,7 @@ fn like(pattern: &str, text: &str) -> bool {
         ("limit" = Option<u64>, Query, description = "At most this many (default 50, at most 100)"),
         ("offset" = Option<u64>, Query, description = "Skip this many"),
         ("tags" = Option<Vec<String>>, Query, description = "DAGs with any of these tags"),
+        ("tags_match_mode" = Option<String>, Query, description = "`any` (default) or `all` of the tags"),
         ("paused" = Option<bool>, Query, description = "Only paused or only active DAGs"),
         ("dag_id_pattern" = Option<String>, Query, description = "SQL LIKE pattern on the id"),
         ("order_by" = Option<String>, Query, description = "`dag_id` or `dag_display_name`, `-` for descending"),
@@ -64,9 +65,21 @@ pub async fn list(
             )));
         }
     };
+    let all_tags = match params.one("tags_match_mode") {
+        None | Some("any") => false,
+        Some("all") => true,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "query",
+                "tags_match_mode",
+                "must be any or all",
+            ));
+        }
+    };
+    let tags = params.all("tags");
     let pattern = params.one("dag_id_pattern").map(str::to_string);
     let query = DagQuery {
-        tags: params.all("tags"),
+        tags: tags.clone(),
         paused: params.boolean("paused")?,
         ..DagQuery::default()
     };
