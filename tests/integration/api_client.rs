@@ -340,3 +340,71 @@ fn runs_are_noted_cleared_and_marked_through_the_api() {
     let (status, _) = server.get("/api/v2/dags/~/dagRuns?order_by=bogus");
     assert_eq!(status, 400);
 }
+
+#[test]
+fn dags_are_filtered_ordered_and_paged() {
+    let mut env = Env::new();
+    env.dag("api_demo", DEMO);
+    env.dag("api_parent", PARENT);
+    env.dag("api_child", CHILD);
+    env.dag(
+        "api_tagged",
+        "dag_id: api_tagged\ntags: [api, extra]\ntasks:\n  t: {type: noop}\n",
+    );
+    let server = env.serve();
+    let ids = |path: &str| -> Vec<String> {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        body["dags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["dag_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("/api/v2/dags?tags=api"), ["api_demo", "api_tagged"]);
+    assert_eq!(
+        ids("/api/v2/dags?tags=api&tags=extra&tags_match_mode=all"),
+        ["api_tagged"]
+    );
+    assert_eq!(ids("/api/v2/dags?dag_id_pattern=API_D%25MO"), ["api_demo"]);
+    assert_eq!(
+        ids("/api/v2/dags?order_by=-dag_id&limit=2"),
+        ["api_tagged", "api_parent"]
+    );
+    assert_eq!(ids("/api/v2/dags?offset=3"), ["api_tagged"]);
+    let (_, body) = server.get("/api/v2/dags?limit=1");
+    assert_eq!(body["total_entries"], 4);
+    let (status, _) = server.get("/api/v2/dags?order_by=owners");
+    assert_eq!(status, 400);
+    let (_, paused) = send(
+        &server.addr,
+        "PATCH",
+        "/api/v2/dags/api_child",
+        r#"{"is_paused": true}"#,
+    );
+    assert_eq!(paused["is_paused"], true);
+    assert_eq!(ids("/api/v2/dags?paused=true"), ["api_child"]);
+    let (status, _) = send(
+        &server.addr,
+        "PATCH",
+        "/api/v2/dags/api_child?update_mask=description",
+        r#"{"is_paused": false}"#,
+    );
+    assert_eq!(status, 400);
+    let (_, details) = server.get("/api/v2/dags/api_demo/details");
+    assert_eq!(details["timezone"], "UTC", "{details}");
+    let (_, tasks) = server.get("/api/v2/dags/api_demo/tasks");
+    assert_eq!(
+        tasks["tasks"][0]["downstream_task_ids"],
+        json!(["after"]),
+        "{tasks}"
+    );
+    let (_, source) = server.get("/api/v2/dagSources/api_demo");
+    assert!(
+        source["content"]
+            .as_str()
+            .unwrap()
+            .contains("hello from conf")
+    );
+}

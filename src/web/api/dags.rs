@@ -93,6 +93,7 @@ pub async fn list(
                 .as_deref()
                 .is_none_or(|p| like(p, s.dag.id.as_str()))
         })
+        .filter(|s| !all_tags || tags.iter().all(|t| s.dag.tags.contains(t)))
         .collect();
     if descending {
         dags.reverse();
