@@ -206,8 +206,8 @@ fn parse_token(token: Option<&str>) -> ApiResult<u64> {
         ("try_number" = u32, Path), ("full_content" = Option<bool>, Query),
         ("map_index" = Option<i64>, Query, description = "Only -1"),
         ("token" = Option<String>, Query, description = "A continuation token from an earlier answer")),
-    responses((status = 200, body = TaskInstancesLogResponse, content_type = "application/json"),
-        (status = 200, body = String, content_type = "text/plain"),
+    responses((status = 200, description = "The lines (JSON) or the log (`text/plain`)",
+            content((TaskInstancesLogResponse = "application/json"), (String = "text/plain"))),
         (status = 400, body = super::DetailBody), (status = 404, body = super::DetailBody),
         (status = 422, body = super::ValidationErrorBody)))]
 pub async fn logs(
