@@ -1,9 +1,8 @@
-//! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), health
-//! and version endpoints (Airflow's paths), and the wake-up the CLI sends after it changes
-//! the store. Handlers stay thin: extract → call the service → respond. Guards on the whole
-//! router: a body size limit, the cross-site request refusal (`csrf`), and HTML 404/405
-//! pages for unknown paths and methods. The Airflow-compatible REST API builds on this
-//! router.
+//! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), the
+//! Airflow-compatible REST API (`api`, `/api/v2`, with `/health`), and the wake-up the CLI
+//! sends after it changes the store. Handlers stay thin: extract → call the service →
+//! respond. Guards on the whole router: a body size limit, the cross-site request refusal
+//! (`csrf`), and HTML 404/405 pages for unknown paths and methods (JSON under `/api/`).
 
 pub mod api;
 pub mod assets;
