@@ -405,3 +405,68 @@ fn dags_are_filtered_ordered_and_paged() {
             .contains("hello from conf")
     );
 }
+
+#[test]
+fn a_client_follows_a_running_log_with_the_continuation_token() {
+    let mut env = Env::new();
+    let gate = env.path("go");
+    let command = format!(
+        "echo first; while [ ! -f {} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let dag = format!("dag_id: slow\ntasks:\n  wait: {{type: shell, command: '{command}'}}\n");
+    env.dag("slow", &dag);
+    let server = env.serve();
+    let (status, run) = send(&server.addr, "POST", "/api/v2/dags/slow/dagRuns", "{}");
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["dag_run_id"].as_str().unwrap().to_string();
+    let logs = format!("/api/v2/dags/slow/dagRuns/{run_id}/taskInstances/wait/logs/1");
+    let events = |body: &Value| -> Vec<String> {
+        body["content"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| l["event"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Read while the try runs, from the start, until "first" is there.
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    wait_until("the running try logs 'first'", || {
+        let (status, body) = server.get(&format!("{logs}?token={token}"));
+        if status != 200 {
+            return false;
+        }
+        seen.extend(events(&body));
+        token = body["continuation_token"].as_str().unwrap().to_string();
+        seen.iter().any(|e| e == "first")
+    });
+    assert_eq!(
+        server.get(&format!("/api/v2/dags/slow/dagRuns/{run_id}")).1["state"],
+        "running"
+    );
+    std::fs::write(&gate, "").unwrap();
+    // Go on from the token: only newer lines come, each once.
+    wait_until("the try logs 'second'", || {
+        let (_, body) = server.get(&format!("{logs}?token={token}"));
+        seen.extend(events(&body));
+        token = body["continuation_token"].as_str().unwrap().to_string();
+        seen.iter().any(|e| e == "second")
+    });
+    assert_eq!(seen.iter().filter(|e| *e == "first").count(), 1, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|e| *e == "second").count(),
+        1,
+        "{seen:?}"
+    );
+    // Once the try has ended, the lines after the token complete what the client saw.
+    wait_until("the run succeeds", || {
+        run_state(&server, "slow", &run_id) == "success"
+    });
+    let (_, rest) = server.get(&format!("{logs}?token={token}"));
+    seen.extend(events(&rest));
+    let (_, whole) = server.get(&logs);
+    assert_eq!(events(&whole), seen);
+}
