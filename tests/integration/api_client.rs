@@ -220,9 +220,11 @@ fn every_served_api_route_is_in_the_openapi_document() {
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let Some(python) = python() else { return };
-    let (_env, server) = server();
+    let (env, server) = server();
     let st = std::path::Path::new(&python).with_file_name("schemathesis");
     let out = Command::new(st)
+        // Its cache (`.schemathesis/`) goes to the temporary project, not the repository.
+        .current_dir(env.dir.path())
         .args([
             "run",
             &format!("http://{}/api/v2/openapi.json", server.addr),
