@@ -95,6 +95,17 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// Whether `id` is acceptable as a run id a client chooses: the id rule plus `:`, `+` and
+/// `~`, which generated run ids (`manual__2024-01-01T00:00:00+00:00`) contain.
+pub fn is_valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 250
+        && !is_dot_segment(id)
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '+' | '~'))
+}
+
 /// Whether `id` is made only of dots: as a URL path segment, `.` and `..` are resolved away
 /// by browsers, so the dashboard could not link to such a DAG or task (longer runs of dots
 /// are refused too, to keep the rule simple to state).

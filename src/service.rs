@@ -25,7 +25,9 @@ pub use crate::store::{Owner, RunField, RunOrder, RunQuery, RunRow, TaskInstance
 pub use backfill::{BackfillReport, BackfillRequest, CleanReport, Reprocess};
 pub use dags::{DagListing, DagQuery, DagSourceView, DagSummary, NextRun};
 pub use logs::{LogChunk, LogTail, TaskLogs};
-pub use runs::{Cleared, Grid, Marked, RunDetail, TriggerRequest, is_active};
+pub use runs::{
+    ClearRequest, Cleared, Grid, Marked, RunChoice, RunDetail, TriggerRequest, is_active,
+};
 pub use users::{
     Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
 };

@@ -51,6 +51,30 @@ pub struct TriggerRequest {
     pub owner: Option<Owner>,
 }
 
+/// What a REST client may choose about a run it triggers (the rest as [`Service::trigger`]).
+#[derive(Clone, Debug, Default)]
+pub struct RunChoice {
+    /// The run id (generated when `None`).
+    pub run_id: Option<String>,
+    /// The logical date (now when `None`).
+    pub logical_date: Option<chrono::DateTime<Utc>>,
+    /// The user's note.
+    pub note: Option<String>,
+}
+
+/// Which task instances of a finished run to clear.
+#[derive(Clone, Debug, Default)]
+pub struct ClearRequest {
+    /// These tasks (all when `None`).
+    pub tasks: Option<Vec<String>>,
+    /// Only those whose state is a failure.
+    pub only_failed: bool,
+    /// With everything downstream of them.
+    pub downstream: bool,
+    /// Say what would be cleared without clearing.
+    pub dry_run: bool,
+}
+
 /// What `clear` did.
 #[derive(Debug, serde::Serialize)]
 pub struct Cleared {
@@ -222,6 +246,136 @@ impl Service {
         Ok(run)
     }
 
+    /// Queues a manual run with the run id, logical date and note a REST client chose;
+    /// a run id the DAG already has is a conflict.
+    pub async fn trigger_chosen(
+        &self,
+        dag_id: &str,
+        req: TriggerRequest,
+        choice: RunChoice,
+    ) -> ServiceResult<RunRow> {
+        let Some(run_id) = choice.run_id else {
+            if choice.logical_date.is_none() && choice.note.is_none() {
+                return self.trigger(dag_id, req).await;
+            }
+            let at = choice.logical_date.unwrap_or_else(Utc::now);
+            let generated = format!(
+                "manual__{}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+            );
+            let choice = RunChoice {
+                run_id: Some(generated),
+                ..choice
+            };
+            return Box::pin(self.trigger_chosen(dag_id, req, choice)).await;
+        };
+        if !crate::ids::is_valid_run_id(&run_id) {
+            return Err(ServiceError::Invalid(format!(
+                "'{run_id}' is not a valid run id (1 to 250 of letters, digits and _-.:+~, \
+                 not only dots)"
+            )));
+        }
+        let dag = self.dag(dag_id)?;
+        let conf = match req.conf {
+            serde_json::Value::Null => serde_json::json!({}),
+            conf @ serde_json::Value::Object(_) => conf,
+            _ => return Err(ServiceError::Invalid("conf must be a JSON object".into())),
+        };
+        self.store.ensure_dags([&dag.id]).await?;
+        let at = choice.logical_date.unwrap_or_else(Utc::now);
+        let new = NewRun {
+            dag_id: dag.id.clone(),
+            run_type: RunType::Manual,
+            interval_start: at,
+            interval_end: at,
+            conf,
+            parent: None,
+            owner: req.owner,
+            version: Some(dag.version()),
+        };
+        let run = self
+            .store
+            .insert_named_run(&new, &run_id, choice.note.as_deref())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Conflict(format!(
+                    "DAG '{dag_id}' already has a run with id '{run_id}'"
+                ))
+            })?;
+        self.wake().await;
+        Ok(run)
+    }
+
+    /// Sets or removes the note a user wrote on a run.
+    pub async fn set_run_note(&self, run: &RunRow, note: Option<&str>) -> ServiceResult<RunRow> {
+        self.store.set_run_note(run.key, note).await?;
+        self.refresh(run).await
+    }
+
+    /// Sets a run's state as a user asks: `queued` clears a finished run (every task runs
+    /// again); `success` or `failed` relabels a finished run. A run under way belongs to
+    /// the engine: changing it is a conflict.
+    pub async fn set_run_state(&self, run: RunRow, state: RunState) -> ServiceResult<RunRow> {
+        if state == run.state {
+            return Ok(run);
+        }
+        if !run.state.is_finished() {
+            return Err(ServiceError::Conflict(format!(
+                "run '{}' is {}; its state can be changed once it has finished",
+                run.run_id, run.state
+            )));
+        }
+        match state {
+            RunState::Queued => Ok(self.clear(run, false).await?.run),
+            RunState::Success | RunState::Failed => {
+                if !self.store.set_finished_run_state(run.key, state).await? {
+                    return Err(ServiceError::Conflict(format!(
+                        "run '{}' started again meanwhile",
+                        run.run_id
+                    )));
+                }
+                self.refresh(&run).await
+            }
+            RunState::Running => Err(ServiceError::Invalid(
+                "a run's state can be set to queued, success or failed".into(),
+            )),
+        }
+    }
+
+    /// Clears the task instances of a finished run that `req` selects (see
+    /// [`ClearRequest`]) and queues the run again; nothing selected changes nothing.
+    pub async fn clear_selected(&self, run: RunRow, req: &ClearRequest) -> ServiceResult<Cleared> {
+        let dag = self.finished_run_dag(&run)?;
+        let tis = self.store.task_instances(run.key).await?;
+        let state_of = |id: &TaskId| tis.iter().find(|t| &t.task_id == id).and_then(|t| t.state);
+        let mut roots = Vec::new();
+        match &req.tasks {
+            None => roots.extend(0..dag.tasks.len()),
+            Some(ids) => {
+                for id in ids {
+                    let Some(&i) = dag.index.get(&TaskId::new(id.as_str())) else {
+                        return Err(ServiceError::UnknownTask(format!(
+                            "DAG '{}' has no task '{id}'",
+                            dag.id
+                        )));
+                    };
+                    roots.push(i);
+                }
+            }
+        }
+        roots.retain(|&i| {
+            !req.only_failed || state_of(&dag.tasks[i].id).is_some_and(TaskState::is_failure)
+        });
+        if req.dry_run || roots.is_empty() {
+            let tasks = closure(&dag, roots, req.downstream)
+                .into_iter()
+                .map(|i| dag.tasks[i].id.clone())
+                .collect();
+            return Ok(Cleared { run, tasks });
+        }
+        self.clear_tasks(run, &dag, roots, req.downstream).await
+    }
+
     /// Resets a finished run's tasks (all, or the failed ones and everything downstream of
     /// them) and queues the run again. Cleared tasks get their full retries back.
     pub async fn clear(&self, run: RunRow, only_failed: bool) -> ServiceResult<Cleared> {
@@ -278,15 +432,7 @@ impl Service {
         roots: Vec<usize>,
         downstream: bool,
     ) -> ServiceResult<Cleared> {
-        let mut chosen: HashSet<usize> = HashSet::new();
-        let mut stack = roots;
-        while let Some(i) = stack.pop() {
-            if chosen.insert(i) && downstream {
-                stack.extend(dag.tasks[i].downstream.iter().copied());
-            }
-        }
-        let mut indices: Vec<usize> = chosen.into_iter().collect();
-        indices.sort_unstable();
+        let indices = closure(dag, roots, downstream);
         let tasks: Vec<(TaskId, u32)> = indices
             .iter()
             .map(|&i| (dag.tasks[i].id.clone(), dag.tasks[i].retry.max_tries()))
@@ -375,4 +521,18 @@ impl Service {
         };
         Ok(Dag::from_version(&version).ok().map(Arc::new))
     }
+}
+
+/// The tasks `roots` name, with (when `downstream`) everything downstream of them, by index.
+fn closure(dag: &Dag, roots: Vec<usize>, downstream: bool) -> Vec<usize> {
+    let mut chosen: HashSet<usize> = HashSet::new();
+    let mut stack = roots;
+    while let Some(i) = stack.pop() {
+        if chosen.insert(i) && downstream {
+            stack.extend(dag.tasks[i].downstream.iter().copied());
+        }
+    }
+    let mut indices: Vec<usize> = chosen.into_iter().collect();
+    indices.sort_unstable();
+    indices
 }

@@ -497,3 +497,85 @@ async fn a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags()
     assert!(text.contains("orchestrator_dag_runs{dag_id=\"daily\",state=\"running\"} 0\n"));
     assert!(text.contains("orchestrator_dags_loaded 1\n"));
 }
+
+#[tokio::test]
+async fn a_chosen_run_id_is_kept_once_with_its_note_and_logical_date() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let choice = RunChoice {
+        run_id: Some("mine".into()),
+        logical_date: Some(at(2, 0)),
+        note: Some("hello".into()),
+    };
+    let run = service
+        .trigger_chosen("chain", TriggerRequest::default(), choice.clone())
+        .await
+        .unwrap();
+    assert_eq!(run.run_id.as_str(), "mine");
+    assert_eq!(run.logical_date, at(2, 0));
+    assert_eq!(run.user_note.as_deref(), Some("hello"));
+    assert_eq!(run.run_type, RunType::Manual);
+    let err = service
+        .trigger_chosen("chain", TriggerRequest::default(), choice)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
+    let bad = RunChoice {
+        run_id: Some("../x".into()),
+        ..RunChoice::default()
+    };
+    let err = service
+        .trigger_chosen("chain", TriggerRequest::default(), bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Invalid(_)), "{err}");
+    let noted = service.set_run_note(&run, None).await.unwrap();
+    assert_eq!(noted.user_note, None);
+}
+
+#[tokio::test]
+async fn clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_run() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let states4 = ["success", "failed", "upstream_failed", "success"];
+    let run = finished(&service, &store, "failed", states4).await;
+    let failed_only = ClearRequest {
+        only_failed: true,
+        downstream: true,
+        dry_run: true,
+        ..ClearRequest::default()
+    };
+    let dry = service
+        .clear_selected(run.clone(), &failed_only)
+        .await
+        .unwrap();
+    let names: Vec<&str> = dry.tasks.iter().map(TaskId::as_str).collect();
+    assert_eq!(names, ["b", "c"]);
+    assert_eq!(dry.run.state, RunState::Failed, "a dry run changes nothing");
+    let picked = ClearRequest {
+        tasks: Some(vec!["a".into()]),
+        downstream: false,
+        ..ClearRequest::default()
+    };
+    let cleared = service.clear_selected(run.clone(), &picked).await.unwrap();
+    assert_eq!(cleared.tasks, [TaskId::new("a")]);
+    assert_eq!(cleared.run.state, RunState::Queued);
+    let err = service
+        .set_run_state(cleared.run, RunState::Success)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
+    let other = finished(&service, &store, "failed", states4).await;
+    let relabelled = service
+        .set_run_state(other, RunState::Success)
+        .await
+        .unwrap();
+    assert_eq!(relabelled.state, RunState::Success);
+    let unknown = ClearRequest {
+        tasks: Some(vec!["zz".into()]),
+        ..ClearRequest::default()
+    };
+    let done = finished(&service, &store, "success", ["success"; 4]).await;
+    let err = service.clear_selected(done, &unknown).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}

@@ -92,7 +92,7 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -118,6 +118,11 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
         6,
         "dashboard_indexes",
         include_str!("../../migrations/0006_dashboard_indexes.sql"),
+    ),
+    (
+        7,
+        "run user note",
+        include_str!("../../migrations/0007_run_user_note.sql"),
     ),
     (8, "users", include_str!("../../migrations/0008_users.sql")),
 ];

@@ -60,6 +60,8 @@ pub struct RunRow {
     pub uid: Option<String>,
     /// Why it ended as it did, when not obvious (e.g. dagrun timeout).
     pub note: Option<String>,
+    /// A note a user wrote on it (the REST API's `note`).
+    pub user_note: Option<String>,
 }
 
 /// The latest state of one task in one run.
@@ -286,6 +288,7 @@ impl RunRow {
             dag_version: row.try_get("dag_version")?,
             uid: row.try_get("uid")?,
             note: row.try_get("note")?,
+            user_note: row.try_get("user_note")?,
         })
     }
 }

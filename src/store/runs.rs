@@ -14,7 +14,13 @@ use crate::state::{RunState, RunType};
 
 pub(super) const RUN_COLUMNS: &str = "SELECT id, dag_id, run_id, run_type, state, logical_date, \
     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, parent_run, \
-    parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, note FROM dag_run";
+    parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, note, user_note FROM dag_run";
+
+/// A run id and note chosen by a client (the REST API).
+struct Named<'a> {
+    run_id: &'a str,
+    user_note: Option<&'a str>,
+}
 
 fn run_id_for(run_type: RunType, logical: DateTime<Utc>) -> String {
     let precision = match run_type {
@@ -31,6 +37,62 @@ impl Store {
     /// (returns `None` if one exists; the store's unique index enforces it).
     pub async fn insert_run(&self, new: &NewRun) -> StoreResult<Option<RunRow>> {
         self.insert_run_fenced(new, None).await
+    }
+
+    /// Creates a queued manual run with the run id a client chose and its note; `None` if
+    /// the DAG already has a run with that id.
+    pub async fn insert_named_run(
+        &self,
+        new: &NewRun,
+        run_id: &str,
+        note: Option<&str>,
+    ) -> StoreResult<Option<RunRow>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(v) = &new.version {
+            Self::insert_version(&mut tx, v).await?;
+        }
+        let uid = super::new_uid();
+        let named = Named {
+            run_id,
+            user_note: note,
+        };
+        let inserted = Self::insert_run_row_named(
+            &mut tx,
+            new,
+            new.interval_start,
+            new.interval_end,
+            &uid,
+            Some(named),
+        )
+        .await?;
+        let Some(id) = inserted else {
+            return Ok(None);
+        };
+        tx.commit().await?;
+        self.run(RunKey(id)).await
+    }
+
+    /// Sets (or, with `None`, removes) the note a user wrote on a run.
+    pub async fn set_run_note(&self, run: RunKey, note: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE dag_run SET user_note = ? WHERE id = ?")
+            .bind(note)
+            .bind(run.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a finished run's state to `success` or `failed` (its task instances keep
+    /// theirs); `false` when the run is not finished (any more).
+    pub async fn set_finished_run_state(&self, run: RunKey, state: RunState) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE dag_run SET state = ? WHERE id = ? AND state IN ('success', 'failed')",
+        )
+        .bind(state.as_str())
+        .bind(run.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Creates the child run of a `trigger_dag` try, fenced like the scheduler's other
@@ -102,14 +164,29 @@ impl Store {
         end: DateTime<Utc>,
         uid: &str,
     ) -> StoreResult<Option<i64>> {
-        let run_id = run_id_for(new.run_type, start);
+        Self::insert_run_row_named(tx, new, start, end, uid, None).await
+    }
+
+    /// [`Self::insert_run_row`] with the run id and note a client chose.
+    async fn insert_run_row_named(
+        tx: &mut Transaction<'static, Sqlite>,
+        new: &NewRun,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        uid: &str,
+        named: Option<Named<'_>>,
+    ) -> StoreResult<Option<i64>> {
+        let run_id = match &named {
+            Some(n) => n.run_id.to_string(),
+            None => run_id_for(new.run_type, start),
+        };
         // No conflict target: a taken run id and a taken logical date (the partial unique
         // index of migration 5) both mean "exists".
         let inserted = sqlx::query_scalar(
             "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, \
              data_interval_start, data_interval_end, conf, queued_at, parent_run, \
-             parent_task_id, parent_try, owner, owner_epoch, dag_version, uid) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, user_note) \
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(new.dag_id.as_str())
@@ -127,6 +204,7 @@ impl Store {
         .bind(new.owner.as_ref().map(|o| o.epoch))
         .bind(new.version.as_ref().map(|v| v.hash.as_str()))
         .bind(uid)
+        .bind(named.and_then(|n| n.user_note))
         .fetch_optional(&mut **tx)
         .await?;
         Ok(inserted)

@@ -1,10 +1,11 @@
-//! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), health
-//! and version endpoints (Airflow's paths), the Prometheus scrape (`/metrics`), and the
-//! wake-up the CLI sends after it changes the store. Handlers stay thin: extract → call the service → respond. Guards on the whole
-//! router: a body size limit, the cross-site request refusal (`csrf`), and HTML 404/405
-//! pages for unknown paths and methods. The Airflow-compatible REST API builds on this
-//! router.
+//! The HTTP front-end of `serve`: the dashboard's pages and form actions (`pages`), the
+//! Airflow-compatible REST API (`api`, `/api/v2`, with `/health`), the Prometheus scrape
+//! (`/metrics`), logins (`auth`), and the wake-up the CLI sends after it changes the store.
+//! Handlers stay thin: extract → call the service → respond. Guards on the whole router: a
+//! body size limit, the cross-site request refusal (`csrf`), authentication and roles
+//! (`auth`), and HTML 404/405 pages for unknown paths and methods (JSON under `/api/`).
 
+pub mod api;
 pub mod assets;
 pub mod auth;
 mod csrf;
@@ -24,7 +25,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use http_body_util::LengthLimitError;
 use serde_json::json;
 
@@ -89,9 +89,8 @@ fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
             get(pages::log::stream),
         )
         .merge(assets::router())
-        .route("/health", get(health))
-        .route("/api/v2/monitor/health", get(health))
-        .route("/api/v2/version", get(version))
+        .merge(api::router())
+        .route("/health", get(api::health))
         .route("/metrics", get(metrics))
         .route(WAKE_PATH, post(wake))
         .merge(auth::routes(gate.clone()))
@@ -160,38 +159,6 @@ pub(crate) fn error(status: StatusCode, detail: String) -> Response {
     let title = status.canonical_reason().unwrap_or_default();
     let body = json!({"title": title, "status": status.as_u16(), "detail": detail});
     (status, Json(body)).into_response()
-}
-
-async fn health(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    let db = match service.ping().await {
-        Ok(()) => "healthy",
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: state database unavailable");
-            "unhealthy"
-        }
-    };
-    let engine_running = service.engine().is_some_and(|e| e.is_running());
-    let bag = service.bag();
-    let body = json!({
-        "metadatabase": {"status": db},
-        "scheduler": {
-            "status": if engine_running { "healthy" } else { "unhealthy" },
-            "latest_scheduler_heartbeat": service.engine().map(|e| e.last_heartbeat()),
-        },
-        "dag_processor": {"status": "healthy", "latest_dag_processor_heartbeat": Utc::now()},
-        "dags": {"loaded": bag.dags.len(), "import_errors": bag.errors.len()},
-    });
-    let status = if db == "healthy" && engine_running {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "git_version": null}))
 }
 
 /// The Prometheus scrape: the text exposition, or 404 where no metrics are kept.

@@ -18,8 +18,8 @@ tasks:
 ";
 
 /// A response: status, header lines (lower-case names), body.
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -32,7 +32,7 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 }
@@ -68,7 +68,7 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
 }
 
-fn add_user(env: &Env, name: &str, role: &str, password: &str) -> std::process::Output {
+pub(crate) fn add_user(env: &Env, name: &str, role: &str, password: &str) -> std::process::Output {
     let mut child = env
         .command(&["users", "add", name, "--role", role])
         .stdin(Stdio::piped())
@@ -82,7 +82,7 @@ fn add_user(env: &Env, name: &str, role: &str, password: &str) -> std::process::
     child.wait_with_output().unwrap()
 }
 
-fn token(addr: &str, name: &str, password: &str) -> Reply {
+pub(crate) fn token(addr: &str, name: &str, password: &str) -> Reply {
     let body = serde_json::json!({"username": name, "password": password}).to_string();
     let json = [("Content-Type", "application/json")];
     request(addr, "POST", "/auth/token", &json, &body)

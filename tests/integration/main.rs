@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real SQLite, real HTTP, real processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod api_client;
 mod auth;
 mod browser;
 mod cli;

@@ -41,6 +41,7 @@ fn run(dag: Arc<Dag>) -> ActiveRun {
         dag_version: None,
         uid: None,
         note: None,
+        user_note: None,
     };
     ActiveRun::new(row, dag, &[], CancellationToken::new())
 }

@@ -181,6 +181,7 @@ mod tests {
             dag_version: None,
             uid: None,
             note: None,
+            user_note: None,
         }
     }
 
