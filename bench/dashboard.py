@@ -16,8 +16,13 @@ chosen so that the scheduler has nothing to do while pages are measured (paused,
 schedule, or an end_date behind the seeded history); the script checks that no run was
 created during the measurement.
 
+With `--auth token|basic` a `viewer` user is added first (authentication on) and every
+request carries a bearer token from `/auth/token` or basic credentials: the cost of the
+check per request.
+
 Usage: python3 bench/dashboard.py [--runs 100000] [--dags 500] [--requests 50]
-           [--pages SUBSTRING] [--browse] [--binary target/release/orchestrator]
+           [--pages SUBSTRING] [--auth none|token|basic] [--browse]
+           [--binary target/release/orchestrator]
 """
 
 import argparse
@@ -83,6 +88,10 @@ PAGES = [
     ("API run", "/api/v2/dags/{wide}/dagRuns/{recent_run}"),
     ("API task instances", "/api/v2/dags/{wide}/dagRuns/{recent_run}/taskInstances"),
     ("API task log", "/api/v2/dags/{wide}/dagRuns/{recent_run}/taskInstances/{task}/logs/1"),
+    ("API DAG details", "/api/v2/dags/{wide}/details"),
+    ("API import errors", "/api/v2/importErrors"),
+    ("API OpenAPI document", "/api/v2/openapi.json"),
+    ("metrics scrape", "/metrics"),
 ]
 
 # Bump when the seeded rows change, so cached stores are rebuilt.
@@ -588,8 +597,9 @@ def pct(values, p):
 
 
 class Client:
-    def __init__(self, host, port):
+    def __init__(self, host, port, headers=None):
         self.host, self.port = host, port
+        self.headers = headers or {}
         self.conn = None
 
     def get(self, path):
@@ -598,7 +608,7 @@ class Client:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
             try:
                 start = time.perf_counter()
-                self.conn.request("GET", path)
+                self.conn.request("GET", path, headers=self.headers)
                 resp = self.conn.getresponse()
                 body = resp.read()
                 elapsed = (time.perf_counter() - start) * 1000
@@ -648,6 +658,8 @@ def main():
     ap.add_argument("--browse", action="store_true",
                     help="seed, start serve and wait (Ctrl-C ends) instead of measuring")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--auth", choices=["none", "token", "basic"], default="none",
+                    help="add a viewer user and send a bearer token or basic credentials")
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     ap.add_argument("--binary", default=str(target / "release/orchestrator"),
                     help="[default: $CARGO_TARGET_DIR or target/, release build; built if missing]")
@@ -695,7 +707,23 @@ def main():
               f"{stats['task_instances']:,} task instances, {stats['tries']:,} tries, "
               f"{stats['log_lines']:,} log lines, {args.dags} DAGs; {db_mb:.0f} MB; {seeding}")
 
+        password = "bench password"
+        if args.auth != "none":
+            subprocess.run([str(binary), "users", "add", "bench", "--role", "viewer"], cwd=scratch,
+                           input=password + "\n", text=True, check=True, capture_output=True,
+                           env=dict(os.environ, RUST_LOG="warn"))
         server = Server(binary, scratch)
+        headers = {}
+        if args.auth == "token":
+            c = http.client.HTTPConnection(server.host, server.port, timeout=30)
+            c.request("POST", "/auth/token", json.dumps({"username": "bench", "password": password}),
+                      {"Content-Type": "application/json"})
+            reply = c.getresponse()
+            headers["Authorization"] = "Bearer " + json.loads(reply.read())["access_token"]
+        elif args.auth == "basic":
+            import base64
+            pair = base64.b64encode(f"bench:{password}".encode()).decode()
+            headers["Authorization"] = "Basic " + pair
         with sqlite3.connect(db) as c:
             runs_before = c.execute("SELECT COUNT(*) FROM dag_run").fetchone()[0]
         time.sleep(2)
@@ -710,7 +738,7 @@ def main():
                 pass
             return
 
-        client = Client(server.host, server.port)
+        client = Client(server.host, server.port, headers)
         results = []
         for label, template, *expect in PAGES:
             if args.pages and args.pages not in label and args.pages not in template:
