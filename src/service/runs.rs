@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::dag::Dag;
@@ -219,24 +219,7 @@ impl Service {
 
     /// Queues a manual run of a loaded DAG.
     pub async fn trigger(&self, dag_id: &str, req: TriggerRequest) -> ServiceResult<RunRow> {
-        let dag = self.dag(dag_id)?;
-        let conf = match req.conf {
-            serde_json::Value::Null => serde_json::json!({}),
-            conf @ serde_json::Value::Object(_) => conf,
-            _ => return Err(ServiceError::Invalid("conf must be a JSON object".into())),
-        };
-        self.store.ensure_dags([&dag.id]).await?;
-        let now = Utc::now();
-        let new = NewRun {
-            dag_id: dag.id.clone(),
-            run_type: RunType::Manual,
-            interval_start: now,
-            interval_end: now,
-            conf,
-            parent: None,
-            owner: req.owner,
-            version: Some(dag.version()),
-        };
+        let new = self.manual_run(dag_id, req, Utc::now()).await?;
         let run = self
             .store
             .insert_run(&new)
@@ -275,24 +258,8 @@ impl Service {
                  not only dots)"
             )));
         }
-        let dag = self.dag(dag_id)?;
-        let conf = match req.conf {
-            serde_json::Value::Null => serde_json::json!({}),
-            conf @ serde_json::Value::Object(_) => conf,
-            _ => return Err(ServiceError::Invalid("conf must be a JSON object".into())),
-        };
-        self.store.ensure_dags([&dag.id]).await?;
         let at = choice.logical_date.unwrap_or_else(Utc::now);
-        let new = NewRun {
-            dag_id: dag.id.clone(),
-            run_type: RunType::Manual,
-            interval_start: at,
-            interval_end: at,
-            conf,
-            parent: None,
-            owner: req.owner,
-            version: Some(dag.version()),
-        };
+        let new = self.manual_run(dag_id, req, at).await?;
         let run = self
             .store
             .insert_named_run(&new, &run_id, choice.note.as_deref())
@@ -304,6 +271,33 @@ impl Service {
             })?;
         self.wake().await;
         Ok(run)
+    }
+
+    /// The manual run of a loaded DAG at `at` (its logical date), with the DAG known to
+    /// the store; `conf` must be a JSON object (or absent).
+    async fn manual_run(
+        &self,
+        dag_id: &str,
+        req: TriggerRequest,
+        at: DateTime<Utc>,
+    ) -> ServiceResult<NewRun> {
+        let dag = self.dag(dag_id)?;
+        let conf = match req.conf {
+            serde_json::Value::Null => serde_json::json!({}),
+            conf @ serde_json::Value::Object(_) => conf,
+            _ => return Err(ServiceError::Invalid("conf must be a JSON object".into())),
+        };
+        self.store.ensure_dags([&dag.id]).await?;
+        Ok(NewRun {
+            dag_id: dag.id.clone(),
+            run_type: RunType::Manual,
+            interval_start: at,
+            interval_end: at,
+            conf,
+            parent: None,
+            owner: req.owner,
+            version: Some(dag.version()),
+        })
     }
 
     /// Sets or removes the note a user wrote on a run.
