@@ -24,7 +24,7 @@ use crate::web::{AppState, router_on};
 const WEB_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until a signal stops it. A non-loopback `bind` needs users (or
-/// `insecure_no_auth`).
+/// `insecure_no_auth`), and then requires authentication for the server's whole life.
 pub async fn serve(
     config: &Config,
     bind: Option<SocketAddr>,
@@ -93,7 +93,8 @@ pub async fn serve(
     .context("cannot watch the DAG folder")?;
 
     let service = crate::service::Service::new(store.clone(), dags_rx, Some(engine.handle.clone()))
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_auth_required(!bind.ip().is_loopback() && !insecure_no_auth);
     let app = router_on(AppState { service }, bound);
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let web = tokio::spawn(crate::web::serve(

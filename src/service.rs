@@ -29,7 +29,7 @@ pub use runs::{
     ClearRequest, Cleared, Grid, Marked, RunChoice, RunDetail, TriggerRequest, is_active,
 };
 pub use users::{
-    Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
+    AuthMode, Principal, Role, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_LIFETIME, User, constant_time_eq,
 };
 
 /// Errors a user can act on (mapped to exit codes by the CLI and to 4xx by the web).
@@ -89,6 +89,8 @@ pub struct Service {
     metrics: crate::metrics::Metrics,
     /// The token-signing key, read from the store on first need.
     secrets: Arc<tokio::sync::OnceCell<String>>,
+    /// Whether requests need credentials even while no user exists (see [`AuthMode`]).
+    auth_required: bool,
 }
 
 impl Service {
@@ -104,7 +106,16 @@ impl Service {
             engine,
             metrics: crate::metrics::Metrics::disabled(),
             secrets: Arc::default(),
+            auth_required: false,
         }
+    }
+
+    /// The same service, requiring authentication for its whole life: a `serve` listening
+    /// beyond loopback without `--insecure-no-auth` refuses every non-public request while
+    /// no user exists, instead of falling open when the last one is removed.
+    pub fn with_auth_required(mut self, required: bool) -> Self {
+        self.auth_required = required;
+        self
     }
 
     /// The same service, exposing `metrics` at `/metrics` (`serve`).

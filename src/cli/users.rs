@@ -9,6 +9,12 @@ use anyhow::{Context, bail};
 use super::output::{json, table, time};
 use super::{Config, Format, Outcome, UsersCommand};
 
+/// What `users remove` says when it removed the last user.
+const LAST_USER_GONE: &str = "warning: no users remain: authentication is now off for servers \
+     listening on loopback (and those started with --insecure-no-auth); servers listening \
+     beyond loopback refuse every request until a user is added (`orchestrator users add \
+     NAME --role admin`)";
+
 pub(super) async fn execute(config: &Config, cmd: UsersCommand) -> anyhow::Result<Outcome> {
     let service = super::open_runs(config).await?;
     match cmd {
@@ -32,6 +38,9 @@ pub(super) async fn execute(config: &Config, cmd: UsersCommand) -> anyhow::Resul
         UsersCommand::Remove { name } => {
             service.remove_user(&name).await?;
             println!("removed user {name}");
+            if !service.any_user().await? {
+                eprintln!("{LAST_USER_GONE}");
+            }
         }
         UsersCommand::SetPassword { name } => {
             let password = read_password(&format!("New password for {name}: "))?;

@@ -119,10 +119,32 @@ struct Claims {
     iss: String,
 }
 
+/// Whether a request needs credentials now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No user exists and this server may run open (on loopback, or told to).
+    Off,
+    /// Requests need a user's credentials.
+    On,
+    /// This server must authenticate (it listens beyond loopback) but no user exists, so
+    /// no request but the public ones can pass.
+    NoUsers,
+}
+
 impl Service {
-    /// Whether authentication is on: true as soon as any user exists. Checked per request,
-    /// so users added by the CLI while `serve` runs take effect at once.
-    pub async fn auth_enabled(&self) -> ServiceResult<bool> {
+    /// Whether requests need credentials: as soon as any user exists, and always on a
+    /// server that requires authentication. Checked per request, so users added or removed
+    /// by the CLI while `serve` runs take effect at once.
+    pub async fn auth_mode(&self) -> ServiceResult<AuthMode> {
+        Ok(match (self.store.any_user().await?, self.auth_required) {
+            (true, _) => AuthMode::On,
+            (false, true) => AuthMode::NoUsers,
+            (false, false) => AuthMode::Off,
+        })
+    }
+
+    /// Whether any user exists.
+    pub async fn any_user(&self) -> ServiceResult<bool> {
         Ok(self.store.any_user().await?)
     }
 
@@ -267,7 +289,7 @@ impl Service {
     /// Whether a wake-up may pass: always while auth is off, otherwise only with the
     /// store's wake secret.
     pub async fn wake_allowed(&self, presented: Option<&str>) -> ServiceResult<bool> {
-        if !self.auth_enabled().await? {
+        if self.auth_mode().await? == AuthMode::Off {
             return Ok(true);
         }
         let Some(presented) = presented else {

@@ -1,5 +1,7 @@
-//! Authentication and roles for the whole router. Off while no user exists (checked per
-//! request, so `orchestrator users add` takes effect on a running server); once one does,
+//! Authentication and roles for the whole router. Off while no user exists on a server that
+//! may run open (loopback, or `--insecure-no-auth`; checked per request, so `orchestrator
+//! users add` takes effect on a running server); a server beyond loopback refuses every
+//! private request while no user exists, even after the last one is removed. Once one does,
 //! every request but the public ones (login, token, health, version, `/static/` assets, and the
 //! CLI's wake-up with its own secret) needs a principal, from `Authorization: Bearer
 //! <token>`, `Authorization: Basic`, or the dashboard's session cookie (a signed token).
@@ -30,7 +32,7 @@ pub use limit::{FAILED_LOGIN_BURST, FAILED_LOGIN_PERIOD};
 
 use super::pages::PageError;
 use super::pages::links::is_local_path;
-use crate::service::{Principal, Role, Service};
+use crate::service::{AuthMode, Principal, Role, Service};
 
 /// Name of the dashboard's session cookie (a token from [`Service::issue_token`]).
 pub const SESSION_COOKIE: &str = "orchestrator_session";
@@ -165,9 +167,10 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
     if is_public(path) {
         return next.run(request).await;
     }
-    match gate.0.service.auth_enabled().await {
-        Ok(false) => return next.run(request).await,
-        Ok(true) => {}
+    match gate.0.service.auth_mode().await {
+        Ok(AuthMode::Off) => return next.run(request).await,
+        Ok(AuthMode::On) => {}
+        Ok(AuthMode::NoUsers) => return no_users(&request),
         Err(e) => return refused(&request, Refusal::Service(e)),
     }
     let found = credentials(request.headers());
@@ -313,6 +316,20 @@ fn unauthenticated(request: &Request) -> Response {
         false => "/login".to_string(),
     };
     Redirect::to(&target).into_response()
+}
+
+/// 503 on a server that must authenticate while no user exists: no credentials can pass,
+/// so the answer says how to add one rather than asking for a login.
+fn no_users(request: &Request) -> Response {
+    let detail = "No user exists, and this server listens beyond loopback, so it refuses every \
+                  request until one is added: run `orchestrator users add NAME --role admin` \
+                  with its state database";
+    match is_api(request.uri().path()) {
+        true => super::error(StatusCode::SERVICE_UNAVAILABLE, detail.into()),
+        false => {
+            PageError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{detail}.")).into_response()
+        }
+    }
 }
 
 fn forbidden(request: &Request, who: &Principal, required: Role) -> Response {

@@ -426,6 +426,61 @@ fn serve_refuses_a_non_loopback_bind_without_users_unless_told_to() {
 }
 
 #[test]
+fn a_server_beyond_loopback_refuses_everything_once_its_last_user_is_removed() {
+    let mut env = Env::new();
+    env.dag("hello", HELLO);
+    assert!(add_user(&env, "ann", "admin", "pw").status.success());
+    assert!(add_user(&env, "bob", "op", "pw").status.success());
+    let server = env.serve_beyond_loopback();
+    let addr = server.addr.as_str();
+    assert_eq!(request(addr, "GET", "/api/v2/dags", &[], "").status, 401);
+
+    let one_left = env.run(&["users", "remove", "bob"]);
+    assert!(one_left.status.success());
+    assert_eq!(text(&one_left.stderr), "");
+    let last = env.run(&["users", "remove", "ann"]);
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    let warning = text(&last.stderr);
+    assert!(
+        warning.contains("warning: no users remain")
+            && warning.contains("servers listening beyond loopback refuse every request"),
+        "{warning}"
+    );
+
+    // Not open: every private request is refused, saying how to add a user.
+    let api = request(addr, "GET", "/api/v2/dags", &[], "");
+    assert_eq!(api.status, 503);
+    let detail = api.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("orchestrator users add"), "{detail}");
+    let page = request(addr, "GET", "/dags/hello", &[], "");
+    assert_eq!(page.status, 503);
+    assert!(
+        page.body.contains("orchestrator users add"),
+        "{}",
+        page.body
+    );
+    assert_eq!(request(addr, "GET", "/metrics", &[], "").status, 503);
+    assert_eq!(request(addr, "GET", "/health", &[], "").status, 200);
+
+    // A user added again can sign in.
+    assert!(add_user(&env, "cy", "op", "pw").status.success());
+    let issued = token(addr, "cy", "pw");
+    assert_eq!(issued.status, 201);
+    let bearer = format!("Bearer {}", issued.json()["access_token"].as_str().unwrap());
+    let dags = request(
+        addr,
+        "GET",
+        "/api/v2/dags",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(dags.status, 200);
+}
+
+#[test]
 fn a_browser_signs_in_sees_who_it_is_and_signs_out() {
     let Some(browser) = Browser::start() else {
         return;

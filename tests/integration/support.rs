@@ -97,8 +97,20 @@ impl Env {
 
     /// Starts `serve` with extra environment variables.
     pub fn serve_with(&mut self, vars: &[(&str, &str)]) -> Server {
+        self.serve_on("127.0.0.1:0", vars)
+    }
+
+    /// Starts `serve` on all interfaces (beyond loopback); it is reached on loopback.
+    pub fn serve_beyond_loopback(&mut self) -> Server {
+        let mut server = self.serve_on("0.0.0.0:0", &[]);
+        server.addr = server.addr.replace("0.0.0.0:", "127.0.0.1:");
+        self.bind = server.addr.clone();
+        server
+    }
+
+    fn serve_on(&mut self, bind: &str, vars: &[(&str, &str)]) -> Server {
         let mut child = self
-            .command(&["serve", "--bind", "127.0.0.1:0"])
+            .command(&["serve", "--bind", bind])
             .env("RUST_LOG", "info")
             .envs(vars.iter().copied())
             .stdout(Stdio::null())

@@ -20,9 +20,9 @@ fn each_role_allows_what_the_roles_below_it_allow() {
 #[tokio::test]
 async fn a_password_verifies_against_its_hash_and_nothing_else_does() {
     let service = service().await;
-    assert!(!service.auth_enabled().await.unwrap());
+    assert_eq!(service.auth_mode().await.unwrap(), AuthMode::Off);
     service.add_user("ann", Role::Op, "s3cret").await.unwrap();
-    assert!(service.auth_enabled().await.unwrap());
+    assert_eq!(service.auth_mode().await.unwrap(), AuthMode::On);
     let ann = service.authenticate("ann", "s3cret").await.unwrap();
     assert_eq!(ann.map(|p| p.role), Some(Role::Op));
     assert_eq!(service.authenticate("ann", "wrong").await.unwrap(), None);
@@ -118,6 +118,21 @@ async fn the_wake_secret_is_needed_only_once_users_exist() {
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     assert!(!service.wake_allowed(None).await.unwrap());
     assert!(!service.wake_allowed(Some("guess")).await.unwrap());
+    let secret = service.wake_secret().await.unwrap();
+    assert!(service.wake_allowed(Some(&secret)).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_server_requiring_auth_stays_closed_when_its_last_user_goes() {
+    let service = service().await.with_auth_required(true);
+    assert_eq!(service.auth_mode().await.unwrap(), AuthMode::NoUsers);
+    service.add_user("ann", Role::Admin, "pw").await.unwrap();
+    assert_eq!(service.auth_mode().await.unwrap(), AuthMode::On);
+    service.remove_user("ann").await.unwrap();
+    assert_eq!(service.auth_mode().await.unwrap(), AuthMode::NoUsers);
+    assert!(!service.any_user().await.unwrap());
+    // The CLI still wakes it: it always sends the store's secret.
+    assert!(!service.wake_allowed(None).await.unwrap());
     let secret = service.wake_secret().await.unwrap();
     assert!(service.wake_allowed(Some(&secret)).await.unwrap());
 }

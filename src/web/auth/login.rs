@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Gate, Refusal, SESSION_COOKIE, next_path, over_tls, session_cookie_header};
-use crate::service::TOKEN_LIFETIME;
+use crate::service::{AuthMode, TOKEN_LIFETIME};
 use crate::web::pages::PageError;
 
 /// The body of `POST /auth/token` (Airflow's `LoginBody`: both fields, nothing else).
@@ -114,7 +114,7 @@ pub async fn page(
     query: Result<Query<NextQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let next = next_path(query.ok().and_then(|Query(q)| q.next).as_deref());
-    if let Ok(false) = gate.0.service.auth_enabled().await {
+    if let Ok(AuthMode::Off) = gate.0.service.auth_mode().await {
         return Redirect::to(&next).into_response();
     }
     LoginPage {
