@@ -18,6 +18,8 @@ mod versions;
 mod views;
 
 use std::borrow::Cow;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,6 +42,12 @@ pub enum StoreError {
     /// The database could not be opened.
     #[error("cannot open the state database '{url}': {source}")]
     Open { url: String, source: sqlx::Error },
+    /// The database's permissions could not be made private.
+    #[error("cannot make the state database '{path}' private (mode 0600): {source}")]
+    Private {
+        path: String,
+        source: std::io::Error,
+    },
     /// The lock that serialises migrations could not be taken.
     #[error("cannot lock the state database for migrations: {0}")]
     Lock(String),
@@ -127,9 +135,8 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
     (8, "users", include_str!("../../migrations/0008_users.sql")),
 ];
 
-/// Holds an exclusive lock on `<database>.lock` while migrations run, so processes starting
-/// together on a new database apply each migration once. `None` for in-memory databases.
-async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<std::fs::File>> {
+/// The file of an on-disk database; `None` for in-memory ones.
+fn database_file(options: &SqliteConnectOptions) -> Option<&Path> {
     let db = options.get_filename();
     let name = db.as_os_str().to_string_lossy();
     // sqlx names a `sqlite::memory:` database `file:sqlx-in-memory-N` (and keeps the flag
@@ -137,9 +144,66 @@ async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<st
     let in_memory = name.starts_with(':')
         || name.contains("mode=memory")
         || name.starts_with("file:sqlx-in-memory-");
-    if name.is_empty() || in_memory {
-        return Ok(None);
+    (!name.is_empty() && !in_memory).then_some(db)
+}
+
+/// Keeps the database private to its owner: it holds the token-signing key, the wake
+/// secret and the password hashes, and anyone who reads it can forge an admin token. A new
+/// file is created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the
+/// database's permissions); an existing one, and its `-wal`/`-shm`, are tightened to 0600
+/// when we own them (`chmod` is refused otherwise, and then left to their owner).
+fn make_private(db: &Path) -> StoreResult<()> {
+    let private_err = |path: &Path, source| StoreError::Private {
+        path: path.display().to_string(),
+        source,
+    };
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db);
+    match created {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(private_err(db, e)),
     }
+    let mut tightened = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let path = PathBuf::from(path);
+        let mode = match std::fs::metadata(&path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(private_err(&path, e)),
+        };
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tightened.push(path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::debug!(path = %path.display(), "not ours to make private");
+            }
+            Err(e) => return Err(private_err(&path, e)),
+        }
+    }
+    if !tightened.is_empty() {
+        tracing::info!(
+            files = %tightened.join(", "),
+            "made the state database readable by its owner only (0600): it holds the \
+             token-signing key and password hashes"
+        );
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on `<database>.lock` while migrations run, so processes starting
+/// together on a new database apply each migration once. `None` for in-memory databases.
+async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<std::fs::File>> {
+    let Some(db) = database_file(options) else {
+        return Ok(None);
+    };
     let mut lock_path = db.as_os_str().to_owned();
     lock_path.push(".lock");
     let path = std::path::PathBuf::from(&lock_path);
@@ -177,6 +241,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        if let Some(db) = database_file(&options) {
+            make_private(db)?;
+        }
         let lock = migration_lock(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(connections.max(1))
@@ -239,4 +306,68 @@ pub fn from_text(s: &str) -> StoreResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("time '{s}': {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The permission bits, in octal.
+    fn mode(path: &Path) -> String {
+        format!(
+            "{:o}",
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        )
+    }
+
+    fn siblings(db: &Path) -> Vec<PathBuf> {
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| {
+                let mut path = db.as_os_str().to_owned();
+                path.push(suffix);
+                PathBuf::from(path)
+            })
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_are_readable_by_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orchestrator.db");
+        let store = Store::open(db.to_str().unwrap(), 1).await.unwrap();
+        let files = siblings(&db);
+        assert_eq!(files.len(), 3, "{files:?}");
+        for file in files {
+            assert_eq!(mode(&file), "600", "{}", file.display());
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_existing_world_readable_database_is_tightened_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("orchestrator.db");
+        let url = format!("sqlite:{}", db.display());
+        let first = Store::open(&url, 1).await.unwrap();
+        sqlx::query("CREATE TABLE keep_wal (x)")
+            .execute(first.test_pool())
+            .await
+            .unwrap();
+        // An older version left these 0644; a second process still has the WAL open.
+        let loose = siblings(&db);
+        assert_eq!(loose.len(), 3, "{loose:?}");
+        for file in &loose {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let second = Store::open(&url, 1).await.unwrap();
+        for file in &loose {
+            assert_eq!(mode(file), "600", "{}", file.display());
+        }
+        second.close().await;
+        first.close().await;
+    }
 }
