@@ -119,6 +119,11 @@ impl Gate {
         match credentials {
             Credentials::Bearer(token) => Ok(service.verify_token(&token).await?),
             Credentials::Basic(name, password) => {
+                // Before the cache: a locked-out address must not learn from a cached hit
+                // that it found the password.
+                if let Some(wait) = self.0.failures.wait(ip) {
+                    return Err(Refusal::RateLimited(wait));
+                }
                 if let Some((user, at)) = self.0.basic.get(&name, &password) {
                     return Ok(service.current_principal(&user, at).await?);
                 }

@@ -184,3 +184,31 @@ async fn a_viewer_reads_but_is_forbidden_to_act() {
         "user 'vic' has the role viewer; this needs op"
     );
 }
+
+#[tokio::test]
+async fn a_locked_out_address_gets_no_answer_from_the_basic_auth_cache() {
+    let (_app, service) = app_with_user().await;
+    service.add_user("ann", Role::Op, "pw").await.unwrap();
+    let gate = Gate::new(service);
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let right = || Credentials::Basic("ann".into(), "pw".into());
+    // The right password, once: now cached.
+    let ann = gate.principal(right(), ip).await.unwrap();
+    assert_eq!(ann.map(|p| p.name), Some("ann".to_string()));
+    // Guesses until the address is held back (a loop, so a slow machine refilling the
+    // quota meanwhile cannot fail the test).
+    let mut limited = false;
+    for _ in 0..100 {
+        let guess = Credentials::Basic("ann".into(), "guess".into());
+        if let Err(Refusal::RateLimited(_)) = gate.principal(guess, ip).await {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited);
+    let cached = gate.principal(right(), ip).await;
+    assert!(matches!(cached, Err(Refusal::RateLimited(_))), "{cached:?}");
+    // Another address with the same credentials is not held back.
+    let other = gate.principal(right(), "192.0.2.8".parse().unwrap()).await;
+    assert!(matches!(other, Ok(Some(_))), "{other:?}");
+}
