@@ -158,10 +158,19 @@ impl From<crate::service::ServiceError> for Refusal {
 /// The routes of logging in and out and of `POST /auth/token`.
 pub fn routes<S>(gate: Gate) -> Router<S> {
     Router::new()
-        .route("/auth/token", post(login::token))
+        .route(
+            "/auth/token",
+            post(login::token).fallback(method_not_allowed),
+        )
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .with_state(gate)
+}
+
+/// A JSON 405 for `/auth/` paths, as under `/api/` (the router's default is a page).
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    let detail = format!("{} does not answer {method}", uri.path());
+    super::error(StatusCode::METHOD_NOT_ALLOWED, detail)
 }
 
 /// Middleware: admits a request only with a principal whose role allows it, while auth is

@@ -212,3 +212,26 @@ async fn a_locked_out_address_gets_no_answer_from_the_basic_auth_cache() {
     let other = gate.principal(right(), "192.0.2.8".parse().unwrap()).await;
     assert!(matches!(other, Ok(Some(_))), "{other:?}");
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_auth_token_is_a_json_405() {
+    let (app, _service) = app_with_user().await;
+    let response = send(&app, get("/auth/token")).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "POST");
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["detail"], "/auth/token does not answer GET");
+    // The login page keeps its HTML 405.
+    let page = send(&app, get("/logout")).await;
+    assert_eq!(page.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        page.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
