@@ -1,12 +1,12 @@
-//! Two memories of the auth layer, both bounded: failed logins per client address (a
-//! `governor` GCRA limiter; past its burst the address is refused with 429 until the
-//! quota refills, whatever the credentials), and basic-auth credentials verified recently,
-//! so a client sending basic auth on every request costs one argon2 check a minute instead
-//! of one per request. The cache is keyed by an HMAC of the credentials under a key that
+//! Two memories of the auth layer, both bounded: failed logins per client address (an
+//! IPv6 client's by its /64 prefix; a `governor` GCRA limiter; past its burst the address
+//! is refused with 429 until the quota refills, whatever the credentials), and basic-auth
+//! credentials verified recently, so a client sending basic auth on every request costs one
+//! argon2 check a minute instead of one per request. The cache is keyed by an HMAC of the credentials under a key that
 //! lives only in this process, so it holds no password and no usable hash of one.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -53,6 +53,7 @@ impl FailedLogins {
 
     /// How long `ip` must still wait before it may try to log in, if it must.
     pub fn wait(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = client_key(ip);
         let blocked = self.blocked.lock().ok()?;
         let until = *blocked.get(&ip)?;
         until.checked_duration_since(Instant::now())
@@ -61,6 +62,7 @@ impl FailedLogins {
     /// Records a failed login from `ip`; returns how long it must now wait when this one
     /// went past the quota.
     pub fn fail(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = client_key(ip);
         if self.limiter.len() > MAX_ENTRIES {
             self.limiter.retain_recent();
         }
@@ -76,6 +78,19 @@ impl FailedLogins {
             blocked.insert(ip, now + wait);
         }
         Some(wait)
+    }
+}
+
+/// The key failed logins count under: an IPv4 address (also when it reaches a dual-stack
+/// listener as `::ffff:a.b.c.d`), or an IPv6 client's /64 prefix — one host usually holds
+/// a whole /64, so keying by the full address would give it 2^64 fresh quotas.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -149,6 +164,27 @@ mod tests {
         );
         assert!(limits.wait(ip).is_some());
         assert_eq!(limits.wait("192.0.2.2".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_limit_of_their_64_prefix() {
+        let limits = FailedLogins::new();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // A burst of failures, each from a new address of the same /64.
+        for n in 1..=FAILED_LOGIN_BURST {
+            assert_eq!(limits.fail(ip(&format!("2001:db8:1:2::{n:x}"))), None);
+        }
+        assert!(
+            limits
+                .fail(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+                .is_some()
+        );
+        assert!(limits.wait(ip("2001:db8:1:2:abcd::1")).is_some());
+        assert_eq!(limits.wait(ip("2001:db8:1:3::1")), None);
+        assert_eq!(client_key(ip("2001:db8:1:2:abcd::1")), ip("2001:db8:1:2::"));
+        // IPv4 clients of a dual-stack listener keep their own address.
+        assert_eq!(client_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(client_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 
     #[test]
