@@ -1,8 +1,8 @@
 //! Authentication and roles for the whole router. Off while no user exists on a server that
 //! may run open (loopback, or `--insecure-no-auth`; checked per request, so `orchestrator
 //! users add` takes effect on a running server); a server beyond loopback refuses every
-//! private request while no user exists, even after the last one is removed. Once one does,
-//! every request but the public ones (login, token, health, version, `/static/` assets, and the
+//! private request while no user exists, even after the last one is removed. Once a user
+//! exists, every request but the public ones (login, token, health, version, `/static/` assets, and the
 //! CLI's wake-up with its own secret) needs a principal, from `Authorization: Bearer
 //! <token>`, `Authorization: Basic`, or the dashboard's session cookie (a signed token).
 //! The role a request needs follows from its method and path alone: reads need `viewer`,
