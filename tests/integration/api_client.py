@@ -11,6 +11,7 @@ Prints one line per step; exits non-zero on the first failure.
 import os
 import sys
 import time
+from datetime import datetime, timezone
 
 import airflow_client.client as client
 from airflow_client.client.api import dag_api, dag_run_api, task_api, task_instance_api
@@ -101,6 +102,15 @@ with client.ApiClient(config) as api:
     assert run.note == "from the client"
     done = wait_success(runs, dag_id, run.dag_run_id)
     print("trigger + poll:", done.dag_run_id, done.state.value)
+
+    # The client sends datetimes as `2000-01-01T00:00:00.000000+0000` (and naive ones bare).
+    since = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert any(r.dag_run_id == "client_run_1" for r in since.dag_runs), since
+    naive = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2000, 1, 1))
+    assert naive.total_entries == since.total_entries, naive
+    future = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2999, 1, 1, tzinfo=timezone.utc))
+    assert future.total_entries == 0, future
+    print("runs since a date:", since.total_entries)
 
     instances = tis.get_task_instances(dag_id, run.dag_run_id)
     states = {t.task_id: t.state.value for t in instances.task_instances}
