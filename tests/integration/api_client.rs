@@ -385,6 +385,13 @@ fn runs_are_noted_cleared_and_marked_through_the_api() {
     );
     let (status, _) = server.get("/api/v2/dags/~/dagRuns?order_by=bogus");
     assert_eq!(status, 400);
+    // A body without `note` keeps it; `"note": null` clears it (as Airflow).
+    let (_, run) = send(addr, "PATCH", path, r#"{"note": "kept"}"#);
+    assert_eq!(run["note"], "kept");
+    let (status, run) = send(addr, "PATCH", path, r#"{"state": "failed"}"#);
+    assert_eq!((status, run["note"].clone()), (200, json!("kept")), "{run}");
+    let (status, run) = send(addr, "PATCH", path, r#"{"note": null}"#);
+    assert_eq!((status, run["note"].clone()), (200, Value::Null), "{run}");
 }
 
 #[test]

@@ -528,9 +528,11 @@ pub struct DagRunPatchBody {
     /// New state.
     #[serde(default)]
     pub state: Option<DagRunPatchStates>,
-    /// New note (at most 1000 characters).
-    #[serde(default)]
-    pub note: Option<String>,
+    /// New note (at most 1000 characters): `Some(None)` when the body has `"note": null`
+    /// (clear it), `None` when it has no `note` (keep it).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub note: Option<Option<String>>,
 }
 
 /// Body of `POST .../dagRuns/{dag_run_id}/clear`.
@@ -574,6 +576,16 @@ pub struct PatchTaskInstanceBody {
     /// Not stored: must be absent or null.
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// A field that is present (even as `null`) as `Some`, for bodies where `null` and absent
+/// differ (with `#[serde(default)]`, absent stays `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn yes() -> bool {

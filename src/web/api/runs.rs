@@ -222,7 +222,7 @@ pub async fn patch(
     params: Params,
     Body(body): Body<DagRunPatchBody>,
 ) -> ApiResult<Json<DagRunResponse>> {
-    check_note(body.note.as_deref())?;
+    check_note(body.note.as_ref().and_then(Option::as_deref))?;
     let mask = params.all("update_mask");
     if let Some(field) = mask
         .iter()
@@ -234,11 +234,11 @@ pub async fn patch(
     }
     let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
     let mut run = state.service.run(&dag_id, &run_id).await?;
+    // As Airflow: a `note` in the body (even null) is written; with a mask naming `note`,
+    // an absent one clears it too.
     if wants("note") && (body.note.is_some() || !mask.is_empty()) {
-        run = state
-            .service
-            .set_run_note(&run, body.note.as_deref())
-            .await?;
+        let note = body.note.as_ref().and_then(Option::as_deref);
+        run = state.service.set_run_note(&run, note).await?;
     }
     if wants("state")
         && let Some(target) = body.state
