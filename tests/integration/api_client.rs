@@ -53,6 +53,20 @@ fn send(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(text).unwrap_or(Value::Null))
 }
 
+/// The raw answer (head and body) to a GET that accepts only `text/plain`.
+fn get_plain(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
 fn run_state(server: &Server, dag: &str, run: &str) -> String {
     let (_, v) = server.get(&format!("/api/v2/dags/{dag}/dagRuns/{run}"));
     v["state"].as_str().unwrap_or_default().to_string()
@@ -194,12 +208,16 @@ fn the_log_continuation_token_follows_a_try() {
             .contains("hello from conf token")),
         "{first}"
     );
-    let token = first["continuation_token"].as_str().unwrap().to_string();
-    assert_eq!(token, lines.last().unwrap()["seq"].to_string());
-    // From the token on there is nothing more: the try has ended.
+    // The try has ended and the answer reaches the end of its log: a null token ends a
+    // client's follow loop.
+    assert_eq!(first["continuation_token"], Value::Null, "{first}");
+    let token = lines.last().unwrap()["seq"].to_string();
     let (_, rest) = server.get(&format!("{logs}?token={token}"));
     assert_eq!(rest["content"], json!([]), "{rest}");
-    assert_eq!(rest["continuation_token"], token.as_str());
+    assert_eq!(rest["continuation_token"], Value::Null);
+    let plain = get_plain(addr, &logs).to_ascii_lowercase();
+    assert!(plain.contains("hello from conf token"), "{plain}");
+    assert!(!plain.contains("airflow-continuation-token"), "{plain}");
     // The token of an earlier line returns the lines after it.
     let (_, tail) = server.get(&format!("{logs}?token=1"));
     assert_eq!(tail["content"].as_array().unwrap().len(), lines.len() - 1);
@@ -503,13 +521,25 @@ fn a_client_follows_a_running_log_with_the_continuation_token() {
         server.get(&format!("/api/v2/dags/slow/dagRuns/{run_id}")).1["state"],
         "running"
     );
+    // While the try runs, a text/plain answer carries the token in a header.
+    let plain = get_plain(&server.addr, &logs).to_ascii_lowercase();
+    assert!(plain.contains("airflow-continuation-token: "), "{plain}");
     std::fs::write(&gate, "").unwrap();
-    // Go on from the token: only newer lines come, each once.
-    wait_until("the try logs 'second'", || {
+    // Go on from the token, as a client's follow loop does, until the token is null: only
+    // newer lines come, each once.
+    wait_until("the follow loop ends with a null token", || {
         let (_, body) = server.get(&format!("{logs}?token={token}"));
         seen.extend(events(&body));
-        token = body["continuation_token"].as_str().unwrap().to_string();
-        seen.iter().any(|e| e == "second")
+        match body["continuation_token"].as_str() {
+            Some(next) => {
+                token = next.to_string();
+                false
+            }
+            None => true,
+        }
+    });
+    wait_until("the run succeeds", || {
+        run_state(&server, "slow", &run_id) == "success"
     });
     assert_eq!(seen.iter().filter(|e| *e == "first").count(), 1, "{seen:?}");
     assert_eq!(
@@ -517,12 +547,6 @@ fn a_client_follows_a_running_log_with_the_continuation_token() {
         1,
         "{seen:?}"
     );
-    // Once the try has ended, the lines after the token complete what the client saw.
-    wait_until("the run succeeds", || {
-        run_state(&server, "slow", &run_id) == "success"
-    });
-    let (_, rest) = server.get(&format!("{logs}?token={token}"));
-    seen.extend(events(&rest));
     let (_, whole) = server.get(&logs);
     assert_eq!(events(&whole), seen);
 }

@@ -236,13 +236,30 @@ pub async fn logs(
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json"));
     if plain {
+        let running = logs
+            .tries
+            .iter()
+            .find(|t| t.try_number == logs.try_number)
+            .is_none_or(|t| t.end_date.is_none());
         let lines = state.service.log(&run, &task, logs.try_number).await?;
         let text: String = lines
             .iter()
             .filter(|l| l.seq > after)
             .map(|l| format!("[{}] {} - {}\n", l.ts.to_rfc3339(), l.level, l.message))
             .collect();
-        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+        // As Airflow's streamed (NDJSON) answer: the token in a header, only while the
+        // try may still write.
+        if running {
+            let last = lines.last().map_or(after, |l| l.seq.max(after));
+            if let Ok(value) = header::HeaderValue::from_str(&last.to_string()) {
+                response
+                    .headers_mut()
+                    .insert("airflow-continuation-token", value);
+            }
+        }
+        return Ok(response);
     }
     let chunk = state
         .service
@@ -259,7 +276,8 @@ pub async fn logs(
                 seq: l.seq,
             })
             .collect(),
-        continuation_token: Some(chunk.last_seq.to_string()),
+        // Null ends a client's follow loop (Airflow 3): only once nothing can follow.
+        continuation_token: (!chunk.complete).then(|| chunk.last_seq.to_string()),
     };
     Ok(Json(body).into_response())
 }
