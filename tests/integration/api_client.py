@@ -92,6 +92,9 @@ with client.ApiClient(config) as api:
     names = [t.task_id for t in task_list.tasks]
     assert "hello" in names, names
     print("tasks:", names)
+    one = tasks.get_task(dag_id, "hello")
+    assert one.task_id == "hello" and one.downstream_task_ids == ["after"], one
+    print("get task:", one.task_id)
 
     run = runs.trigger_dag_run(
         dag_id,

@@ -257,6 +257,7 @@ fn every_served_api_route_is_in_the_openapi_document() {
         "/api/v2/dags/{dag_id}",
         "/api/v2/dags/{dag_id}/details",
         "/api/v2/dags/{dag_id}/tasks",
+        "/api/v2/dags/{dag_id}/tasks/{task_id}",
         "/api/v2/dagSources/{dag_id}",
         "/api/v2/dags/{dag_id}/dagRuns",
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
@@ -471,6 +472,13 @@ fn dags_are_filtered_ordered_and_paged() {
         json!(["after"]),
         "{tasks}"
     );
+    let (status, one) = server.get("/api/v2/dags/api_demo/tasks/hello");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one, tasks["tasks"][0]);
+    let (status, _) = server.get("/api/v2/dags/api_demo/tasks/nope");
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/api/v2/dags/nope/tasks/hello");
+    assert_eq!(status, 404);
     let (_, source) = server.get("/api/v2/dagSources/api_demo");
     assert!(
         source["content"]

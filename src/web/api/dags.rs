@@ -187,6 +187,21 @@ pub async fn tasks(
     }))
 }
 
+/// One task of a DAG (the same model as in the list).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/tasks/{task_id}", tag = "Task",
+    params(("dag_id" = String, Path), ("task_id" = String, Path)),
+    responses((status = 200, body = TaskResponse), (status = 404, body = super::DetailBody)))]
+pub async fn task(
+    State(state): State<AppState>,
+    PathParams((dag_id, task_id)): PathParams<(String, String)>,
+) -> ApiResult<Json<TaskResponse>> {
+    let dag = state.service.dag(&dag_id)?;
+    let index = (0..dag.tasks.len())
+        .find(|&i| dag.tasks[i].id.as_str() == task_id)
+        .ok_or_else(|| ApiError::NotFound(format!("Task with id {task_id} not found")))?;
+    Ok(Json(TaskResponse::of(&dag, index)))
+}
+
 /// A DAG's definition (YAML).
 #[utoipa::path(get, path = "/api/v2/dagSources/{dag_id}", tag = "DagSource",
     params(("dag_id" = String, Path)),
