@@ -558,3 +558,145 @@ fn a_client_follows_a_running_log_with_the_continuation_token() {
     let (_, whole) = server.get(&logs);
     assert_eq!(events(&whole), seen);
 }
+
+#[test]
+fn airflow_parameters_not_implemented_are_refused_not_ignored() {
+    let (_env, server) = server();
+    let addr = server.addr.as_str();
+    let refused = |method: &str, path: &str, body: &str, name: &str| {
+        let (status, answer) = send(addr, method, path, body);
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(name) && detail.ends_with("is not supported"),
+            "{answer}"
+        );
+    };
+    let runs = "/api/v2/dags/api_demo/dagRuns";
+    // Defaults (absent, null, false) are accepted; anything else is refused, and an
+    // unknown field is a validation error (Airflow's models forbid extras).
+    let (status, run) = send(
+        addr,
+        "POST",
+        runs,
+        r#"{"dag_run_id": "pat_1", "conf": {"who": "x"}, "run_after": null, "data_interval_start": null}"#,
+    );
+    assert_eq!(status, 200, "{run}");
+    refused(
+        "POST",
+        runs,
+        r#"{"run_after": "2024-01-01T00:00:00Z"}"#,
+        "run_after",
+    );
+    refused(
+        "POST",
+        runs,
+        r#"{"data_interval_end": "2024-01-01T00:00:00Z"}"#,
+        "data_interval_end",
+    );
+    assert_eq!(send(addr, "POST", runs, r#"{"bogus": 1}"#).0, 422);
+    wait_until("the run succeeds", || {
+        run_state(&server, "api_demo", "pat_1") == "success"
+    });
+    // The run listing's date bounds and run id pattern are implemented.
+    let count = |query: &str| -> Value {
+        let (status, body) = server.get(&format!("{runs}?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        body["total_entries"].clone()
+    };
+    assert_eq!(count("run_id_pattern=PAT%5F"), json!(1));
+    assert_eq!(count("run_id_pattern=nothing"), json!(0));
+    assert_eq!(
+        count("run_id_pattern=pat&start_date_gte=2000-01-01"),
+        json!(1)
+    );
+    assert_eq!(
+        count("end_date_lt=2000-01-01T00:00:00.000000%2B0000"),
+        json!(0)
+    );
+    assert_eq!(count("logical_date_gt=2999-01-01"), json!(0));
+    assert_eq!(
+        count("run_after_lte=2999-01-01&end_date_gt=2000-01-01"),
+        json!(1)
+    );
+    refused(
+        "GET",
+        &format!("{runs}?updated_at_gte=2000-01-01"),
+        "",
+        "updated_at_gte",
+    );
+    refused(
+        "GET",
+        "/api/v2/dags?dag_display_name_pattern=x",
+        "",
+        "dag_display_name_pattern",
+    );
+    refused(
+        "GET",
+        "/api/v2/dags?last_dag_run_state=failed",
+        "",
+        "last_dag_run_state",
+    );
+    assert_eq!(server.get("/api/v2/dags?exclude_stale=true").0, 200);
+    refused(
+        "GET",
+        "/api/v2/importErrors?filename_pattern=x",
+        "",
+        "filename_pattern",
+    );
+    let run = format!("{runs}/pat_1");
+    refused(
+        "POST",
+        &format!("{run}/clear"),
+        r#"{"run_on_latest_version": true}"#,
+        "run_on_latest_version",
+    );
+    assert_eq!(
+        send(addr, "POST", &format!("{run}/clear"), r#"{"bogus": 1}"#).0,
+        422
+    );
+    let clear_tis = "/api/v2/dags/api_demo/clearTaskInstances";
+    for (field, value) in [
+        ("only_running", "true"),
+        ("include_upstream", "true"),
+        ("include_past", "true"),
+        ("reset_dag_runs", "false"),
+        ("start_date", r#""2024-01-01T00:00:00Z""#),
+    ] {
+        let body = format!(r#"{{"dag_run_id": "pat_1", "{field}": {value}}}"#);
+        refused("POST", clear_tis, &body, field);
+    }
+    let (status, dry) = send(
+        addr,
+        "POST",
+        clear_tis,
+        r#"{"dag_run_id": "pat_1", "reset_dag_runs": true, "include_future": false, "end_date": null, "only_failed": false}"#,
+    );
+    assert_eq!(
+        (status, dry["total_entries"].clone()),
+        (200, json!(2)),
+        "{dry}"
+    );
+    let ti = format!("{run}/taskInstances/hello");
+    refused(
+        "PATCH",
+        &ti,
+        r#"{"new_state": "failed", "include_downstream": true}"#,
+        "include_downstream",
+    );
+    refused(
+        "PATCH",
+        &format!("{ti}?map_index=2"),
+        r#"{"new_state": "failed"}"#,
+        "map_index",
+    );
+    assert_eq!(send(addr, "PATCH", &ti, r#"{"bogus": 1}"#).0, 422);
+    refused(
+        "GET",
+        &format!("{run}/taskInstances?try_number=1"),
+        "",
+        "try_number",
+    );
+    // Nothing refused changed anything.
+    assert_eq!(run_state(&server, "api_demo", "pat_1"), "success");
+}

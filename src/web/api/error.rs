@@ -52,6 +52,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 400 about a parameter or field Airflow defines that this server does not
+    /// implement: ignoring it would answer or do more than the client asked.
+    pub fn unsupported(name: &str) -> Self {
+        Self::BadRequest(format!("{name} is not supported"))
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let text = crate::redact::text(&e.to_string()).into_owned();
@@ -152,6 +160,15 @@ impl Params {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// 400 when any of `names` (Airflow parameters not implemented here, none with a
+    /// default) is given.
+    pub fn refuse(&self, names: &[&str]) -> ApiResult<()> {
+        match names.iter().find(|n| self.0.iter().any(|(k, _)| k == *n)) {
+            Some(name) => Err(ApiError::unsupported(name)),
+            None => Ok(()),
+        }
     }
 
     /// `name` as a number within `0..=max` (422 otherwise).
