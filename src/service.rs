@@ -58,7 +58,7 @@ pub enum ServiceError {
     Conflict(String),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The metrics could not be encoded.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
@@ -74,6 +74,20 @@ impl ServiceError {
             self,
             Self::UnknownDag(_) | Self::UnknownRun(_) | Self::UnknownTask(_) | Self::UnknownUser(_)
         )
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    /// A refused state change is a conflict: the service checked the state just before, so
+    /// the store found it changed meanwhile (a concurrent clear, mark or the engine).
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Transition { what, from, to, .. } => Self::Conflict(format!(
+                "{what} changed meanwhile: it is {from} now and cannot become {to}; \
+                 reload and try again"
+            )),
+            other => Self::Store(other),
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub struct LogChunk {
     pub last_seq: u64,
     /// Whether the try may still write (it is running, or has not ended yet).
     pub running: bool,
+    /// Whether the lines reach the end of the log of a try that had ended before they
+    /// were read: nothing will follow them.
+    pub complete: bool,
 }
 
 /// The last lines of one try's log.
@@ -105,13 +108,16 @@ impl Service {
         after_seq: u64,
         limit: u32,
     ) -> ServiceResult<LogChunk> {
+        // Read before the lines: a try that ends meanwhile may write more, and must not
+        // be taken as complete.
+        let running = self.try_running(run, task, try_number).await?;
         let lines = self
             .store
             .logs_after(run.key, task, try_number, after_seq, limit)
             .await?;
         let last_seq = lines.last().map_or(after_seq, |l| l.seq);
-        let running = self.try_running(run, task, try_number).await?;
         Ok(LogChunk {
+            complete: !running && lines.len() < limit as usize,
             lines,
             last_seq,
             running,

@@ -486,13 +486,7 @@ impl Service {
         });
         self.store
             .mark_task(run.key, &task, state, leaves.as_deref())
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Transition { .. } => {
-                    ServiceError::Conflict(e.to_string())
-                }
-                other => other.into(),
-            })?;
+            .await?;
         Ok(Marked {
             run: self.refresh(&run).await?,
             task_id: task,

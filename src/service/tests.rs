@@ -579,3 +579,49 @@ async fn clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_
     let err = service.clear_selected(done, &unknown).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+#[tokio::test]
+async fn a_clear_or_mark_racing_another_change_is_a_conflict() {
+    let (_dir, store) = store().await;
+    let service = Service::with_bag(store.clone(), bag(CHAIN));
+    let stale = finished(
+        &service,
+        &store,
+        "failed",
+        ["success", "failed", "upstream_failed", "success"],
+    )
+    .await;
+    // Two clients read the finished run; the first clears it, the second acts on its copy.
+    service.clear(stale.clone(), false).await.unwrap();
+    let all = ClearRequest {
+        downstream: true,
+        ..ClearRequest::default()
+    };
+    let refused = [
+        service.clear(stale.clone(), false).await.unwrap_err(),
+        service
+            .clear_selected(stale.clone(), &all)
+            .await
+            .unwrap_err(),
+        service
+            .clear_task(stale.clone(), "b", true)
+            .await
+            .unwrap_err(),
+        service
+            .set_run_state(stale.clone(), RunState::Queued)
+            .await
+            .unwrap_err(),
+        service
+            .set_run_state(stale.clone(), RunState::Success)
+            .await
+            .unwrap_err(),
+        service
+            .mark(stale.clone(), "b", TaskState::Success)
+            .await
+            .unwrap_err(),
+    ];
+    for err in refused {
+        assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+        assert!(!err.is_not_found(), "{err}");
+    }
+}

@@ -33,6 +33,8 @@ pub enum RunField {
     EndDate,
     /// Queued at.
     QueuedAt,
+    /// Airflow's `run_after`: the end of the data interval.
+    RunAfter,
 }
 
 impl RunField {
@@ -46,6 +48,7 @@ impl RunField {
             Self::StartDate => "start_date",
             Self::EndDate => "end_date",
             Self::QueuedAt => "queued_at",
+            Self::RunAfter => "data_interval_end",
         }
     }
 }
@@ -82,12 +85,61 @@ pub struct RunQuery {
     pub logical_date_gte: Option<DateTime<Utc>>,
     /// Logical date at or before.
     pub logical_date_lte: Option<DateTime<Utc>>,
+    /// Further bounds on the runs' dates (see [`RunQuery::after`], [`RunQuery::before`]).
+    pub bounds: Vec<DateBound>,
+    /// Run ids matching this SQL LIKE pattern anywhere in them (ASCII case-insensitive).
+    pub run_id_pattern: Option<String>,
     /// Order.
     pub order: RunOrder,
     /// At most this many (0: count only).
     pub limit: u32,
     /// Skip this many.
     pub offset: u64,
+}
+
+/// A bound on one of a run's dates (a run without that date, e.g. not started, is out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateBound {
+    field: RunField,
+    at: DateTime<Utc>,
+    after: bool,
+    inclusive: bool,
+}
+
+impl DateBound {
+    fn sql(&self) -> String {
+        let op = match (self.after, self.inclusive) {
+            (true, true) => ">=",
+            (true, false) => ">",
+            (false, true) => "<=",
+            (false, false) => "<",
+        };
+        format!(" AND {} {op} ", self.field.column())
+    }
+}
+
+impl RunQuery {
+    /// Also only runs whose `field` (a date) is after `at` (or at it, when `inclusive`).
+    pub fn after(mut self, field: RunField, at: DateTime<Utc>, inclusive: bool) -> Self {
+        self.bounds.push(DateBound {
+            field,
+            at,
+            after: true,
+            inclusive,
+        });
+        self
+    }
+
+    /// Also only runs whose `field` (a date) is before `at` (or at it, when `inclusive`).
+    pub fn before(mut self, field: RunField, at: DateTime<Utc>, inclusive: bool) -> Self {
+        self.bounds.push(DateBound {
+            field,
+            at,
+            after: false,
+            inclusive,
+        });
+        self
+    }
 }
 
 impl Store {
@@ -256,6 +308,15 @@ fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &RunQuery) {
         builder.push(" AND logical_date <= ");
         builder.push_bind(to_text(to));
     }
+    // Stored times are fixed-width UTC text, so text order is time order.
+    for bound in &query.bounds {
+        builder.push(bound.sql());
+        builder.push_bind(to_text(bound.at));
+    }
+    if let Some(pattern) = &query.run_id_pattern {
+        builder.push(" AND run_id LIKE ");
+        builder.push_bind(format!("%{pattern}%"));
+    }
 }
 
 #[cfg(test)]
@@ -354,5 +415,49 @@ mod tests {
         assert_eq!(store.query_runs(&from).await.unwrap().1, 4);
         assert!(store.any_active_run(None).await.unwrap());
         assert!(!store.any_active_run(Some(&DagId::new("x"))).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn query_runs_bounds_dates_and_matches_run_ids() {
+        let (_dir, store) = store_with_runs(&["a"], 7).await;
+        let day = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
+        let days = |query: RunQuery| {
+            let store = store.clone();
+            async move {
+                let (runs, total) = store.query_runs(&query).await.unwrap();
+                assert_eq!(total, runs.len() as u64);
+                runs.iter()
+                    .map(|r| r.logical_date.format("%d").to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let all = RunQuery {
+            order: RunOrder {
+                field: RunField::Id,
+                descending: false,
+            },
+            limit: 100,
+            ..RunQuery::default()
+        };
+        let between = all
+            .clone()
+            .after(RunField::LogicalDate, day(3), false)
+            .before(RunField::LogicalDate, day(6), false);
+        assert_eq!(days(between).await, ["04", "05"]);
+        let inclusive = all
+            .clone()
+            .after(RunField::LogicalDate, day(3), true)
+            .before(RunField::LogicalDate, day(6), true);
+        assert_eq!(days(inclusive).await, ["03", "04", "05", "06"]);
+        let run_after = all.clone().after(RunField::RunAfter, day(8), true);
+        assert_eq!(days(run_after).await, ["07"]);
+        // No run has started: a bound on the start leaves none.
+        let started = all.clone().after(RunField::StartDate, day(1), true);
+        assert!(days(started).await.is_empty());
+        let mut pattern = all.clone();
+        pattern.run_id_pattern = Some("01-02T".into());
+        assert_eq!(days(pattern.clone()).await, ["02"]);
+        pattern.run_id_pattern = Some("SCHEDULED%01-0_T".into());
+        assert_eq!(days(pattern).await.len(), 7);
     }
 }

@@ -11,6 +11,7 @@ Prints one line per step; exits non-zero on the first failure.
 import os
 import sys
 import time
+from datetime import datetime, timezone
 
 import airflow_client.client as client
 from airflow_client.client.api import dag_api, dag_run_api, task_api, task_instance_api
@@ -91,6 +92,9 @@ with client.ApiClient(config) as api:
     names = [t.task_id for t in task_list.tasks]
     assert "hello" in names, names
     print("tasks:", names)
+    one = tasks.get_task(dag_id, "hello")
+    assert one.task_id == "hello" and one.downstream_task_ids == ["after"], one
+    print("get task:", one.task_id)
 
     run = runs.trigger_dag_run(
         dag_id,
@@ -102,6 +106,15 @@ with client.ApiClient(config) as api:
     done = wait_success(runs, dag_id, run.dag_run_id)
     print("trigger + poll:", done.dag_run_id, done.state.value)
 
+    # The client sends datetimes as `2000-01-01T00:00:00.000000+0000` (and naive ones bare).
+    since = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert any(r.dag_run_id == "client_run_1" for r in since.dag_runs), since
+    naive = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2000, 1, 1))
+    assert naive.total_entries == since.total_entries, naive
+    future = runs.get_dag_runs(dag_id, logical_date_gte=datetime(2999, 1, 1, tzinfo=timezone.utc))
+    assert future.total_entries == 0, future
+    print("runs since a date:", since.total_entries)
+
     instances = tis.get_task_instances(dag_id, run.dag_run_id)
     states = {t.task_id: t.state.value for t in instances.task_instances}
     assert states.get("hello") == "success", states
@@ -110,7 +123,9 @@ with client.ApiClient(config) as api:
     log = tis.get_log(dag_id, run.dag_run_id, "hello", 1)
     text = "\n".join(m.event for m in log.content.actual_instance)
     assert "hello from conf client" in text, text
-    print("log: ok, token", log.continuation_token)
+    # The try has ended and this is all of its log: no token, so a follow loop ends.
+    assert log.continuation_token is None, log.continuation_token
+    print("log: ok, complete")
 
     parent = runs.trigger_dag_run(parent_id, TriggerDAGRunPostBody(logical_date=None))
     wait_success(runs, parent_id, parent.dag_run_id)

@@ -53,6 +53,20 @@ fn send(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(text).unwrap_or(Value::Null))
 }
 
+/// The raw answer (head and body) to a GET that accepts only `text/plain`.
+fn get_plain(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
 fn run_state(server: &Server, dag: &str, run: &str) -> String {
     let (_, v) = server.get(&format!("/api/v2/dags/{dag}/dagRuns/{run}"));
     v["state"].as_str().unwrap_or_default().to_string()
@@ -194,12 +208,16 @@ fn the_log_continuation_token_follows_a_try() {
             .contains("hello from conf token")),
         "{first}"
     );
-    let token = first["continuation_token"].as_str().unwrap().to_string();
-    assert_eq!(token, lines.last().unwrap()["seq"].to_string());
-    // From the token on there is nothing more: the try has ended.
+    // The try has ended and the answer reaches the end of its log: a null token ends a
+    // client's follow loop.
+    assert_eq!(first["continuation_token"], Value::Null, "{first}");
+    let token = lines.last().unwrap()["seq"].to_string();
     let (_, rest) = server.get(&format!("{logs}?token={token}"));
     assert_eq!(rest["content"], json!([]), "{rest}");
-    assert_eq!(rest["continuation_token"], token.as_str());
+    assert_eq!(rest["continuation_token"], Value::Null);
+    let plain = get_plain(addr, &logs).to_ascii_lowercase();
+    assert!(plain.contains("hello from conf token"), "{plain}");
+    assert!(!plain.contains("airflow-continuation-token"), "{plain}");
     // The token of an earlier line returns the lines after it.
     let (_, tail) = server.get(&format!("{logs}?token=1"));
     assert_eq!(tail["content"].as_array().unwrap().len(), lines.len() - 1);
@@ -239,6 +257,7 @@ fn every_served_api_route_is_in_the_openapi_document() {
         "/api/v2/dags/{dag_id}",
         "/api/v2/dags/{dag_id}/details",
         "/api/v2/dags/{dag_id}/tasks",
+        "/api/v2/dags/{dag_id}/tasks/{task_id}",
         "/api/v2/dagSources/{dag_id}",
         "/api/v2/dags/{dag_id}/dagRuns",
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
@@ -385,6 +404,13 @@ fn runs_are_noted_cleared_and_marked_through_the_api() {
     );
     let (status, _) = server.get("/api/v2/dags/~/dagRuns?order_by=bogus");
     assert_eq!(status, 400);
+    // A body without `note` keeps it; `"note": null` clears it (as Airflow).
+    let (_, run) = send(addr, "PATCH", path, r#"{"note": "kept"}"#);
+    assert_eq!(run["note"], "kept");
+    let (status, run) = send(addr, "PATCH", path, r#"{"state": "failed"}"#);
+    assert_eq!((status, run["note"].clone()), (200, json!("kept")), "{run}");
+    let (status, run) = send(addr, "PATCH", path, r#"{"note": null}"#);
+    assert_eq!((status, run["note"].clone()), (200, Value::Null), "{run}");
 }
 
 #[test]
@@ -446,6 +472,13 @@ fn dags_are_filtered_ordered_and_paged() {
         json!(["after"]),
         "{tasks}"
     );
+    let (status, one) = server.get("/api/v2/dags/api_demo/tasks/hello");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one, tasks["tasks"][0]);
+    let (status, _) = server.get("/api/v2/dags/api_demo/tasks/nope");
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/api/v2/dags/nope/tasks/hello");
+    assert_eq!(status, 404);
     let (_, source) = server.get("/api/v2/dagSources/api_demo");
     assert!(
         source["content"]
@@ -496,13 +529,25 @@ fn a_client_follows_a_running_log_with_the_continuation_token() {
         server.get(&format!("/api/v2/dags/slow/dagRuns/{run_id}")).1["state"],
         "running"
     );
+    // While the try runs, a text/plain answer carries the token in a header.
+    let plain = get_plain(&server.addr, &logs).to_ascii_lowercase();
+    assert!(plain.contains("airflow-continuation-token: "), "{plain}");
     std::fs::write(&gate, "").unwrap();
-    // Go on from the token: only newer lines come, each once.
-    wait_until("the try logs 'second'", || {
+    // Go on from the token, as a client's follow loop does, until the token is null: only
+    // newer lines come, each once.
+    wait_until("the follow loop ends with a null token", || {
         let (_, body) = server.get(&format!("{logs}?token={token}"));
         seen.extend(events(&body));
-        token = body["continuation_token"].as_str().unwrap().to_string();
-        seen.iter().any(|e| e == "second")
+        match body["continuation_token"].as_str() {
+            Some(next) => {
+                token = next.to_string();
+                false
+            }
+            None => true,
+        }
+    });
+    wait_until("the run succeeds", || {
+        run_state(&server, "slow", &run_id) == "success"
     });
     assert_eq!(seen.iter().filter(|e| *e == "first").count(), 1, "{seen:?}");
     assert_eq!(
@@ -510,12 +555,148 @@ fn a_client_follows_a_running_log_with_the_continuation_token() {
         1,
         "{seen:?}"
     );
-    // Once the try has ended, the lines after the token complete what the client saw.
-    wait_until("the run succeeds", || {
-        run_state(&server, "slow", &run_id) == "success"
-    });
-    let (_, rest) = server.get(&format!("{logs}?token={token}"));
-    seen.extend(events(&rest));
     let (_, whole) = server.get(&logs);
     assert_eq!(events(&whole), seen);
+}
+
+#[test]
+fn airflow_parameters_not_implemented_are_refused_not_ignored() {
+    let (_env, server) = server();
+    let addr = server.addr.as_str();
+    let refused = |method: &str, path: &str, body: &str, name: &str| {
+        let (status, answer) = send(addr, method, path, body);
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(name) && detail.ends_with("is not supported"),
+            "{answer}"
+        );
+    };
+    let runs = "/api/v2/dags/api_demo/dagRuns";
+    // Defaults (absent, null, false) are accepted; anything else is refused, and an
+    // unknown field is a validation error (Airflow's models forbid extras).
+    let (status, run) = send(
+        addr,
+        "POST",
+        runs,
+        r#"{"dag_run_id": "pat_1", "conf": {"who": "x"}, "run_after": null, "data_interval_start": null}"#,
+    );
+    assert_eq!(status, 200, "{run}");
+    refused(
+        "POST",
+        runs,
+        r#"{"run_after": "2024-01-01T00:00:00Z"}"#,
+        "run_after",
+    );
+    refused(
+        "POST",
+        runs,
+        r#"{"data_interval_end": "2024-01-01T00:00:00Z"}"#,
+        "data_interval_end",
+    );
+    assert_eq!(send(addr, "POST", runs, r#"{"bogus": 1}"#).0, 422);
+    wait_until("the run succeeds", || {
+        run_state(&server, "api_demo", "pat_1") == "success"
+    });
+    // The run listing's date bounds and run id pattern are implemented.
+    let count = |query: &str| -> Value {
+        let (status, body) = server.get(&format!("{runs}?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        body["total_entries"].clone()
+    };
+    assert_eq!(count("run_id_pattern=PAT%5F"), json!(1));
+    assert_eq!(count("run_id_pattern=nothing"), json!(0));
+    assert_eq!(
+        count("run_id_pattern=pat&start_date_gte=2000-01-01"),
+        json!(1)
+    );
+    assert_eq!(
+        count("end_date_lt=2000-01-01T00:00:00.000000%2B0000"),
+        json!(0)
+    );
+    assert_eq!(count("logical_date_gt=2999-01-01"), json!(0));
+    assert_eq!(
+        count("run_after_lte=2999-01-01&end_date_gt=2000-01-01"),
+        json!(1)
+    );
+    refused(
+        "GET",
+        &format!("{runs}?updated_at_gte=2000-01-01"),
+        "",
+        "updated_at_gte",
+    );
+    refused(
+        "GET",
+        "/api/v2/dags?dag_display_name_pattern=x",
+        "",
+        "dag_display_name_pattern",
+    );
+    refused(
+        "GET",
+        "/api/v2/dags?last_dag_run_state=failed",
+        "",
+        "last_dag_run_state",
+    );
+    assert_eq!(server.get("/api/v2/dags?exclude_stale=true").0, 200);
+    refused(
+        "GET",
+        "/api/v2/importErrors?filename_pattern=x",
+        "",
+        "filename_pattern",
+    );
+    let run = format!("{runs}/pat_1");
+    refused(
+        "POST",
+        &format!("{run}/clear"),
+        r#"{"run_on_latest_version": true}"#,
+        "run_on_latest_version",
+    );
+    assert_eq!(
+        send(addr, "POST", &format!("{run}/clear"), r#"{"bogus": 1}"#).0,
+        422
+    );
+    let clear_tis = "/api/v2/dags/api_demo/clearTaskInstances";
+    for (field, value) in [
+        ("only_running", "true"),
+        ("include_upstream", "true"),
+        ("include_past", "true"),
+        ("reset_dag_runs", "false"),
+        ("start_date", r#""2024-01-01T00:00:00Z""#),
+    ] {
+        let body = format!(r#"{{"dag_run_id": "pat_1", "{field}": {value}}}"#);
+        refused("POST", clear_tis, &body, field);
+    }
+    let (status, dry) = send(
+        addr,
+        "POST",
+        clear_tis,
+        r#"{"dag_run_id": "pat_1", "reset_dag_runs": true, "include_future": false, "end_date": null, "only_failed": false}"#,
+    );
+    assert_eq!(
+        (status, dry["total_entries"].clone()),
+        (200, json!(2)),
+        "{dry}"
+    );
+    let ti = format!("{run}/taskInstances/hello");
+    refused(
+        "PATCH",
+        &ti,
+        r#"{"new_state": "failed", "include_downstream": true}"#,
+        "include_downstream",
+    );
+    refused(
+        "PATCH",
+        &format!("{ti}?map_index=2"),
+        r#"{"new_state": "failed"}"#,
+        "map_index",
+    );
+    assert_eq!(send(addr, "PATCH", &ti, r#"{"bogus": 1}"#).0, 422);
+    refused(
+        "GET",
+        &format!("{run}/taskInstances?try_number=1"),
+        "",
+        "try_number",
+    );
+    // Nothing refused changed anything.
+    assert_eq!(run_state(&server, "api_demo", "pat_1"), "success");
 }

@@ -12,6 +12,28 @@ use super::page_limit;
 use crate::service::DagQuery;
 use crate::web::AppState;
 
+/// Parameters of Airflow's DAG listing not implemented here (400 when given).
+const UNSUPPORTED_DAG_FILTERS: [&str; 18] = [
+    "owners",
+    "dag_display_name_pattern",
+    "has_import_errors",
+    "last_dag_run_state",
+    "bundle_name",
+    "bundle_version",
+    "has_asset_schedule",
+    "asset_dependency",
+    "dag_run_start_date_gte",
+    "dag_run_start_date_gt",
+    "dag_run_start_date_lte",
+    "dag_run_start_date_lt",
+    "dag_run_end_date_gte",
+    "dag_run_end_date_gt",
+    "dag_run_end_date_lte",
+    "dag_run_end_date_lt",
+    "dag_run_state",
+    "is_favorite",
+];
+
 /// Airflow's `dag_id_pattern`: a SQL LIKE expression (`%` any text, `_` one character),
 /// matched case-insensitively anywhere in the id (Airflow wraps it in `%…%`). Dynamic
 /// programming over pattern × text, so a pattern full of `%` cannot blow up.
@@ -48,12 +70,16 @@ fn like(pattern: &str, text: &str) -> bool {
     ),
     responses(
         (status = 200, body = DagCollectionResponse),
+        (status = 400, body = super::DetailBody),
         (status = 422, body = super::ValidationErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     params: Params,
 ) -> ApiResult<Json<DagCollectionResponse>> {
+    params.refuse(&UNSUPPORTED_DAG_FILTERS)?;
+    // Every DAG listed is loaded now, so none is stale: either value lists the same.
+    let _ = params.boolean("exclude_stale")?;
     let limit = page_limit(&params)?;
     let offset = params.number("offset", i64::MAX as u64)?.unwrap_or(0);
     let descending = match params.one("order_by") {
@@ -185,6 +211,21 @@ pub async fn tasks(
         total_entries: tasks.len() as u64,
         tasks,
     }))
+}
+
+/// One task of a DAG (the same model as in the list).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/tasks/{task_id}", tag = "Task",
+    params(("dag_id" = String, Path), ("task_id" = String, Path)),
+    responses((status = 200, body = TaskResponse), (status = 404, body = super::DetailBody)))]
+pub async fn task(
+    State(state): State<AppState>,
+    PathParams((dag_id, task_id)): PathParams<(String, String)>,
+) -> ApiResult<Json<TaskResponse>> {
+    let dag = state.service.dag(&dag_id)?;
+    let index = (0..dag.tasks.len())
+        .find(|&i| dag.tasks[i].id.as_str() == task_id)
+        .ok_or_else(|| ApiError::NotFound(format!("Task with id {task_id} not found")))?;
+    Ok(Json(TaskResponse::of(&dag, index)))
 }
 
 /// A DAG's definition (YAML).

@@ -52,6 +52,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 400 about a parameter or field Airflow defines that this server does not
+    /// implement: ignoring it would answer or do more than the client asked.
+    pub fn unsupported(name: &str) -> Self {
+        Self::BadRequest(format!("{name} is not supported"))
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let text = crate::redact::text(&e.to_string()).into_owned();
@@ -154,6 +162,15 @@ impl Params {
             .collect()
     }
 
+    /// 400 when any of `names` (Airflow parameters not implemented here, none with a
+    /// default) is given.
+    pub fn refuse(&self, names: &[&str]) -> ApiResult<()> {
+        match names.iter().find(|n| self.0.iter().any(|(k, _)| k == *n)) {
+            Some(name) => Err(ApiError::unsupported(name)),
+            None => Ok(()),
+        }
+    }
+
     /// `name` as a number within `0..=max` (422 otherwise).
     pub fn number(&self, name: &str, max: u64) -> ApiResult<Option<u64>> {
         let Some(text) = self.one(name) else {
@@ -181,15 +198,52 @@ impl Params {
         }
     }
 
-    /// `name` as an RFC 3339 date-time (422 otherwise).
+    /// `name` as a date-time in any form pydantic accepts (422 otherwise): see
+    /// [`parse_time`].
     pub fn time(&self, name: &str) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
         let Some(text) = self.one(name) else {
             return Ok(None);
         };
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Some(t.to_utc()))
-            .map_err(|_| ApiError::invalid("query", name, "must be an RFC 3339 date-time"))
+        parse_time(text).map(Some).ok_or_else(|| {
+            ApiError::invalid(
+                "query",
+                name,
+                "must be a date-time (RFC 3339, e.g. 2024-01-01T00:00:00Z) or a date",
+            )
+        })
     }
+}
+
+/// A date-time as pydantic reads one: RFC 3339; a `+HHMM` offset (the official client
+/// formats `%Y-%m-%dT%H:%M:%S.%f%z`); a space for the `T`; no offset (UTC); or a date
+/// alone (its midnight, UTC).
+pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.to_utc());
+    }
+    let with_t = text.replacen(' ', "T", 1);
+    // `%z` takes `+HHMM` and `+HH:MM`; `%#z` also `+HH`.
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(&with_t, format) {
+            return Some(t.to_utc());
+        }
+    }
+    let zulu = with_t.strip_suffix(['Z', 'z']).unwrap_or(&with_t);
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(zulu, format) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 #[cfg(test)]
@@ -232,5 +286,41 @@ mod tests {
         assert_eq!(params.all("tags"), ["a", "b"]);
         assert!(params.time("at").unwrap().is_some());
         assert_eq!(params.number("offset", 100).unwrap(), None);
+    }
+
+    #[test]
+    fn times_are_read_as_pydantic_reads_them() {
+        let midnight = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        for text in [
+            "2020-01-01T00:00:00Z",
+            "2020-01-01T00:00:00.000000+0000",
+            "2020-01-01T01:00:00.000000+0100",
+            "2020-01-01T02:00:00+02:00",
+            "2020-01-01 00:00:00",
+            "2020-01-01T00:00:00",
+            "2020-01-01T00:00",
+            "2019-12-31T19:00:00-0500",
+            "2020-01-01",
+        ] {
+            assert_eq!(parse_time(text), Some(midnight), "{text}");
+        }
+        for text in [
+            "",
+            "yesterday",
+            "2020-13-01",
+            "2020-01-01T25:00:00Z",
+            "1577836800x",
+        ] {
+            assert_eq!(parse_time(text), None, "{text}");
+        }
+        let params = Params(vec![(
+            "at".into(),
+            "2020-01-01T00:00:00.000000+0000".into(),
+        )]);
+        assert_eq!(params.time("at").unwrap(), Some(midnight));
+        let params = Params(vec![("at".into(), "soon".into())]);
+        assert!(params.time("at").is_err());
     }
 }

@@ -16,11 +16,12 @@ use crate::web::AppState;
 /// The DAG files that failed to load, as loaded now.
 #[utoipa::path(get, path = "/api/v2/importErrors", tag = "ImportError",
     params(("limit" = Option<u64>, Query), ("offset" = Option<u64>, Query)),
-    responses((status = 200, body = ImportErrorCollectionResponse), (status = 422, body = super::ValidationErrorBody)))]
+    responses((status = 200, body = ImportErrorCollectionResponse), (status = 400, body = super::DetailBody), (status = 422, body = super::ValidationErrorBody)))]
 pub async fn import_errors(
     State(state): State<AppState>,
     params: Params,
 ) -> ApiResult<Json<ImportErrorCollectionResponse>> {
+    params.refuse(&["filename_pattern", "order_by"])?;
     let limit = super::page_limit(&params)?;
     let offset = params.number("offset", i64::MAX as u64)?.unwrap_or(0);
     let bag = state.service.bag();

@@ -107,6 +107,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dags::get, dags::patch))
         .routes(routes!(dags::details))
         .routes(routes!(dags::tasks))
+        .routes(routes!(dags::task))
         .routes(routes!(dags::source))
         .routes(routes!(runs::list, runs::trigger))
         .routes(routes!(runs::get, runs::patch))

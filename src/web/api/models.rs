@@ -493,6 +493,7 @@ pub struct DagPatchBody {
 
 /// Body of `POST /dags/{dag_id}/dagRuns`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TriggerDagRunPostBody {
     /// Run id (generated when absent).
     #[serde(default)]
@@ -507,6 +508,32 @@ pub struct TriggerDagRunPostBody {
     /// A note.
     #[serde(default)]
     pub note: Option<String>,
+    /// Not supported: must be absent or null (the data interval is the logical date).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub data_interval_start: Option<serde_json::Value>,
+    /// Not supported: must be absent or null.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub data_interval_end: Option<serde_json::Value>,
+    /// Not supported: must be absent or null.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub run_after: Option<serde_json::Value>,
+}
+
+impl TriggerDagRunPostBody {
+    /// The first field given that is not implemented here.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        [
+            ("data_interval_start", &self.data_interval_start),
+            ("data_interval_end", &self.data_interval_end),
+            ("run_after", &self.run_after),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()))
+        .map(|(name, _)| name)
+    }
 }
 
 /// Run states a client may set.
@@ -528,13 +555,16 @@ pub struct DagRunPatchBody {
     /// New state.
     #[serde(default)]
     pub state: Option<DagRunPatchStates>,
-    /// New note (at most 1000 characters).
-    #[serde(default)]
-    pub note: Option<String>,
+    /// New note (at most 1000 characters): `Some(None)` when the body has `"note": null`
+    /// (clear it), `None` when it has no `note` (keep it).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub note: Option<Option<String>>,
 }
 
 /// Body of `POST .../dagRuns/{dag_run_id}/clear`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DagRunClearBody {
     /// Only say what would be cleared (Airflow's default: true).
     #[serde(default = "yes")]
@@ -542,10 +572,14 @@ pub struct DagRunClearBody {
     /// Only failed tasks (and what is downstream of them).
     #[serde(default)]
     pub only_failed: bool,
+    /// Not supported: must be absent or false (a cleared run keeps its DAG version).
+    #[serde(default)]
+    pub run_on_latest_version: Option<bool>,
 }
 
 /// Body of `POST /dags/{dag_id}/clearTaskInstances`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClearTaskInstancesBody {
     /// The run (required here).
     #[serde(default)]
@@ -562,10 +596,63 @@ pub struct ClearTaskInstancesBody {
     /// With what is downstream.
     #[serde(default)]
     pub include_downstream: bool,
+    /// Not supported: must be absent or null (`dag_run_id` names the run).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub start_date: Option<serde_json::Value>,
+    /// Not supported: must be absent or null.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub end_date: Option<serde_json::Value>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub only_running: Option<bool>,
+    /// Not supported: must be absent or true (the run is always queued again).
+    #[serde(default)]
+    pub reset_dag_runs: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_upstream: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_future: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_past: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub run_on_latest_version: Option<bool>,
+}
+
+impl ClearTaskInstancesBody {
+    /// The first field given that is not implemented here.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        let dates = [
+            ("start_date", &self.start_date),
+            ("end_date", &self.end_date),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()));
+        let flags = [
+            ("only_running", self.only_running == Some(true)),
+            ("reset_dag_runs", self.reset_dag_runs == Some(false)),
+            ("include_upstream", self.include_upstream == Some(true)),
+            ("include_future", self.include_future == Some(true)),
+            ("include_past", self.include_past == Some(true)),
+            (
+                "run_on_latest_version",
+                self.run_on_latest_version == Some(true),
+            ),
+        ];
+        dates
+            .map(|(name, _)| name)
+            .or_else(|| flags.into_iter().find(|(_, set)| *set).map(|(n, _)| n))
+    }
 }
 
 /// Body of `PATCH .../taskInstances/{task_id}`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PatchTaskInstanceBody {
     /// `success` or `failed`.
     #[serde(default)]
@@ -574,6 +661,43 @@ pub struct PatchTaskInstanceBody {
     /// Not stored: must be absent or null.
     #[serde(default)]
     pub note: Option<String>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_upstream: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_downstream: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_future: Option<bool>,
+    /// Not supported: must be absent or false.
+    #[serde(default)]
+    pub include_past: Option<bool>,
+}
+
+impl PatchTaskInstanceBody {
+    /// The first field given that is not implemented here.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        [
+            ("include_upstream", self.include_upstream),
+            ("include_downstream", self.include_downstream),
+            ("include_future", self.include_future),
+            ("include_past", self.include_past),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == Some(true))
+        .map(|(name, _)| name)
+    }
+}
+
+/// A field that is present (even as `null`) as `Some`, for bodies where `null` and absent
+/// differ (with `#[serde(default)]`, absent stays `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn yes() -> bool {

@@ -40,6 +40,9 @@ pub async fn trigger(
     PathParams(dag_id): PathParams<String>,
     Body(body): Body<TriggerDagRunPostBody>,
 ) -> ApiResult<Json<DagRunResponse>> {
+    if let Some(name) = body.unsupported() {
+        return Err(ApiError::unsupported(name));
+    }
     let conf = match body.conf {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(conf @ serde_json::Value::Object(_)) => conf,
@@ -83,7 +86,8 @@ fn run_order(text: Option<&str>) -> ApiResult<RunOrder> {
         "run_id" | "dag_run_id" => RunField::RunId,
         "dag_id" => RunField::DagId,
         "state" => RunField::State,
-        "logical_date" | "run_after" => RunField::LogicalDate,
+        "logical_date" => RunField::LogicalDate,
+        "run_after" => RunField::RunAfter,
         "start_date" => RunField::StartDate,
         "end_date" => RunField::EndDate,
         "queued_at" => RunField::QueuedAt,
@@ -133,12 +137,46 @@ fn run_types(params: &Params) -> ApiResult<Vec<RunType>> {
     Ok(types)
 }
 
+/// The run dates a listing can be filtered on, by Airflow's parameter prefix.
+const DATE_FILTERS: [(&str, RunField); 4] = [
+    ("logical_date", RunField::LogicalDate),
+    ("run_after", RunField::RunAfter),
+    ("start_date", RunField::StartDate),
+    ("end_date", RunField::EndDate),
+];
+
+/// Airflow's bound suffixes: (suffix, a lower bound, inclusive).
+const BOUNDS: [(&str, bool, bool); 4] = [
+    ("gte", true, true),
+    ("gt", true, false),
+    ("lte", false, true),
+    ("lt", false, false),
+];
+
+/// Parameters of Airflow's run listing not implemented here (400 when given).
+const UNSUPPORTED_RUN_FILTERS: [&str; 6] = [
+    "updated_at_gte",
+    "updated_at_gt",
+    "updated_at_lte",
+    "updated_at_lt",
+    "dag_version",
+    "triggering_user_name_pattern",
+];
+
 /// Lists runs of a DAG (`~`: of every DAG).
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns", tag = "DagRun",
     params(("dag_id" = String, Path, description = "A DAG id, or `~` for all"),
         ("limit" = Option<u64>, Query), ("offset" = Option<u64>, Query),
         ("state" = Option<Vec<String>>, Query), ("run_type" = Option<Vec<String>>, Query),
-        ("logical_date_gte" = Option<String>, Query), ("logical_date_lte" = Option<String>, Query),
+        ("run_id_pattern" = Option<String>, Query, description = "SQL LIKE pattern matched anywhere in the run id"),
+        ("logical_date_gte" = Option<String>, Query), ("logical_date_gt" = Option<String>, Query),
+        ("logical_date_lte" = Option<String>, Query), ("logical_date_lt" = Option<String>, Query),
+        ("run_after_gte" = Option<String>, Query), ("run_after_gt" = Option<String>, Query),
+        ("run_after_lte" = Option<String>, Query), ("run_after_lt" = Option<String>, Query),
+        ("start_date_gte" = Option<String>, Query), ("start_date_gt" = Option<String>, Query),
+        ("start_date_lte" = Option<String>, Query), ("start_date_lt" = Option<String>, Query),
+        ("end_date_gte" = Option<String>, Query), ("end_date_gt" = Option<String>, Query),
+        ("end_date_lte" = Option<String>, Query), ("end_date_lt" = Option<String>, Query),
         ("order_by" = Option<String>, Query, description = "`id`, `run_id`, `dag_id`, `state`, `logical_date`, `run_after`, `start_date`, `end_date`, `queued_at`; `-` for descending")),
     responses((status = 200, body = DagRunCollectionResponse), (status = 400, body = super::DetailBody),
         (status = 404, body = super::DetailBody), (status = 422, body = super::ValidationErrorBody)))]
@@ -147,6 +185,7 @@ pub async fn list(
     PathParams(dag_id): PathParams<String>,
     params: Params,
 ) -> ApiResult<Json<DagRunCollectionResponse>> {
+    params.refuse(&UNSUPPORTED_RUN_FILTERS)?;
     let limit = page_limit(&params)?;
     let offset = params.number("offset", i64::MAX as u64)?.unwrap_or(0);
     let dags = match dag_id.as_str() {
@@ -179,16 +218,26 @@ pub async fn list(
             total_entries: 0,
         }));
     }
-    let query = RunQuery {
+    let mut query = RunQuery {
         dags,
         states: states(&params)?,
         run_types,
-        logical_date_gte: params.time("logical_date_gte")?,
-        logical_date_lte: params.time("logical_date_lte")?,
+        run_id_pattern: params.one("run_id_pattern").map(str::to_string),
         order: run_order(params.one("order_by"))?,
         limit: u32::try_from(limit).unwrap_or(u32::MAX),
         offset,
+        ..RunQuery::default()
     };
+    for (prefix, field) in DATE_FILTERS {
+        for (suffix, after, inclusive) in BOUNDS {
+            if let Some(at) = params.time(&format!("{prefix}_{suffix}"))? {
+                query = match after {
+                    true => query.after(field, at, inclusive),
+                    false => query.before(field, at, inclusive),
+                };
+            }
+        }
+    }
     let (runs, total) = state.service.list_runs(&query).await?;
     Ok(Json(DagRunCollectionResponse {
         dag_runs: runs.iter().map(DagRunResponse::of).collect(),
@@ -222,7 +271,7 @@ pub async fn patch(
     params: Params,
     Body(body): Body<DagRunPatchBody>,
 ) -> ApiResult<Json<DagRunResponse>> {
-    check_note(body.note.as_deref())?;
+    check_note(body.note.as_ref().and_then(Option::as_deref))?;
     let mask = params.all("update_mask");
     if let Some(field) = mask
         .iter()
@@ -234,11 +283,11 @@ pub async fn patch(
     }
     let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
     let mut run = state.service.run(&dag_id, &run_id).await?;
+    // As Airflow: a `note` in the body (even null) is written; with a mask naming `note`,
+    // an absent one clears it too.
     if wants("note") && (body.note.is_some() || !mask.is_empty()) {
-        run = state
-            .service
-            .set_run_note(&run, body.note.as_deref())
-            .await?;
+        let note = body.note.as_ref().and_then(Option::as_deref);
+        run = state.service.set_run_note(&run, note).await?;
     }
     if wants("state")
         && let Some(target) = body.state
@@ -260,13 +309,16 @@ pub async fn patch(
     request_body = DagRunClearBody,
     responses((status = 200, description = "The run (or, for a dry run, what would be cleared)",
             body = ClearDagRunResponse),
-        (status = 404, body = super::DetailBody), (status = 409, body = super::DetailBody),
+        (status = 400, body = super::DetailBody), (status = 404, body = super::DetailBody), (status = 409, body = super::DetailBody),
         (status = 422, body = super::ValidationErrorBody)))]
 pub async fn clear(
     State(state): State<AppState>,
     PathParams((dag_id, run_id)): PathParams<(String, String)>,
     Body(body): Body<DagRunClearBody>,
 ) -> ApiResult<Json<ClearDagRunResponse>> {
+    if body.run_on_latest_version == Some(true) {
+        return Err(ApiError::unsupported("run_on_latest_version"));
+    }
     let run = state.service.run(&dag_id, &run_id).await?;
     let req = ClearRequest {
         tasks: None,

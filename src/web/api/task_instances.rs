@@ -62,17 +62,61 @@ async fn all_of(state: &AppState, run: &RunRow) -> ApiResult<Vec<TaskInstanceRes
         .collect())
 }
 
+/// Parameters of Airflow's task instance listing not implemented here (400 when given).
+const UNSUPPORTED_TI_FILTERS: [&str; 33] = [
+    "task_id",
+    "run_after_gte",
+    "run_after_gt",
+    "run_after_lte",
+    "run_after_lt",
+    "logical_date_gte",
+    "logical_date_gt",
+    "logical_date_lte",
+    "logical_date_lt",
+    "start_date_gte",
+    "start_date_gt",
+    "start_date_lte",
+    "start_date_lt",
+    "end_date_gte",
+    "end_date_gt",
+    "end_date_lte",
+    "end_date_lt",
+    "updated_at_gte",
+    "updated_at_gt",
+    "updated_at_lte",
+    "updated_at_lt",
+    "duration_gte",
+    "duration_gt",
+    "duration_lte",
+    "duration_lt",
+    "task_display_name_pattern",
+    "task_group_id",
+    "pool",
+    "queue",
+    "executor",
+    "version_number",
+    "try_number",
+    "operator",
+];
+
 /// Lists the task instances of a run.
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", tag = "TaskInstance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
         ("state" = Option<Vec<String>>, Query), ("limit" = Option<u64>, Query), ("offset" = Option<u64>, Query)),
-    responses((status = 200, body = TaskInstanceCollectionResponse), (status = 404, body = super::DetailBody),
-        (status = 422, body = super::ValidationErrorBody)))]
+    responses((status = 200, body = TaskInstanceCollectionResponse), (status = 400, body = super::DetailBody),
+        (status = 404, body = super::DetailBody), (status = 422, body = super::ValidationErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     PathParams((dag_id, run_id)): PathParams<(String, String)>,
     params: Params,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    params.refuse(&UNSUPPORTED_TI_FILTERS)?;
+    if params.one("map_index").is_some_and(|m| m.trim() != "-1") {
+        return Err(ApiError::unsupported("map_index other than -1"));
+    }
+    if params.one("order_by").is_some_and(|o| !o.is_empty()) {
+        return Err(ApiError::unsupported("order_by"));
+    }
     let limit = super::page_limit(&params)?;
     let offset = params.number("offset", i64::MAX as u64)?.unwrap_or(0);
     let mut wanted = Vec::new();
@@ -130,8 +174,23 @@ pub async fn get(
 pub async fn patch(
     State(state): State<AppState>,
     PathParams((dag_id, run_id, task_id)): PathParams<(String, String, String)>,
+    params: Params,
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    if let Some(name) = body.unsupported() {
+        return Err(ApiError::unsupported(name));
+    }
+    if params.one("map_index").is_some_and(|m| m.trim() != "-1") {
+        return Err(ApiError::unsupported("map_index other than -1"));
+    }
+    // Only the state can change here: a mask naming anything else would be ignored.
+    if let Some(field) = params
+        .all("update_mask")
+        .into_iter()
+        .find(|f| f != "new_state")
+    {
+        return Err(ApiError::unsupported(&format!("update_mask {field}")));
+    }
     if body.note.is_some() {
         return Err(ApiError::BadRequest(
             "task instance notes are not stored here".into(),
@@ -172,6 +231,9 @@ pub async fn clear(
     PathParams(dag_id): PathParams<String>,
     Body(body): Body<ClearTaskInstancesBody>,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    if let Some(name) = body.unsupported() {
+        return Err(ApiError::unsupported(name));
+    }
     state.service.dag(&dag_id)?;
     let Some(run_id) = body.dag_run_id else {
         return Err(ApiError::BadRequest(
@@ -236,13 +298,30 @@ pub async fn logs(
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json"));
     if plain {
+        let running = logs
+            .tries
+            .iter()
+            .find(|t| t.try_number == logs.try_number)
+            .is_none_or(|t| t.end_date.is_none());
         let lines = state.service.log(&run, &task, logs.try_number).await?;
         let text: String = lines
             .iter()
             .filter(|l| l.seq > after)
             .map(|l| format!("[{}] {} - {}\n", l.ts.to_rfc3339(), l.level, l.message))
             .collect();
-        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+        // As Airflow's streamed (NDJSON) answer: the token in a header, only while the
+        // try may still write.
+        if running {
+            let last = lines.last().map_or(after, |l| l.seq.max(after));
+            if let Ok(value) = header::HeaderValue::from_str(&last.to_string()) {
+                response
+                    .headers_mut()
+                    .insert("airflow-continuation-token", value);
+            }
+        }
+        return Ok(response);
     }
     let chunk = state
         .service
@@ -259,7 +338,8 @@ pub async fn logs(
                 seq: l.seq,
             })
             .collect(),
-        continuation_token: Some(chunk.last_seq.to_string()),
+        // Null ends a client's follow loop (Airflow 3): only once nothing can follow.
+        continuation_token: (!chunk.complete).then(|| chunk.last_seq.to_string()),
     };
     Ok(Json(body).into_response())
 }
