@@ -81,8 +81,10 @@ pub struct UserCollectionResponse {
 #[serde(deny_unknown_fields)]
 pub struct UserPostBody {
     /// 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub username: String,
     /// Not empty, at most 1024 bytes.
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
     /// Role.
     pub role: UserRole,
@@ -95,8 +97,9 @@ pub struct UserPatchBody {
     /// New role.
     #[serde(default)]
     pub role: Option<UserRole>,
-    /// New password (tokens issued before stop working).
+    /// New password (tokens issued before stop working); not empty, at most 1024 bytes.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: Option<String>,
 }
 
