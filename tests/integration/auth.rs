@@ -635,3 +635,60 @@ fn an_admin_manages_users_through_the_api_and_nobody_else_may() {
     let listed = call(&root, "GET", "/api/v2/users", "");
     assert_eq!(listed.json()["total_entries"], 3);
 }
+
+#[test]
+fn the_users_page_lists_adds_and_removes_users_for_admins_only() {
+    let mut env = Env::new();
+    env.dag("hello", HELLO);
+    assert!(add_user(&env, "root", "admin", "pw-root").status.success());
+    assert!(add_user(&env, "ann", "op", "pw-a").status.success());
+    let server = env.serve();
+    let addr = server.addr.as_str();
+    let root = basic("root", "pw-root");
+    let form = |path: &str, body: &str| {
+        let headers = [
+            ("Authorization", root.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        request(addr, "POST", path, &headers, body)
+    };
+
+    // Admins see the link and the page; an op sees neither.
+    let page = request(addr, "GET", "/users", &[("Authorization", &root)], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"<a href="/users""#), "{}", page.body);
+    assert!(page.body.contains("ann") && page.body.contains("(you)"));
+    let ann = basic("ann", "pw-a");
+    assert_eq!(
+        request(addr, "GET", "/users", &[("Authorization", &ann)], "").status,
+        403
+    );
+    let dags = request(addr, "GET", "/", &[("Authorization", &ann)], "");
+    assert!(!dags.body.contains(r#"<a href="/users""#));
+
+    // Adding redirects back with a flash; the new user signs in.
+    let added = form("/users", "username=bob&password=pw+b&role=viewer");
+    assert_eq!(added.status, 303, "{}", added.body);
+    assert_eq!(added.header("location"), Some("/users"));
+    assert_eq!(token(addr, "bob", "pw b").status, 201);
+    assert_eq!(
+        form("/users", "username=bob&password=x&role=op").status,
+        409
+    );
+    assert_eq!(
+        form("/users", "username=eve&password=x&role=root").status,
+        400
+    );
+    assert_eq!(form("/users", "username=eve&password=&role=op").status, 400);
+
+    // Removing: others yes, oneself no.
+    assert_eq!(form("/users/bob/remove", "").status, 303);
+    assert_eq!(token(addr, "bob", "pw b").status, 401);
+    assert_eq!(form("/users/bob/remove", "").status, 404);
+    assert_eq!(form("/users/root/remove", "").status, 409);
+    let post = [("Authorization", ann.as_str())];
+    assert_eq!(
+        request(addr, "POST", "/users/root/remove", &post, "").status,
+        403
+    );
+}
