@@ -166,7 +166,8 @@ impl Service {
         rows.into_iter().map(user).collect()
     }
 
-    async fn user(&self, name: &str) -> ServiceResult<User> {
+    /// One user by name.
+    pub async fn user(&self, name: &str) -> ServiceResult<User> {
         let row = self.store.user(name).await?;
         user(row.ok_or_else(|| ServiceError::UnknownUser(name.to_string()))?)
     }
@@ -184,6 +185,14 @@ impl Service {
         let hash = hash_password(password).await?;
         match self.store.set_password_hash(name, &hash).await? {
             true => Ok(()),
+            false => Err(ServiceError::UnknownUser(name.to_string())),
+        }
+    }
+
+    /// Sets a user's role; tokens already issued carry the new role at once.
+    pub async fn set_role(&self, name: &str, role: Role) -> ServiceResult<User> {
+        match self.store.set_user_role(name, role.as_str()).await? {
+            true => self.user(name).await,
             false => Err(ServiceError::UnknownUser(name.to_string())),
         }
     }

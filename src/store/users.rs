@@ -102,6 +102,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets a user's role; returns whether the user exists.
+    pub async fn set_user_role(&self, name: &str, role: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+            .bind(role)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The value of a setting, storing `generate()`'s value first if there is none. Two
     /// processes racing here both end up with the value that won the insert.
     pub async fn setting_or_insert(

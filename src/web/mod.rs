@@ -90,6 +90,8 @@ fn router_for(state: AppState, hosts: csrf::HostPolicy) -> Router {
         )
         .merge(assets::router())
         .merge(api::router())
+        .route("/users", get(pages::users::page).post(pages::users::add))
+        .route("/users/{name}/remove", post(pages::users::remove))
         .route("/health", get(api::health))
         .route("/metrics", get(metrics))
         .route(WAKE_PATH, post(wake))

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::auth::{add_user, token};
-use crate::support::{Env, PATIENCE, Server, http, wait_until};
+use crate::support::{Env, PATIENCE, Server, http, text, wait_until};
 
 const DEMO: &str = "dag_id: api_demo\ntags: [api]\ntasks:\n  hello: {type: shell, command: 'echo hello from conf {{ conf.who }}'}\n  after: {type: noop, depends_on: [hello]}\n";
 const PARENT: &str =
@@ -271,6 +271,8 @@ fn every_served_api_route_is_in_the_openapi_document() {
         "/api/v2/version",
         "/api/v2/openapi.json",
         "/auth/token",
+        "/api/v2/users",
+        "/api/v2/users/{username}",
     ];
     for path in served {
         assert!(
@@ -286,7 +288,21 @@ fn every_served_api_route_is_in_the_openapi_document() {
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let Some(python) = python() else { return };
-    let (env, server) = server();
+    let mut env = Env::new();
+    env.dag("api_demo", DEMO);
+    env.dag("api_parent", PARENT);
+    env.dag("api_child", CHILD);
+    // As an admin: with auth off, the first user the fuzzer adds would turn auth on and
+    // leave every later request a 401. The name is one it will not guess.
+    let out = add_user(&env, "fuzz-admin-4f1c", "admin", "fuzz-password");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server = env.serve();
+    let issued = token(&server.addr, "fuzz-admin-4f1c", "fuzz-password");
+    assert_eq!(issued.status, 201);
+    let bearer = format!(
+        "Authorization: Bearer {}",
+        issued.json()["access_token"].as_str().unwrap_or_default()
+    );
     let st = std::path::Path::new(&python).with_file_name("schemathesis");
     let out = Command::new(st)
         // Its cache (`.schemathesis/`) goes to the temporary project, not the repository.
@@ -301,9 +317,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "--seed",
             "1",
             // A fixed header: generated ones may hold bytes hyper refuses before any
-            // handler runs (auth is off here, so it is ignored).
+            // handler runs.
             "-H",
-            "Authorization: Bearer schemathesis",
+            &bearer,
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")

@@ -514,3 +514,181 @@ fn a_browser_signs_in_sees_who_it_is_and_signs_out() {
     browser.goto(&format!("http://{}/", server.addr));
     browser.wait_for("form input#password");
 }
+
+#[test]
+fn an_admin_manages_users_through_the_api_and_nobody_else_may() {
+    let mut env = Env::new();
+    env.dag("hello", HELLO);
+    assert!(add_user(&env, "root", "admin", "pw-root").status.success());
+    assert!(add_user(&env, "ann", "op", "pw-a").status.success());
+    assert!(add_user(&env, "vic", "viewer", "pw-v").status.success());
+    let server = env.serve();
+    let addr = server.addr.as_str();
+    let bearer = |name: &str, password: &str| {
+        let issued = token(addr, name, password);
+        assert_eq!(issued.status, 201, "{}", issued.body);
+        format!("Bearer {}", issued.json()["access_token"].as_str().unwrap())
+    };
+    let root = bearer("root", "pw-root");
+    let call = |auth: &str, method: &str, path: &str, body: &str| {
+        let headers = [
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ];
+        request(addr, method, path, &headers, body)
+    };
+
+    // Listing: names, roles and dates, never hashes.
+    let listed = call(&root, "GET", "/api/v2/users", "");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let names: Vec<_> = listed.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].clone(), u["role"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ann".into(), "op".into()),
+            ("root".into(), "admin".into()),
+            ("vic".into(), "viewer".into())
+        ]
+    );
+    assert_eq!(listed.json()["total_entries"], 3);
+    assert!(listed.json()["users"][0]["created_at"].is_string());
+    assert!(!listed.body.contains("argon2"), "{}", listed.body);
+
+    // Adding: 201, then the new user gets a token; duplicates and bad input are refused.
+    let new = r#"{"username": "bob", "password": "pw-b", "role": "viewer"}"#;
+    let added = call(&root, "POST", "/api/v2/users", new);
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(
+        (
+            added.json()["username"].clone(),
+            added.json()["role"].clone()
+        ),
+        ("bob".into(), "viewer".into())
+    );
+    assert_eq!(token(addr, "bob", "pw-b").status, 201);
+    assert_eq!(call(&root, "POST", "/api/v2/users", new).status, 409);
+    for bad in [
+        r#"{"username": "eve", "password": "pw", "role": "root"}"#,
+        r#"{"username": "eve", "password": "", "role": "op"}"#,
+        r#"{"username": "eve", "password": "pw", "role": "op", "admin": true}"#,
+        r#"{"username": "e ve", "password": "pw", "role": "op"}"#,
+    ] {
+        let refused = call(&root, "POST", "/api/v2/users", bad);
+        assert_eq!(refused.status, 422, "{bad}: {}", refused.body);
+        assert!(refused.json()["detail"][0]["msg"].is_string(), "{bad}");
+    }
+
+    // Changing the role applies to the user's existing token at once.
+    let bob = bearer("bob", "pw-b");
+    let trigger = "/api/v2/dags/hello/dagRuns";
+    assert_eq!(call(&bob, "POST", trigger, "{}").status, 403);
+    let patched = call(&root, "PATCH", "/api/v2/users/bob", r#"{"role": "op"}"#);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.json()["role"], "op");
+    assert_ne!(call(&bob, "POST", trigger, "{}").status, 403);
+    // A new password: the old one stops working.
+    let patched = call(
+        &root,
+        "PATCH",
+        "/api/v2/users/bob",
+        r#"{"password": "pw-b2"}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(token(addr, "bob", "pw-b").status, 401);
+    assert_eq!(token(addr, "bob", "pw-b2").status, 201);
+    let nobody = call(&root, "PATCH", "/api/v2/users/nobody", r#"{"role": "op"}"#);
+    assert_eq!(nobody.status, 404);
+    let empty = call(&root, "PATCH", "/api/v2/users/bob", r#"{"password": ""}"#);
+    assert_eq!(empty.status, 422);
+    // An admin cannot lock themselves out.
+    let demote = call(&root, "PATCH", "/api/v2/users/root", r#"{"role": "op"}"#);
+    assert_eq!(demote.status, 409, "{}", demote.body);
+    assert_eq!(call(&root, "DELETE", "/api/v2/users/root", "").status, 409);
+
+    // Operators and viewers may not manage users, not even list them.
+    for (name, password) in [("ann", "pw-a"), ("vic", "pw-v")] {
+        let who = bearer(name, password);
+        assert_eq!(call(&who, "GET", "/api/v2/users", "").status, 403);
+        let add = r#"{"username": "mal", "password": "pw", "role": "admin"}"#;
+        assert_eq!(call(&who, "POST", "/api/v2/users", add).status, 403);
+        let promote = call(
+            &who,
+            "PATCH",
+            &format!("/api/v2/users/{name}"),
+            r#"{"role": "admin"}"#,
+        );
+        assert_eq!(promote.status, 403);
+        assert_eq!(call(&who, "DELETE", "/api/v2/users/bob", "").status, 403);
+    }
+
+    // Removing: 204, then 404; the removed user's token stops working.
+    let bob = bearer("bob", "pw-b2");
+    let removed = call(&root, "DELETE", "/api/v2/users/bob", "");
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    assert_eq!(call(&root, "DELETE", "/api/v2/users/bob", "").status, 404);
+    assert_eq!(call(&bob, "GET", "/api/v2/dags", "").status, 401);
+    let listed = call(&root, "GET", "/api/v2/users", "");
+    assert_eq!(listed.json()["total_entries"], 3);
+}
+
+#[test]
+fn the_users_page_lists_adds_and_removes_users_for_admins_only() {
+    let mut env = Env::new();
+    env.dag("hello", HELLO);
+    assert!(add_user(&env, "root", "admin", "pw-root").status.success());
+    assert!(add_user(&env, "ann", "op", "pw-a").status.success());
+    let server = env.serve();
+    let addr = server.addr.as_str();
+    let root = basic("root", "pw-root");
+    let form = |path: &str, body: &str| {
+        let headers = [
+            ("Authorization", root.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        request(addr, "POST", path, &headers, body)
+    };
+
+    // Admins see the link and the page; an op sees neither.
+    let page = request(addr, "GET", "/users", &[("Authorization", &root)], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"<a href="/users""#), "{}", page.body);
+    assert!(page.body.contains("ann") && page.body.contains("(you)"));
+    let ann = basic("ann", "pw-a");
+    assert_eq!(
+        request(addr, "GET", "/users", &[("Authorization", &ann)], "").status,
+        403
+    );
+    let dags = request(addr, "GET", "/", &[("Authorization", &ann)], "");
+    assert!(!dags.body.contains(r#"<a href="/users""#));
+
+    // Adding redirects back with a flash; the new user signs in.
+    let added = form("/users", "username=bob&password=pw+b&role=viewer");
+    assert_eq!(added.status, 303, "{}", added.body);
+    assert_eq!(added.header("location"), Some("/users"));
+    assert_eq!(token(addr, "bob", "pw b").status, 201);
+    assert_eq!(
+        form("/users", "username=bob&password=x&role=op").status,
+        409
+    );
+    assert_eq!(
+        form("/users", "username=eve&password=x&role=root").status,
+        400
+    );
+    assert_eq!(form("/users", "username=eve&password=&role=op").status, 400);
+
+    // Removing: others yes, oneself no.
+    assert_eq!(form("/users/bob/remove", "").status, 303);
+    assert_eq!(token(addr, "bob", "pw b").status, 401);
+    assert_eq!(form("/users/bob/remove", "").status, 404);
+    assert_eq!(form("/users/root/remove", "").status, 409);
+    let post = [("Authorization", ann.as_str())];
+    assert_eq!(
+        request(addr, "POST", "/users/root/remove", &post, "").status,
+        403
+    );
+}

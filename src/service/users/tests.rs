@@ -136,3 +136,19 @@ async fn a_server_requiring_auth_stays_closed_when_its_last_user_goes() {
     let secret = service.wake_secret().await.unwrap();
     assert!(service.wake_allowed(Some(&secret)).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_role_change_applies_to_tokens_already_issued() {
+    let service = service().await;
+    service.add_user("ann", Role::Viewer, "pw").await.unwrap();
+    let ann = service.authenticate("ann", "pw").await.unwrap().unwrap();
+    let token = service.issue_token(&ann).await.unwrap();
+    let user = service.set_role("ann", Role::Op).await.unwrap();
+    assert_eq!((user.name.as_str(), user.role), ("ann", Role::Op));
+    let now = service.verify_token(&token).await.unwrap().unwrap();
+    assert_eq!(now.role, Role::Op);
+    assert!(matches!(
+        service.set_role("bob", Role::Op).await,
+        Err(ServiceError::UnknownUser(_))
+    ));
+}

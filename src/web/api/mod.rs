@@ -10,6 +10,7 @@ mod misc;
 mod models;
 mod runs;
 mod task_instances;
+mod users;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -119,6 +120,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(misc::import_errors))
         .routes(routes!(misc::health))
         .routes(routes!(misc::version))
+        .routes(routes!(users::list, users::add))
+        .routes(routes!(users::patch, users::remove))
         .split_for_parts()
 }
 

@@ -18,6 +18,7 @@ pub mod links;
 pub mod log;
 pub mod run;
 pub mod source;
+pub mod users;
 
 use askama::Template;
 use askama_web::WebTemplate;
