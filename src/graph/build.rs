@@ -763,11 +763,18 @@ impl BuiltGraph {
         let b = &self.b;
         let mut counts = vec![0usize; b.journals.len()];
         let mut last = vec![usize::MAX; b.journals.len()];
+        // Drugs of one name (with different ATC codes) are adjacent and count once, as in
+        // the analysis over the written graph.
+        let mut group = 0;
         for pos in 0..self.order.len() {
+            let name = |p: usize| &b.drugs[self.order[p] as usize].1;
+            if pos > 0 && name(pos) != name(pos - 1) {
+                group = pos;
+            }
             for &r in &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]] {
                 let j = b.records[r as usize].journal as usize;
-                if j != NONE as usize && last[j] != pos {
-                    last[j] = pos;
+                if j != NONE as usize && last[j] != group {
+                    last[j] = group;
                     counts[j] += 1;
                 }
             }
