@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{
     BuiltGraph, GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Rejected, Report,
-    Source,
+    Source, SpillPlan,
 };
 
 /// The graph as written to `graph.json`.
@@ -68,7 +68,7 @@ pub struct JournalLink {
 }
 
 /// `top_journals.json`: the journal(s) mentioning the most distinct drugs.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopJournals {
     /// The highest number of distinct drugs one journal mentions.
     pub max_distinct_drugs: usize,
