@@ -70,10 +70,10 @@ pub(super) async fn execute(config: &Config, cmd: GraphCommand) -> anyhow::Resul
 async fn top_journals(config: &Config, explicit: Option<&str>) -> anyhow::Result<TopJournals> {
     let found = locate(config, explicit)?;
     // Only the task's default names are known to belong together.
-    if found.name == "graph.json" {
-        if let Some(top) = written_top(&found, "top_journals.json").await {
-            return Ok(top);
-        }
+    if found.name == "graph.json"
+        && let Some(top) = written_top(&found, "top_journals.json").await
+    {
+        return Ok(top);
     }
     let copy = found.fetch().await?;
     let path = copy.path().to_path_buf();

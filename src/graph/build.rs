@@ -384,11 +384,11 @@ impl GraphBuilder {
             return spill.accept(chunk, &mut self.report);
         }
         self.accept_in_memory(chunk);
-        if let Some(plan) = &self.plan {
-            if self.held() > plan.rows_budget() {
-                let plan = plan.clone();
-                spill::start(self, &plan);
-            }
+        if let Some(plan) = &self.plan
+            && self.held() > plan.rows_budget()
+        {
+            let plan = plan.clone();
+            spill::start(self, &plan);
         }
     }
 

@@ -97,10 +97,10 @@ impl<'de, T: Deserialize<'de> + JournalOf> Deserialize<'de> for Journals<T> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut set = BTreeSet::new();
                 while let Some(item) = seq.next_element::<T>()? {
-                    if let Some(j) = item.journal() {
-                        if !set.contains(&j) {
-                            set.insert(j);
-                        }
+                    if let Some(j) = item.journal()
+                        && !set.contains(&j)
+                    {
+                        set.insert(j);
                     }
                 }
                 Ok(Journals(set, std::marker::PhantomData))

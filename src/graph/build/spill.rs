@@ -277,8 +277,8 @@ fn group(b: &GraphBuilder, mut spill: Spill, counts: &mut Report) -> io::Result<
     let name = |pos: usize| &b.drugs[order[pos] as usize].1;
     let mut ranges = Vec::new();
     let (mut start, mut held) = (0, 0u64);
-    for pos in 0..order.len() {
-        let bytes = spill.drug_bytes[order[pos] as usize];
+    for (pos, &drug) in order.iter().enumerate() {
+        let bytes = spill.drug_bytes[drug as usize];
         if pos > start && held + bytes > spill.rows_budget as u64 && name(pos) != name(pos - 1) {
             ranges.push(start..pos);
             (start, held) = (pos, 0);
@@ -548,7 +548,10 @@ mod tests {
 
     /// Generated rows with split records (same title and date, one missing id or journal),
     /// conflicting ids, escapes and non-ASCII text.
-    fn rows() -> Vec<(Source, Option<String>, String, String, Option<String>)> {
+    /// Kind, id, title, date, journal.
+    type Row = (Source, Option<String>, String, String, Option<String>);
+
+    fn rows() -> Vec<Row> {
         (0..12_000usize)
             .map(|i| {
                 let kind = if i % 3 == 0 {
