@@ -356,13 +356,14 @@ impl GraphBuilder {
         }
     }
 
-    /// Estimated bytes the rows held so far take.
+    /// Estimated bytes the rows held so far take. Lengths, not capacities: the unused
+    /// half of a grown vector is address space the kernel has not backed yet.
     fn held(&self) -> usize {
-        self.text.capacity()
-            + self.records.capacity() * std::mem::size_of::<Record>()
-            + self.mentions.capacity() * 8
-            + self.heads.capacity() * 24
-            + self.next.capacity() * 4
+        self.text.len()
+            + self.records.len() * std::mem::size_of::<Record>()
+            + self.mentions.len() * 8
+            + self.heads.len() * 24
+            + self.next.len() * 4
             + self.journal_bytes
     }
 
