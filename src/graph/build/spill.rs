@@ -51,7 +51,9 @@ impl SpillPlan {
     /// and the encoding buffers take (measured: up to about 256 MiB at 10k drugs × 5 M
     /// publications), and at most half of a small budget.
     pub(super) fn rows_budget(&self) -> usize {
-        (self.budget / 2).max(self.budget.saturating_sub(256 << 20)).max(1)
+        (self.budget / 2)
+            .max(self.budget.saturating_sub(256 << 20))
+            .max(1)
     }
 }
 
