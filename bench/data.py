@@ -7,7 +7,12 @@ time and peak RSS of import, load and drug_graph separately (each its own `orche
 and end to end (`orchestrator run drugs_orchestrator`, all in one process), with MB/s and
 publications/s.
 
-Usage: python3 bench/data.py [--scales S,M,L] [--repeats 1] [--binary target/release/orchestrator]
+`--memory-budget 256MiB` sets the `drug_graph` task's `memory_budget` (default: the task's own,
+1GiB); a budget below what the build holds makes it spill to disk, and the table's peak RSS
+shows whether it stayed within the budget.
+
+Usage: python3 bench/data.py [--scales S,M,L] [--repeats 1] [--memory-budget 256MiB]
+                             [--binary target/release/orchestrator]
 """
 
 import argparse
@@ -46,9 +51,12 @@ def timed(binary, args, cwd):
     return elapsed, usage.ru_maxrss / 1024
 
 
-def project(folder: Path, data: Path):
+def project(folder: Path, data: Path, budget=None):
     for d in ("dags", "config"):
         shutil.copytree(ROOT / d, folder / d, dirs_exist_ok=True)
+    if budget:
+        process = folder / "dags/templates/process.yaml"
+        process.write_text(process.read_text().rstrip("\n") + f"\n    memory_budget: {budget}\n")
     (folder / "config/projects.yaml").write_text(
         f"projects:\n  - name: drugs\n    dags: [import, load, process, orchestrator]\n"
         f"    vars: {{input_dir: {data}}}\n")
@@ -58,12 +66,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", default="S,M,L")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--memory-budget", default=None, help="drug_graph memory_budget, e.g. 256MiB")
     ap.add_argument("--binary", default=str(ROOT / "target/release/orchestrator"))
     a = ap.parse_args()
     binary = Path(a.binary).resolve()
     if not binary.exists():
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(f"drug_graph memory_budget: {a.memory_budget or 'default (1GiB)'}")
     print("| scale | step | wall s (median) | range s | peak RSS MB | throughput |")
     print("|---|---|---|---|---|---|")
     for scale in a.scales.split(","):
@@ -73,7 +83,7 @@ def main():
         for _ in range(a.repeats):
             folder = Path(tempfile.mkdtemp(prefix=f"orchestrator-data-{scale}-"))
             try:
-                project(folder, data)
+                project(folder, data, a.memory_budget)
                 for step, dag in (("import", "drugs_import"), ("load", "drugs_load"),
                                   ("drug_graph", "drugs_process"), ("end to end", "drugs_orchestrator")):
                     results.setdefault(step, []).append(timed(binary, ["run", dag], folder))

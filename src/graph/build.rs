@@ -23,6 +23,10 @@ use foldhash::fast::FixedState;
 use super::clean::{clean_text, parse_date};
 use super::matcher::DrugMatcher;
 
+mod spill;
+
+pub use spill::SpillPlan;
+
 type FastMap<K, V> = HashMap<K, V, FixedState>;
 
 /// Which kind of publication a row is.
@@ -258,6 +262,12 @@ pub struct GraphBuilder {
     heads: FastMap<u64, u32>,
     next: Vec<u32>,
     report: Report,
+    /// Bytes held by interned journal names.
+    journal_bytes: usize,
+    /// When to spill, and where; `None` keeps everything in memory.
+    plan: Option<SpillPlan>,
+    /// Set once the held rows passed the plan's budget: rows go to disk from then on.
+    spill: Option<spill::Spill>,
 }
 
 impl GraphBuilder {
@@ -310,7 +320,51 @@ impl GraphBuilder {
             heads: FastMap::default(),
             next: Vec::new(),
             report,
+            journal_bytes: 0,
+            plan: None,
+            spill: None,
         })
+    }
+
+    /// Spills to disk past the plan's memory budget instead of holding every row.
+    pub fn with_budget(mut self, plan: SpillPlan) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+
+    /// Whether rows went to disk.
+    pub fn spilled(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    /// A builder with the same drugs and matcher and no rows, never spilling.
+    fn empty_like(&self) -> Self {
+        Self {
+            drugs: Vec::new(),
+            preparer: self.preparer.clone(),
+            text: Vec::new(),
+            journals: Vec::new(),
+            journal_ids: FastMap::default(),
+            records: Vec::new(),
+            mentions: Vec::new(),
+            heads: FastMap::default(),
+            next: Vec::new(),
+            report: Report::default(),
+            journal_bytes: 0,
+            plan: None,
+            spill: None,
+        }
+    }
+
+    /// Estimated bytes the rows held so far take. Lengths, not capacities: the unused
+    /// half of a grown vector is address space the kernel has not backed yet.
+    fn held(&self) -> usize {
+        self.text.len()
+            + self.records.len() * std::mem::size_of::<Record>()
+            + self.mentions.len() * 8
+            + self.heads.len() * 24
+            + self.next.len() * 4
+            + self.journal_bytes
     }
 
     /// Adds one publication row.
@@ -327,6 +381,19 @@ impl GraphBuilder {
 
     /// Adds prepared rows; chunks must come in source order for a deterministic merge.
     pub fn accept(&mut self, chunk: PreparedChunk) {
+        if let Some(spill) = &mut self.spill {
+            return spill.accept(chunk, &mut self.report);
+        }
+        self.accept_in_memory(chunk);
+        if let Some(plan) = &self.plan
+            && self.held() > plan.rows_budget()
+        {
+            let plan = plan.clone();
+            spill::start(self, &plan);
+        }
+    }
+
+    fn accept_in_memory(&mut self, chunk: PreparedChunk) {
         self.report.rows += chunk.rows_read;
         for row in &chunk.rows {
             let journal = row.journal.map(|s| self.intern(chunk.slice(s)));
@@ -402,6 +469,7 @@ impl GraphBuilder {
             return i;
         }
         let i = self.journals.len() as u32;
+        self.journal_bytes += journal.len() * 2 + 64;
         self.journals
             .push(String::from_utf8_lossy(journal).into_owned());
         self.journal_ids.insert(journal.into(), i);
@@ -422,7 +490,14 @@ impl GraphBuilder {
 
     /// Groups the mentions by drug in output order and returns the finished graph (each
     /// drug's mentions are sorted as it is written).
-    pub fn finish(mut self) -> BuiltGraph {
+    pub fn finish(self) -> BuiltGraph {
+        if self.spill.is_some() {
+            return spill::finish(self);
+        }
+        self.finish_in_memory()
+    }
+
+    fn finish_in_memory(mut self) -> BuiltGraph {
         self.report.mentioning = self.records.len();
         self.report.mentions = self.mentions.len();
         // Only needed while merging.
@@ -475,6 +550,7 @@ impl GraphBuilder {
             by_drug,
             journal_rank,
             journal_json,
+            spilled: None,
         }
     }
 
@@ -564,6 +640,8 @@ pub struct BuiltGraph {
     /// Position of each journal in name order, and the JSON of each name in that order.
     journal_rank: Vec<u32>,
     journal_json: Vec<Vec<u8>>,
+    /// The rows on disk, when they went there.
+    spilled: Option<spill::Spilled>,
 }
 
 /// Per-thread buffers for encoding nodes.
@@ -587,7 +665,21 @@ impl BuiltGraph {
         threads: usize,
     ) -> std::io::Result<()> {
         out.write_all(b"{\"drugs\": [\n")?;
-        let pieces = self.pieces(threads);
+        match &self.spilled {
+            Some(spilled) => spilled.write(self, out, threads)?,
+            None => self.write_nodes(0..self.order.len(), out, threads)?,
+        }
+        out.write_all(b"\n]}\n")
+    }
+
+    /// Writes the nodes of the drugs at output positions `range`.
+    fn write_nodes(
+        &self,
+        range: Range<usize>,
+        out: &mut (impl Write + ?Sized),
+        threads: usize,
+    ) -> std::io::Result<()> {
+        let pieces = self.pieces(threads, range);
         if threads <= 1 {
             let (mut scratch, mut buf) = (Scratch::default(), Vec::new());
             for range in pieces {
@@ -598,16 +690,16 @@ impl BuiltGraph {
         } else {
             self.write_parallel(pieces, out, threads)?;
         }
-        out.write_all(b"\n]}\n")
+        Ok(())
     }
 
-    /// Contiguous runs of drugs with about the same number of mentions each.
-    fn pieces(&self, threads: usize) -> Vec<Range<usize>> {
+    /// Contiguous runs of the drugs at `range` with about the same number of mentions each.
+    fn pieces(&self, threads: usize, range: Range<usize>) -> Vec<Range<usize>> {
         let target = (self.by_drug.len() / (threads.max(1) * 128)).max(4096);
         let mut pieces = Vec::new();
-        let mut start = 0;
-        for p in 0..self.order.len() {
-            if self.offsets[p + 1] - self.offsets[start] >= target || p + 1 == self.order.len() {
+        let mut start = range.start;
+        for p in range.clone() {
+            if self.offsets[p + 1] - self.offsets[start] >= target || p + 1 == range.end {
                 pieces.push(start..p + 1);
                 start = p + 1;
             }
@@ -758,20 +850,14 @@ impl BuiltGraph {
         buf.push(b'}');
     }
 
-    /// The journal(s) mentioning the most distinct drugs.
+    /// The journal(s) mentioning the most distinct drugs (for a spilled graph, known once
+    /// it is written).
     pub fn top_journals(&self) -> super::TopJournals {
-        let b = &self.b;
-        let mut counts = vec![0usize; b.journals.len()];
-        let mut last = vec![usize::MAX; b.journals.len()];
-        for pos in 0..self.order.len() {
-            for &r in &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]] {
-                let j = b.records[r as usize].journal as usize;
-                if j != NONE as usize && last[j] != pos {
-                    last[j] = pos;
-                    counts[j] += 1;
-                }
-            }
+        if let Some(spilled) = &self.spilled {
+            return spilled.top_journals();
         }
+        let b = &self.b;
+        let counts = self.journal_counts(0..self.order.len());
         let max = counts.iter().copied().max().unwrap_or(0);
         let mut journals: Vec<String> = counts
             .iter()
@@ -784,6 +870,31 @@ impl BuiltGraph {
             max_distinct_drugs: max,
             journals,
         }
+    }
+
+    /// Distinct drug names mentioned by each journal (by journal id) among the drugs at
+    /// `range`, which must not split a run of drugs of one name.
+    fn journal_counts(&self, range: Range<usize>) -> Vec<usize> {
+        let b = &self.b;
+        let mut counts = vec![0usize; b.journals.len()];
+        let mut last = vec![usize::MAX; b.journals.len()];
+        // Drugs of one name (with different ATC codes) are adjacent and count once, as in
+        // the analysis over the written graph.
+        let mut group = range.start;
+        for pos in range.clone() {
+            let name = |p: usize| &b.drugs[self.order[p] as usize].1;
+            if pos > range.start && name(pos) != name(pos - 1) {
+                group = pos;
+            }
+            for &r in &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]] {
+                let j = b.records[r as usize].journal as usize;
+                if j != NONE as usize && last[j] != group {
+                    last[j] = group;
+                    counts[j] += 1;
+                }
+            }
+        }
+        counts
     }
 
     /// The graph as owned values (for tests and small graphs).
@@ -1083,7 +1194,7 @@ mod tests {
         }
         let built = b.finish();
         assert!(
-            built.pieces(2).len() > 2,
+            built.pieces(2, 0..40).len() > 2,
             "the test must cover several pieces"
         );
         let (mut one, mut two) = (Vec::new(), Vec::new());

@@ -1,18 +1,19 @@
 //! The drug-mention graph: which publications (PubMed articles, clinical trials) and which
 //! journals mention each drug, with dates. Built by the `drug_graph` task from cleaned rows
 //! ([`clean`]) with a multi-pattern whole-word matcher ([`matcher`]); read back by the
-//! `graph` analyses ([`analysis`]).
+//! `graph` analyses ([`analysis`], streamed over the file by [`stream`]).
 
 pub mod analysis;
 pub mod build;
 pub mod clean;
 pub mod matcher;
+pub mod stream;
 
 use serde::{Deserialize, Serialize};
 
 pub use build::{
     BuiltGraph, GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Rejected, Report,
-    Source,
+    Source, SpillPlan,
 };
 
 /// The graph as written to `graph.json`.
@@ -67,7 +68,7 @@ pub struct JournalLink {
 }
 
 /// `top_journals.json`: the journal(s) mentioning the most distinct drugs.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopJournals {
     /// The highest number of distinct drugs one journal mentions.
     pub max_distinct_drugs: usize,

@@ -16,7 +16,9 @@ use crate::data::direct::DirectWriter;
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::{GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source};
+use crate::graph::{
+    GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source, SpillPlan,
+};
 
 /// Rows left out that the log lists one by one (the rejects file has them all).
 const SHOWN_REJECTS: usize = 20;
@@ -49,6 +51,67 @@ pub struct DrugGraphTask {
     /// network disk) and the machine has the memory to buffer the file.
     #[serde(default = "defaults::direct_io")]
     pub direct_io: bool,
+    /// Peak memory the build aims to stay under (`256MiB`, `1GiB`, `500MB` or a number of
+    /// bytes): past it, rows spill to a temporary folder beside the output.
+    #[serde(default = "defaults::memory_budget")]
+    pub memory_budget: Size,
+}
+
+/// A size as written in a DAG: a number of bytes or text such as `256MiB`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// Bytes.
+    Bytes(u64),
+    /// Text with a unit, read by [`parse_size`].
+    Text(String),
+}
+
+/// Smallest memory budget taken: below it the fixed costs (matcher, buffers) dominate.
+pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
+
+impl Size {
+    /// The size in bytes.
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Self::Bytes(n) => Ok(*n),
+            Self::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// Reads `256MiB`, `1 GiB`, `1.5GB`, `4096` (bytes); units B, KB/MB/GB/TB (powers of 1000)
+/// and KiB/MiB/GiB/TiB (powers of 1024), K/M/G/T meaning the binary ones, case-insensitive.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "cannot read '{text}' as a size (write e.g. 256MiB or 1GiB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("cannot read '{text}' as a size (write e.g. 256MiB or 1GiB)"))?;
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("'{text}' is too large"));
+    }
+    Ok(bytes as u64)
 }
 
 mod defaults {
@@ -70,15 +133,33 @@ mod defaults {
     pub fn direct_io() -> bool {
         true
     }
+    pub fn memory_budget() -> super::Size {
+        super::Size::Text("1GiB".into())
+    }
 }
 
 impl DrugGraphTask {
     /// Checks arguments at load time.
     pub fn validate(&self) -> Result<(), String> {
+        self.budget()?;
         std::iter::once(&self.drugs)
             .chain(&self.pubmed)
             .chain(&self.clinical_trials)
             .try_for_each(|t| super::import::valid_table(t))
+    }
+
+    /// The memory budget in bytes.
+    fn budget(&self) -> Result<u64, String> {
+        let bytes = self
+            .memory_budget
+            .bytes()
+            .map_err(|e| format!("drug_graph 'memory_budget': {e}"))?;
+        if bytes < MIN_MEMORY_BUDGET {
+            return Err(format!(
+                "drug_graph 'memory_budget': {bytes} bytes is below the smallest budget, 1MiB"
+            ));
+        }
+        Ok(bytes)
     }
 
     /// Reads the tables, builds the graph, writes the outputs.
@@ -179,7 +260,23 @@ impl DrugGraphTask {
         let started = std::time::Instant::now();
         let mut timings = Vec::new();
         let raw_drugs = read_drugs(&self.drugs, drugs)?;
-        let mut builder = GraphBuilder::new(raw_drugs).map_err(DataError::Format)?;
+        let budget = self.budget().map_err(DataError::Format)?;
+        let input_bytes = sources
+            .iter()
+            .filter_map(|(_, _, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let plan = SpillPlan {
+            // Beside the output (its scratch file is), else the system's temporary folder.
+            dir: graph
+                .parent()
+                .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf),
+            budget: usize::try_from(budget).unwrap_or(usize::MAX),
+            input_bytes,
+        };
+        let mut builder = GraphBuilder::new(raw_drugs)
+            .map_err(DataError::Format)?
+            .with_budget(plan);
         timings.push(format!(
             "drugs and matcher {:.2}s",
             started.elapsed().as_secs_f64()
@@ -187,6 +284,7 @@ impl DrugGraphTask {
         let t = std::time::Instant::now();
         read_publications(sources, &mut builder, cancelled)?;
         timings.push(format!("publications {:.2}s", t.elapsed().as_secs_f64()));
+        let spilled = builder.spilled();
         if cancelled() {
             return Err(DataError::Cancelled("drug_graph stopped".into()));
         }
@@ -237,6 +335,12 @@ impl DrugGraphTask {
                 top.journals.join(", ")
             ),
         ];
+        if spilled {
+            lines.push(format!(
+                "the rows passed the memory budget ({} bytes): they were spilled to disk and merged back",
+                budget
+            ));
+        }
         lines.push(format!("timings: {}", timings.join(", ")));
         lines.extend(
             report
@@ -489,4 +593,172 @@ fn prepare_job(job: &Job<'_>, preparer: &Preparer) -> Result<PreparedChunk, Data
         preparer.prepare_into(&raw, &mut chunk);
     }
     Ok(chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use arrow_array::{ArrayRef, StringArray};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_their_units() {
+        for (text, bytes) in [
+            ("256MiB", 256 << 20),
+            ("1GiB", 1 << 30),
+            (" 1 gib ", 1 << 30),
+            ("1.5G", 3 << 29),
+            ("500MB", 500_000_000),
+            ("4096", 4096),
+            ("2k", 2048),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "MiB", "12XB", "-1MiB", "1..2G", "1e400"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn parquet(dir: &Path, name: &str, columns: &[(&str, Vec<String>)]) -> PathBuf {
+        let path = dir.join(name);
+        let batch = RecordBatch::try_from_iter(
+            columns
+                .iter()
+                .map(|(n, v)| (*n, Arc::new(StringArray::from(v.clone())) as ArrayRef)),
+        )
+        .unwrap();
+        let mut w =
+            ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    use std::fs::File;
+
+    /// A cancelled or failed build leaves no spill folder behind.
+    #[test]
+    fn a_cancelled_or_failed_build_removes_its_spill() {
+        let dir = tempfile::tempdir().unwrap();
+        let drugs = parquet(
+            dir.path(),
+            "drugs.parquet",
+            &[
+                ("atccode", (0..20).map(|i| format!("A{i}")).collect()),
+                ("drug", (0..20).map(|i| format!("DRUG{i}")).collect()),
+            ],
+        );
+        let rows = 60_000;
+        let pubmed = parquet(
+            dir.path(),
+            "pubmed.parquet",
+            &[
+                ("id", (0..rows).map(|i| i.to_string()).collect()),
+                (
+                    "title",
+                    (0..rows)
+                        .map(|i| format!("drug{} and drug{} study number {i}", i % 20, i % 7))
+                        .collect(),
+                ),
+                (
+                    "date",
+                    (0..rows).map(|_| "2020-01-01".to_string()).collect(),
+                ),
+                (
+                    "journal",
+                    (0..rows).map(|i| format!("J{}", i % 9)).collect(),
+                ),
+            ],
+        );
+        // No date column: fails after the first table spilled.
+        let broken = parquet(
+            dir.path(),
+            "broken.parquet",
+            &[("title", vec!["drug1".to_string()])],
+        );
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let task: DrugGraphTask = serde_json::from_value(
+            serde_json::json!({"type": "drug_graph", "memory_budget": "1MiB"})
+                .as_object()
+                .map(|m| {
+                    let mut m = m.clone();
+                    m.remove("type");
+                    serde_json::Value::Object(m)
+                })
+                .unwrap(),
+        )
+        .unwrap();
+        let files = || {
+            (0..2)
+                .map(|i| File::create(out.join(format!("f{i}"))).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let graph = out.join("graph.json");
+        let left = || {
+            std::fs::read_dir(&out)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".graph-spill")
+                })
+                .count()
+        };
+        let sources = vec![("pubmed".to_string(), Source::Pubmed, pubmed.clone())];
+        // Past the second job, waits (boundedly) until the spill folder exists: the spill
+        // has started whatever the threads' speed.
+        let calls = AtomicUsize::new(0);
+        let spilling = || {
+            if calls.fetch_add(1, Ordering::Relaxed) >= 2 {
+                let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while left() == 0 && std::time::Instant::now() < limit {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert_eq!(left(), 1, "the build did not spill");
+                return true;
+            }
+            false
+        };
+        let result = task.build(&drugs, &sources, &graph, files(), &spilling);
+        assert!(
+            matches!(result, Err(DataError::Cancelled(_))),
+            "{:?}",
+            result.err()
+        );
+        assert_eq!(left(), 0);
+        let failing = vec![
+            ("pubmed".to_string(), Source::Pubmed, pubmed),
+            ("broken".to_string(), Source::Pubmed, broken),
+        ];
+        calls.store(0, Ordering::Relaxed);
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        let result = task.build(&drugs, &failing, &graph, files(), &|| {
+            if !waited.load(Ordering::Relaxed) && spilling() {
+                waited.store(true, Ordering::Relaxed);
+            }
+            false
+        });
+        assert!(waited.load(Ordering::Relaxed));
+        assert!(
+            matches!(&result, Err(DataError::Format(m)) if m.contains("no 'date' column")),
+            "{:?}",
+            result.err()
+        );
+        assert_eq!(left(), 0);
+        File::create(&graph).unwrap();
+        // And a finished build removes it too, having spilled.
+        let summary = task
+            .build(&drugs, &sources, &graph, files(), &|| false)
+            .unwrap();
+        assert!(summary.lines.iter().any(|l| l.contains("spilled to disk")));
+        assert_eq!(left(), 0);
+    }
 }

@@ -9,6 +9,7 @@ mod dashboard;
 mod dashboard_runs;
 mod execution;
 mod fuzz;
+mod graph_budget;
 mod hostile_dags;
 mod hostile_data;
 mod hostile_http;

@@ -78,6 +78,51 @@ fn the_sample_pipeline_builds_the_expected_graph_and_reruns_byte_identical() {
         related,
         json!({"drug": "TETRACYCLINE", "related_drugs": ["ETHANOL"]})
     );
+
+    // Without the task's top_journals.json (or with a stale one), one streamed pass over the
+    // graph gives the same answer; a pretty-printed graph streams too.
+    let written = std::fs::read(env.path("processed_data/top_journals.json")).unwrap();
+    std::fs::remove_file(env.path("processed_data/top_journals.json")).unwrap();
+    assert_eq!(env.json(&["graph", "top-journals"]), top);
+    let pretty =
+        serde_json::to_string_pretty(&read_json(&env, "processed_data/graph.json")).unwrap();
+    std::fs::write(env.path("pretty.json"), pretty).unwrap();
+    assert_eq!(
+        env.json(&["graph", "top-journals", "--graph", "pretty.json"]),
+        top
+    );
+    assert_eq!(
+        env.json(&[
+            "graph",
+            "related-drugs",
+            "Tetracycline",
+            "--graph",
+            "pretty.json"
+        ]),
+        related
+    );
+    let stale = br#"{"max_distinct_drugs": 99, "journals": ["stale"]}"#;
+    std::fs::write(env.path("processed_data/top_journals.json"), stale).unwrap();
+    let graph = env.path("processed_data/graph.json");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&graph)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(env.json(&["graph", "top-journals"]), top);
+    std::fs::write(env.path("processed_data/top_journals.json"), written).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&graph)
+        .unwrap()
+        .set_modified(later - std::time::Duration::from_secs(120))
+        .unwrap();
+    assert_eq!(env.json(&["graph", "top-journals"]), top);
+    let missing = env.run(&["graph", "related-drugs", "nothing"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("drug 'nothing' is not in the graph"));
 }
 
 fn import_dag(source: &str) -> String {
