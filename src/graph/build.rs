@@ -309,7 +309,16 @@ impl GraphBuilder {
             matcher: std::sync::Arc::new(DrugMatcher::new(&names)?),
         };
         report.drugs = drugs.len();
-        Ok(Self {
+        Ok(Self::holding_nothing(drugs, preparer, report))
+    }
+
+    /// A builder over these drugs with no rows yet, never spilling.
+    fn holding_nothing(
+        drugs: Vec<(Option<String>, String)>,
+        preparer: Preparer,
+        report: Report,
+    ) -> Self {
+        Self {
             drugs,
             preparer,
             text: Vec::new(),
@@ -323,7 +332,7 @@ impl GraphBuilder {
             journal_bytes: 0,
             plan: None,
             spill: None,
-        })
+        }
     }
 
     /// Spills to disk past the plan's memory budget instead of holding every row.
@@ -339,21 +348,7 @@ impl GraphBuilder {
 
     /// A builder with the same drugs and matcher and no rows, never spilling.
     fn empty_like(&self) -> Self {
-        Self {
-            drugs: Vec::new(),
-            preparer: self.preparer.clone(),
-            text: Vec::new(),
-            journals: Vec::new(),
-            journal_ids: FastMap::default(),
-            records: Vec::new(),
-            mentions: Vec::new(),
-            heads: FastMap::default(),
-            next: Vec::new(),
-            report: Report::default(),
-            journal_bytes: 0,
-            plan: None,
-            spill: None,
-        }
+        Self::holding_nothing(Vec::new(), self.preparer.clone(), Report::default())
     }
 
     /// Estimated bytes the rows held so far take. Lengths, not capacities: the unused
