@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sql::Backend;
 use super::{Store, StoreResult, to_text};
 
 /// How much one transaction of a clean takes on.
@@ -58,16 +59,31 @@ impl std::ops::AddAssign for CleanCounts {
     }
 }
 
-/// The ids (a JSON array) of the runs of the families rooted at `?1` (a JSON array of run
-/// ids) in which every run is finished and ended (or, never started, was queued) before `?2`.
-const DELETABLE_RUNS: &str = "WITH RECURSIVE family (id, root) AS ( \
-        SELECT id, id FROM dag_run WHERE id IN (SELECT value FROM json_each(?1)) \
-        UNION ALL \
-        SELECT c.id, f.root FROM dag_run c JOIN family f ON c.parent_run = f.id \
-    ) \
-    SELECT json_group_array(f.id) FROM family f WHERE f.root NOT IN ( \
-        SELECT k.root FROM family k JOIN dag_run r ON r.id = k.id \
-        WHERE NOT (r.state IN ('success', 'failed') AND COALESCE(r.end_date, r.queued_at) < ?2))";
+/// The ids (a JSON array) of the runs of the families rooted at `$1` (a JSON array of run
+/// ids) in which every run is finished and ended (or, never started, was queued) before `$2`.
+fn deletable_runs(backend: Backend) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "WITH RECURSIVE family (id, root) AS ( \
+            SELECT id, id FROM dag_run WHERE id IN (SELECT k.value FROM {}) \
+            UNION ALL \
+            SELECT c.id, f.root FROM dag_run c JOIN family f ON c.parent_run = f.id \
+        ) \
+        SELECT {} FROM family f WHERE f.root NOT IN ( \
+            SELECT k.root FROM family k JOIN dag_run r ON r.id = k.id \
+            WHERE NOT (r.state IN ('success', 'failed') \
+            AND COALESCE(r.end_date, r.queued_at) < $2))",
+        backend.json_ints("$1", "k"),
+        backend.json_int_array("f.id")
+    ))
+}
+
+/// `column IN` the run keys of the JSON array bound at `$1`.
+fn in_runs(backend: Backend, column: &str) -> String {
+    format!(
+        "{column} IN (SELECT k.value FROM {})",
+        backend.json_ints("$1", "k")
+    )
+}
 
 impl Store {
     /// Deletes the families of finished runs that ended before `before`, with their task
@@ -86,13 +102,13 @@ impl Store {
         // write lock of its own short transactions, so a run cleared meanwhile is kept.
         loop {
             let roots: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM dag_run WHERE id > ? AND parent_run IS NULL \
-                 AND state IN ('success', 'failed') AND COALESCE(end_date, queued_at) < ? \
-                 ORDER BY id LIMIT ?",
+                "SELECT id FROM dag_run WHERE id > $1 AND parent_run IS NULL \
+                 AND state IN ('success', 'failed') AND COALESCE(end_date, queued_at) < $2 \
+                 ORDER BY id LIMIT $3",
             )
             .bind(after)
             .bind(&before)
-            .bind(batch.runs.max(1))
+            .bind(i64::from(batch.runs.max(1)))
             .fetch_all(&self.pool)
             .await?;
             let Some(&last) = roots.last() else { break };
@@ -111,7 +127,7 @@ impl Store {
     }
 
     async fn count_families(&self, roots: &str, before: &str) -> StoreResult<CleanCounts> {
-        let runs: String = sqlx::query_scalar(DELETABLE_RUNS)
+        let runs: String = sqlx::query_scalar(deletable_runs(self.backend))
             .bind(roots)
             .bind(before)
             .fetch_one(&self.pool)
@@ -128,7 +144,8 @@ impl Store {
     /// Rows of `table` whose `column` is one of `runs` (a JSON array of run ids).
     async fn count_rows(&self, table: &str, column: &str, runs: &str) -> StoreResult<u64> {
         let sql = format!(
-            "SELECT COUNT(*) FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+            "SELECT COUNT(*) FROM {table} WHERE {}",
+            in_runs(self.backend, column)
         );
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(runs)
@@ -147,39 +164,38 @@ impl Store {
     ) -> StoreResult<CleanCounts> {
         let mut counts = CleanCounts::default();
         loop {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let runs: String = sqlx::query_scalar(DELETABLE_RUNS)
+            let mut tx = self.begin_write().await?;
+            let runs: String = sqlx::query_scalar(deletable_runs(self.backend))
                 .bind(roots)
                 .bind(before)
                 .fetch_one(&mut *tx)
                 .await?;
-            let logs = sqlx::query(
-                "DELETE FROM task_log WHERE rowid IN (SELECT rowid FROM task_log \
-                 WHERE run IN (SELECT value FROM json_each(?)) LIMIT ?)",
-            )
-            .bind(&runs)
-            .bind(log_rows)
+            let sql = sqlx::AssertSqlSafe(format!(
+                "DELETE FROM task_log WHERE id IN (SELECT id FROM task_log WHERE {} LIMIT $2)",
+                in_runs(self.backend, "run")
+            ));
+            let logs = sqlx::query(sql)
+                .bind(&runs)
+                .bind(i64::from(log_rows))
             .execute(&mut *tx)
             .await?
             .rows_affected();
             counts.task_log += logs;
             if logs < u64::from(log_rows) {
-                let mut delete = async |sql: &'static str| -> StoreResult<u64> {
-                    let done = sqlx::query(sql).bind(&runs).execute(&mut *tx).await?;
+                let backend = self.backend;
+                let mut delete = async |table: &str, column: &str| -> StoreResult<u64> {
+                    let sql = format!("DELETE FROM {table} WHERE {}", in_runs(backend, column));
+                    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&runs)
+                        .execute(&mut *tx)
+                        .await?;
                     Ok(done.rows_affected())
                 };
-                counts.task_try +=
-                    delete("DELETE FROM task_try WHERE run IN (SELECT value FROM json_each(?))")
-                        .await?;
-                counts.task_instance += delete(
-                    "DELETE FROM task_instance WHERE run IN (SELECT value FROM json_each(?))",
-                )
-                .await?;
+                counts.task_try += delete("task_try", "run").await?;
+                counts.task_instance += delete("task_instance", "run").await?;
                 // One statement for a whole family: the parent_run references are checked
                 // at its end, when parent and children are gone together.
-                counts.dag_run +=
-                    delete("DELETE FROM dag_run WHERE id IN (SELECT value FROM json_each(?))")
-                        .await?;
+                counts.dag_run += delete("dag_run", "id").await?;
                 tx.commit().await?;
                 return Ok(counts);
             }
@@ -190,20 +206,20 @@ impl Store {
     /// Deletes DAG versions created before `before` that no run uses and that are not the
     /// newest version of their DAG (so a DAG's current definition stays visible).
     async fn clean_unused_dag_versions(&self, before: &str, dry_run: bool) -> StoreResult<u64> {
-        let unused = "FROM dag_version v WHERE v.created_at < ?1 \
+        let unused = "FROM dag_version v WHERE v.created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM dag_run r WHERE r.dag_version = v.hash) \
              AND v.created_at < (SELECT MAX(w.created_at) FROM dag_version w WHERE w.dag_id = v.dag_id)";
         self.count_or_delete("dag_version", "hash", unused, before, dry_run)
             .await
     }
 
-    /// Deletes instances whose lease ended (stopped or expired) before `before` and that
-    /// own no run any more.
+    /// Deletes instances whose lease ended (stopped or expired) before `before` and before
+    /// now, and that own no run any more.
     async fn clean_stopped_instances(&self, before: &str, dry_run: bool) -> StoreResult<u64> {
-        let gone = "FROM instance v WHERE COALESCE(v.stopped_at, v.lease_expires_at) < ?1 \
-             AND COALESCE(v.stopped_at, v.lease_expires_at) < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+        let gone = "FROM instance v WHERE COALESCE(v.stopped_at, v.lease_expires_at) < $1 \
              AND NOT EXISTS (SELECT 1 FROM dag_run r WHERE r.owner = v.id)";
-        self.count_or_delete("instance", "id", gone, before, dry_run)
+        let now = to_text(Utc::now());
+        self.count_or_delete("instance", "id", gone, before.min(now.as_str()), dry_run)
             .await
     }
 

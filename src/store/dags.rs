@@ -12,10 +12,11 @@ impl Store {
     /// Records DAGs seen by the loader (unpaused on creation); existing rows are kept.
     pub async fn ensure_dags(&self, ids: impl IntoIterator<Item = &DagId>) -> StoreResult<()> {
         let now = to_text(Utc::now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for id in ids {
             sqlx::query(
-                "INSERT OR IGNORE INTO dag (dag_id, is_paused, first_seen) VALUES (?, 0, ?)",
+                "INSERT INTO dag (dag_id, is_paused, first_seen) VALUES ($1, 0, $2) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(id.as_str())
             .bind(&now)
@@ -29,13 +30,13 @@ impl Store {
     /// Sets the paused flag; returns the previous value.
     pub async fn set_paused(&self, id: &DagId, paused: bool) -> StoreResult<bool> {
         self.ensure_dags([id]).await?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let before: i64 = sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = ?")
+        let mut tx = self.begin_write().await?;
+        let before: i64 = sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = $1")
             .bind(id.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query("UPDATE dag SET is_paused = ? WHERE dag_id = ?")
-            .bind(paused)
+        sqlx::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
+            .bind(i64::from(paused))
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
@@ -45,7 +46,7 @@ impl Store {
 
     /// Whether a DAG is paused (one never seen is not).
     pub async fn is_paused(&self, id: &DagId) -> StoreResult<bool> {
-        let paused: Option<i64> = sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = ?")
+        let paused: Option<i64> = sqlx::query_scalar("SELECT is_paused FROM dag WHERE dag_id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;

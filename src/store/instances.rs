@@ -72,7 +72,7 @@ impl Store {
         let id = InstanceId::new(new_uid());
         sqlx::query(
             "INSERT INTO instance (id, host, pid, kind, started_at, epoch, heartbeat_at, \
-             lease_expires_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+             lease_expires_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
         )
         .bind(id.as_str())
         .bind(crate::tasks::process::this_host())
@@ -98,12 +98,12 @@ impl Store {
     ) -> StoreResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
         // The time is read once the write lock is held: a renewal that waited behind another
         // transaction past the lease's end must fail, not extend a lease that had lapsed.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = Utc::now();
         let until = expiry(now, lease)?;
         let done = sqlx::query(
-            "UPDATE instance SET heartbeat_at = ?1, lease_expires_at = ?2 \
-             WHERE id = ?3 AND epoch = ?4 AND stopped_at IS NULL AND lease_expires_at > ?1",
+            "UPDATE instance SET heartbeat_at = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND epoch = $4 AND stopped_at IS NULL AND lease_expires_at > $1",
         )
         .bind(to_text(now))
         .bind(to_text(until))
@@ -120,8 +120,8 @@ impl Store {
     pub async fn reacquire_lease(&self, owner: &Owner, lease: Duration) -> StoreResult<Owner> {
         let now = Utc::now();
         let epoch: i64 = sqlx::query_scalar(
-            "UPDATE instance SET epoch = epoch + 1, heartbeat_at = ?1, lease_expires_at = ?2, \
-             stopped_at = NULL WHERE id = ?3 RETURNING epoch",
+            "UPDATE instance SET epoch = epoch + 1, heartbeat_at = $1, lease_expires_at = $2, \
+             stopped_at = NULL WHERE id = $3 RETURNING epoch",
         )
         .bind(to_text(now))
         .bind(to_text(expiry(now, lease)?))
@@ -138,7 +138,7 @@ impl Store {
     pub async fn stop_instance(&self, owner: &Owner) -> StoreResult<()> {
         let now = to_text(Utc::now());
         sqlx::query(
-            "UPDATE instance SET stopped_at = ?1, lease_expires_at = ?1 WHERE id = ?2 AND epoch = ?3",
+            "UPDATE instance SET stopped_at = $1, lease_expires_at = $1 WHERE id = $2 AND epoch = $3",
         )
         .bind(&now)
         .bind(owner.id.as_str())
@@ -150,13 +150,13 @@ impl Store {
 
     /// Whether `owner` still holds a live lease (checked inside fenced transactions).
     pub(super) async fn lease_is_live(
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         owner: &Owner,
         now: &str,
     ) -> StoreResult<bool> {
         let live: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM instance WHERE id = ? AND epoch = ? AND stopped_at IS NULL \
-             AND lease_expires_at > ?",
+            "SELECT 1 FROM instance WHERE id = $1 AND epoch = $2 AND stopped_at IS NULL \
+             AND lease_expires_at > $3",
         )
         .bind(owner.id.as_str())
         .bind(owner.epoch)
@@ -311,7 +311,7 @@ mod tests {
         assert!(store.adoptable_running(&b).await.unwrap().is_empty());
         // A was frozen past its lease.
         sqlx::query(
-            "UPDATE instance SET lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = ?",
+            "UPDATE instance SET lease_expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = $1",
         )
         .bind(a.id.as_str())
         .execute(&store.pool)

@@ -2,7 +2,7 @@
 //! range and upserting one marker per drop (see `tasks::log` for the numbering rule), and
 //! read whole, followed by seq, or from the end (a tail).
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::rows::Change;
 use super::{Store, StoreResult, to_text};
@@ -33,13 +33,13 @@ impl Store {
     ) -> StoreResult<Vec<LogLine>> {
         let rows = sqlx::query(
             "SELECT seq, ts, level, message FROM task_log \
-             WHERE run = ? AND task_id = ? AND try_number = ? AND seq > ? ORDER BY seq LIMIT ?",
+             WHERE run = $1 AND task_id = $2 AND try_number = $3 AND seq > $4 ORDER BY seq LIMIT $5",
         )
         .bind(run.0)
         .bind(task.as_str())
-        .bind(try_number)
+        .bind(i64::from(try_number))
         .bind(sql_seq(after_seq))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(log_line).collect()
@@ -58,28 +58,38 @@ impl Store {
     ) -> StoreResult<Vec<LogLine>> {
         let rows = sqlx::query(
             "SELECT seq, ts, level, message FROM task_log \
-             WHERE run = ? AND task_id = ? AND try_number = ? AND seq < ? \
-             ORDER BY seq DESC LIMIT ?",
+             WHERE run = $1 AND task_id = $2 AND try_number = $3 AND seq < $4 \
+             ORDER BY seq DESC LIMIT $5",
         )
         .bind(run.0)
         .bind(task.as_str())
-        .bind(try_number)
+        .bind(i64::from(try_number))
         .bind(sql_seq(before_seq))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().rev().map(log_line).collect()
     }
 }
 
-fn log_line(r: &sqlx::sqlite::SqliteRow) -> StoreResult<LogLine> {
+fn log_line(r: &sqlx::any::AnyRow) -> StoreResult<LogLine> {
     let level: String = r.try_get("level")?;
     Ok(LogLine {
-        seq: r.try_get("seq")?,
+        seq: super::rows::uint(r, "seq")?,
         ts: super::from_text(&r.try_get::<String, _>("ts")?)?,
         level: level_name(&level),
         message: r.try_get("message")?,
     })
+}
+
+/// `text` as both backends store it: PostgreSQL refuses NUL characters in text, which a
+/// task's output may hold, so they become U+FFFD (on SQLite too, so both show the same).
+pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// Seqs are `u64` in Rust and INTEGER (i64) in SQLite; they never come near the limit.
@@ -98,7 +108,7 @@ fn level_name(level: &str) -> &'static str {
 /// drops are applied in order: a later flush may drop lines an earlier flush of the same
 /// batch brought, and the drop ranges of one try only grow, so the last marker wins.
 pub(super) async fn store_logs(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     changes: &[Change],
 ) -> StoreResult<()> {
     let mut lines = Vec::new();
@@ -127,60 +137,63 @@ pub(super) async fn store_logs(
 }
 
 async fn insert_lines(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     lines: &[(RunKey, &TaskId, u32, &LogLine)],
 ) -> StoreResult<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) ",
-    );
-    q.push_values(lines, |mut row, (run, task, try_number, line)| {
-        row.push_bind(run.0)
-            .push_bind(task.as_str())
-            .push_bind(*try_number)
-            .push_bind(sql_seq(line.seq))
-            .push_bind(to_text(line.ts))
-            .push_bind(line.level)
-            .push_bind(line.message.as_str());
-    });
+    use super::sql::row;
     // A seq is written once per try; should one ever come twice, the first stays rather
     // than a log line failing the state changes committed with it.
-    q.push(" ON CONFLICT (run, task_id, try_number, seq) DO NOTHING");
-    q.build().execute(&mut **tx).await?;
+    let q = super::sql::insert_values(
+        "INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message)",
+        lines,
+        " ON CONFLICT (run, task_id, try_number, seq) DO NOTHING",
+        |q, (run, task, try_number, line)| {
+            row(q, true, run.0)?;
+            row(q, false, task.as_str().to_owned())?;
+            row(q, false, i64::from(*try_number))?;
+            row(q, false, sql_seq(line.seq))?;
+            row(q, false, to_text(line.ts))?;
+            row(q, false, line.level.to_owned())?;
+            row(q, false, storable(&line.message).into_owned())
+        },
+    )?;
+    let (sql, args) = q.finish();
+    sqlx::query_with(sql, args).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Deletes the dropped range of one try (an indexed range delete) and puts its marker at
 /// the range's first seq, replacing the line stored there or an older marker.
 async fn apply_drop(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     run: RunKey,
     task: &TaskId,
     try_number: u32,
     drop: &LogDrop,
 ) -> StoreResult<()> {
     sqlx::query(
-        "DELETE FROM task_log WHERE run = ? AND task_id = ? AND try_number = ? \
-         AND seq > ? AND seq < ?",
+        "DELETE FROM task_log WHERE run = $1 AND task_id = $2 AND try_number = $3 \
+         AND seq > $4 AND seq < $5",
     )
     .bind(run.0)
     .bind(task.as_str())
-    .bind(try_number)
+    .bind(i64::from(try_number))
     .bind(sql_seq(drop.marker.seq))
     .bind(sql_seq(drop.until_seq))
     .execute(&mut **tx)
     .await?;
     sqlx::query(
         "INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, task_id, try_number, seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run, task_id, try_number, seq) \
          DO UPDATE SET ts = excluded.ts, level = excluded.level, message = excluded.message",
     )
     .bind(run.0)
     .bind(task.as_str())
-    .bind(try_number)
+    .bind(i64::from(try_number))
     .bind(sql_seq(drop.marker.seq))
     .bind(to_text(drop.marker.ts))
     .bind(drop.marker.level)
-    .bind(drop.marker.message.as_str())
+    .bind(storable(&drop.marker.message).into_owned())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,10 +1,14 @@
-//! The state store: every DAG, run, task instance, try and log line, in SQLite through sqlx.
+//! The state store: every DAG, run, task instance, try and log line, in SQLite (the
+//! embedded default) or PostgreSQL (shared by several instances), through sqlx's `Any`
+//! driver so that one body of SQL serves both.
 //!
-//! All SQL lives in this module. The scheduler writes through [`Store::commit`], one
-//! transaction per batch of [`Change`]s, *before* acting on them; the CLI and web read and
-//! make single changes (trigger, pause, clear) through the service layer. The schema is in
-//! `migrations/`, embedded and applied at start-up. SQLite runs in WAL mode with a busy
-//! timeout, so the daemon and CLI processes share the file safely.
+//! All SQL lives in this module; what differs between the two engines is in `sql.rs`. The
+//! scheduler writes through [`Store::commit`], one transaction per batch of [`Change`]s,
+//! *before* acting on them; the CLI and web read and make single changes (trigger, pause,
+//! clear) through the service layer. Each backend has its own schema history
+//! (`migrations/` for SQLite, `migrations/postgres/`), embedded and applied at start-up
+//! under a lock. SQLite runs in WAL mode with a busy timeout, so the daemon and CLI
+//! processes share the file safely.
 
 mod clean;
 mod dags;
@@ -12,6 +16,7 @@ mod instances;
 mod logs;
 mod rows;
 mod runs;
+mod sql;
 mod tasks;
 mod users;
 mod versions;
@@ -25,11 +30,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor, SqlSafeStr};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
+pub use sql::Backend;
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
 pub use users::UserRow;
 pub use views::{RunField, RunOrder, RunQuery};
@@ -51,6 +58,12 @@ pub enum StoreError {
     /// The lock that serialises migrations could not be taken.
     #[error("cannot lock the state database for migrations: {0}")]
     Lock(String),
+    /// The PostgreSQL server could not be reached or refused the connection.
+    #[error("cannot connect to the PostgreSQL state database at {target}: {source}")]
+    Connect { target: String, source: sqlx::Error },
+    /// The database's schema is not one this version can use.
+    #[error("{0}")]
+    Schema(String),
     /// Applying the schema failed.
     #[error("cannot migrate the state database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -97,7 +110,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Handle to the state database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 const MIGRATIONS: [(i64, &str, &str); 8] = [
@@ -222,42 +236,153 @@ async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<st
     Ok(Some(file))
 }
 
+/// The PostgreSQL schema history; independent of SQLite's (its first migration is the
+/// SQLite schema as of SQLite migration 8). A later schema change adds one file to each.
+const PG_MIGRATIONS: [(i64, &str, &str); 1] = [(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// How long opening a PostgreSQL store waits for the server before it reports it
+/// unreachable.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a PostgreSQL URL points, for messages: `host:port/database as user`, never the
+/// password.
+fn pg_target(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("localhost");
+            let port = u.port().unwrap_or(5432);
+            let db = u.path().trim_start_matches('/');
+            let user = if u.username().is_empty() {
+                String::new()
+            } else {
+                format!(" as user {}", u.username())
+            };
+            format!("{host}:{port}/{db}{user}")
+        }
+        Err(_) => crate::redact::text(url).into_owned(),
+    }
+}
+
+/// The `sqlite:` URL of a database given as a path or URL (paths may hold `?`, `#`, `%`).
+fn sqlite_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.to_string();
+    }
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b'%')
+        .add(b'?')
+        .add(b'#')
+        .add(b' ');
+    format!(
+        "sqlite://{}",
+        percent_encoding::utf8_percent_encode(url, ESCAPED)
+    )
+}
+
+/// What a failed migration means to the user.
+fn schema_error(e: sqlx::migrate::MigrateError, backend: Backend) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    let what = match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    match e {
+        M::VersionMissing(v) => StoreError::Schema(format!(
+            "the {what} state database has schema version {v}, which this orchestrator does \
+             not know: a newer version migrated it; run that version (or newer) here"
+        )),
+        M::VersionMismatch(v) | M::VersionNotPresent(v) => StoreError::Schema(format!(
+            "migration {v} of the {what} state database differs from this orchestrator's: \
+             the database was set up by an incompatible build"
+        )),
+        M::Dirty(v) => StoreError::Schema(format!(
+            "migration {v} of the {what} state database was interrupted and left it \
+             partly applied; restore it from a backup"
+        )),
+        other => StoreError::Migrate(other),
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the database at `url` (a path or `sqlite:` URL) and
-    /// applies pending migrations. `connections` bounds the pool.
+    /// Opens the state store at `url` and applies pending migrations: a `postgres://` URL
+    /// is a PostgreSQL database; anything else is an SQLite file (a path or `sqlite:`
+    /// URL), created if missing. `connections` bounds the pool.
     pub async fn open(url: &str, connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        match Backend::of_url(url) {
+            Backend::Sqlite => Self::open_sqlite(url, connections).await,
+            Backend::Postgres => Self::open_postgres(url, connections).await,
+        }
+    }
+
+    async fn open_sqlite(url: &str, connections: u32) -> StoreResult<Self> {
         let open_err = |source| StoreError::Open {
             url: crate::redact::text(url).into_owned(),
             source,
         };
-        let options = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url).map_err(open_err)?
-        } else {
-            SqliteConnectOptions::new().filename(url)
-        };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        if let Some(db) = database_file(&options) {
+        let url = sqlite_url(url);
+        let parsed = SqliteConnectOptions::from_str(&url).map_err(open_err)?;
+        if let Some(db) = database_file(&parsed) {
             make_private(db)?;
         }
-        let lock = migration_lock(&options).await?;
-        let pool = SqlitePoolOptions::new()
+        let lock = migration_lock(&parsed).await?;
+        let options = AnyConnectOptions::from_str(&url).map_err(open_err)?;
+        let pool = AnyPoolOptions::new()
             .max_connections(connections.max(1))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL so readers never wait for the writer; the busy timeout lets the
+                    // daemon and CLI processes take turns at the write lock.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            backend: Backend::Sqlite,
+        };
         store.migrate().await?;
         drop(lock);
         Ok(store)
     }
 
+    async fn open_postgres(url: &str, connections: u32) -> StoreResult<Self> {
+        let connect_err = |source| StoreError::Connect {
+            target: pg_target(url),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections.max(1))
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        let store = Self {
+            pool,
+            backend: Backend::Postgres,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
-        let migrations = MIGRATIONS
+        let list: &[(i64, &str, &str)] = match self.backend {
+            Backend::Sqlite => &MIGRATIONS,
+            Backend::Postgres => &PG_MIGRATIONS,
+        };
+        let migrations = list
             .iter()
             .map(|(version, name, sql)| {
                 Migration::new(
@@ -272,15 +397,19 @@ impl Store {
         let mut migrator = Migrator::with_migrations(migrations);
         // SQLite has no advisory locks: concurrent first starts are serialised by
         // `migration_lock` instead (each migration is its own transaction, so SQLite's write
-        // lock alone would let two processes apply the same one).
-        migrator.set_locking(false);
-        migrator.run(&self.pool).await?;
+        // lock alone would let two processes apply the same one). PostgreSQL instances
+        // starting together queue on sqlx's advisory lock.
+        migrator.set_locking(self.backend == Backend::Postgres);
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| schema_error(e, self.backend))?;
         Ok(())
     }
 
     /// The connection pool, for tests that set up states no public path writes directly.
     #[cfg(test)]
-    pub(crate) fn test_pool(&self) -> &SqlitePool {
+    pub(crate) fn test_pool(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{StoreError, StoreResult, from_text};
 use crate::ids::{DagId, InstanceId, ProcessGroup, RunId, RunKey, TaskId};
@@ -237,14 +237,26 @@ where
         .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
 }
 
-fn opt_time(row: &SqliteRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+/// An unsigned column (stored as a signed integer: neither engine has unsigned types).
+pub(super) fn uint<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> StoreResult<T> {
+    let n: i64 = row.try_get(col)?;
+    T::try_from(n).map_err(|_| StoreError::Corrupt(format!("{col} {n} is out of range")))
+}
+
+fn opt_uint<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> StoreResult<Option<T>> {
+    let n: Option<i64> = row.try_get(col)?;
+    n.map(|n| T::try_from(n).map_err(|_| StoreError::Corrupt(format!("{col} {n} is out of range"))))
+        .transpose()
+}
+
+fn opt_time(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
     row.try_get::<Option<String>, _>(col)?
         .as_deref()
         .map(from_text)
         .transpose()
 }
 
-fn time(row: &SqliteRow, col: &str) -> StoreResult<DateTime<Utc>> {
+fn time(row: &AnyRow, col: &str) -> StoreResult<DateTime<Utc>> {
     from_text(&row.try_get::<String, _>(col)?)
 }
 
@@ -262,7 +274,7 @@ impl RunRow {
         })
     }
 
-    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let conf: String = row.try_get("conf")?;
         Ok(Self {
             key: RunKey(row.try_get("id")?),
@@ -280,7 +292,7 @@ impl RunRow {
             end_date: opt_time(row, "end_date")?,
             parent_run: row.try_get::<Option<i64>, _>("parent_run")?.map(RunKey),
             parent_task_id: row.try_get("parent_task_id")?,
-            parent_try: row.try_get("parent_try")?,
+            parent_try: opt_uint(row, "parent_try")?,
             owner: row
                 .try_get::<Option<String>, _>("owner")?
                 .map(InstanceId::new),
@@ -310,27 +322,27 @@ impl TaskInstanceRow {
         }
     }
 
-    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let state: Option<String> = row.try_get("state")?;
         Ok(Self {
             task_id: TaskId::new(row.try_get::<String, _>("task_id")?),
             state: state.as_deref().map(parse).transpose()?,
-            try_number: row.try_get("try_number")?,
-            max_tries: row.try_get("max_tries")?,
+            try_number: uint(row, "try_number")?,
+            max_tries: uint(row, "max_tries")?,
             start_date: opt_time(row, "start_date")?,
             end_date: opt_time(row, "end_date")?,
             next_retry_at: opt_time(row, "next_retry_at")?,
             error: row.try_get("error")?,
-            first_try: row.try_get("first_try")?,
+            first_try: uint(row, "first_try")?,
         })
     }
 }
 
 impl TryRow {
-    pub(super) fn from_row(row: &SqliteRow) -> StoreResult<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         Ok(Self {
             task_id: TaskId::new(row.try_get::<String, _>("task_id")?),
-            try_number: row.try_get("try_number")?,
+            try_number: uint(row, "try_number")?,
             state: parse(&row.try_get::<String, _>("state")?)?,
             start_date: time(row, "start_date")?,
             end_date: opt_time(row, "end_date")?,

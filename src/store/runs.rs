@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::instances::unowned;
 use super::rows::{NewRun, RunRow};
@@ -47,7 +47,7 @@ impl Store {
         run_id: &str,
         note: Option<&str>,
     ) -> StoreResult<Option<RunRow>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some(v) = &new.version {
             Self::insert_version(&mut tx, v).await?;
         }
@@ -74,7 +74,7 @@ impl Store {
 
     /// Sets (or, with `None`, removes) the note a user wrote on a run.
     pub async fn set_run_note(&self, run: RunKey, note: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE dag_run SET user_note = ? WHERE id = ?")
+        sqlx::query("UPDATE dag_run SET user_note = $1 WHERE id = $2")
             .bind(note)
             .bind(run.0)
             .execute(&self.pool)
@@ -86,7 +86,7 @@ impl Store {
     /// theirs); `false` when the run is not finished (any more).
     pub async fn set_finished_run_state(&self, run: RunKey, state: RunState) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE dag_run SET state = ? WHERE id = ? AND state IN ('success', 'failed')",
+            "UPDATE dag_run SET state = $1 WHERE id = $2 AND state IN ('success', 'failed')",
         )
         .bind(state.as_str())
         .bind(run.0)
@@ -113,13 +113,13 @@ impl Store {
         let unique_per_interval = matches!(new.run_type, RunType::Scheduled | RunType::Backfill);
         let mut start = new.interval_start;
         let mut end = new.interval_end;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let (Some(owner), Some(parent)) = (fence, &new.parent) {
             if !Self::lease_is_live(&mut tx, owner, &to_text(Utc::now())).await? {
                 return Err(StoreError::LeaseLost);
             }
             let owned: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM dag_run WHERE id = ? AND owner = ? AND owner_epoch = ?",
+                "SELECT 1 FROM dag_run WHERE id = $1 AND owner = $2 AND owner_epoch = $3",
             )
             .bind(parent.run.0)
             .bind(owner.id.as_str())
@@ -158,7 +158,7 @@ impl Store {
     /// One `dag_run` row at `start`/`end`; `None` if its run id or (for scheduled and
     /// backfill runs) its logical date is taken.
     async fn insert_run_row(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         new: &NewRun,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
@@ -169,7 +169,7 @@ impl Store {
 
     /// [`Self::insert_run_row`] with the run id and note a client chose.
     async fn insert_run_row_named(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         new: &NewRun,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
@@ -186,7 +186,7 @@ impl Store {
             "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, \
              data_interval_start, data_interval_end, conf, queued_at, parent_run, \
              parent_task_id, parent_try, owner, owner_epoch, dag_version, uid, user_note) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(new.dag_id.as_str())
@@ -199,7 +199,7 @@ impl Store {
         .bind(to_text(Utc::now()))
         .bind(new.parent.as_ref().map(|p| p.run.0))
         .bind(new.parent.as_ref().map(|p| p.task.as_str()))
-        .bind(new.parent.as_ref().map(|p| p.try_number))
+        .bind(new.parent.as_ref().map(|p| i64::from(p.try_number)))
         .bind(new.owner.as_ref().map(|o| o.id.as_str()))
         .bind(new.owner.as_ref().map(|o| o.epoch))
         .bind(new.version.as_ref().map(|v| v.hash.as_str()))
@@ -219,7 +219,7 @@ impl Store {
         runs: &[NewRun],
         reprocess: &[(RunKey, Vec<(TaskId, u32)>)],
     ) -> StoreResult<Vec<Option<RunKey>>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut created = Vec::with_capacity(runs.len());
         for (i, new) in runs.iter().enumerate() {
             if i == 0
@@ -248,8 +248,8 @@ impl Store {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE dag_id = ? AND run_type IN ('scheduled', 'backfill') \
-             AND legacy_duplicate = 0 AND logical_date >= ? AND logical_date <= ? \
+            "{RUN_COLUMNS} WHERE dag_id = $1 AND run_type IN ('scheduled', 'backfill') \
+             AND legacy_duplicate = 0 AND logical_date >= $2 AND logical_date <= $3 \
              ORDER BY logical_date"
         ));
         let rows = sqlx::query(sql)
@@ -267,7 +267,7 @@ impl Store {
         // The depth bound guards the recursion against a corrupt parent link loop.
         let rows: Vec<(String, String)> = sqlx::query_as(
             "WITH RECURSIVE chain (id, dag_id, run_id, parent_run, depth) AS ( \
-                 SELECT id, dag_id, run_id, parent_run, 0 FROM dag_run WHERE id = ? \
+                 SELECT id, dag_id, run_id, parent_run, 0 FROM dag_run WHERE id = $1 \
                  UNION ALL \
                  SELECT r.id, r.dag_id, r.run_id, r.parent_run, chain.depth + 1 \
                  FROM dag_run r JOIN chain ON r.id = chain.parent_run WHERE chain.depth < 10000) \
@@ -294,18 +294,18 @@ impl Store {
         try_number: u32,
     ) -> StoreResult<Option<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE parent_run = ?1 AND parent_task_id = ?2 \
-             AND parent_try >= ?3 AND parent_try < ?4 \
-             AND NOT EXISTS (SELECT 1 FROM task_try t WHERE t.run = ?1 AND t.task_id = ?2 \
-                 AND t.try_number >= dag_run.parent_try AND t.try_number < ?4 \
+            "{RUN_COLUMNS} WHERE parent_run = $1 AND parent_task_id = $2 \
+             AND parent_try >= $3 AND parent_try < $4 \
+             AND NOT EXISTS (SELECT 1 FROM task_try t WHERE t.run = $1 AND t.task_id = $2 \
+                 AND t.try_number >= dag_run.parent_try AND t.try_number < $4 \
                  AND t.interrupted = 0) \
              ORDER BY parent_try DESC LIMIT 1"
         ));
         let row = sqlx::query(sql)
             .bind(parent.0)
             .bind(task.as_str())
-            .bind(first_try)
-            .bind(try_number)
+            .bind(i64::from(first_try))
+            .bind(i64::from(try_number))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(RunRow::from_row).transpose()
@@ -319,12 +319,12 @@ impl Store {
         try_number: u32,
     ) -> StoreResult<Option<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE parent_run = ? AND parent_task_id = ? AND parent_try = ?"
+            "{RUN_COLUMNS} WHERE parent_run = $1 AND parent_task_id = $2 AND parent_try = $3"
         ));
         let row = sqlx::query(sql)
             .bind(parent.0)
             .bind(task.as_str())
-            .bind(try_number)
+            .bind(i64::from(try_number))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(RunRow::from_row).transpose()
@@ -332,7 +332,7 @@ impl Store {
 
     /// One run by key.
     pub async fn run(&self, key: RunKey) -> StoreResult<Option<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE id = ?"));
+        let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE id = $1"));
         let row = sqlx::query(sql)
             .bind(key.0)
             .fetch_optional(&self.pool)
@@ -351,7 +351,7 @@ impl Store {
         let rows = match dag {
             Some(dag) => {
                 let sql =
-                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE dag_id = ?1 AND run_id = ?2"));
+                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE dag_id = $1 AND run_id = $2"));
                 sqlx::query(sql)
                     .bind(dag.as_str())
                     .bind(run_id)
@@ -360,7 +360,7 @@ impl Store {
             }
             None => {
                 let sql =
-                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE run_id = ?1 ORDER BY id"));
+                    sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE run_id = $1 ORDER BY id"));
                 sqlx::query(sql).bind(run_id).fetch_all(&self.pool).await?
             }
         };
@@ -369,7 +369,7 @@ impl Store {
 
     /// Child runs created by `trigger_dag` tasks of `parent`.
     pub async fn child_runs(&self, parent: RunKey) -> StoreResult<Vec<RunRow>> {
-        let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE parent_run = ? ORDER BY id"));
+        let sql = sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE parent_run = $1 ORDER BY id"));
         let rows = sqlx::query(sql)
             .bind(parent.0)
             .fetch_all(&self.pool)
@@ -392,9 +392,9 @@ impl Store {
     /// Runs in `state` held by `owner` at its epoch or by no live lease, oldest first.
     async fn takeable(&self, state: RunState, owner: &Owner) -> StoreResult<Vec<RunRow>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE state = ?4 AND ((owner = ?1 AND owner_epoch = ?2) OR {}) \
+            "{RUN_COLUMNS} WHERE state = $4 AND ((owner = $1 AND owner_epoch = $2) OR {}) \
              ORDER BY queued_at, id",
-            unowned("?3")
+            unowned("$3")
         ));
         let rows = sqlx::query(sql)
             .bind(owner.id.as_str())
@@ -416,19 +416,19 @@ impl Store {
         tasks: &[(TaskId, u32)],
     ) -> StoreResult<bool> {
         let now = to_text(Utc::now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // A process whose lease lapsed takes nothing on until it holds a new one.
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
             return Ok(false);
         }
         let sql = sqlx::AssertSqlSafe(format!(
-            "UPDATE dag_run SET state = 'running', owner = ?1, owner_epoch = ?2, \
-             start_date = COALESCE(start_date, ?3) \
-             WHERE id = ?4 AND ({} OR state = 'running') \
-             AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            "UPDATE dag_run SET state = 'running', owner = $1, owner_epoch = $2, \
+             start_date = COALESCE(start_date, $3) \
+             WHERE id = $4 AND ({} OR state = 'running') \
+             AND ((owner = $1 AND owner_epoch = $2) OR {})",
             // Claiming starts a queued run; adopting a running one only changes its owner.
             RunState::sql_sources(RunState::Running),
-            unowned("?3")
+            unowned("$3")
         ));
         let claimed = sqlx::query(sql)
             .bind(owner.id.as_str())
@@ -441,15 +441,18 @@ impl Store {
             == 1;
         if claimed {
             for chunk in tasks.chunks(300) {
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT OR IGNORE INTO task_instance (run, task_id, max_tries) ",
-                );
-                q.push_values(chunk, |mut row, (task, max_tries)| {
-                    row.push_bind(key.0)
-                        .push_bind(task.as_str())
-                        .push_bind(*max_tries);
-                });
-                q.build().execute(&mut *tx).await?;
+                let q = super::sql::insert_values(
+                    "INSERT INTO task_instance (run, task_id, max_tries)",
+                    chunk,
+                    " ON CONFLICT DO NOTHING",
+                    |q, (task, max_tries)| {
+                        super::sql::row(q, true, key.0)?;
+                        super::sql::row(q, false, task.as_str().to_owned())?;
+                        super::sql::row(q, false, i64::from(*max_tries))
+                    },
+                )?;
+                let (sql, args) = q.finish();
+                sqlx::query_with(sql, args).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -466,10 +469,10 @@ impl Store {
     ) -> StoreResult<bool> {
         let now = to_text(Utc::now());
         let sql = sqlx::AssertSqlSafe(format!(
-            "UPDATE dag_run SET state = 'failed', end_date = ?3, note = ?4, owner = ?1, owner_epoch = ?2 \
-             WHERE id = ?5 AND {} AND ((owner = ?1 AND owner_epoch = ?2) OR {})",
+            "UPDATE dag_run SET state = 'failed', end_date = $3, note = $4, owner = $1, owner_epoch = $2 \
+             WHERE id = $5 AND {} AND ((owner = $1 AND owner_epoch = $2) OR {})",
             RunState::sql_sources(RunState::Failed),
-            unowned("?3")
+            unowned("$3")
         ));
         let done = sqlx::query(sql)
             .bind(owner.id.as_str())
@@ -485,7 +488,7 @@ impl Store {
     /// End of the latest scheduled interval of a DAG (where its timetable resumes).
     pub async fn last_scheduled_end(&self, dag: &DagId) -> StoreResult<Option<DateTime<Utc>>> {
         let end: Option<String> = sqlx::query_scalar(
-            "SELECT MAX(data_interval_end) FROM dag_run WHERE dag_id = ? AND run_type = 'scheduled'",
+            "SELECT MAX(data_interval_end) FROM dag_run WHERE dag_id = $1 AND run_type = 'scheduled'",
         )
         .bind(dag.as_str())
         .fetch_one(&self.pool)
@@ -530,8 +533,8 @@ impl Store {
         condition: &'static str,
     ) -> StoreResult<HashMap<(DagId, bool), u32>> {
         let sql = format!(
-            "SELECT dag_id, run_type = 'backfill' AS backfill, COUNT(*) AS n FROM dag_run \
-             WHERE {condition} GROUP BY dag_id, backfill"
+            "SELECT dag_id, CASE WHEN run_type = 'backfill' THEN 1 ELSE 0 END AS backfill, \
+             COUNT(*) AS n FROM dag_run WHERE {condition} GROUP BY dag_id, backfill"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -541,9 +544,9 @@ impl Store {
                 Ok((
                     (
                         DagId::new(r.try_get::<String, _>("dag_id")?),
-                        r.try_get::<bool, _>("backfill")?,
+                        r.try_get::<i64, _>("backfill")? != 0,
                     ),
-                    r.try_get::<u32, _>("n")?,
+                    u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(u32::MAX),
                 ))
             })
             .collect()

@@ -2,7 +2,7 @@
 //! lines are stored by `logs.rs`).
 
 use chrono::Utc;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
@@ -10,16 +10,16 @@ use crate::ids::{ProcessGroup, RunKey, TaskId};
 use crate::state::{RunState, TaskState};
 
 /// Condition every scheduler write carries: the run is owned by the writer at its epoch.
-const FENCE: &str = "EXISTS (SELECT 1 FROM dag_run f WHERE f.id = ?run AND f.owner = ?owner \
-    AND f.owner_epoch = ?epoch)";
+const FENCE: &str = "EXISTS (SELECT 1 FROM dag_run f WHERE f.id = $run AND f.owner = $owner \
+    AND f.owner_epoch = $epoch)";
 
 /// `FENCE` with its placeholders numbered for a statement whose run, owner and epoch are
 /// bound at positions `run`, `run + 1` and `run + 2`.
 fn fence(run: usize) -> String {
     FENCE
-        .replace("?run", &format!("?{run}"))
-        .replace("?owner", &format!("?{}", run + 1))
-        .replace("?epoch", &format!("?{}", run + 2))
+        .replace("$run", &format!("${run}"))
+        .replace("$owner", &format!("${}", run + 1))
+        .replace("$epoch", &format!("${}", run + 2))
 }
 
 impl Store {
@@ -27,7 +27,7 @@ impl Store {
     pub async fn task_instances(&self, run: RunKey) -> StoreResult<Vec<TaskInstanceRow>> {
         let rows = sqlx::query(
             "SELECT task_id, state, try_number, max_tries, start_date, end_date, next_retry_at, \
-             error, first_try FROM task_instance WHERE run = ? ORDER BY rowid",
+             error, first_try FROM task_instance WHERE run = $1 ORDER BY rowid",
         )
         .bind(run.0)
         .fetch_all(&self.pool)
@@ -39,7 +39,7 @@ impl Store {
     pub async fn tries(&self, run: RunKey) -> StoreResult<Vec<TryRow>> {
         let rows = sqlx::query(
             "SELECT task_id, try_number, state, start_date, end_date, error FROM task_try \
-             WHERE run = ? ORDER BY start_date, task_id",
+             WHERE run = $1 ORDER BY start_date, task_id",
         )
         .bind(run.0)
         .fetch_all(&self.pool)
@@ -56,11 +56,11 @@ impl Store {
     ) -> StoreResult<Option<TryRow>> {
         let row = sqlx::query(
             "SELECT task_id, try_number, state, start_date, end_date, error FROM task_try \
-             WHERE run = ? AND task_id = ? AND try_number = ?",
+             WHERE run = $1 AND task_id = $2 AND try_number = $3",
         )
         .bind(run.0)
         .bind(task.as_str())
-        .bind(try_number)
+        .bind(i64::from(try_number))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(TryRow::from_row).transpose()
@@ -75,12 +75,12 @@ impl Store {
         try_number: u32,
     ) -> StoreResult<Option<ProcessGroup>> {
         let row = sqlx::query(
-            "SELECT host, pgid, pgid_start FROM task_try WHERE run = ? AND task_id = ? \
-             AND try_number = ? AND pgid IS NOT NULL AND (end_date IS NULL OR interrupted = 1)",
+            "SELECT host, pgid, pgid_start FROM task_try WHERE run = $1 AND task_id = $2 \
+             AND try_number = $3 AND pgid IS NOT NULL AND (end_date IS NULL OR interrupted = 1)",
         )
         .bind(run.0)
         .bind(task.as_str())
-        .bind(try_number)
+        .bind(i64::from(try_number))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -105,7 +105,7 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = to_text(Utc::now());
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
             return Err(StoreError::LeaseLost);
@@ -115,17 +115,19 @@ impl Store {
         runs.dedup();
         let mut fenced = Vec::new();
         for chunk in runs.chunks(500) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM dag_run WHERE id IN (");
-            let mut ids = q.separated(", ");
-            chunk.iter().for_each(|r| {
-                ids.push_bind(r.0);
-            });
-            q.push(") AND (owner IS NOT ")
-                .push_bind(owner.id.as_str())
-                .push(" OR owner_epoch IS NOT ")
-                .push_bind(owner.epoch)
-                .push(")");
-            let rows: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            let keys = serde_json::to_string(&chunk.iter().map(|r| r.0).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM dag_run WHERE id IN (SELECT k.value FROM {}) \
+                 AND (owner IS DISTINCT FROM $2 OR owner_epoch IS DISTINCT FROM $3)",
+                self.backend.json_ints("$1", "k")
+            ));
+            let rows: Vec<i64> = sqlx::query_scalar(sql)
+                .bind(keys)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .fetch_all(&mut *tx)
+                .await?;
             fenced.extend(rows.into_iter().map(RunKey));
         }
         if !fenced.is_empty() {
@@ -161,7 +163,7 @@ impl Store {
     /// `extra_tries` more tries each (a new attempt: `first_try` moves past the tries so
     /// far) and queues the run again, unowned.
     pub async fn clear_run(&self, run: RunKey, tasks: &[(TaskId, u32)]) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         Self::clear_run_in(&mut tx, run, tasks).await?;
         tx.commit().await?;
         Ok(())
@@ -180,12 +182,12 @@ impl Store {
         state: TaskState,
         leaves: Option<&[TaskId]>,
     ) -> StoreResult<RunState> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = to_text(Utc::now());
         let mark = sqlx::AssertSqlSafe(format!(
-            "UPDATE task_instance SET state = ?1, end_date = COALESCE(end_date, ?2), \
-             next_retry_at = NULL WHERE run = ?3 AND task_id = ?4 AND {} AND EXISTS \
-             (SELECT 1 FROM dag_run r WHERE r.id = ?3 AND r.state IN ('success', 'failed'))",
+            "UPDATE task_instance SET state = $1, end_date = COALESCE(end_date, $2), \
+             next_retry_at = NULL WHERE run = $3 AND task_id = $4 AND {} AND EXISTS \
+             (SELECT 1 FROM dag_run r WHERE r.id = $3 AND r.state IN ('success', 'failed'))",
             TaskState::marked_sources()
         ));
         let done = sqlx::query(mark)
@@ -198,7 +200,7 @@ impl Store {
         if done.rows_affected() != 1 {
             return Err(refused(&mut tx, run, task, state.as_str()).await?);
         }
-        let rows = sqlx::query("SELECT task_id, state FROM task_instance WHERE run = ?")
+        let rows = sqlx::query("SELECT task_id, state FROM task_instance WHERE run = $1")
             .bind(run.0)
             .fetch_all(&mut *tx)
             .await?;
@@ -213,8 +215,8 @@ impl Store {
         }
         let outcome = RunState::from_leaves(leaf_states);
         sqlx::query(
-            "UPDATE dag_run SET state = ?1, end_date = COALESCE(end_date, ?2) \
-             WHERE id = ?3 AND state IN ('success', 'failed')",
+            "UPDATE dag_run SET state = $1, end_date = COALESCE(end_date, $2) \
+             WHERE id = $3 AND state IN ('success', 'failed')",
         )
         .bind(outcome.as_str())
         .bind(&now)
@@ -227,13 +229,13 @@ impl Store {
 
     /// `clear_run` inside the caller's transaction.
     pub(super) async fn clear_run_in(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         run: RunKey,
         tasks: &[(TaskId, u32)],
     ) -> StoreResult<()> {
         let requeue = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL, owner = NULL, \
-             owner_epoch = NULL, note = NULL WHERE id = ? AND state IN ('success', 'failed') \
+             owner_epoch = NULL, note = NULL WHERE id = $1 AND state IN ('success', 'failed') \
              AND {}",
             RunState::sql_sources(RunState::Queued)
         ));
@@ -248,14 +250,14 @@ impl Store {
             });
         }
         let clear = format!(
-            "UPDATE task_instance SET state = NULL, max_tries = try_number + ?, \
+            "UPDATE task_instance SET state = NULL, max_tries = try_number + $1, \
              first_try = try_number + 1, end_date = NULL, next_retry_at = NULL, error = NULL \
-             WHERE run = ? AND task_id = ? AND {}",
+             WHERE run = $2 AND task_id = $3 AND {}",
             TaskState::sql_sources(None, |_| true)
         );
         for (task, extra_tries) in tasks {
             sqlx::query(sqlx::AssertSqlSafe(clear.clone()))
-                .bind(extra_tries)
+                .bind(i64::from(*extra_tries))
                 .bind(run.0)
                 .bind(task.as_str())
                 .execute(&mut **tx)
@@ -267,10 +269,10 @@ impl Store {
 
 /// `run <dag>/<run_id>` and its state, for refused-transition errors.
 async fn run_state_text(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     run: RunKey,
 ) -> StoreResult<(String, String)> {
-    let row = sqlx::query("SELECT dag_id, run_id, state FROM dag_run WHERE id = ?")
+    let row = sqlx::query("SELECT dag_id, run_id, state FROM dag_run WHERE id = $1")
         .bind(run.0)
         .fetch_optional(&mut **tx)
         .await?;
@@ -289,14 +291,14 @@ async fn run_state_text(
 
 /// The refused-transition error for a task write that matched no row.
 async fn refused(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     run: RunKey,
     task: &TaskId,
     to: &str,
 ) -> StoreResult<StoreError> {
     let (what, _) = run_state_text(tx, run).await?;
     let row =
-        sqlx::query("SELECT state, try_number FROM task_instance WHERE run = ? AND task_id = ?")
+        sqlx::query("SELECT state, try_number FROM task_instance WHERE run = $1 AND task_id = $2")
             .bind(run.0)
             .bind(task.as_str())
             .fetch_optional(&mut **tx)
@@ -319,7 +321,7 @@ async fn refused(
 }
 
 async fn apply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     owner: &Owner,
     change: &Change,
 ) -> StoreResult<()> {
@@ -333,14 +335,14 @@ async fn apply(
         } => {
             // A try starts exactly once: the instance must be at the previous try.
             let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE task_instance SET state = 'running', try_number = ?1, start_date = ?2, \
+                "UPDATE task_instance SET state = 'running', try_number = $1, start_date = $2, \
                  end_date = NULL, next_retry_at = NULL, error = NULL \
-                 WHERE run = ?3 AND task_id = ?6 AND try_number = ?1 - 1 AND {} AND {}",
+                 WHERE run = $3 AND task_id = $6 AND try_number = $1 - 1 AND {} AND {}",
                 TaskState::sql_sources(Some(TaskState::Running), |_| true),
                 fence(3)
             ));
             let done = sqlx::query(sql)
-                .bind(try_number)
+                .bind(i64::from(*try_number))
                 .bind(to_text(*at))
                 .bind(run.0)
                 .bind(owner.id.as_str())
@@ -361,8 +363,8 @@ async fn apply(
             interrupted,
         } => {
             let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE task_instance SET state = ?1, end_date = ?2, error = ?3, next_retry_at = ?4 \
-                 WHERE run = ?5 AND task_id = ?8 AND try_number = ?9 AND {} AND {}",
+                "UPDATE task_instance SET state = $1, end_date = $2, error = $3, next_retry_at = $4 \
+                 WHERE run = $5 AND task_id = $8 AND try_number = $9 AND {} AND {}",
                 TaskState::sql_sources(Some(*state), |f| f == Some(TaskState::Running)),
                 fence(5)
             ));
@@ -375,7 +377,7 @@ async fn apply(
                 .bind(owner.id.as_str())
                 .bind(owner.epoch)
                 .bind(task.as_str())
-                .bind(try_number)
+                .bind(i64::from(*try_number))
                 .execute(&mut **tx)
                 .await?;
             if done.rows_affected() == 1 {
@@ -401,8 +403,8 @@ async fn apply(
             reason,
         } => {
             let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE task_instance SET state = NULL, max_tries = max_tries + 1, end_date = ?1, \
-                 error = ?2 WHERE run = ?3 AND task_id = ?6 AND try_number = ?7 AND {} AND {}",
+                "UPDATE task_instance SET state = NULL, max_tries = max_tries + 1, end_date = $1, \
+                 error = $2 WHERE run = $3 AND task_id = $6 AND try_number = $7 AND {} AND {}",
                 TaskState::sql_sources(None, |f| f == Some(TaskState::Running)),
                 fence(3)
             ));
@@ -413,7 +415,7 @@ async fn apply(
                 .bind(owner.id.as_str())
                 .bind(owner.epoch)
                 .bind(task.as_str())
-                .bind(try_number)
+                .bind(i64::from(*try_number))
                 .execute(&mut **tx)
                 .await?;
             if done.rows_affected() == 1 {
@@ -440,8 +442,8 @@ async fn apply(
         } => {
             // Set without a try: never from a running try.
             let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE task_instance SET state = ?1, end_date = CASE WHEN ?2 THEN ?3 ELSE end_date END \
-                 WHERE run = ?4 AND task_id = ?7 AND {} AND {}",
+                "UPDATE task_instance SET state = $1, end_date = CASE WHEN $2 THEN $3 ELSE end_date END \
+                 WHERE run = $4 AND task_id = $7 AND {} AND {}",
                 TaskState::sql_sources(Some(*state), |f| f != Some(TaskState::Running)),
                 fence(4)
             ));
@@ -467,15 +469,15 @@ async fn apply(
         } => {
             // On the try's row; the batch's runs were checked against the fence above.
             sqlx::query(
-                "UPDATE task_try SET host = ?, pgid = ?, pgid_start = ? \
-                 WHERE run = ? AND task_id = ? AND try_number = ?",
+                "UPDATE task_try SET host = $1, pgid = $2, pgid_start = $3 \
+                 WHERE run = $4 AND task_id = $5 AND try_number = $6",
             )
             .bind(&group.host)
             .bind(group.pgid)
             .bind(i64::try_from(group.start_ticks).unwrap_or(i64::MAX))
             .bind(run.0)
             .bind(task.as_str())
-            .bind(try_number)
+            .bind(i64::from(*try_number))
             .execute(&mut **tx)
             .await?;
             return Ok(());
@@ -487,7 +489,7 @@ async fn apply(
             note,
         } => {
             let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE dag_run SET state = ?1, end_date = ?2, note = ?3 WHERE id = ?4 AND {} AND {}",
+                "UPDATE dag_run SET state = $1, end_date = $2, note = $3 WHERE id = $4 AND {} AND {}",
                 RunState::sql_sources(*state),
                 fence(4)
             ));
@@ -520,28 +522,32 @@ async fn apply(
 }
 
 async fn insert_tries(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     tries: &[(RunKey, &TaskId, u32, chrono::DateTime<Utc>)],
 ) -> StoreResult<()> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        // A duplicate start is refused by its state-checked UPDATE in the same batch, which
-        // names the states; ignoring the row here keeps the error that says why.
-        "INSERT OR IGNORE INTO task_try (run, task_id, try_number, state, start_date) ",
-    );
-    q.push_values(tries, |mut row, (run, task, try_number, at)| {
-        row.push_bind(run.0)
-            .push_bind(task.as_str())
-            .push_bind(*try_number)
-            .push_bind("running")
-            .push_bind(to_text(*at));
-    });
-    q.build().execute(&mut **tx).await?;
+    use super::sql::row;
+    // A duplicate start is refused by its state-checked UPDATE in the same batch, which
+    // names the states; ignoring the row here keeps the error that says why.
+    let q = super::sql::insert_values(
+        "INSERT INTO task_try (run, task_id, try_number, state, start_date)",
+        tries,
+        " ON CONFLICT DO NOTHING",
+        |q, (run, task, try_number, at)| {
+            row(q, true, run.0)?;
+            row(q, false, task.as_str().to_owned())?;
+            row(q, false, i64::from(*try_number))?;
+            row(q, false, "running")?;
+            row(q, false, to_text(*at))
+        },
+    )?;
+    let (sql, args) = q.finish();
+    sqlx::query_with(sql, args).execute(&mut **tx).await?;
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn finish_try_row(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     run: RunKey,
     task: &TaskId,
     try_number: u32,
@@ -551,16 +557,16 @@ async fn finish_try_row(
     interrupted: bool,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE task_try SET state = ?, end_date = ?, error = ?, interrupted = ? \
-         WHERE run = ? AND task_id = ? AND try_number = ?",
+        "UPDATE task_try SET state = $1, end_date = $2, error = $3, interrupted = $4 \
+         WHERE run = $5 AND task_id = $6 AND try_number = $7",
     )
     .bind(state)
     .bind(to_text(at))
     .bind(error)
-    .bind(interrupted)
+    .bind(i64::from(interrupted))
     .bind(run.0)
     .bind(task.as_str())
-    .bind(try_number)
+    .bind(i64::from(try_number))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -22,7 +22,7 @@ pub struct UserRow {
     pub credentials_changed_at: i64,
 }
 
-fn user_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<UserRow> {
+fn user_row(r: &sqlx::any::AnyRow) -> StoreResult<UserRow> {
     Ok(UserRow {
         name: r.try_get("name")?,
         role: r.try_get("role")?,
@@ -40,9 +40,9 @@ impl Store {
     pub async fn insert_user(&self, name: &str, role: &str, hash: &str) -> StoreResult<bool> {
         let now = Utc::now();
         let done = sqlx::query(
-            "INSERT OR IGNORE INTO users \
+            "INSERT INTO users \
              (name, role, password_hash, created_at, credentials_changed_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(name)
         .bind(role)
@@ -63,7 +63,7 @@ impl Store {
 
     /// One user by name.
     pub async fn user(&self, name: &str) -> StoreResult<Option<UserRow>> {
-        let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE name = ?"));
+        let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE name = $1"));
         let row = sqlx::query(sql)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -73,7 +73,7 @@ impl Store {
 
     /// Whether any user exists (one index probe).
     pub async fn any_user(&self) -> StoreResult<bool> {
-        let any: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+        let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) AS any_user")
             .fetch_one(&self.pool)
             .await?;
         Ok(any != 0)
@@ -81,7 +81,7 @@ impl Store {
 
     /// Deletes a user; returns whether one was deleted.
     pub async fn delete_user(&self, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE name = ?")
+        let done = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -92,7 +92,7 @@ impl Store {
     /// exists.
     pub async fn set_password_hash(&self, name: &str, hash: &str) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, credentials_changed_at = ? WHERE name = ?",
+            "UPDATE users SET password_hash = $1, credentials_changed_at = $2 WHERE name = $3",
         )
         .bind(hash)
         .bind(Utc::now().timestamp())
@@ -104,7 +104,7 @@ impl Store {
 
     /// Sets a user's role; returns whether the user exists.
     pub async fn set_user_role(&self, name: &str, role: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET role = ? WHERE name = ?")
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE name = $2")
             .bind(role)
             .bind(name)
             .execute(&self.pool)
@@ -122,7 +122,7 @@ impl Store {
         if let Some(value) = self.setting(key).await? {
             return Ok(value);
         }
-        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)")
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(generate())
             .execute(&self.pool)
@@ -134,7 +134,7 @@ impl Store {
 
     async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?,

@@ -2,7 +2,7 @@
 //! the definition it started with whatever happens to the file afterwards.
 
 use chrono::Utc;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::rows::DagVersion;
 use super::{Store, StoreResult, to_text};
@@ -10,12 +10,12 @@ use crate::ids::DagId;
 
 impl Store {
     pub(super) async fn insert_version(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         v: &DagVersion,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT OR IGNORE INTO dag_version (hash, dag_id, source_path, project, definition, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dag_version (hash, dag_id, source_path, project, definition, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&v.hash)
         .bind(v.dag_id.as_str())
@@ -31,7 +31,7 @@ impl Store {
     /// One stored version by hash.
     pub async fn dag_version(&self, hash: &str) -> StoreResult<Option<DagVersion>> {
         let row = sqlx::query(
-            "SELECT hash, dag_id, source_path, project, definition FROM dag_version WHERE hash = ?",
+            "SELECT hash, dag_id, source_path, project, definition FROM dag_version WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)

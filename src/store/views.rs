@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
+
+use super::sql::{Backend, Sql};
 
 use super::rows::{RunRow, TaskInstanceRow};
 use super::runs::RUN_COLUMNS;
@@ -145,31 +147,41 @@ impl RunQuery {
 impl Store {
     /// One page of the runs `query` selects, and how many it selects in all.
     pub async fn query_runs(&self, query: &RunQuery) -> StoreResult<(Vec<RunRow>, u64)> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM dag_run");
-        push_filters(&mut count, query);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut count = Sql::new("SELECT COUNT(*) FROM dag_run");
+        push_filters(&mut count, query, self.backend)?;
+        let (sql, args) = count.finish();
+        let total: i64 = sqlx::query_scalar_with(sql, args)
+            .fetch_one(&self.pool)
+            .await?;
         if query.limit == 0 {
             return Ok((Vec::new(), u64::try_from(total).unwrap_or(0)));
         }
-        let mut select = QueryBuilder::<Sqlite>::new(RUN_COLUMNS);
-        push_filters(&mut select, query);
+        let mut select = Sql::new(RUN_COLUMNS);
+        push_filters(&mut select, query, self.backend)?;
         let direction = if query.order.descending {
             "DESC"
         } else {
             "ASC"
         };
-        select.push(format!(
-            " ORDER BY {} {direction}",
+        // NULLs sort first ascending and last descending, as SQLite sorts them.
+        let nulls = if query.order.descending {
+            "NULLS LAST"
+        } else {
+            "NULLS FIRST"
+        };
+        select.push(&format!(
+            " ORDER BY {} {direction} {nulls}",
             query.order.field.column()
         ));
         if query.order.field != RunField::Id {
-            select.push(format!(", id {direction}"));
+            select.push(&format!(", id {direction}"));
         }
         select.push(" LIMIT ");
-        select.push_bind(query.limit);
+        select.bind(i64::from(query.limit))?;
         select.push(" OFFSET ");
-        select.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-        let rows = select.build().fetch_all(&self.pool).await?;
+        select.bind(i64::try_from(query.offset).unwrap_or(i64::MAX))?;
+        let (sql, args) = select.finish();
+        let rows = sqlx::query_with(sql, args).fetch_all(&self.pool).await?;
         let runs = rows
             .iter()
             .map(RunRow::from_row)
@@ -186,13 +198,14 @@ impl Store {
         let ids = serde_json::to_string(&dags.iter().map(DagId::as_str).collect::<Vec<_>>())
             .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
         let sql = sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} WHERE id IN (SELECT x.id FROM json_each(?1) d JOIN dag_run x \
+            "{RUN_COLUMNS} WHERE id IN (SELECT x.id FROM {} JOIN dag_run x \
              ON x.id IN (SELECT y.id FROM dag_run y WHERE y.dag_id = d.value \
-             ORDER BY y.id DESC LIMIT ?2)) ORDER BY dag_id, id DESC"
+             ORDER BY y.id DESC LIMIT $2)) ORDER BY dag_id, id DESC",
+            self.backend.json_texts("$1", "d")
         ));
         let rows = sqlx::query(sql)
             .bind(ids)
-            .bind(per_dag)
+            .bind(i64::from(per_dag))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(RunRow::from_row).collect()
@@ -209,11 +222,13 @@ impl Store {
         }
         let ids = serde_json::to_string(&dags.iter().map(DagId::as_str).collect::<Vec<_>>())
             .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
-        let rows = sqlx::query(
+        let sql = sqlx::AssertSqlSafe(format!(
             "SELECT d.value AS dag_id, (SELECT r.data_interval_end FROM dag_run r \
              WHERE r.dag_id = d.value AND r.run_type = 'scheduled' \
-             ORDER BY r.logical_date DESC LIMIT 1) AS last_end FROM json_each(?1) d",
-        )
+             ORDER BY r.logical_date DESC LIMIT 1) AS last_end FROM {}",
+            self.backend.json_texts("$1", "d")
+        ));
+        let rows = sqlx::query(sql)
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
@@ -237,11 +252,13 @@ impl Store {
         }
         let keys = serde_json::to_string(&runs.iter().map(|r| r.0).collect::<Vec<_>>())
             .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
-        let rows = sqlx::query(
+        let sql = sqlx::AssertSqlSafe(format!(
             "SELECT run, task_id, state, try_number, max_tries, start_date, end_date, \
              next_retry_at, error, first_try FROM task_instance \
-             WHERE run IN (SELECT value FROM json_each(?1)) ORDER BY run, rowid",
-        )
+             WHERE run IN (SELECT k.value FROM {}) ORDER BY run, rowid",
+            self.backend.json_ints("$1", "k")
+        ));
+        let rows = sqlx::query(sql)
         .bind(keys)
         .fetch_all(&self.pool)
         .await?;
@@ -262,9 +279,9 @@ impl Store {
     pub async fn any_active_run(&self, dag: Option<&DagId>) -> StoreResult<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM dag_run r WHERE r.state IN ('queued', 'running') \
-             AND (?1 IS NULL OR r.dag_id = ?1) \
+             AND ($1 IS NULL OR r.dag_id = $1) \
              AND (r.state = 'running' OR r.owner IS NOT NULL OR NOT EXISTS \
-             (SELECT 1 FROM dag d WHERE d.dag_id = r.dag_id AND d.is_paused)) LIMIT 1",
+             (SELECT 1 FROM dag d WHERE d.dag_id = r.dag_id AND d.is_paused <> 0)) LIMIT 1",
         )
         .bind(dag.map(DagId::as_str))
         .fetch_optional(&self.pool)
@@ -274,49 +291,59 @@ impl Store {
 }
 
 /// The `WHERE` clause of a run listing.
-fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &RunQuery) {
-    builder.push(" WHERE 1");
-    if !query.dags.is_empty() {
-        builder.push(" AND dag_id IN (");
-        let mut list = builder.separated(", ");
-        for dag in &query.dags {
-            list.push_bind(dag.as_str().to_string());
+fn push_filters(sql: &mut Sql, query: &RunQuery, backend: Backend) -> StoreResult<()> {
+    sql.push(" WHERE 1 = 1");
+    let list = |sql: &mut Sql, column: &str, values: Vec<String>| -> StoreResult<()> {
+        if values.is_empty() {
+            return Ok(());
         }
-        builder.push(")");
-    }
-    if !query.states.is_empty() {
-        builder.push(" AND state IN (");
-        let mut list = builder.separated(", ");
-        for state in &query.states {
-            list.push_bind(state.as_str());
+        sql.push(&format!(" AND {column} IN ("));
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind(value)?;
         }
-        builder.push(")");
-    }
-    if !query.run_types.is_empty() {
-        builder.push(" AND run_type IN (");
-        let mut list = builder.separated(", ");
-        for run_type in &query.run_types {
-            list.push_bind(run_type.as_str());
-        }
-        builder.push(")");
-    }
+        sql.push(")");
+        Ok(())
+    };
+    list(
+        sql,
+        "dag_id",
+        query.dags.iter().map(|d| d.as_str().to_owned()).collect(),
+    )?;
+    list(
+        sql,
+        "state",
+        query.states.iter().map(|s| s.as_str().to_owned()).collect(),
+    )?;
+    list(
+        sql,
+        "run_type",
+        query.run_types.iter().map(|t| t.as_str().to_owned()).collect(),
+    )?;
     if let Some(from) = query.logical_date_gte {
-        builder.push(" AND logical_date >= ");
-        builder.push_bind(to_text(from));
+        sql.push(" AND logical_date >= ");
+        sql.bind(to_text(from))?;
     }
     if let Some(to) = query.logical_date_lte {
-        builder.push(" AND logical_date <= ");
-        builder.push_bind(to_text(to));
+        sql.push(" AND logical_date <= ");
+        sql.bind(to_text(to))?;
     }
     // Stored times are fixed-width UTC text, so text order is time order.
     for bound in &query.bounds {
-        builder.push(bound.sql());
-        builder.push_bind(to_text(bound.at));
+        sql.push(&bound.sql());
+        sql.bind(to_text(bound.at))?;
     }
     if let Some(pattern) = &query.run_id_pattern {
-        builder.push(" AND run_id LIKE ");
-        builder.push_bind(format!("%{pattern}%"));
+        // ASCII case-insensitive on both engines, as SQLite's LIKE is.
+        sql.push(match backend {
+            Backend::Sqlite => " AND run_id LIKE ",
+            Backend::Postgres => " AND run_id ILIKE ",
+        });
+        sql.bind(format!("%{pattern}%"))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ async fn run(
         version: None,
     };
     let key = store.insert_run(&new).await.unwrap().unwrap().key;
-    sqlx::query("UPDATE dag_run SET state = ?, queued_at = ?, end_date = ? WHERE id = ?")
+    sqlx::query("UPDATE dag_run SET state = $1, queued_at = $2, end_date = $3 WHERE id = $4")
         .bind(state)
         .bind(to_text(day(1)))
         .bind(ended.map(to_text))
@@ -49,22 +49,22 @@ async fn run(
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO task_instance (run, task_id, state, try_number) VALUES (?, 't', 'success', 1)",
+        "INSERT INTO task_instance (run, task_id, state, try_number) VALUES ($1, 't', 'success', 1)",
     )
     .bind(key.0)
     .execute(&store.pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO task_try (run, task_id, try_number, state, start_date) VALUES (?, 't', 1, 'success', ?)")
+    sqlx::query("INSERT INTO task_try (run, task_id, try_number, state, start_date) VALUES ($1, 't', 1, 'success', $2)")
         .bind(key.0)
         .bind(to_text(day(1)))
         .execute(&store.pool)
         .await
         .unwrap();
     for seq in 1..=lines {
-        sqlx::query("INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) VALUES (?, 't', 1, ?, ?, 'INFO', 'x')")
+        sqlx::query("INSERT INTO task_log (run, task_id, try_number, seq, ts, level, message) VALUES ($1, 't', 1, $2, $3, 'INFO', 'x')")
             .bind(key.0)
-            .bind(seq)
+            .bind(i64::from(seq))
             .bind(to_text(day(1)))
             .execute(&store.pool)
             .await
@@ -183,7 +183,7 @@ async fn unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay
         async move {
             sqlx::query(
                 "INSERT INTO dag_version (hash, dag_id, source_path, definition, created_at) \
-                 VALUES (?, 'd', 'd.yaml', 'dag_id: d', ?)",
+                 VALUES ($1, 'd', 'd.yaml', 'dag_id: d', $2)",
             )
             .bind(&hash)
             .bind(to_text(day(created)))
@@ -196,7 +196,7 @@ async fn unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay
     version("old-used", 2).await;
     version("latest", 3).await;
     let used = run(&store, "running", None, 0, None).await;
-    sqlx::query("UPDATE dag_run SET dag_version = 'old-used' WHERE id = ?")
+    sqlx::query("UPDATE dag_run SET dag_version = 'old-used' WHERE id = $1")
         .bind(used.0)
         .execute(&store.pool)
         .await
