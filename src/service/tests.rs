@@ -50,11 +50,10 @@ fn bag(yaml: &str) -> DagBag {
     bag
 }
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
-    (dir, store)
+async fn store(backend: crate::store::Backend) -> (crate::store::testing::TestDb, Store) {
+    let db = crate::store::testing::TestDb::open(backend).await;
+    let store = db.store();
+    (db, store)
 }
 
 fn req<'a>(from: &'a str, to: &'a str) -> BackfillRequest<'a> {
@@ -85,9 +84,10 @@ async fn scheduled(store: &Store, bag: &DagBag, day: u32) -> RunRow {
         .unwrap()
 }
 
-#[tokio::test]
-async fn backfill_creates_complete_intervals_and_skips_dates_that_have_a_run() {
-    let (_dir, store) = store().await;
+async fn backfill_creates_complete_intervals_and_skips_dates_that_have_a_run(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let bag = bag(DAILY);
     scheduled(&store, &bag, 2).await;
     // From before start_date; at 01-05 12:00 the 01-05 interval has not ended.
@@ -129,9 +129,8 @@ async fn backfill_creates_complete_intervals_and_skips_dates_that_have_a_run() {
     assert!(store.insert_run(&rerun).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn reprocess_failed_clears_only_the_failed_runs_in_range() {
-    let (_dir, store) = store().await;
+async fn reprocess_failed_clears_only_the_failed_runs_in_range(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let bag = bag(DAILY);
     let failed = scheduled(&store, &bag, 1).await;
     let owner = Owner {
@@ -155,9 +154,10 @@ async fn reprocess_failed_clears_only_the_failed_runs_in_range() {
     assert_eq!(cleared.state, RunState::Queued);
 }
 
-#[tokio::test]
-async fn a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing() {
-    let (_dir, store) = store().await;
+async fn a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let bag = bag(
         "dag_id: minutely\nschedule: '* * * * *'\nstart_date: 2022-01-01\n\
          tasks:\n  t: {type: noop}\n",
@@ -211,7 +211,7 @@ async fn finished(service: &Service, store: &Store, run_state: &str, states: [&s
         .unwrap();
     let pool = store.test_pool();
     sqlx::query(
-        "UPDATE dag_run SET state = ?, start_date = queued_at, end_date = queued_at WHERE id = ?",
+        "UPDATE dag_run SET state = $1, start_date = queued_at, end_date = queued_at WHERE id = $2",
     )
     .bind(run_state)
     .bind(run.key.0)
@@ -221,7 +221,7 @@ async fn finished(service: &Service, store: &Store, run_state: &str, states: [&s
     for (task, state) in ["a", "b", "c", "d"].iter().zip(states) {
         sqlx::query(
             "INSERT INTO task_instance (run, task_id, state, try_number, max_tries) \
-             VALUES (?, ?, ?, 1, 1)",
+             VALUES ($1, $2, $3, 1, 1)",
         )
         .bind(run.key.0)
         .bind(task)
@@ -243,9 +243,10 @@ fn states(detail: &RunDetail) -> Vec<(String, Option<TaskState>)> {
 
 use crate::state::TaskState;
 
-#[tokio::test]
-async fn clearing_one_task_with_or_without_downstream_requeues_the_run() {
-    let (_dir, store) = store().await;
+async fn clearing_one_task_with_or_without_downstream_requeues_the_run(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let run = finished(
         &service,
@@ -281,9 +282,8 @@ async fn clearing_one_task_with_or_without_downstream_requeues_the_run() {
     assert!(err.is_not_found(), "{err}");
 }
 
-#[tokio::test]
-async fn marking_tasks_sets_the_run_state_from_its_task_instances() {
-    let (_dir, store) = store().await;
+async fn marking_tasks_sets_the_run_state_from_its_task_instances(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let run = finished(
         &service,
@@ -332,9 +332,8 @@ async fn marking_tasks_sets_the_run_state_from_its_task_instances() {
     assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
 }
 
-#[tokio::test]
-async fn marking_uses_the_schedulers_leaf_rule() {
-    let (_dir, store) = store().await;
+async fn marking_uses_the_schedulers_leaf_rule(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     // b failed but c (a leaf, as if its trigger rule were all_done) succeeded: the
     // scheduler finished the run success, and marking d success must keep it so.
@@ -358,7 +357,7 @@ async fn marking_uses_the_schedulers_leaf_rule() {
     assert_eq!(marked.run.state, RunState::Success);
 
     // With neither the loaded DAG nor its stored version, every task counts as a leaf.
-    sqlx::query("UPDATE dag_run SET dag_version = NULL WHERE id = ?")
+    sqlx::query("UPDATE dag_run SET dag_version = NULL WHERE id = $1")
         .bind(run.key.0)
         .execute(store.test_pool())
         .await
@@ -369,9 +368,8 @@ async fn marking_uses_the_schedulers_leaf_rule() {
     assert_eq!(marked.run.state, RunState::Failed, "b is still failed");
 }
 
-#[tokio::test]
-async fn marking_an_unknown_task_of_an_active_run_is_not_found() {
-    let (_dir, store) = store().await;
+async fn marking_an_unknown_task_of_an_active_run_is_not_found(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let queued = service
         .trigger("chain", TriggerRequest::default())
@@ -389,9 +387,8 @@ async fn marking_an_unknown_task_of_an_active_run_is_not_found() {
     assert!(matches!(err, ServiceError::Conflict(_)), "{err}");
 }
 
-#[tokio::test]
-async fn the_dag_listing_filters_pages_and_carries_recent_runs() {
-    let (_dir, store) = store().await;
+async fn the_dag_listing_filters_pages_and_carries_recent_runs(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let mut bag = bag(CHAIN);
     for yaml in [
         "dag_id: alpha\ndescription: Loads the warehouse\ntags: [etl]\ntasks:\n  t: {type: noop}\n",
@@ -447,9 +444,8 @@ async fn the_dag_listing_filters_pages_and_carries_recent_runs() {
     assert_eq!((page.total, page.dags[0].dag.id.as_str()), (2, "chain"));
 }
 
-#[tokio::test]
-async fn wait_follows_a_run_to_its_end_reporting_each_state() {
-    let (_dir, store) = store().await;
+async fn wait_follows_a_run_to_its_end_reporting_each_state(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let run = service
         .trigger("chain", TriggerRequest::default())
@@ -460,7 +456,7 @@ async fn wait_follows_a_run_to_its_end_reporting_each_state() {
     let finisher = tokio::spawn(async move {
         for state in ["running", "failed"] {
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            sqlx::query("UPDATE dag_run SET state = ? WHERE id = ?")
+            sqlx::query("UPDATE dag_run SET state = $1 WHERE id = $2")
                 .bind(state)
                 .bind(key)
                 .execute(&pool)
@@ -480,9 +476,10 @@ async fn wait_follows_a_run_to_its_end_reporting_each_state() {
     assert_eq!(seen.last(), Some(&RunState::Failed));
 }
 
-#[tokio::test]
-async fn a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags() {
-    let (_dir, store) = store().await;
+async fn a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let bag = bag(DAILY);
     scheduled(&store, &bag, 2).await;
     scheduled(&store, &bag, 3).await;
@@ -498,9 +495,10 @@ async fn a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags()
     assert!(text.contains("orchestrator_dags_loaded 1\n"));
 }
 
-#[tokio::test]
-async fn a_chosen_run_id_is_kept_once_with_its_note_and_logical_date() {
-    let (_dir, store) = store().await;
+async fn a_chosen_run_id_is_kept_once_with_its_note_and_logical_date(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let choice = RunChoice {
         run_id: Some("mine".into()),
@@ -533,9 +531,10 @@ async fn a_chosen_run_id_is_kept_once_with_its_note_and_logical_date() {
     assert_eq!(noted.user_note, None);
 }
 
-#[tokio::test]
-async fn clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_run() {
-    let (_dir, store) = store().await;
+async fn clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_run(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let states4 = ["success", "failed", "upstream_failed", "success"];
     let run = finished(&service, &store, "failed", states4).await;
@@ -580,9 +579,8 @@ async fn clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_
     assert!(err.is_not_found(), "{err}");
 }
 
-#[tokio::test]
-async fn a_clear_or_mark_racing_another_change_is_a_conflict() {
-    let (_dir, store) = store().await;
+async fn a_clear_or_mark_racing_another_change_is_a_conflict(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     let service = Service::with_bag(store.clone(), bag(CHAIN));
     let stale = finished(
         &service,
@@ -625,3 +623,19 @@ async fn a_clear_or_mark_racing_another_change_is_a_conflict() {
         assert!(!err.is_not_found(), "{err}");
     }
 }
+
+crate::store::testing::on_both!(
+    backfill_creates_complete_intervals_and_skips_dates_that_have_a_run,
+    reprocess_failed_clears_only_the_failed_runs_in_range,
+    a_huge_backfill_is_refused_with_its_size_and_dry_run_changes_nothing,
+    clearing_one_task_with_or_without_downstream_requeues_the_run,
+    marking_tasks_sets_the_run_state_from_its_task_instances,
+    marking_uses_the_schedulers_leaf_rule,
+    marking_an_unknown_task_of_an_active_run_is_not_found,
+    the_dag_listing_filters_pages_and_carries_recent_runs,
+    wait_follows_a_run_to_its_end_reporting_each_state,
+    a_scrape_counts_active_runs_per_state_with_zeros_for_idle_loaded_dags,
+    a_chosen_run_id_is_kept_once_with_its_note_and_logical_date,
+    clearing_a_selection_can_be_a_dry_run_and_relabelling_needs_a_finished_run,
+    a_clear_or_mark_racing_another_change_is_a_conflict,
+);

@@ -177,9 +177,9 @@ impl Store {
             let logs = sqlx::query(sql)
                 .bind(&runs)
                 .bind(i64::from(log_rows))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             counts.task_log += logs;
             if logs < u64::from(log_rows) {
                 let backend = self.backend;

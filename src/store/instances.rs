@@ -180,11 +180,11 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(600);
 
-    async fn store_with_run() -> (tempfile::TempDir, Store, crate::ids::RunKey) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("s.db").to_str().unwrap(), 2)
-            .await
-            .unwrap();
+    async fn store_with_run(
+        backend: crate::store::Backend,
+    ) -> (crate::store::testing::TestDb, Store, crate::ids::RunKey) {
+        let dir = crate::store::testing::TestDb::open(backend).await;
+        let store = dir.store();
         let new = NewRun {
             dag_id: DagId::new("d"),
             run_type: RunType::Manual,
@@ -213,9 +213,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn writes_of_an_instance_that_lost_the_run_are_refused_whole() {
-        let (_dir, store, run) = store_with_run().await;
+    async fn writes_of_an_instance_that_lost_the_run_are_refused_whole(
+        backend: crate::store::Backend,
+    ) {
+        let (_dir, store, run) = store_with_run(backend).await;
         let (a, b) = two_instances(&store).await;
         let tasks = [(TaskId::new("t"), 3)];
         assert!(store.claim_run(run, &a, &tasks).await.unwrap());
@@ -260,9 +261,8 @@ mod tests {
         store.commit(&b, &[late]).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn refused_transitions_name_the_run_task_and_states() {
-        let (_dir, store, run) = store_with_run().await;
+    async fn refused_transitions_name_the_run_task_and_states(backend: crate::store::Backend) {
+        let (_dir, store, run) = store_with_run(backend).await;
         let a = store
             .register_instance(InstanceKind::Serve, LEASE)
             .await
@@ -303,9 +303,10 @@ mod tests {
         assert!(err.to_string().ends_with(": failed -> success"), "{err}");
     }
 
-    #[tokio::test]
-    async fn a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable() {
-        let (_dir, store, run) = store_with_run().await;
+    async fn a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable(
+        backend: crate::store::Backend,
+    ) {
+        let (_dir, store, run) = store_with_run(backend).await;
         let (a, b) = two_instances(&store).await;
         assert!(store.claim_run(run, &a, &[]).await.unwrap());
         assert!(store.adoptable_running(&b).await.unwrap().is_empty());
@@ -327,4 +328,10 @@ mod tests {
         let row = store.run(run).await.unwrap().unwrap();
         assert_eq!((row.owner, row.owner_epoch), (Some(b.id.clone()), Some(1)));
     }
+
+    crate::store::testing::on_both!(
+        writes_of_an_instance_that_lost_the_run_are_refused_whole,
+        refused_transitions_name_the_run_task_and_states,
+        a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable,
+    );
 }

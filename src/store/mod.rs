@@ -18,6 +18,8 @@ mod rows;
 mod runs;
 mod sql;
 mod tasks;
+#[doc(hidden)]
+pub mod testing;
 mod users;
 mod versions;
 mod views;
@@ -29,15 +31,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor, SqlSafeStr};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
-pub use sql::Backend;
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+pub use sql::Backend;
 pub use users::UserRow;
 pub use views::{RunField, RunOrder, RunQuery};
 

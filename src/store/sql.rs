@@ -169,10 +169,7 @@ mod tests {
 
     #[test]
     fn urls_name_their_backend() {
-        assert_eq!(
-            Backend::of_url("postgres://u:p@h/db"),
-            Backend::Postgres
-        );
+        assert_eq!(Backend::of_url("postgres://u:p@h/db"), Backend::Postgres);
         assert_eq!(Backend::of_url("PostgreSQL://h/db"), Backend::Postgres);
         assert_eq!(Backend::of_url("orchestrator.db"), Backend::Sqlite);
         assert_eq!(Backend::of_url("sqlite::memory:"), Backend::Sqlite);
@@ -186,10 +183,15 @@ mod tests {
         sql.bind("x").unwrap().push(", ");
         sql.bind("y").unwrap().push(")");
         assert_eq!(sql.finish().0.0, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
-        let sql = insert_values("INSERT INTO t (a, b)", &[(1_i64, "x"), (2, "y")], "", |s, r| {
-            row(s, true, r.0)?;
-            row(s, false, r.1)
-        })
+        let sql = insert_values(
+            "INSERT INTO t (a, b)",
+            &[(1_i64, "x"), (2, "y")],
+            "",
+            |s, r| {
+                row(s, true, r.0)?;
+                row(s, false, r.1)
+            },
+        )
         .unwrap();
         assert_eq!(
             sql.finish().0.0,

@@ -73,9 +73,10 @@ impl Store {
 
     /// Whether any user exists (one index probe).
     pub async fn any_user(&self) -> StoreResult<bool> {
-        let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) AS any_user")
-            .fetch_one(&self.pool)
-            .await?;
+        let any: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) AS any_user")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(any != 0)
     }
 
@@ -144,15 +145,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    async fn store() -> Store {
-        Store::open("sqlite::memory:", 1).await.unwrap()
+    async fn store(backend: crate::store::Backend) -> crate::store::testing::TestDb {
+        crate::store::testing::TestDb::open(backend).await
     }
 
-    #[tokio::test]
-    async fn users_are_added_once_listed_changed_and_removed() {
-        let store = store().await;
+    async fn users_are_added_once_listed_changed_and_removed(backend: crate::store::Backend) {
+        let store = store(backend).await;
         assert!(!store.any_user().await.unwrap());
         assert!(store.insert_user("ann", "admin", "h1").await.unwrap());
         assert!(!store.insert_user("ann", "viewer", "h2").await.unwrap());
@@ -170,11 +168,15 @@ mod tests {
         assert!(store.user("ann").await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn a_setting_is_generated_once_and_then_kept() {
-        let store = store().await;
+    async fn a_setting_is_generated_once_and_then_kept(backend: crate::store::Backend) {
+        let store = store(backend).await;
         let first = store.setting_or_insert("k", || "a".into()).await.unwrap();
         let again = store.setting_or_insert("k", || "b".into()).await.unwrap();
         assert_eq!((first.as_str(), again.as_str()), ("a", "a"));
     }
+
+    crate::store::testing::on_both!(
+        users_are_added_once_listed_changed_and_removed,
+        a_setting_is_generated_once_and_then_kept,
+    );
 }

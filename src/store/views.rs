@@ -228,10 +228,7 @@ impl Store {
              ORDER BY r.logical_date DESC LIMIT 1) AS last_end FROM {}",
             self.backend.json_texts("$1", "d")
         ));
-        let rows = sqlx::query(sql)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql).bind(ids).fetch_all(&self.pool).await?;
         let mut ends = HashMap::new();
         for row in &rows {
             if let Some(end) = row.try_get::<Option<String>, _>("last_end")? {
@@ -258,10 +255,7 @@ impl Store {
              WHERE run IN (SELECT k.value FROM {}) ORDER BY run, rowid",
             self.backend.json_ints("$1", "k")
         ));
-        let rows = sqlx::query(sql)
-        .bind(keys)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql).bind(keys).fetch_all(&self.pool).await?;
         let mut by_run: HashMap<RunKey, Vec<TaskInstanceRow>> = HashMap::new();
         for row in &rows {
             let run = RunKey(row.try_get("run")?);
@@ -320,7 +314,11 @@ fn push_filters(sql: &mut Sql, query: &RunQuery, backend: Backend) -> StoreResul
     list(
         sql,
         "run_type",
-        query.run_types.iter().map(|t| t.as_str().to_owned()).collect(),
+        query
+            .run_types
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect(),
     )?;
     if let Some(from) = query.logical_date_gte {
         sql.push(" AND logical_date >= ");
@@ -352,11 +350,13 @@ mod tests {
     use crate::store::NewRun;
     use chrono::TimeZone;
 
-    async fn store_with_runs(dags: &[&str], per_dag: u32) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("s.db").to_str().unwrap(), 2)
-            .await
-            .unwrap();
+    async fn store_with_runs(
+        backend: crate::store::Backend,
+        dags: &[&str],
+        per_dag: u32,
+    ) -> (crate::store::testing::TestDb, Store) {
+        let dir = crate::store::testing::TestDb::open(backend).await;
+        let store = dir.store();
         for dag in dags {
             for day in 0..per_dag {
                 let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
@@ -379,9 +379,10 @@ mod tests {
         (dir, store)
     }
 
-    #[tokio::test]
-    async fn recent_runs_takes_the_newest_of_each_dag_in_one_statement() {
-        let (_dir, store) = store_with_runs(&["a", "b", "c"], 5).await;
+    async fn recent_runs_takes_the_newest_of_each_dag_in_one_statement(
+        backend: crate::store::Backend,
+    ) {
+        let (_dir, store) = store_with_runs(backend, &["a", "b", "c"], 5).await;
         let ids = [DagId::new("a"), DagId::new("c"), DagId::new("missing")];
         let runs = store.recent_runs(&ids, 2).await.unwrap();
         let got: Vec<(String, String)> = runs
@@ -407,9 +408,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn query_runs_filters_orders_pages_and_counts() {
-        let (_dir, store) = store_with_runs(&["a", "b"], 7).await;
+    async fn query_runs_filters_orders_pages_and_counts(backend: crate::store::Backend) {
+        let (_dir, store) = store_with_runs(backend, &["a", "b"], 7).await;
         let query = RunQuery {
             dags: vec![DagId::new("b")],
             order: RunOrder {
@@ -444,9 +444,8 @@ mod tests {
         assert!(!store.any_active_run(Some(&DagId::new("x"))).await.unwrap());
     }
 
-    #[tokio::test]
-    async fn query_runs_bounds_dates_and_matches_run_ids() {
-        let (_dir, store) = store_with_runs(&["a"], 7).await;
+    async fn query_runs_bounds_dates_and_matches_run_ids(backend: crate::store::Backend) {
+        let (_dir, store) = store_with_runs(backend, &["a"], 7).await;
         let day = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
         let days = |query: RunQuery| {
             let store = store.clone();
@@ -487,4 +486,10 @@ mod tests {
         pattern.run_id_pattern = Some("SCHEDULED%01-0_T".into());
         assert_eq!(days(pattern).await.len(), 7);
     }
+
+    crate::store::testing::on_both!(
+        recent_runs_takes_the_newest_of_each_dag_in_one_statement,
+        query_runs_filters_orders_pages_and_counts,
+        query_runs_bounds_dates_and_matches_run_ids,
+    );
 }

@@ -1,10 +1,10 @@
 use super::*;
 use crate::dag::DagBag;
-use crate::store::Store;
 
-async fn service() -> Service {
-    let store = Store::open("sqlite::memory:", 1).await.unwrap();
-    Service::with_bag(store, DagBag::default())
+async fn service(backend: crate::store::Backend) -> (crate::store::testing::TestDb, Service) {
+    let db = crate::store::testing::TestDb::open(backend).await;
+    let service = Service::with_bag(db.store(), DagBag::default());
+    (db, service)
 }
 
 #[test]
@@ -17,9 +17,10 @@ fn each_role_allows_what_the_roles_below_it_allow() {
     assert!("root".parse::<Role>().is_err());
 }
 
-#[tokio::test]
-async fn a_password_verifies_against_its_hash_and_nothing_else_does() {
-    let service = service().await;
+async fn a_password_verifies_against_its_hash_and_nothing_else_does(
+    backend: crate::store::Backend,
+) {
+    let (_db, service) = service(backend).await;
     assert_eq!(service.auth_mode().await.unwrap(), AuthMode::Off);
     service.add_user("ann", Role::Op, "s3cret").await.unwrap();
     assert_eq!(service.auth_mode().await.unwrap(), AuthMode::On);
@@ -41,9 +42,8 @@ async fn a_password_verifies_against_its_hash_and_nothing_else_does() {
     assert_eq!(err.to_string(), "the password must not be empty");
 }
 
-#[tokio::test]
-async fn a_token_carries_the_users_current_role_until_it_expires() {
-    let service = service().await;
+async fn a_token_carries_the_users_current_role_until_it_expires(backend: crate::store::Backend) {
+    let (_db, service) = service(backend).await;
     service.add_user("ann", Role::Op, "pw").await.unwrap();
     let ann = Principal {
         name: "ann".into(),
@@ -71,9 +71,8 @@ async fn a_token_carries_the_users_current_role_until_it_expires() {
     assert_eq!(service.verify_token(&expired).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_tampered_or_foreign_token_is_refused() {
-    let service = service().await;
+async fn a_tampered_or_foreign_token_is_refused(backend: crate::store::Backend) {
+    let (_db, service) = service(backend).await;
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     let ann = Principal {
         name: "ann".into(),
@@ -86,15 +85,14 @@ async fn a_tampered_or_foreign_token_is_refused() {
     assert_eq!(service.verify_token(&parts.join(".")).await.unwrap(), None);
     assert_eq!(service.verify_token("not.a.token").await.unwrap(), None);
     // Signed with another store's key.
-    let other = self::service().await;
+    let (_other_db, other) = self::service(backend).await;
     other.add_user("ann", Role::Viewer, "pw").await.unwrap();
     let foreign = other.issue_token(&ann).await.unwrap();
     assert_eq!(service.verify_token(&foreign).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_password_change_ends_older_tokens() {
-    let service = service().await;
+async fn a_password_change_ends_older_tokens(backend: crate::store::Backend) {
+    let (_db, service) = service(backend).await;
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     let ann = Principal {
         name: "ann".into(),
@@ -111,9 +109,8 @@ async fn a_password_change_ends_older_tokens() {
     assert!(err.is_not_found());
 }
 
-#[tokio::test]
-async fn the_wake_secret_is_needed_only_once_users_exist() {
-    let service = service().await;
+async fn the_wake_secret_is_needed_only_once_users_exist(backend: crate::store::Backend) {
+    let (_db, service) = service(backend).await;
     assert!(service.wake_allowed(None).await.unwrap());
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     assert!(!service.wake_allowed(None).await.unwrap());
@@ -122,9 +119,11 @@ async fn the_wake_secret_is_needed_only_once_users_exist() {
     assert!(service.wake_allowed(Some(&secret)).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_server_requiring_auth_stays_closed_when_its_last_user_goes() {
-    let service = service().await.with_auth_required(true);
+async fn a_server_requiring_auth_stays_closed_when_its_last_user_goes(
+    backend: crate::store::Backend,
+) {
+    let (_db, service) = service(backend).await;
+    let service = service.with_auth_required(true);
     assert_eq!(service.auth_mode().await.unwrap(), AuthMode::NoUsers);
     service.add_user("ann", Role::Admin, "pw").await.unwrap();
     assert_eq!(service.auth_mode().await.unwrap(), AuthMode::On);
@@ -137,9 +136,8 @@ async fn a_server_requiring_auth_stays_closed_when_its_last_user_goes() {
     assert!(service.wake_allowed(Some(&secret)).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_role_change_applies_to_tokens_already_issued() {
-    let service = service().await;
+async fn a_role_change_applies_to_tokens_already_issued(backend: crate::store::Backend) {
+    let (_db, service) = service(backend).await;
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     let ann = service.authenticate("ann", "pw").await.unwrap().unwrap();
     let token = service.issue_token(&ann).await.unwrap();
@@ -152,3 +150,13 @@ async fn a_role_change_applies_to_tokens_already_issued() {
         Err(ServiceError::UnknownUser(_))
     ));
 }
+
+crate::store::testing::on_both!(
+    a_password_verifies_against_its_hash_and_nothing_else_does,
+    a_token_carries_the_users_current_role_until_it_expires,
+    a_tampered_or_foreign_token_is_refused,
+    a_password_change_ends_older_tokens,
+    the_wake_secret_is_needed_only_once_users_exist,
+    a_server_requiring_auth_stays_closed_when_its_last_user_goes,
+    a_role_change_applies_to_tokens_already_issued,
+);

@@ -9,10 +9,9 @@ fn day(d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap()
 }
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
+async fn store(backend: crate::store::Backend) -> (crate::store::testing::TestDb, Store) {
+    let dir = crate::store::testing::TestDb::open(backend).await;
+    let store = dir.store();
     (dir, store)
 }
 
@@ -90,9 +89,10 @@ const SMALL: CleanBatch = CleanBatch {
     log_rows: 10,
 };
 
-#[tokio::test]
-async fn clean_deletes_old_finished_runs_with_their_rows_in_batches_and_keeps_the_rest() {
-    let (_dir, store) = store().await;
+async fn clean_deletes_old_finished_runs_with_their_rows_in_batches_and_keeps_the_rest(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let mut old = Vec::new();
     for i in 0..7 {
         let state = if i % 2 == 0 { "success" } else { "failed" };
@@ -124,9 +124,10 @@ async fn clean_deletes_old_finished_runs_with_their_rows_in_batches_and_keeps_th
     assert_eq!(again, CleanCounts::default());
 }
 
-#[tokio::test]
-async fn a_dry_run_counts_what_clean_would_delete_and_changes_nothing() {
-    let (_dir, store) = store().await;
+async fn a_dry_run_counts_what_clean_would_delete_and_changes_nothing(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     for _ in 0..4 {
         run(&store, "success", Some(day(2)), 12, None).await;
     }
@@ -140,9 +141,8 @@ async fn a_dry_run_counts_what_clean_would_delete_and_changes_nothing() {
     assert_eq!(dry.task_log, 48);
 }
 
-#[tokio::test]
-async fn a_family_goes_whole_or_stays_whole() {
-    let (_dir, store) = store().await;
+async fn a_family_goes_whole_or_stays_whole(backend: crate::store::Backend) {
+    let (_dir, store) = store(backend).await;
     // Parent and children all old and finished: deleted together, even one root per batch.
     let parent = run(&store, "success", Some(day(3)), 2, None).await;
     let child = run(&store, "success", Some(day(2)), 2, Some(parent)).await;
@@ -175,9 +175,10 @@ async fn a_family_goes_whole_or_stays_whole() {
     }
 }
 
-#[tokio::test]
-async fn unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay() {
-    let (_dir, store) = store().await;
+async fn unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store) = store(backend).await;
     let version = |hash: &str, created: u32| {
         let (store, hash) = (store.clone(), hash.to_string());
         async move {
@@ -241,3 +242,10 @@ fn parse_day(text: &str) -> DateTime<Utc> {
         .unwrap()
         .and_utc()
 }
+
+crate::store::testing::on_both!(
+    clean_deletes_old_finished_runs_with_their_rows_in_batches_and_keeps_the_rest,
+    a_dry_run_counts_what_clean_would_delete_and_changes_nothing,
+    a_family_goes_whole_or_stays_whole,
+    unused_old_dag_versions_and_ended_instances_go_the_latest_and_used_stay,
+);

@@ -6,10 +6,16 @@ use crate::state::RunType;
 use crate::store::NewRun;
 use crate::tasks::{LogLimits, TaskLog};
 
-async fn store_with_run() -> (tempfile::TempDir, Store, RunKey, crate::store::Owner) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
+async fn store_with_run(
+    backend: crate::store::Backend,
+) -> (
+    crate::store::testing::TestDb,
+    Store,
+    RunKey,
+    crate::store::Owner,
+) {
+    let dir = crate::store::testing::TestDb::open(backend).await;
+    let store = dir.store();
     let new = NewRun {
         dag_id: DagId::new("d"),
         run_type: RunType::Manual,
@@ -49,9 +55,10 @@ fn logs_change(run: RunKey, log: &TaskLog) -> Change {
     }
 }
 
-#[tokio::test]
-async fn stored_logs_keep_their_seqs_and_a_drop_leaves_head_marker_and_tail() {
-    let (_dir, store, run, owner) = store_with_run().await;
+async fn stored_logs_keep_their_seqs_and_a_drop_leaves_head_marker_and_tail(
+    backend: crate::store::Backend,
+) {
+    let (_dir, store, run, owner) = store_with_run(backend).await;
     let task = TaskId::new("t");
     let log = TaskLog::new(LogLimits::new(4200));
     for i in 1..=30 {
@@ -102,9 +109,8 @@ async fn stored_logs_keep_their_seqs_and_a_drop_leaves_head_marker_and_tail() {
     );
 }
 
-#[tokio::test]
-async fn a_tail_reads_the_last_lines_before_a_seq_in_order() {
-    let (_dir, store, run, owner) = store_with_run().await;
+async fn a_tail_reads_the_last_lines_before_a_seq_in_order(backend: crate::store::Backend) {
+    let (_dir, store, run, owner) = store_with_run(backend).await;
     let task = TaskId::new("t");
     let log = TaskLog::new(LogLimits::new(1 << 20));
     for i in 1..=30 {
@@ -177,3 +183,8 @@ async fn migration_4_numbers_existing_lines_per_try_in_insertion_order() {
         .collect();
     assert_eq!(rows, expected);
 }
+
+crate::store::testing::on_both!(
+    stored_logs_keep_their_seqs_and_a_drop_leaves_head_marker_and_tail,
+    a_tail_reads_the_last_lines_before_a_seq_in_order,
+);

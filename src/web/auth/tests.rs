@@ -4,7 +4,6 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::dag::DagBag;
-use crate::store::Store;
 use crate::web::{AppState, router};
 
 #[test]
@@ -113,13 +112,15 @@ fn the_session_cookie_is_http_only_lax_and_secure_behind_tls() {
     assert!(over_tls(&proxied) && !over_tls(&HeaderMap::new()));
 }
 
-async fn app_with_user() -> (axum::Router, Service) {
-    let store = Store::open("sqlite::memory:", 1).await.unwrap();
-    let service = Service::with_bag(store, DagBag::default());
+async fn app_with_user(
+    backend: crate::store::Backend,
+) -> (axum::Router, Service, crate::store::testing::TestDb) {
+    let db = crate::store::testing::TestDb::open(backend).await;
+    let service = Service::with_bag(db.store(), DagBag::default());
     let app = router(AppState {
         service: service.clone(),
     });
-    (app, service)
+    (app, service, db)
 }
 
 async fn send(app: &axum::Router, request: HttpRequest<Body>) -> Response {
@@ -133,9 +134,10 @@ fn get(path: &str) -> HttpRequest<Body> {
         .unwrap()
 }
 
-#[tokio::test]
-async fn without_users_everything_is_open_and_with_one_nothing_private_is() {
-    let (app, service) = app_with_user().await;
+async fn without_users_everything_is_open_and_with_one_nothing_private_is(
+    backend: crate::store::Backend,
+) {
+    let (app, service, _db) = app_with_user(backend).await;
     assert_eq!(send(&app, get("/")).await.status(), StatusCode::OK);
     service.add_user("ann", Role::Viewer, "pw").await.unwrap();
     let page = send(&app, get("/dags/a?x=1")).await;
@@ -152,9 +154,8 @@ async fn without_users_everything_is_open_and_with_one_nothing_private_is() {
     assert_eq!(send(&app, get("/login")).await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_viewer_reads_but_is_forbidden_to_act() {
-    let (app, service) = app_with_user().await;
+async fn a_viewer_reads_but_is_forbidden_to_act(backend: crate::store::Backend) {
+    let (app, service, _db) = app_with_user(backend).await;
     service.add_user("vic", Role::Viewer, "pw").await.unwrap();
     let who = Principal {
         name: "vic".into(),
@@ -185,9 +186,10 @@ async fn a_viewer_reads_but_is_forbidden_to_act() {
     );
 }
 
-#[tokio::test]
-async fn a_locked_out_address_gets_no_answer_from_the_basic_auth_cache() {
-    let (_app, service) = app_with_user().await;
+async fn a_locked_out_address_gets_no_answer_from_the_basic_auth_cache(
+    backend: crate::store::Backend,
+) {
+    let (_app, service, _db) = app_with_user(backend).await;
     service.add_user("ann", Role::Op, "pw").await.unwrap();
     let gate = Gate::new(service);
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
@@ -213,9 +215,8 @@ async fn a_locked_out_address_gets_no_answer_from_the_basic_auth_cache() {
     assert!(matches!(other, Ok(Some(_))), "{other:?}");
 }
 
-#[tokio::test]
-async fn a_wrong_method_on_auth_token_is_a_json_405() {
-    let (app, _service) = app_with_user().await;
+async fn a_wrong_method_on_auth_token_is_a_json_405(backend: crate::store::Backend) {
+    let (app, _service, _db) = app_with_user(backend).await;
     let response = send(&app, get("/auth/token")).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()[header::ALLOW], "POST");
@@ -235,3 +236,10 @@ async fn a_wrong_method_on_auth_token_is_a_json_405() {
             .starts_with("text/html")
     );
 }
+
+crate::store::testing::on_both!(
+    without_users_everything_is_open_and_with_one_nothing_private_is,
+    a_viewer_reads_but_is_forbidden_to_act,
+    a_locked_out_address_gets_no_answer_from_the_basic_auth_cache,
+    a_wrong_method_on_auth_token_is_a_json_405,
+);

@@ -25,7 +25,7 @@ const CHAIN: &str = "dag_id: chain\ndescription: Three steps\nschedule: '0 3 * *
                      b: {type: noop, depends_on: a}\n";
 
 struct App {
-    _dir: tempfile::TempDir,
+    _db: Option<crate::store::testing::TestDb>,
     store: Store,
     service: Service,
     router: Router,
@@ -57,20 +57,19 @@ fn bag(yamls: &[&str]) -> DagBag {
     bag
 }
 
-async fn app(bag: DagBag) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
-    over(dir, store, bag)
+async fn app(backend: crate::store::Backend, bag: DagBag) -> App {
+    let db = crate::store::testing::TestDb::open(backend).await;
+    let store = db.store();
+    over(Some(db), store, bag)
 }
 
-fn over(dir: tempfile::TempDir, store: Store, bag: DagBag) -> App {
+fn over(db: Option<crate::store::testing::TestDb>, store: Store, bag: DagBag) -> App {
     let service = Service::with_bag(store.clone(), bag);
     let router = router(AppState {
         service: service.clone(),
     });
     App {
-        _dir: dir,
+        _db: db,
         store,
         service,
         router,
@@ -140,9 +139,10 @@ fn is_html(reply: &Reply) -> bool {
         .starts_with("text/html")
 }
 
-#[tokio::test]
-async fn script_in_a_description_or_tag_is_shown_as_text_on_the_list_and_the_dag_page() {
-    let app = app(bag(&[HOSTILE])).await;
+async fn script_in_a_description_or_tag_is_shown_as_text_on_the_list_and_the_dag_page(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[HOSTILE])).await;
     for uri in ["/", "/dags/hostile"] {
         let reply = app.get(uri).await;
         assert_eq!(reply.status, StatusCode::OK, "{uri}");
@@ -159,8 +159,7 @@ async fn script_in_a_description_or_tag_is_shown_as_text_on_the_list_and_the_dag
     }
 }
 
-#[tokio::test]
-async fn load_errors_are_listed_first_escaped_with_file_and_line() {
+async fn load_errors_are_listed_first_escaped_with_file_and_line(backend: crate::store::Backend) {
     let mut bag = bag(&[CHAIN]);
     bag.errors.push(LoadError {
         file: "dags/bad.yaml".into(),
@@ -169,7 +168,7 @@ async fn load_errors_are_listed_first_escaped_with_file_and_line() {
         task_id: Some("t".into()),
         message: "unknown field `<script>x</script>`".into(),
     });
-    let app = app(bag).await;
+    let app = app(backend, bag).await;
     let reply = app.get("/").await;
     assert_eq!(reply.status, StatusCode::OK);
     let errors = reply.body.find("1 DAG load error").unwrap();
@@ -183,9 +182,10 @@ async fn load_errors_are_listed_first_escaped_with_file_and_line() {
     assert!(!reply.body.contains("<script>x"));
 }
 
-#[tokio::test]
-async fn the_list_shows_schedule_runs_last_and_next_run_and_links_each_run() {
-    let app = app(bag(&[CHAIN, HOSTILE])).await;
+async fn the_list_shows_schedule_runs_last_and_next_run_and_links_each_run(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[CHAIN, HOSTILE])).await;
     let run = app.trigger("chain").await;
     let reply = app.get("/").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -203,9 +203,8 @@ async fn the_list_shows_schedule_runs_last_and_next_run_and_links_each_run() {
     assert!(body.contains("href=\"/?tag=demo\""));
 }
 
-#[tokio::test]
-async fn pages_are_live_only_while_a_run_is_queued_or_running() {
-    let app = app(bag(&[CHAIN, HOSTILE])).await;
+async fn pages_are_live_only_while_a_run_is_queued_or_running(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN, HOSTILE])).await;
     for uri in ["/", "/dags/chain"] {
         assert!(
             !app.get(uri).await.body.contains("data-live=\"1\""),
@@ -226,9 +225,8 @@ async fn pages_are_live_only_while_a_run_is_queued_or_running() {
     );
 }
 
-#[tokio::test]
-async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
-    let app = app(bag(&[CHAIN])).await;
+async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     app.service.set_paused("chain", true).await.unwrap();
     let queued = app.trigger("chain").await;
     let run_page = super::links::run("chain", queued.run_id.as_str());
@@ -248,7 +246,7 @@ async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
     }
     // A running run of a paused DAG goes on, so it still counts.
     app.service.set_paused("chain", true).await.unwrap();
-    sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = ?")
+    sqlx::query("UPDATE dag_run SET state = 'running' WHERE id = $1")
         .bind(queued.key.0)
         .execute(app.store.test_pool())
         .await
@@ -261,8 +259,9 @@ async fn a_queued_run_of_a_paused_dag_does_not_keep_pages_live() {
     }
 }
 
-#[tokio::test]
-async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters() {
+async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters(
+    backend: crate::store::Backend,
+) {
     let yamls: Vec<String> = (0..300)
         .map(|i| {
             let tag = if i % 3 == 0 { "three" } else { "other" };
@@ -270,7 +269,7 @@ async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters(
         })
         .collect();
     let refs: Vec<&str> = yamls.iter().map(String::as_str).collect();
-    let app = app(bag(&refs)).await;
+    let app = app(backend, bag(&refs)).await;
     for i in (0..300).step_by(7) {
         app.trigger(&format!("d{i:03}")).await;
     }
@@ -296,21 +295,19 @@ async fn three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters(
     assert!(none.body.contains("No DAG matches these filters"));
 }
 
-#[tokio::test]
-async fn an_empty_dag_folder_says_how_to_add_one() {
-    let app = app(DagBag::default()).await;
+async fn an_empty_dag_folder_says_how_to_add_one(backend: crate::store::Backend) {
+    let app = app(backend, DagBag::default()).await;
     let reply = app.get("/").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains("No DAGs yet"));
 }
 
-#[tokio::test]
-async fn generated_dags_show_their_project_and_template() {
+async fn generated_dags_show_their_project_and_template(backend: crate::store::Backend) {
     let mut bag = DagBag::default();
     let yaml = "dag_id: drugs_import\ntasks:\n  t: {type: noop}\n";
     let dag = dag_text(yaml, Some("drugs"), "dags/templates/import.yaml");
     bag.dags.insert(dag.id.clone(), dag);
-    let app = app(bag).await;
+    let app = app(backend, bag).await;
     let reply = app.get("/").await;
     assert!(reply.body.contains("project <strong>drugs</strong>"));
     assert!(reply.body.contains("template <code>import.yaml</code>"));
@@ -319,9 +316,8 @@ async fn generated_dags_show_their_project_and_template() {
     assert!(source.body.contains("<dd>drugs</dd>"));
 }
 
-#[tokio::test]
-async fn unknown_dags_versions_runs_and_paths_get_an_html_404_page() {
-    let app = app(bag(&[CHAIN])).await;
+async fn unknown_dags_versions_runs_and_paths_get_an_html_404_page(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     for uri in [
         "/dags/nope",
         "/dags/nope/source",
@@ -340,9 +336,8 @@ async fn unknown_dags_versions_runs_and_paths_get_an_html_404_page() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn actions_are_post_only() {
-    let app = app(bag(&[CHAIN])).await;
+async fn actions_are_post_only(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     for action in ["trigger", "pause", "unpause"] {
         let reply = app.get(&format!("/dags/chain/{action}")).await;
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{action}");
@@ -352,9 +347,8 @@ async fn actions_are_post_only() {
     assert!(!app.paused("chain").await);
 }
 
-#[tokio::test]
-async fn cross_site_posts_are_refused_and_change_nothing() {
-    let app = app(bag(&[CHAIN])).await;
+async fn cross_site_posts_are_refused_and_change_nothing(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let attempts: [&[(&str, &str)]; 4] = [
         &[("origin", "http://evil.example")],
         &[("sec-fetch-site", "cross-site")],
@@ -388,9 +382,10 @@ async fn cross_site_posts_are_refused_and_change_nothing() {
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn trigger_with_bad_conf_is_a_400_page_saying_why_and_queues_nothing() {
-    let app = app(bag(&[CHAIN])).await;
+async fn trigger_with_bad_conf_is_a_400_page_saying_why_and_queues_nothing(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let reply = app.post("/dags/chain/trigger", "conf=%7Boops").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(is_html(&reply));
@@ -405,9 +400,10 @@ async fn trigger_with_bad_conf_is_a_400_page_saying_why_and_queues_nothing() {
     assert_eq!(app.run_count("chain").await, 0);
 }
 
-#[tokio::test]
-async fn trigger_queues_a_run_with_its_conf_and_comes_back_with_a_flash_shown_once() {
-    let app = app(bag(&[CHAIN])).await;
+async fn trigger_queues_a_run_with_its_conf_and_comes_back_with_a_flash_shown_once(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let form = "conf=%7B%22who%22%3A+%22%3Cscript%3E%22%7D&next=%2Fdags%2Fchain%3Foffset%3D0";
     let reply = app.post("/dags/chain/trigger", form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
@@ -442,9 +438,10 @@ async fn trigger_queues_a_run_with_its_conf_and_comes_back_with_a_flash_shown_on
     assert_eq!(app.run_count("chain").await, 2);
 }
 
-#[tokio::test]
-async fn pause_and_unpause_change_the_flag_and_only_go_back_to_local_pages() {
-    let app = app(bag(&[CHAIN])).await;
+async fn pause_and_unpause_change_the_flag_and_only_go_back_to_local_pages(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let reply = app.post("/dags/chain/pause", "next=%2F%3Ftag%3Ddemo").await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(reply.headers[header::LOCATION], "/?tag=demo");
@@ -465,9 +462,10 @@ async fn pause_and_unpause_change_the_flag_and_only_go_back_to_local_pages() {
     assert!(!app.paused("chain").await);
 }
 
-#[tokio::test]
-async fn the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page() {
-    let app = app(bag(&[CHAIN])).await;
+async fn the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page(
+    backend: crate::store::Backend,
+) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let mut runs = Vec::new();
     for _ in 0..30 {
         runs.push(app.trigger("chain").await);
@@ -504,9 +502,8 @@ async fn the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page() {
     assert!(past.body.contains("30 runs"));
 }
 
-#[tokio::test]
-async fn the_graph_shows_the_selected_run_and_links_its_task_logs() {
-    let app = app(bag(&[CHAIN])).await;
+async fn the_graph_shows_the_selected_run_and_links_its_task_logs(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let empty = app.get("/dags/chain").await;
     assert!(empty.body.contains("No runs yet — trigger one"));
     assert!(empty.body.contains("<svg"));
@@ -530,16 +527,16 @@ fn graph_part(body: &str) -> &str {
     &body[body.find("id=\"graph\"").unwrap()..]
 }
 
-#[tokio::test]
-async fn the_source_page_shows_the_yaml_and_the_version_a_run_executed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
-    let v1 = over(tempfile::tempdir().unwrap(), store.clone(), bag(&[CHAIN]));
+async fn the_source_page_shows_the_yaml_and_the_version_a_run_executed(
+    backend: crate::store::Backend,
+) {
+    let db = crate::store::testing::TestDb::open(backend).await;
+    let store = db.store();
+    let v1 = over(None, store.clone(), bag(&[CHAIN]));
     let run = v1.trigger("chain").await;
     let old_hash = run.dag_version.clone().unwrap();
     let changed = CHAIN.replace("Three steps", "Three <b>steps</b>, changed");
-    let v2 = over(dir, store, bag(&[&changed]));
+    let v2 = over(Some(db), store, bag(&[&changed]));
     let now = v2.get("/dags/chain/source").await;
     assert_eq!(now.status, StatusCode::OK);
     assert!(
@@ -555,9 +552,8 @@ async fn the_source_page_shows_the_yaml_and_the_version_a_run_executed() {
     drop(v1.store);
 }
 
-#[tokio::test]
-async fn a_finished_run_colours_the_grid_and_the_graph() {
-    let app = app(bag(&[CHAIN])).await;
+async fn a_finished_run_colours_the_grid_and_the_graph(backend: crate::store::Backend) {
+    let app = app(backend, bag(&[CHAIN])).await;
     let run = finished_run(&app, "chain").await;
     assert_eq!(run.state, RunState::Success);
     let page = app.get("/dags/chain").await;
@@ -601,3 +597,24 @@ async fn finished_run(app: &App, dag: &str) -> RunRow {
     engine.done.await.unwrap().unwrap();
     app.service.refresh(&run).await.unwrap()
 }
+
+crate::store::testing::on_both!(
+    script_in_a_description_or_tag_is_shown_as_text_on_the_list_and_the_dag_page,
+    load_errors_are_listed_first_escaped_with_file_and_line,
+    the_list_shows_schedule_runs_last_and_next_run_and_links_each_run,
+    pages_are_live_only_while_a_run_is_queued_or_running,
+    a_queued_run_of_a_paused_dag_does_not_keep_pages_live,
+    three_hundred_dags_are_listed_a_hundred_a_page_with_search_and_filters,
+    an_empty_dag_folder_says_how_to_add_one,
+    generated_dags_show_their_project_and_template,
+    unknown_dags_versions_runs_and_paths_get_an_html_404_page,
+    actions_are_post_only,
+    cross_site_posts_are_refused_and_change_nothing,
+    trigger_with_bad_conf_is_a_400_page_saying_why_and_queues_nothing,
+    trigger_queues_a_run_with_its_conf_and_comes_back_with_a_flash_shown_once,
+    pause_and_unpause_change_the_flag_and_only_go_back_to_local_pages,
+    the_grid_shows_runs_oldest_left_tasks_in_dependency_order_25_a_page,
+    the_graph_shows_the_selected_run_and_links_its_task_logs,
+    the_source_page_shows_the_yaml_and_the_version_a_run_executed,
+    a_finished_run_colours_the_grid_and_the_graph,
+);

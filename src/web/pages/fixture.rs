@@ -28,7 +28,7 @@ pub const ETL: &str = "dag_id: etl\ntasks:\n  extract: {type: noop}\n  \
 
 /// A store, a service over it and an owner that writes as a scheduler.
 pub struct Fixture {
-    _dir: tempfile::TempDir,
+    _db: crate::store::testing::TestDb,
     /// The store the service reads.
     pub store: Store,
     /// The service the router uses.
@@ -38,10 +38,9 @@ pub struct Fixture {
 
 impl Fixture {
     /// A fresh store with the `etl` DAG loaded.
-    pub async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let store = Store::open(path.to_str().unwrap(), 2).await.unwrap();
+    pub async fn new(backend: crate::store::Backend) -> Self {
+        let db = crate::store::testing::TestDb::open(backend).await;
+        let store = db.store();
         let dag = build_dag(&DagText {
             path: Path::new("etl.yaml"),
             project: None,
@@ -60,7 +59,7 @@ impl Fixture {
             .await
             .unwrap();
         Self {
-            _dir: dir,
+            _db: db,
             store,
             service,
             owner,

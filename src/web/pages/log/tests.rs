@@ -10,9 +10,8 @@ fn task_url(run: &crate::service::RunRow, task: &str) -> String {
     links::task("etl", run.run_id.as_str(), task)
 }
 
-#[tokio::test]
-async fn the_log_page_shows_times_levels_and_escaped_messages() {
-    let fx = Fixture::new().await;
+async fn the_log_page_shows_times_levels_and_escaped_messages(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let (status, _, body) = fx.get(&task_url(&run, "transform")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -37,9 +36,8 @@ async fn the_log_page_shows_times_levels_and_escaped_messages() {
     assert!(body.contains("42 rows"));
 }
 
-#[tokio::test]
-async fn a_long_log_shows_its_tail_and_loads_all_on_demand() {
-    let fx = Fixture::new().await;
+async fn a_long_log_shows_its_tail_and_loads_all_on_demand(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     fx.start(&run, "extract", 1).await;
     let texts: Vec<String> = (1..=1200).map(|i| format!("line {i:05}")).collect();
@@ -59,9 +57,10 @@ async fn a_long_log_shows_its_tail_and_loads_all_on_demand() {
     assert!(!all.contains("Load all"));
 }
 
-#[tokio::test]
-async fn a_task_not_started_yet_says_so_and_its_page_follows_the_run() {
-    let fx = Fixture::new().await;
+async fn a_task_not_started_yet_says_so_and_its_page_follows_the_run(
+    backend: crate::store::Backend,
+) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     let (status, _, body) = fx.get(&task_url(&run, "load")).await;
     assert_eq!(status, StatusCode::OK);
@@ -71,9 +70,8 @@ async fn a_task_not_started_yet_says_so_and_its_page_follows_the_run() {
     assert_eq!(fx.get(&stream).await.0, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn an_upstream_failed_task_says_it_will_not_run_and_why() {
-    let fx = Fixture::new().await;
+async fn an_upstream_failed_task_says_it_will_not_run_and_why(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let (status, _, body) = fx.get(&task_url(&run, "load")).await;
     assert_eq!(status, StatusCode::OK);
@@ -88,9 +86,8 @@ async fn an_upstream_failed_task_says_it_will_not_run_and_why() {
     assert_eq!(super::not_run(Some(TaskState::Queued), false), None);
 }
 
-#[tokio::test]
-async fn a_running_try_is_streamed_from_the_page_position() {
-    let fx = Fixture::new().await;
+async fn a_running_try_is_streamed_from_the_page_position(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     fx.start(&run, "extract", 1).await;
     fx.log(&run, "extract", 1, 1, &[("INFO", "one"), ("INFO", "two")])
@@ -106,9 +103,10 @@ async fn a_running_try_is_streamed_from_the_page_position() {
     );
 }
 
-#[tokio::test]
-async fn the_stream_of_a_finished_try_sends_the_lines_after_a_seq_then_end() {
-    let fx = Fixture::new().await;
+async fn the_stream_of_a_finished_try_sends_the_lines_after_a_seq_then_end(
+    backend: crate::store::Backend,
+) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let uri = format!("{}/logs/stream?try=1&after=1", task_url(&run, "extract"));
     let (status, headers, body) = fx.get(&uri).await;
@@ -147,9 +145,8 @@ async fn next_event(body: &mut Body) -> String {
     }
 }
 
-#[tokio::test]
-async fn the_stream_follows_a_running_try_until_it_ends() {
-    let fx = Fixture::new().await;
+async fn the_stream_follows_a_running_try_until_it_ends(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     fx.start(&run, "extract", 1).await;
     fx.log(&run, "extract", 1, 1, &[("INFO", "one")]).await;
@@ -176,3 +173,13 @@ async fn the_stream_follows_a_running_try_until_it_ends() {
     assert_eq!(next_event(&mut body).await, "event: end\ndata: 3\n\n");
     assert!(body.frame().await.is_none(), "the stream closes after end");
 }
+
+crate::store::testing::on_both!(
+    the_log_page_shows_times_levels_and_escaped_messages,
+    a_long_log_shows_its_tail_and_loads_all_on_demand,
+    a_task_not_started_yet_says_so_and_its_page_follows_the_run,
+    an_upstream_failed_task_says_it_will_not_run_and_why,
+    a_running_try_is_streamed_from_the_page_position,
+    the_stream_of_a_finished_try_sends_the_lines_after_a_seq_then_end,
+    the_stream_follows_a_running_try_until_it_ends,
+);

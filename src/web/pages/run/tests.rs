@@ -20,9 +20,10 @@ fn run_url(run: &crate::service::RunRow) -> String {
     links::run("etl", run.run_id.as_str())
 }
 
-#[tokio::test]
-async fn the_run_page_shows_its_tasks_timeline_and_actions_with_everything_escaped() {
-    let fx = Fixture::new().await;
+async fn the_run_page_shows_its_tasks_timeline_and_actions_with_everything_escaped(
+    backend: crate::store::Backend,
+) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let (status, _, body) = fx.get(&run_url(&run)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -56,9 +57,8 @@ async fn the_run_page_shows_its_tasks_timeline_and_actions_with_everything_escap
     assert!(body.contains(&format!("/dags/etl/source?version={version}")));
 }
 
-#[tokio::test]
-async fn a_running_run_is_followed_and_offers_no_actions() {
-    let fx = Fixture::new().await;
+async fn a_running_run_is_followed_and_offers_no_actions(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     fx.start(&run, "extract", 1).await;
     let (status, _, body) = fx.get(&run_url(&run)).await;
@@ -70,9 +70,8 @@ async fn a_running_run_is_followed_and_offers_no_actions() {
     assert!(!body.contains("/mark\""));
 }
 
-#[tokio::test]
-async fn unknown_dags_runs_tasks_and_tries_are_404_pages() {
-    let fx = Fixture::new().await;
+async fn unknown_dags_runs_tasks_and_tries_are_404_pages(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let base = run_url(&run);
     for uri in [
@@ -96,9 +95,10 @@ async fn unknown_dags_runs_tasks_and_tries_are_404_pages() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn clearing_the_failed_tasks_queues_the_run_again_and_says_so() {
-    let fx = Fixture::new().await;
+async fn clearing_the_failed_tasks_queues_the_run_again_and_says_so(
+    backend: crate::store::Backend,
+) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let (status, headers, _) = fx
         .post(&format!("{}/clear", run_url(&run)), "only_failed=true")
@@ -135,9 +135,8 @@ async fn clearing_the_failed_tasks_queues_the_run_again_and_says_so() {
     );
 }
 
-#[tokio::test]
-async fn a_task_is_cleared_alone_or_with_its_downstream() {
-    let fx = Fixture::new().await;
+async fn a_task_is_cleared_alone_or_with_its_downstream(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let alone = fx.failed_run().await;
     let uri = format!("{}/tasks/transform/clear", run_url(&alone));
     let (status, _, _) = fx.post(&uri, "downstream=false").await;
@@ -161,9 +160,8 @@ async fn a_task_is_cleared_alone_or_with_its_downstream() {
     );
 }
 
-#[tokio::test]
-async fn marking_tasks_success_changes_them_and_the_run_follows() {
-    let fx = Fixture::new().await;
+async fn marking_tasks_success_changes_them_and_the_run_follows(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let base = run_url(&run);
     let (status, _, _) = fx
@@ -190,9 +188,10 @@ async fn marking_tasks_success_changes_them_and_the_run_follows() {
     assert_eq!(task_states(&fx, &run).await[0].1, Some(TaskState::Failed));
 }
 
-#[tokio::test]
-async fn actions_on_a_running_run_are_refused_with_409_and_leave_it_alone() {
-    let fx = Fixture::new().await;
+async fn actions_on_a_running_run_are_refused_with_409_and_leave_it_alone(
+    backend: crate::store::Backend,
+) {
+    let fx = Fixture::new(backend).await;
     let run = fx.running_run(serde_json::json!({})).await;
     fx.start(&run, "extract", 1).await;
     let base = run_url(&run);
@@ -212,9 +211,8 @@ async fn actions_on_a_running_run_are_refused_with_409_and_leave_it_alone() {
     assert_eq!(task_states(&fx, &run).await[0].1, Some(TaskState::Running));
 }
 
-#[tokio::test]
-async fn actions_are_post_only_and_refuse_bad_fields() {
-    let fx = Fixture::new().await;
+async fn actions_are_post_only_and_refuse_bad_fields(backend: crate::store::Backend) {
+    let fx = Fixture::new(backend).await;
     let run = fx.failed_run().await;
     let base = run_url(&run);
     for uri in [
@@ -250,3 +248,14 @@ async fn actions_are_post_only_and_refuse_bad_fields() {
         RunState::Failed
     );
 }
+
+crate::store::testing::on_both!(
+    the_run_page_shows_its_tasks_timeline_and_actions_with_everything_escaped,
+    a_running_run_is_followed_and_offers_no_actions,
+    unknown_dags_runs_tasks_and_tries_are_404_pages,
+    clearing_the_failed_tasks_queues_the_run_again_and_says_so,
+    a_task_is_cleared_alone_or_with_its_downstream,
+    marking_tasks_success_changes_them_and_the_run_follows,
+    actions_on_a_running_run_are_refused_with_409_and_leave_it_alone,
+    actions_are_post_only_and_refuse_bad_fields,
+);
