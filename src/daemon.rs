@@ -73,6 +73,19 @@ pub async fn serve(
         shutdown.clone(),
         None,
     );
+    let listen = match store.work_listener().await {
+        Ok(Some(listener)) => Some(tokio::spawn(wake_on_notify(
+            listener,
+            engine.handle.clone(),
+            shutdown.clone(),
+        ))),
+        Ok(None) => None,
+        // The safety poll still picks work up; only the instant wake-up is lost.
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for other instances' wake-ups; relying on the poll");
+            None
+        }
+    };
     let (dags_tx, dags_rx) = watch::channel(bag);
     let reload_store = store.clone();
     let reload_engine = engine.handle.clone();
@@ -113,6 +126,9 @@ pub async fn serve(
         );
     }
     let _ = watch_task.await;
+    if let Some(listen) = listen {
+        let _ = listen.await;
+    }
     store.close().await;
     tracing::info!("orchestrator stopped");
     result
@@ -122,6 +138,29 @@ pub async fn serve(
 
 /// Refuses to listen beyond loopback while no users exist (anyone reaching the address
 /// could run tasks), unless the operator said so explicitly.
+/// Longest pause between attempts to re-establish the wake-up listener.
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Rereads the store whenever another instance (or a CLI on another host) announces work on
+/// the shared PostgreSQL store, until shutdown.
+async fn wake_on_notify(
+    mut listener: crate::store::WorkListener,
+    engine: crate::scheduler::EngineHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            heard = listener.next(LISTEN_RETRY_MAX) => {
+                tracing::debug!(?heard, "wake-up from the shared store");
+                if engine.wake().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn check_exposure(store: &Store, bind: SocketAddr, insecure: bool) -> anyhow::Result<()> {
     if bind.ip().is_loopback() {
         return Ok(());

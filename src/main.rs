@@ -8,6 +8,7 @@ use clap::Parser;
 use orchestrator::cli::{Cli, Command, Outcome, execute};
 use orchestrator::config::ConfigError;
 use orchestrator::service::ServiceError;
+use orchestrator::store::StoreError;
 use orchestrator::tasks::supervise;
 use tracing_subscriber::EnvFilter;
 
@@ -84,7 +85,15 @@ fn default_sigpipe() {
 }
 
 fn is_usage_error(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ConfigError>().is_some()
+    // A state database that cannot be reached or has a schema this version cannot use is a
+    // set-up error, like a bad configuration.
+    let unusable = |e: &StoreError| matches!(e, StoreError::Connect { .. } | StoreError::Schema(_));
+    let unusable_store = err.chain().any(|e| {
+        e.downcast_ref::<StoreError>().is_some_and(unusable)
+            || matches!(e.downcast_ref::<ServiceError>(), Some(ServiceError::Store(s)) if unusable(s))
+    });
+    unusable_store
+        || err.downcast_ref::<ConfigError>().is_some()
         || matches!(
             err.downcast_ref::<ServiceError>(),
             Some(

@@ -141,6 +141,9 @@ pub(super) struct Scheduler {
     pub(super) changes: Vec<Change>,
     pub(super) actions: Vec<Action>,
     pub(super) look_for_queued: bool,
+    /// Queued runs were left for other instances for want of a free slot (shared stores
+    /// only): look again when one frees up.
+    pub(super) claims_waiting: bool,
     pub(super) drain_deadline: Option<DateTime<Utc>>,
     /// Whether running tries were told to stop at the end of the shutdown grace period.
     pub(super) interrupted: bool,
@@ -191,6 +194,7 @@ impl Scheduler {
             changes: Vec::new(),
             actions: Vec::new(),
             look_for_queued: true,
+            claims_waiting: false,
             drain_deadline: None,
             interrupted: false,
             lapsed_epoch: None,
@@ -632,6 +636,12 @@ impl Scheduler {
             self.restarting = false;
         }
         !self.restarting
+    }
+
+    /// Whether other instances may share the store (PostgreSQL): then work is claimed
+    /// only with free slots, so it spreads over them.
+    pub(super) fn shared_store(&self) -> bool {
+        self.store.backend() == crate::store::Backend::Postgres
     }
 
     /// Marks a run as started by this scheduler.

@@ -85,6 +85,10 @@ impl Scheduler {
             self.try_gone(f.run);
             return;
         };
+        // A slot frees up: a queued run left for lack of one may be taken now.
+        if std::mem::take(&mut self.claims_waiting) {
+            self.look_for_queued = true;
+        }
         // A deferred try gave its slot back when it started waiting.
         if !std::mem::take(&mut run.slots[f.task].deferred) {
             self.running = self.running.saturating_sub(1);

@@ -54,6 +54,16 @@ impl Scheduler {
             if matches!(self.mode, Mode::Foreground { .. }) && !mine {
                 continue;
             }
+            // On a store shared by several instances, a run goes to an instance with a free
+            // slot: one that would only queue its tasks behind its own leaves it to the
+            // others, and looks again when a slot frees up.
+            if !mine
+                && self.shared_store()
+                && self.running + self.ready.len() >= self.config.parallelism
+            {
+                self.claims_waiting = true;
+                break;
+            }
             let dag = match self.dag_for(&row).await? {
                 Ok(dag) => dag,
                 Err(Unavailable::NotLoaded) => {

@@ -137,14 +137,17 @@ impl Store {
     /// Ends the lease on a clean stop: what this instance still owns is adoptable at once.
     pub async fn stop_instance(&self, owner: &Owner) -> StoreResult<()> {
         let now = to_text(Utc::now());
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE instance SET stopped_at = $1, lease_expires_at = $1 WHERE id = $2 AND epoch = $3",
         )
         .bind(&now)
         .bind(owner.id.as_str())
         .bind(owner.epoch)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        self.announce_work(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

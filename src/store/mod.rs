@@ -14,6 +14,7 @@ mod clean;
 mod dags;
 mod instances;
 mod logs;
+mod notify;
 mod rows;
 mod runs;
 mod sql;
@@ -34,10 +35,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
+pub use notify::WorkListener;
 pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
 pub use sql::Backend;
 pub use users::UserRow;
@@ -61,8 +63,8 @@ pub enum StoreError {
     #[error("cannot lock the state database for migrations: {0}")]
     Lock(String),
     /// The PostgreSQL server could not be reached or refused the connection.
-    #[error("cannot connect to the PostgreSQL state database at {target}: {source}")]
-    Connect { target: String, source: sqlx::Error },
+    #[error("cannot connect to the PostgreSQL state database at {target}: {cause}")]
+    Connect { target: String, cause: String },
     /// The database's schema is not one this version can use.
     #[error("{0}")]
     Schema(String),
@@ -114,6 +116,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The PostgreSQL URL, for the listener of `notify.rs` (a connection of its own).
+    listen_url: Option<std::sync::Arc<str>>,
 }
 
 const MIGRATIONS: [(i64, &str, &str); 8] = [
@@ -269,6 +273,16 @@ fn pg_target(url: &str) -> String {
     }
 }
 
+/// The deepest cause of an error (sqlx wraps I/O and server errors in layers that repeat
+/// each other's text).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 /// The `sqlite:` URL of a database given as a path or URL (paths may hold `?`, `#`, `%`).
 fn sqlite_url(url: &str) -> String {
     if url.starts_with("sqlite:") {
@@ -353,6 +367,7 @@ impl Store {
         let store = Self {
             pool,
             backend: Backend::Sqlite,
+            listen_url: None,
         };
         store.migrate().await?;
         drop(lock);
@@ -360,11 +375,18 @@ impl Store {
     }
 
     async fn open_postgres(url: &str, connections: u32) -> StoreResult<Self> {
-        let connect_err = |source| StoreError::Connect {
+        let connect_err = |e: sqlx::Error| StoreError::Connect {
             target: pg_target(url),
-            source,
+            cause: innermost(&e),
         };
         let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
+        // One connection first, so an unreachable server is reported with its cause
+        // (refused, unknown host, bad password) rather than as a pool timeout.
+        let probe = tokio::time::timeout(PG_CONNECT_TIMEOUT, AnyConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_err)?;
+        probe.close().await.map_err(connect_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(PG_CONNECT_TIMEOUT)
@@ -374,6 +396,7 @@ impl Store {
         let store = Self {
             pool,
             backend: Backend::Postgres,
+            listen_url: Some(url.into()),
         };
         store.migrate().await?;
         Ok(store)

@@ -68,6 +68,7 @@ impl Store {
         let Some(id) = inserted else {
             return Ok(None);
         };
+        self.announce_work(&mut tx).await?;
         tx.commit().await?;
         self.run(RunKey(id)).await
     }
@@ -138,6 +139,7 @@ impl Store {
             let inserted = Self::insert_run_row(&mut tx, new, start, end, &uid).await?;
             match inserted {
                 Some(id) => {
+                    self.announce_work(&mut tx).await?;
                     tx.commit().await?;
                     return self.run(RunKey(id)).await;
                 }
@@ -235,6 +237,7 @@ impl Store {
         for (run, tasks) in reprocess {
             Self::clear_run_in(&mut tx, *run, tasks).await?;
         }
+        self.announce_work(&mut tx).await?;
         tx.commit().await?;
         Ok(created)
     }

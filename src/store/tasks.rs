@@ -155,6 +155,13 @@ impl Store {
             apply(&mut tx, owner, change).await?;
         }
         super::logs::store_logs(&mut tx, changes).await?;
+        // A finished run frees a slot of its DAG that another instance may be waiting for.
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::FinishRun { .. }))
+        {
+            self.announce_work(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -165,6 +172,7 @@ impl Store {
     pub async fn clear_run(&self, run: RunKey, tasks: &[(TaskId, u32)]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         Self::clear_run_in(&mut tx, run, tasks).await?;
+        self.announce_work(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -21,6 +21,7 @@ mod recovery;
 mod s3;
 mod secrets;
 mod server;
+mod several;
 mod support;
 mod torture;
 mod warehouse;

@@ -262,3 +262,33 @@ pub fn task<'a>(detail: &'a Value, id: &str) -> &'a Value {
         .find(|t| t["task_id"] == id)
         .expect("task instance")
 }
+
+/// A schema of its own in the PostgreSQL test database (`ORCHESTRATOR_TEST_POSTGRES`), for
+/// instances that share a PostgreSQL store; dropped with the guard.
+pub struct PgSchema {
+    base: String,
+    name: String,
+    /// The store URL the instances use (`database_url`).
+    pub url: String,
+}
+
+impl PgSchema {
+    pub fn new() -> Self {
+        use orchestrator::store::testing;
+        let base = testing::postgres_base();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        sqlx::any::install_default_drivers();
+        let name = runtime.block_on(testing::create_schema(&base));
+        let url = testing::with_schema(&base, &name);
+        Self { base, name, url }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        orchestrator::store::testing::drop_schema(&self.base, &self.name);
+    }
+}

@@ -1,0 +1,96 @@
+//! Wake-ups between instances sharing a PostgreSQL store: a write that creates work for
+//! others (a run queued or requeued, a run finished and its slot freed, an instance stopped
+//! and its runs adoptable) sends `NOTIFY` in its transaction, so it is delivered exactly when
+//! the work becomes visible; every `serve` listens and rereads the store at once instead of
+//! at its next safety poll. On SQLite, where the processes share one host, the CLI wakes the
+//! local server over HTTP instead and these are no-ops.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{Any, Transaction};
+
+use super::sql::Backend;
+use super::{Store, StoreResult};
+
+/// The channel; the payload is the store's schema, since channels are per database and
+/// several stores (schemas) may share one.
+const CHANNEL: &str = "orchestrator_work";
+
+impl Store {
+    /// Queues the wake-up inside a write transaction: sent when (and only if) it commits.
+    pub(super) async fn announce_work(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT CAST(pg_notify($1, current_schema()) AS TEXT)")
+                .bind(CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A listener for other instances' wake-ups; `None` on SQLite.
+    pub async fn work_listener(&self) -> StoreResult<Option<WorkListener>> {
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let schema: String = sqlx::query_scalar("SELECT CAST(current_schema() AS TEXT)")
+            .fetch_one(&self.pool)
+            .await?;
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(WorkListener { listener, schema }))
+    }
+}
+
+/// Receives the wake-ups meant for this store.
+pub struct WorkListener {
+    listener: PgListener,
+    schema: String,
+}
+
+/// What a [`WorkListener`] heard.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Another write created work.
+    Work,
+    /// The connection was lost and is back: wake-ups may have been missed meanwhile.
+    Reconnected,
+}
+
+impl WorkListener {
+    /// Waits for the next wake-up for this store. Reconnects by itself when the connection
+    /// drops (with growing pauses while the server is unreachable, up to `max_pause`) and
+    /// then reports [`Heard::Reconnected`].
+    pub async fn next(&mut self, max_pause: Duration) -> Heard {
+        let mut pause = Duration::from_millis(100);
+        let mut lost = false;
+        loop {
+            match self.listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == self.schema => {
+                    return if lost {
+                        Heard::Reconnected
+                    } else {
+                        Heard::Work
+                    };
+                }
+                Ok(Some(_)) if lost => return Heard::Reconnected,
+                Ok(Some(_)) => {}
+                // The connection dropped; the next call reconnects.
+                Ok(None) => lost = true,
+                Err(e) => {
+                    lost = true;
+                    tracing::warn!(error = %e, "lost the PostgreSQL wake-up listener; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(max_pause);
+                }
+            }
+            if lost && self.listener.listen(CHANNEL).await.is_ok() {
+                return Heard::Reconnected;
+            }
+        }
+    }
+}

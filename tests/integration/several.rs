@@ -1,0 +1,232 @@
+//! Several `serve` instances on one PostgreSQL store (each in its own working directory with
+//! the same DAG files): work spreads over them, one truth survives a `kill -9`, and each
+//! scheduled interval becomes exactly one run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::support::{Env, PgSchema, Server, wait_until};
+
+/// One line of the ledger the shell tasks append to.
+#[derive(Debug)]
+struct Entry {
+    run: String,
+    task: String,
+    try_number: u32,
+    /// The instance the try ran on (its `TEST_INSTANCE`).
+    instance: String,
+    end: bool,
+    at: u128,
+}
+
+fn ledger(path: &Path) -> Vec<Entry> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6).then(|| Entry {
+                run: f[0].into(),
+                task: f[1].into(),
+                try_number: f[2].parse().unwrap(),
+                instance: f[3].into(),
+                end: f[4] == "end",
+                at: f[5].parse().unwrap(),
+            })
+        })
+        .collect()
+}
+
+/// A shell command that records its try's start and end in the ledger, with the instance
+/// that runs it, failing its first try when `flaky`.
+fn recorded(ledger: &Path, flaky: bool) -> String {
+    let line = |what: &str| {
+        format!(
+            "echo \"{{{{ run_id }}}} {{{{ task_id }}}} {{{{ try_number }}}} $TEST_INSTANCE {what} $(date +%s%N)\" >> {}",
+            ledger.display()
+        )
+    };
+    let fail = if flaky {
+        "; if [ {{ try_number }} = 1 ]; then exit 1; fi"
+    } else {
+        ""
+    };
+    format!("{}; sleep 0.1; {}{fail}", line("start"), line("end"))
+}
+
+fn work_dag(ledger: &Path, fan: usize) -> String {
+    let mut yaml = format!(
+        "dag_id: work\ntasks:\n  first: {{type: shell, command: '{}', retries: 2, retry_delay: 0}}\n",
+        recorded(ledger, true)
+    );
+    let mut wide = Vec::new();
+    for i in 0..fan {
+        yaml.push_str(&format!(
+            "  wide_{i}: {{type: shell, command: '{}', depends_on: first, retries: 3, retry_delay: 0}}\n",
+            recorded(ledger, false)
+        ));
+        wide.push(format!("wide_{i}"));
+    }
+    yaml.push_str(&format!(
+        "  last: {{type: shell, command: '{}', depends_on: [{}], retries: 3, retry_delay: 0}}\n",
+        recorded(ledger, false),
+        wide.join(", ")
+    ));
+    yaml
+}
+
+const KICKER: &str = "dag_id: kicker\ntasks:\n  kick: {type: trigger_dag, trigger_dag_id: work, retries: 3, retry_delay: 0}\n";
+
+/// `n` environments (working directories) with the same DAGs, all on `pg`'s schema.
+fn instances(pg: &PgSchema, n: usize, dags: &[(&str, &str)]) -> Vec<Env> {
+    (0..n)
+        .map(|i| {
+            let mut env = Env::new();
+            env.vars.push(("TEST_INSTANCE".into(), format!("i{i}")));
+            env.vars
+                .push(("ORCHESTRATOR_DATABASE_URL".into(), pg.url.clone()));
+            env.vars
+                .push(("ORCHESTRATOR_PARALLELISM".into(), "4".into()));
+            for (name, yaml) in dags {
+                env.dag(name, yaml);
+            }
+            env
+        })
+        .collect()
+}
+
+fn states(env: &Env, dag: &str) -> Vec<String> {
+    env.runs(dag)
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
+    let pg = PgSchema::new();
+    let shared = tempfile::tempdir().unwrap();
+    let ledger_path = shared.path().join("ledger");
+    let work = work_dag(&ledger_path, 8);
+    let mut envs = instances(&pg, 3, &[("work", &work), ("kicker", KICKER)]);
+    let mut servers: Vec<Server> = envs.iter_mut().map(Env::serve).collect();
+    let cli = &envs[0];
+    for _ in 0..12 {
+        cli.ok(&["trigger", "work"]);
+    }
+    for _ in 0..3 {
+        cli.ok(&["trigger", "kicker"]);
+    }
+    // Kill one instance while it has tries under way.
+    let victim = "i1";
+    wait_until("the victim runs tries", || {
+        ledger(&ledger_path)
+            .iter()
+            .any(|e| e.instance == victim && !e.end)
+    });
+    servers[1].kill9();
+    wait_until("more runs finish without it", || {
+        states(cli, "work")
+            .iter()
+            .filter(|s| *s == "success")
+            .count()
+            >= 4
+    });
+    // It comes back later (a new process on the same working directory).
+    servers[1] = envs[1].serve();
+    let cli = &envs[0];
+    wait_until("every run succeeds", || {
+        let work = states(cli, "work");
+        let kick = states(cli, "kicker");
+        work.len() == 15 && kick.len() == 3 && work.iter().chain(&kick).all(|s| s == "success")
+    });
+
+    let entries = ledger(&ledger_path);
+    let mut tries: BTreeMap<(String, String, u32), Vec<&Entry>> = BTreeMap::new();
+    for e in &entries {
+        tries
+            .entry((e.run.clone(), e.task.clone(), e.try_number))
+            .or_default()
+            .push(e);
+    }
+    for (key, lines) in &tries {
+        let starts = lines.iter().filter(|e| !e.end).count();
+        let ends = lines.iter().filter(|e| e.end).count();
+        assert!(
+            starts == 1 && ends <= 1,
+            "try {key:?} ran {starts} times: {lines:?}"
+        );
+    }
+    // Each task's final try (the one the store recorded as its success) ran to its end
+    // exactly once, and no try ran after it.
+    for run in cli.runs("work") {
+        let run_id = run["run_id"].as_str().unwrap();
+        let detail = cli.run_detail(run_id);
+        for ti in detail["task_instances"].as_array().unwrap() {
+            let task = ti["task_id"].as_str().unwrap();
+            assert_eq!(ti["state"], "success", "{run_id} {task}");
+            let last = u32::try_from(ti["try_number"].as_u64().unwrap()).unwrap();
+            let key = (run_id.to_string(), task.to_string(), last);
+            assert!(
+                tries.get(&key).is_some_and(|l| l.iter().any(|e| e.end)),
+                "the successful try {key:?} left no end in the ledger"
+            );
+            assert!(
+                !tries
+                    .keys()
+                    .any(|(r, t, n)| r == run_id && t == task && *n > last),
+                "a try of {run_id} {task} ran after its recorded success"
+            );
+        }
+    }
+    // Tries of one task never overlap: each try that ended did so before the next began.
+    for ((run, task, n), lines) in &tries {
+        let Some(end) = lines.iter().find(|e| e.end) else {
+            continue;
+        };
+        if let Some(next) = tries.get(&(run.clone(), task.clone(), n + 1)) {
+            let start = next.iter().find(|e| !e.end).unwrap();
+            assert!(
+                end.at <= start.at,
+                "tries {n} and {} of {run} {task} overlap",
+                n + 1
+            );
+        }
+    }
+    let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in entries.iter().filter(|e| !e.end) {
+        *per_instance.entry(e.instance.as_str()).or_default() += 1;
+    }
+    eprintln!("tries per instance: {per_instance:?}");
+    let instances: BTreeSet<&str> = per_instance.keys().copied().collect();
+    assert!(
+        instances.len() >= 2,
+        "all the work ran on one instance: {instances:?}"
+    );
+    let killed = entries.iter().filter(|e| e.instance == victim).count();
+    assert!(killed > 0, "the killed instance ran nothing");
+    drop(servers);
+}
+
+#[test]
+fn instances_starting_together_create_each_scheduled_interval_once() {
+    let pg = PgSchema::new();
+    // Two days of hourly intervals to catch up on, with every instance racing to create them.
+    let start = (chrono::Utc::now() - chrono::Duration::hours(48)).format("%Y-%m-%dT%H:00:00");
+    let dag = format!(
+        "dag_id: hourly\nschedule: '@hourly'\nstart_date: {start}\ncatchup: true\n\
+         max_active_runs: 64\ntasks:\n  t: {{type: noop}}\n"
+    );
+    let mut envs = instances(&pg, 3, &[("hourly", &dag)]);
+    let servers: Vec<Server> = envs.iter_mut().map(Env::serve).collect();
+    wait_until("48 intervals run", || {
+        let s = states(&envs[0], "hourly");
+        s.len() >= 48 && s.iter().all(|s| s == "success")
+    });
+    let runs = envs[0].runs("hourly");
+    let dates: BTreeSet<&str> = runs
+        .iter()
+        .map(|r| r["logical_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates.len(), runs.len(), "an interval ran twice");
+    drop(servers);
+}
