@@ -524,4 +524,29 @@ mod tests {
         second.close().await;
         first.close().await;
     }
+
+    async fn a_database_a_newer_version_migrated_is_refused_with_a_clear_message(backend: Backend) {
+        let db = testing::TestDb::open(backend).await;
+        let checksum = match backend {
+            Backend::Sqlite => "X'00'",
+            Backend::Postgres => "CAST('\\x00' AS BYTEA)",
+        };
+        let sql = format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (999, 'from the future', TRUE, {checksum}, 0)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(db.test_pool())
+            .await
+            .unwrap();
+        let err = Store::open(db.url(), 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Schema(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("schema version 999, which this orchestrator does not know"),
+            "{err}"
+        );
+    }
+
+    testing::on_both!(a_database_a_newer_version_migrated_is_refused_with_a_clear_message);
 }

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Benchmarks of the PostgreSQL state store and of several instances sharing it (issue:
+beyond one machine, item 6). Uses the release binary and a PostgreSQL database given by
+--postgres (default: the one .ci/run and the project's machines use); each benchmark works
+in a schema of its own, dropped at the end.
+
+Reports, for the same machine and the same run:
+  (a) trigger-to-success of a 3-task noop chain, SQLite vs PostgreSQL (p50, p99, range), and
+      the end-to-start gap between a task and its downstream on each
+  (b) 1,000 queued runs of a one-task DAG (a 20 ms shell task) drained by 1 instance on
+      SQLite, 1 instance on PostgreSQL and 3 instances on PostgreSQL (wall time, runs/s,
+      share of runs per instance)
+
+Usage: python3 bench/several.py [--runs 100] [--queued 1000] [--binary target/release/orchestrator]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core import CHAIN, Project, ms, summary, trigger  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE = """dag_id: one
+max_active_runs: 1000
+tasks:
+  t: {type: shell, command: 'sleep 0.02; echo $INSTANCE'}
+"""
+
+
+class Pg:
+    """A schema of its own in the benchmark database."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.schema = "bench_" + uuid.uuid4().hex[:10]
+        self.psql(f"CREATE SCHEMA {self.schema}")
+        sep = "&" if "?" in base else "?"
+        self.url = f"{base}{sep}options=-c%20search_path%3D{self.schema}"
+
+    def psql(self, sql: str) -> str:
+        return subprocess.run(["psql", self.base, "-At", "-F", "\t", "-c", sql], check=True,
+                              capture_output=True, text=True).stdout
+
+    def rows(self, sql: str):
+        out = self.psql(f"SET search_path TO {self.schema}; {sql}")
+        return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+
+    def drop(self):
+        self.psql(f"DROP SCHEMA {self.schema} CASCADE")
+
+
+class PgProject(Project):
+    """A project whose state is in a PostgreSQL schema."""
+
+    def __init__(self, binary: Path, folder: Path, pg: Pg, name: str = "i0"):
+        super().__init__(binary, folder)
+        self.pg = pg
+        self.env["ORCHESTRATOR_DATABASE_URL"] = pg.url
+        self.env["INSTANCE"] = name
+
+    def run_state(self, dag, run_id):
+        rows = self.pg.rows(f"SELECT state FROM dag_run WHERE dag_id='{dag}' AND run_id='{run_id}'")
+        return rows[0][0] if rows else None
+
+
+def chain_figures(rows):
+    """rows: (id, queued_at, end_date) per run; tis: per run {task: (end, first log ts)}."""
+    return summary([ms(q, e) for _, q, e in rows])
+
+
+def bench_chain_sqlite(binary, scratch, runs):
+    p = Project(binary, scratch / "chain-sqlite")
+    (p.folder / "dags/chain3.yaml").write_text(CHAIN)
+    from core import bench_chain
+    return bench_chain(p, runs)
+
+
+def bench_chain_pg(binary, scratch, runs, pg):
+    p = PgProject(binary, scratch / "chain-pg", pg)
+    (p.folder / "dags/chain3.yaml").write_text(CHAIN)
+    p.serve()
+    for _ in range(runs):
+        p.wait_run("chain3", trigger(p, "chain3"))
+    p.stop()
+    latency, gaps = [], []
+    runs_rows = pg.rows("SELECT id, queued_at, end_date FROM dag_run WHERE dag_id='chain3'")
+    ends = {(r, t): e for r, t, e in pg.rows("SELECT run, task_id, end_date FROM task_instance")}
+    began = {(r, t): ts for r, t, ts in pg.rows(
+        "SELECT run, task_id, MIN(ts) FROM task_log GROUP BY run, task_id")}
+    for rid, q, e in runs_rows:
+        latency.append(ms(q, e))
+        gaps.append(ms(ends[(rid, "a")], began[(rid, "b")]))
+        gaps.append(ms(ends[(rid, "b")], began[(rid, "c")]))
+    return summary(latency), summary(gaps)
+
+
+def drain(projects, queued, rows_of):
+    """Queues `queued` runs (no server running), starts every project's server, waits for
+    all to succeed; returns wall seconds from the first start to the last end."""
+    first = projects[0]
+    for _ in range(queued):
+        first.cli("trigger", "one")
+    start = time.perf_counter()
+    for p in projects:
+        p.serve()
+    while True:
+        done = rows_of("SELECT COUNT(*) FROM dag_run WHERE state IN ('success', 'failed')")
+        if int(done[0][0]) >= queued:
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    for p in projects:
+        p.stop()
+    return wall
+
+
+def bench_drain(binary, scratch, queued, base):
+    results = {}
+    # SQLite, one instance.
+    p = Project(binary, scratch / "drain-sqlite")
+    (p.folder / "dags/one.yaml").write_text(ONE)
+
+    def sqlite_rows(sql):
+        with p.db() as c:
+            return [tuple(r) for r in c.execute(sql).fetchall()]
+
+    results["sqlite x1"] = (drain([p], queued, sqlite_rows), None)
+    for n in (1, 3):
+        pg = Pg(base)
+        try:
+            projects = []
+            for i in range(n):
+                q = PgProject(binary, scratch / f"drain-pg{n}-{i}", pg, f"i{i}")
+                (q.folder / "dags/one.yaml").write_text(ONE)
+                q.env["ORCHESTRATOR_PARALLELISM"] = "4"
+                projects.append(q)
+            wall = drain(projects, queued, pg.rows)
+            share = pg.rows("SELECT owner, COUNT(*) FROM dag_run GROUP BY owner ORDER BY 2 DESC")
+            results[f"postgres x{n}"] = (wall, [int(c) for _, c in share])
+        finally:
+            pg.drop()
+    return results
+
+
+def fmt(s):
+    return f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms (range {s['min']:.2f}-{s['max']:.2f}, n={s['n']})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--queued", type=int, default=1000)
+    ap.add_argument("--binary", default=str(ROOT / "target/release/orchestrator"))
+    ap.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/test")
+    args = ap.parse_args()
+    binary = Path(args.binary).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        lat, gaps = bench_chain_sqlite(binary, scratch, args.runs)
+        print(f"(a) sqlite   chain3 trigger->success: {fmt(lat)}")
+        print(f"    sqlite   task end -> downstream start: {fmt(gaps)}")
+        pg = Pg(args.postgres)
+        try:
+            lat_pg, gaps_pg = bench_chain_pg(binary, scratch, args.runs, pg)
+        finally:
+            pg.drop()
+        print(f"    postgres chain3 trigger->success: {fmt(lat_pg)}")
+        print(f"    postgres task end -> downstream start: {fmt(gaps_pg)}")
+        print(f"    ratio of p50s postgres/sqlite: {lat_pg['p50'] / lat['p50']:.2f}")
+        for name, (wall, share) in bench_drain(binary, scratch, args.queued, args.postgres).items():
+            extra = f", runs per instance {share}" if share else ""
+            print(f"(b) {name}: {args.queued} queued runs drained in {wall:.2f} s "
+                  f"({args.queued / wall:.0f} runs/s){extra}")
+        sys.stdout.flush()
+    json.dumps({})
+
+
+if __name__ == "__main__":
+    main()
