@@ -30,6 +30,8 @@ const FALLBACK_POLL: Duration = Duration::from_secs(2);
 const COMMIT_ATTEMPTS: u32 = 5;
 /// How long a failing scheduler waits for its tries to stop before it returns.
 const ABORT_WAIT: Duration = Duration::from_secs(15);
+/// Longest pause between attempts to reach the state database during an outage.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Panics blamed on no run after which the scheduler gives up rather than loop.
 const MAX_UNATTRIBUTED_PANICS: u32 = 10;
 
@@ -214,6 +216,14 @@ impl Scheduler {
             // A panic in one run's handling must not take the daemon down: the loop
             // restarts from the store, and a run that panics twice is failed.
             match AssertUnwindSafe(self.main_loop()).catch_unwind().await {
+                // A daemon rides out an outage of the state database: it stops its tries
+                // (nothing about them could be committed) and takes no work until the
+                // database answers again, then takes its runs on again from the store.
+                Ok(Err(e)) if self.mode == Mode::Serve && e.is_outage() => {
+                    if !self.ride_out_outage(&e).await {
+                        break Ok(());
+                    }
+                }
                 Ok(result) => break result,
                 Err(panic) => {
                     if let Err(e) = self.recover_from_panic(&panic_message(&*panic)).await {
@@ -245,31 +255,35 @@ impl Scheduler {
         result
     }
 
+    /// Waits, with growing pauses, until the state database answers again after `error`,
+    /// having let go of every run; false if shut down meanwhile.
+    async fn ride_out_outage(&mut self, error: &StoreError) -> bool {
+        tracing::error!(
+            error = %error,
+            "lost the state database: this instance stops its tries and takes no work until \
+             it answers again"
+        );
+        self.start_over();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(pause) => {}
+            }
+            if self.store.ping().await.is_ok() {
+                tracing::info!("the state database answers again: resuming");
+                return true;
+            }
+            pause = (pause * 2).min(OUTAGE_RETRY_MAX);
+        }
+    }
+
     /// Starts over from the store after a panic: every run is let go of (its tries stop)
     /// and taken on again from its stored state; the run being handled is blamed.
     async fn recover_from_panic(&mut self, message: &str) -> Result<(), StoreError> {
         let culprit = self.handling.take();
         tracing::error!(run = ?culprit, "the scheduler panicked: {message}; restarting from the store");
-        // The in-memory state (slot counters included) cannot be trusted any more: stop
-        // every try, forget everything, and take runs on again from the store once the
-        // stopped tries have all ended.
-        self.runs.values().for_each(|r| r.cancel.cancel());
-        if matches!(self.mode, Mode::Foreground { .. }) {
-            self.readopt.extend(self.runs.keys().copied());
-            self.readopt.extend(self.detached.keys().copied());
-        }
-        self.runs.clear();
-        self.detached.clear();
-        self.running = 0;
-        self.running_by_dag.clear();
-        self.changes.clear();
-        self.actions.clear();
-        self.ready.clear();
-        self.retries.clear();
-        self.cron.clear();
-        self.cron_dirty = true;
-        self.look_for_queued = true;
-        self.restarting = true;
+        self.start_over();
         let Some(key) = culprit else {
             self.unattributed_panics += 1;
             if self.unattributed_panics >= MAX_UNATTRIBUTED_PANICS {
@@ -291,6 +305,29 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Forgets every run (the in-memory state, slot counters included, cannot be trusted
+    /// any more): their tries stop, and runs are taken on again from the store once the
+    /// stopped tries have all ended.
+    fn start_over(&mut self) {
+        self.runs.values().for_each(|r| r.cancel.cancel());
+        if matches!(self.mode, Mode::Foreground { .. }) {
+            self.readopt.extend(self.runs.keys().copied());
+            self.readopt.extend(self.detached.keys().copied());
+        }
+        self.runs.clear();
+        self.detached.clear();
+        self.running = 0;
+        self.running_by_dag.clear();
+        self.changes.clear();
+        self.actions.clear();
+        self.ready.clear();
+        self.retries.clear();
+        self.cron.clear();
+        self.cron_dirty = true;
+        self.look_for_queued = true;
+        self.restarting = true;
     }
 
     async fn main_loop(&mut self) -> Result<(), StoreError> {
@@ -584,6 +621,8 @@ impl Scheduler {
                     self.detach_all("this process's lease lapsed");
                     changes.clear();
                 }
+                // A daemon rides out an outage (see `run`) instead of stopping.
+                Err(e) if self.mode == Mode::Serve && e.is_outage() => return Err(e),
                 Err(e) => {
                     failures += 1;
                     if failures >= COMMIT_ATTEMPTS || rounds > changes.len() + 10 {

@@ -101,6 +101,30 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database is out of reach (connection refused or lost, no connection to
+    /// be had, the server shutting down), as opposed to a write it refused or a bad value:
+    /// waiting and trying again can cure it.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Db(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                // Class 08: connection exception; 57P: operator intervention (shutdown,
+                // terminated backend, cannot connect now).
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 fn keys(runs: &[RunKey]) -> String {
     runs.iter()
         .map(ToString::to_string)
@@ -443,10 +467,17 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// A trivial query, for health checks.
+    /// A trivial query, for health checks: an answer within 2 s, or an error (a health
+    /// check must say "unhealthy" promptly while the database is unreachable).
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        match tokio::time::timeout(Duration::from_secs(2), query).await {
+            Ok(done) => {
+                done?;
+                Ok(())
+            }
+            Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+        }
     }
 }
 

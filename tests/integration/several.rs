@@ -230,3 +230,74 @@ fn instances_starting_together_create_each_scheduled_interval_once() {
     assert_eq!(dates.len(), runs.len(), "an interval ran twice");
     drop(servers);
 }
+
+/// Runs SQL on the test database as its administrator.
+fn admin(sql: &str) {
+    let base = orchestrator::store::testing::postgres_base();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn an_instance_rides_out_a_database_outage_and_resumes() {
+    let pg = PgSchema::new();
+    // The instance logs in as a role of its own, which the outage locks out.
+    let role = pg.name().to_string();
+    admin(&format!(
+        "CREATE ROLE {role} LOGIN; ALTER SCHEMA {role} OWNER TO {role}"
+    ));
+    let mut url = url::Url::parse(&pg.url).unwrap();
+    url.set_username(&role).unwrap();
+    let mut env = Env::new();
+    env.vars
+        .push(("ORCHESTRATOR_DATABASE_URL".into(), url.to_string()));
+    env.dag(
+        "slow",
+        "dag_id: slow\ntasks:\n  t: {type: shell, command: 'sleep 1', retries: 3, retry_delay: 0}\n  u: {type: noop, depends_on: t}\n",
+    );
+    let mut server = env.serve();
+    env.ok(&["trigger", "slow"]);
+    wait_until("the try runs", || {
+        env.runs("slow")
+            .first()
+            .is_some_and(|r| r["state"] == "running")
+    });
+    // The database goes away for the instance: no new connections, existing ones ended.
+    admin(&format!(
+        "ALTER ROLE {role} NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ));
+    wait_until("the instance notices", || {
+        server.log().contains("lost the state database")
+    });
+    let (status, body) = server.get("/health");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["metadatabase"]["status"], "unhealthy", "{body}");
+    assert!(server.child.try_wait().unwrap().is_none(), "serve stopped");
+    admin(&format!("ALTER ROLE {role} LOGIN"));
+    wait_until("it resumes", || server.log().contains("answers again"));
+    wait_until("the run succeeds", || {
+        env.runs("slow")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+    let (status, body) = server.get("/health");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.sigterm().code(), Some(0), "{}", server.log());
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+         ALTER SCHEMA {role} OWNER TO CURRENT_USER"
+    ));
+    drop(pg);
+    admin(&format!("DROP ROLE IF EXISTS {role}"));
+}

@@ -287,6 +287,13 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         orchestrator::store::testing::drop_schema(&self.base, &self.name);
