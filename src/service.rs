@@ -175,6 +175,16 @@ impl Service {
         Ok(self.store.ping().await?)
     }
 
+    /// On a store several instances share (PostgreSQL), how many `serve` instances hold a
+    /// live lease (any of them takes a queued run at once); `None` on SQLite, where only a
+    /// server on this host's `bind` address is told.
+    pub async fn shared_servers(&self) -> ServiceResult<Option<u64>> {
+        if self.store.backend() != crate::store::Backend::Postgres {
+            return Ok(None);
+        }
+        Ok(Some(self.store.live_servers().await?))
+    }
+
     /// Asks the engine (when there is one here) to look at the store now.
     pub async fn wake(&self) {
         if let Some(engine) = &self.engine

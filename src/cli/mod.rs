@@ -447,8 +447,15 @@ async fn open_runs(config: &Config) -> anyhow::Result<crate::service::Service> {
 }
 
 /// Tells a running server that the store changed; returns whether one answered. Carries
-/// the store's wake secret, which the server requires once users exist.
+/// the store's wake secret, which the server requires once users exist. On a shared
+/// (PostgreSQL) store, any `serve` instance holding a lease counts: the store's `NOTIFY`
+/// has told them all.
 async fn notify_server(config: &Config, service: &crate::service::Service) -> bool {
+    match service.shared_servers().await {
+        Ok(Some(n)) if n > 0 => return true,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot count the serving instances"),
+    }
     let secret = match service.wake_secret().await {
         Ok(secret) => Some(secret),
         Err(e) => {

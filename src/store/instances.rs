@@ -151,6 +151,19 @@ impl Store {
         Ok(())
     }
 
+    /// How many `serve` instances hold a live lease: on a shared store, a run queued from
+    /// anywhere is taken by one of them at once (they are told over `NOTIFY`).
+    pub async fn live_servers(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instance WHERE kind = 'serve' AND stopped_at IS NULL \
+             AND lease_expires_at > $1",
+        )
+        .bind(to_text(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.unsigned_abs())
+    }
+
     /// Whether `owner` still holds a live lease (checked inside fenced transactions).
     pub(super) async fn lease_is_live(
         conn: &mut sqlx::AnyConnection,
@@ -332,7 +345,48 @@ mod tests {
         assert_eq!((row.owner, row.owner_epoch), (Some(b.id.clone()), Some(1)));
     }
 
+    async fn text_with_nul_characters_is_stored_on_both_backends(backend: crate::store::Backend) {
+        let (_dir, store, run) = store_with_run(backend).await;
+        let a = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_run(run, &a, &[(TaskId::new("t"), 1)])
+                .await
+                .unwrap()
+        );
+        let finish = Change::FinishTry {
+            run,
+            task: TaskId::new("t"),
+            try_number: 1,
+            state: TaskState::Failed,
+            at: Utc::now(),
+            error: Some("bad\0input".into()),
+            next_retry_at: None,
+            interrupted: false,
+        };
+        let end = Change::FinishRun {
+            run,
+            state: crate::state::RunState::Failed,
+            at: Utc::now(),
+            note: Some("why\0".into()),
+        };
+        store
+            .commit(&a, &[start(run, 1), finish, end])
+            .await
+            .unwrap();
+        store.set_run_note(run, Some("user\0note")).await.unwrap();
+        let ti = &store.task_instances(run).await.unwrap()[0];
+        assert_eq!(ti.error.as_deref(), Some("bad\u{FFFD}input"));
+        let row = store.run(run).await.unwrap().unwrap();
+        assert_eq!(row.note.as_deref(), Some("why\u{FFFD}"));
+        assert_eq!(row.user_note.as_deref(), Some("user\u{FFFD}note"));
+    }
+
     crate::store::testing::on_both!(
+        text_with_nul_characters_is_stored_on_both_backends,
         writes_of_an_instance_that_lost_the_run_are_refused_whole,
         refused_transitions_name_the_run_task_and_states,
         a_lapsed_lease_is_not_renewed_and_its_runs_become_adoptable,

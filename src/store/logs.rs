@@ -92,6 +92,11 @@ pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// [`storable`] for an optional text.
+pub(super) fn storable_opt(text: Option<&str>) -> Option<String> {
+    text.map(|t| storable(t).into_owned())
+}
+
 /// Seqs are `u64` in Rust and INTEGER (i64) in SQLite; they never come near the limit.
 fn sql_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)

@@ -114,10 +114,14 @@ impl StoreError {
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::WorkerCrashed => true,
                 // Class 08: connection exception; 57P: operator intervention (shutdown,
-                // terminated backend, cannot connect now).
-                sqlx::Error::Database(d) => d
-                    .code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                // terminated backend, cannot connect now); 53: out of resources (too many
+                // connections); 28: a login refused (a role locked or a password rotated
+                // while running: an operator can cure it, as they can an outage).
+                sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                    ["08", "57P", "53", "28"]
+                        .iter()
+                        .any(|class| c.starts_with(class))
+                }),
                 _ => false,
             },
             _ => false,
@@ -307,18 +311,19 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// The `sqlite:` URL of a database given as a path or URL (paths may hold `?`, `#`, `%`).
+/// The `sqlite:` URL of a database given as a path or URL. A path is percent-encoded
+/// whole, `/` included, so the URL has an opaque path: no part of it is read as a host and
+/// no `.`/`..` segment is collapsed (the driver decodes it back to the path as given).
 fn sqlite_url(url: &str) -> String {
     if url.starts_with("sqlite:") {
         return url.to_string();
     }
-    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b'%')
-        .add(b'?')
-        .add(b'#')
-        .add(b' ');
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.');
     format!(
-        "sqlite://{}",
+        "sqlite:{}",
         percent_encoding::utf8_percent_encode(url, ESCAPED)
     )
 }
@@ -343,6 +348,14 @@ fn schema_error(e: sqlx::migrate::MigrateError, backend: Backend) -> StoreError 
             "migration {v} of the {what} state database was interrupted and left it \
              partly applied; restore it from a backup"
         )),
+        // PostgreSQL's invalid_schema_name: the URL's search_path names no schema.
+        M::Execute(sqlx::Error::Database(d)) if d.code().as_deref() == Some("3F000") => {
+            StoreError::Schema(format!(
+                "the PostgreSQL state database has no schema to create tables in: create the \
+                 schema named by the URL's search_path first (CREATE SCHEMA ...): {}",
+                d.message()
+            ))
+        }
         other => StoreError::Migrate(other),
     }
 }
@@ -580,4 +593,24 @@ mod tests {
     }
 
     testing::on_both!(a_database_a_newer_version_migrated_is_refused_with_a_clear_message);
+
+    #[test]
+    fn sqlite_paths_reach_the_driver_unchanged() {
+        for path in [
+            "sub dir/../orchestrator.db",
+            "./../x/new.db",
+            "back\\slash.db",
+            "file:ff.db",
+            "a?b#c%d.db",
+            "/abs/./dir/../ünï.db",
+        ] {
+            let url = sqlite_url(path);
+            // The URL the Any driver hands to SQLite is ours, unnormalised...
+            let any = AnyConnectOptions::from_str(&url).unwrap();
+            assert_eq!(any.database_url.as_str(), url, "{path}");
+            // ...and SQLite opens exactly the path given.
+            let options = SqliteConnectOptions::from_str(any.database_url.as_str()).unwrap();
+            assert_eq!(options.get_filename(), Path::new(path), "{path}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sqlx::{Any, Row, Transaction};
 
 use super::instances::unowned;
+use super::logs::{storable, storable_opt};
 use super::rows::{NewRun, RunRow};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{DagId, RunKey, TaskId};
@@ -76,7 +77,7 @@ impl Store {
     /// Sets (or, with `None`, removes) the note a user wrote on a run.
     pub async fn set_run_note(&self, run: RunKey, note: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE dag_run SET user_note = $1 WHERE id = $2")
-            .bind(note)
+            .bind(storable_opt(note))
             .bind(run.0)
             .execute(&self.pool)
             .await?;
@@ -206,7 +207,7 @@ impl Store {
         .bind(new.owner.as_ref().map(|o| o.epoch))
         .bind(new.version.as_ref().map(|v| v.hash.as_str()))
         .bind(uid)
-        .bind(named.and_then(|n| n.user_note))
+        .bind(storable_opt(named.and_then(|n| n.user_note)))
         .fetch_optional(&mut **tx)
         .await?;
         Ok(inserted)
@@ -481,7 +482,7 @@ impl Store {
             .bind(owner.id.as_str())
             .bind(owner.epoch)
             .bind(&now)
-            .bind(note)
+            .bind(storable(note).into_owned())
             .bind(key.0)
             .execute(&self.pool)
             .await?;

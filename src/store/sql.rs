@@ -60,11 +60,12 @@ impl Backend {
     }
 }
 
-/// The key of the PostgreSQL advisory lock every write transaction takes, so writes are
-/// serialised as SQLite's `BEGIN IMMEDIATE` serialises them: the store's check-then-write
-/// transactions (fenced commits, claims, lease renewals) keep their meaning unchanged when
-/// several instances share one database. ("orch" in ASCII.)
-const WRITE_LOCK: i64 = 0x6f72_6368;
+/// The first key of the PostgreSQL advisory lock every write transaction takes (the second
+/// is the store's schema, so stores in different schemas of one database do not wait for
+/// each other), so writes are serialised as SQLite's `BEGIN IMMEDIATE` serialises them: the
+/// store's check-then-write transactions (fenced commits, claims, lease renewals) keep their
+/// meaning unchanged when several instances share one database. ("or" in ASCII.)
+const WRITE_LOCK: i32 = 0x6f72;
 
 impl Store {
     /// Which engine this store is on.
@@ -79,7 +80,7 @@ impl Store {
             Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
                     .bind(WRITE_LOCK)
                     .execute(&mut *tx)
                     .await?;

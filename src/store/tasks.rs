@@ -4,6 +4,7 @@
 use chrono::Utc;
 use sqlx::{Any, Row, Transaction};
 
+use super::logs::{storable, storable_opt};
 use super::rows::{Change, TaskInstanceRow, TryRow};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{ProcessGroup, RunKey, TaskId};
@@ -379,7 +380,7 @@ async fn apply(
             let done = sqlx::query(sql)
                 .bind(state.as_str())
                 .bind(to_text(*at))
-                .bind(error)
+                .bind(storable_opt(error.as_deref()))
                 .bind(next_retry_at.map(to_text))
                 .bind(run.0)
                 .bind(owner.id.as_str())
@@ -418,7 +419,7 @@ async fn apply(
             ));
             let done = sqlx::query(sql)
                 .bind(to_text(*at))
-                .bind(reason)
+                .bind(storable(reason).into_owned())
                 .bind(run.0)
                 .bind(owner.id.as_str())
                 .bind(owner.epoch)
@@ -504,7 +505,7 @@ async fn apply(
             let done = sqlx::query(sql)
                 .bind(state.as_str())
                 .bind(to_text(*at))
-                .bind(note)
+                .bind(storable_opt(note.as_deref()))
                 .bind(run.0)
                 .bind(owner.id.as_str())
                 .bind(owner.epoch)
@@ -570,7 +571,7 @@ async fn finish_try_row(
     )
     .bind(state)
     .bind(to_text(at))
-    .bind(error)
+    .bind(storable_opt(error))
     .bind(i64::from(interrupted))
     .bind(run.0)
     .bind(task.as_str())

@@ -334,12 +334,14 @@ fn push_filters(sql: &mut Sql, query: &RunQuery, backend: Backend) -> StoreResul
         sql.bind(to_text(bound.at))?;
     }
     if let Some(pattern) = &query.run_id_pattern {
-        // ASCII case-insensitive on both engines, as SQLite's LIKE is.
+        // Case-insensitive on both engines, as SQLite's LIKE is, with `\` escaping `%` and
+        // `_` on both, as PostgreSQL's LIKE has it by default.
         sql.push(match backend {
             Backend::Sqlite => " AND run_id LIKE ",
             Backend::Postgres => " AND run_id ILIKE ",
         });
         sql.bind(format!("%{pattern}%"))?;
+        sql.push(" ESCAPE '\\'");
     }
     Ok(())
 }

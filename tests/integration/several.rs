@@ -107,11 +107,14 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     let shared = tempfile::tempdir().unwrap();
     let ledger_path = shared.path().join("ledger");
     let work = work_dag(&ledger_path, 8);
-    let mut envs = instances(&pg, 3, &[("work", &work), ("kicker", KICKER)]);
-    let mut servers: Vec<Server> = envs.iter_mut().map(Env::serve).collect();
-    let cli = &envs[0];
+    // Three instances, and a fourth folder with no server: its CLI reaches them only
+    // through the shared store (NOTIFY), never over HTTP.
+    let mut envs = instances(&pg, 4, &[("work", &work), ("kicker", KICKER)]);
+    let mut servers: Vec<Server> = envs[..3].iter_mut().map(Env::serve).collect();
+    let cli = &envs[3];
     for _ in 0..12 {
-        cli.ok(&["trigger", "work"]);
+        let out = cli.ok(&["trigger", "work"]);
+        assert!(!out.contains("no server answers"), "{out}");
     }
     for _ in 0..3 {
         cli.ok(&["trigger", "kicker"]);
@@ -133,7 +136,7 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     });
     // It comes back later (a new process on the same working directory).
     servers[1] = envs[1].serve();
-    let cli = &envs[0];
+    let cli = &envs[3];
     wait_until("every run succeeds", || {
         let work = states(cli, "work");
         let kick = states(cli, "kicker");
