@@ -136,8 +136,6 @@ pub async fn serve(
         .context("scheduler stopped on a state-store error")
 }
 
-/// Refuses to listen beyond loopback while no users exist (anyone reaching the address
-/// could run tasks), unless the operator said so explicitly.
 /// Longest pause between attempts to re-establish the wake-up listener.
 const LISTEN_RETRY_MAX: Duration = Duration::from_secs(10);
 
@@ -161,6 +159,8 @@ async fn wake_on_notify(
     }
 }
 
+/// Refuses to listen beyond loopback while no users exist (anyone reaching the address
+/// could run tasks), unless the operator said so explicitly.
 async fn check_exposure(store: &Store, bind: SocketAddr, insecure: bool) -> anyhow::Result<()> {
     if bind.ip().is_loopback() {
         return Ok(());
