@@ -108,41 +108,28 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let now = to_text(Utc::now());
+        if !Self::lease_is_live(&mut tx, owner, &now).await? {
+            return Err(StoreError::LeaseLost);
+        }
         let mut runs: Vec<RunKey> = changes.iter().map(Change::run).collect();
         runs.sort_unstable();
         runs.dedup();
-        // One statement checks the lease and the batch's runs (a round trip saved per
-        // commit, which counts on PostgreSQL): a NULL row means the lease lapsed, the
-        // other rows are runs owned by someone else. Batches of more than 500 runs check
-        // the rest 500 at a time.
         let mut fenced = Vec::new();
-        for (i, chunk) in runs.chunks(500).enumerate() {
+        for chunk in runs.chunks(500) {
             let keys = serde_json::to_string(&chunk.iter().map(|r| r.0).collect::<Vec<_>>())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let lease = if i == 0 {
-                "SELECT CAST(NULL AS BIGINT) AS id WHERE NOT EXISTS (SELECT 1 FROM instance \
-                 WHERE id = $2 AND epoch = $3 AND stopped_at IS NULL AND lease_expires_at > $4) \
-                 UNION ALL "
-            } else {
-                ""
-            };
             let sql = sqlx::AssertSqlSafe(format!(
-                "{lease}SELECT id FROM dag_run WHERE id IN (SELECT k.value FROM {}) \
-                 AND (owner IS DISTINCT FROM $2 OR owner_epoch IS DISTINCT FROM $3 \
-                 OR $4 IS NULL)",
+                "SELECT id FROM dag_run WHERE id IN (SELECT k.value FROM {}) \
+                 AND (owner IS DISTINCT FROM $2 OR owner_epoch IS DISTINCT FROM $3)",
                 self.backend.json_ints("$1", "k")
             ));
-            let rows: Vec<Option<i64>> = sqlx::query_scalar(sql)
+            let rows: Vec<i64> = sqlx::query_scalar(sql)
                 .bind(keys)
                 .bind(owner.id.as_str())
                 .bind(owner.epoch)
-                .bind(&now)
                 .fetch_all(&mut *tx)
                 .await?;
-            if rows.iter().any(Option::is_none) {
-                return Err(StoreError::LeaseLost);
-            }
-            fenced.extend(rows.into_iter().flatten().map(RunKey));
+            fenced.extend(rows.into_iter().map(RunKey));
         }
         if !fenced.is_empty() {
             return Err(StoreError::Fenced(fenced));

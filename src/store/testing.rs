@@ -165,11 +165,6 @@ impl TestDb {
         self.store.clone()
     }
 
-    /// The PostgreSQL schema of this store (`None` on SQLite).
-    pub fn schema_name(&self) -> Option<&str> {
-        self.schema.as_ref().map(|(_, name)| name.as_str())
-    }
-
     /// The URL another process or pool opens the same database with.
     pub fn url(&self) -> &str {
         &self.url
