@@ -215,6 +215,21 @@ mod tests {
         (dir, store, key)
     }
 
+    /// A new instance that has claimed `run`, whose task `t` has `max_tries`.
+    async fn claimed(store: &Store, run: crate::ids::RunKey, max_tries: u32) -> Owner {
+        let owner = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_run(run, &owner, &[(TaskId::new("t"), max_tries)])
+                .await
+                .unwrap()
+        );
+        owner
+    }
+
     async fn two_instances(store: &Store) -> (Owner, Owner) {
         let register = || store.register_instance(InstanceKind::Serve, LEASE);
         (register().await.unwrap(), register().await.unwrap())
@@ -279,16 +294,7 @@ mod tests {
 
     async fn refused_transitions_name_the_run_task_and_states(backend: crate::store::Backend) {
         let (_dir, store, run) = store_with_run(backend).await;
-        let a = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .claim_run(run, &a, &[(TaskId::new("t"), 3)])
-                .await
-                .unwrap()
-        );
+        let a = claimed(&store, run, 3).await;
         store.commit(&a, &[start(run, 1)]).await.unwrap();
         // The same try cannot start twice, nor can a try skip a number.
         let err = store.commit(&a, &[start(run, 1)]).await.unwrap_err();
@@ -347,16 +353,7 @@ mod tests {
 
     async fn text_with_nul_characters_is_stored_on_both_backends(backend: crate::store::Backend) {
         let (_dir, store, run) = store_with_run(backend).await;
-        let a = store
-            .register_instance(InstanceKind::Serve, LEASE)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .claim_run(run, &a, &[(TaskId::new("t"), 1)])
-                .await
-                .unwrap()
-        );
+        let a = claimed(&store, run, 1).await;
         let finish = Change::FinishTry {
             run,
             task: TaskId::new("t"),

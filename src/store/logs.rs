@@ -5,6 +5,7 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::rows::Change;
+use super::sql::storable;
 use super::{Store, StoreResult, to_text};
 use crate::ids::{RunKey, TaskId};
 use crate::tasks::{DROP_LEVEL, LogDrop, LogLine};
@@ -80,21 +81,6 @@ fn log_line(r: &sqlx::any::AnyRow) -> StoreResult<LogLine> {
         level: level_name(&level),
         message: r.try_get("message")?,
     })
-}
-
-/// `text` as both backends store it: PostgreSQL refuses NUL characters in text, which a
-/// task's output may hold, so they become U+FFFD (on SQLite too, so both show the same).
-pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
-}
-
-/// [`storable`] for an optional text.
-pub(super) fn storable_opt(text: Option<&str>) -> Option<String> {
-    text.map(|t| storable(t).into_owned())
 }
 
 /// Seqs are `u64` in Rust and INTEGER (i64) in SQLite; they never come near the limit.

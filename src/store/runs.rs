@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sqlx::{Any, Row, Transaction};
 
 use super::instances::unowned;
-use super::logs::{storable, storable_opt};
 use super::rows::{NewRun, RunRow};
+use super::sql::{storable, storable_opt};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{DagId, RunKey, TaskId};
 use crate::state::{RunState, RunType};

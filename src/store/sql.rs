@@ -90,6 +90,21 @@ impl Store {
     }
 }
 
+/// `text` as both backends store it: PostgreSQL refuses NUL characters in text, which a
+/// task's output may hold, so they become U+FFFD (on SQLite too, so both show the same).
+pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// [`storable`] for an optional text.
+pub(super) fn storable_opt(text: Option<&str>) -> Option<String> {
+    text.map(|t| storable(t).into_owned())
+}
+
 /// A statement assembled piece by piece, with its arguments bound in order as `$1`, `$2`…
 pub(super) struct Sql {
     text: String,

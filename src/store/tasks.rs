@@ -4,8 +4,8 @@
 use chrono::Utc;
 use sqlx::{Any, Row, Transaction};
 
-use super::logs::{storable, storable_opt};
 use super::rows::{Change, TaskInstanceRow, TryRow};
+use super::sql::{storable, storable_opt};
 use super::{Owner, Store, StoreError, StoreResult, to_text};
 use crate::ids::{ProcessGroup, RunKey, TaskId};
 use crate::state::{RunState, TaskState};
