@@ -10,6 +10,11 @@ Reports, for the same machine and the same run:
   (b) 1,000 queued runs of a one-task DAG (a 20 ms shell task) drained by 1 instance on
       SQLite, 1 instance on PostgreSQL and 3 instances on PostgreSQL, 4 slots each (wall
       time, runs/s, share of runs per instance)
+  (c) one run of a 200-task fan-out of 0.2 s shell tasks: 1 instance x 12 slots against
+      3 instances x 4 slots on PostgreSQL (run start to end, share of tries per instance)
+  (d) task end -> downstream start across instances: a 3-task chain whose owner's only
+      slot is taken by a sleeping task, so every chain task runs on a second instance
+      (which has no DAG files: it runs the stored DAG version)
 
 Usage: python3 bench/several.py [--runs 100] [--queued 1000] [--binary target/release/orchestrator]
 """
@@ -144,6 +149,84 @@ def bench_drain(binary, scratch, queued, base):
     return results
 
 
+WIDE = "\n".join(
+    ["dag_id: wide", "max_active_tasks: 256", "tasks:", "  start: {type: noop}"]
+    + [f"  t{i}: {{type: shell, command: 'sleep 0.2; echo $INSTANCE', depends_on: start}}"
+       for i in range(200)]
+    + ["  end: {type: noop, depends_on: [" + ", ".join(f"t{i}" for i in range(200)) + "]}"]
+) + "\n"
+
+
+def bench_wide(binary, scratch, base, repeats):
+    """Wall seconds (run start to end) of the 200-task fan-out per layout, and the share of
+    its tries each instance ran."""
+    results = {}
+    for n, slots in ((1, 12), (3, 4)):
+        walls, shares = [], []
+        for rep in range(repeats):
+            pg = Pg(base)
+            try:
+                projects = []
+                for i in range(n):
+                    q = PgProject(binary, scratch / f"wide{n}-{rep}-{i}", pg, f"i{i}")
+                    (q.folder / "dags/wide.yaml").write_text(WIDE)
+                    q.env["ORCHESTRATOR_PARALLELISM"] = str(slots)
+                    q.serve()
+                    projects.append(q)
+                run_id = trigger(projects[0], "wide")
+                projects[0].wait_run("wide", run_id)
+                (start, end), = pg.rows(
+                    "SELECT start_date, end_date FROM dag_run WHERE dag_id='wide'")
+                walls.append(ms(start, end) / 1000)
+                per = pg.rows("SELECT message, COUNT(*) FROM task_log WHERE level='STDOUT' "
+                              "GROUP BY message ORDER BY message")
+                shares.append({m: int(c) for m, c in per})
+                for q in projects:
+                    q.stop()
+            finally:
+                pg.drop()
+        results[f"{n} x {slots} slots"] = (walls, shares)
+    return results
+
+
+BLOCKED = """dag_id: blocked
+tasks:
+  blocker: {type: shell, command: 'sleep 0.4'}
+  a: {type: shell, command: 'echo a'}
+  b: {type: shell, command: 'echo b', depends_on: a}
+  c: {type: shell, command: 'echo c', depends_on: b}
+"""
+
+
+def bench_across(binary, scratch, base, runs):
+    """Gaps between a chain task's end and its downstream's start when both run on another
+    instance than the run's owner."""
+    pg = Pg(base)
+    try:
+        owner = PgProject(binary, scratch / "across-owner", pg, "owner")
+        (owner.folder / "dags/blocked.yaml").write_text(BLOCKED)
+        owner.env["ORCHESTRATOR_PARALLELISM"] = "1"
+        worker = PgProject(binary, scratch / "across-worker", pg, "worker")
+        owner.serve()
+        worker.serve()
+        for _ in range(runs):
+            owner.wait_run("blocked", trigger(owner, "blocked"))
+        owner.stop()
+        worker.stop()
+        ends = {(r, t): e for r, t, e in pg.rows("SELECT run, task_id, end_date FROM task_instance")}
+        began = {(r, t): ts for r, t, ts in pg.rows(
+            "SELECT run, task_id, MIN(ts) FROM task_log GROUP BY run, task_id")}
+        hosts = pg.rows("SELECT COUNT(*) FROM task_try WHERE task_id <> 'blocker' AND host IS NOT NULL "
+                        "AND pgid IS NULL")
+        gaps = []
+        for (rid,) in pg.rows("SELECT id FROM dag_run"):
+            gaps.append(ms(ends[(rid, "a")], began[(rid, "b")]))
+            gaps.append(ms(ends[(rid, "b")], began[(rid, "c")]))
+        return summary(gaps), int(hosts[0][0])
+    finally:
+        pg.drop()
+
+
 def fmt(s):
     return f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms (range {s['min']:.2f}-{s['max']:.2f}, n={s['n']})"
 
@@ -152,27 +235,42 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--queued", type=int, default=1000)
+    ap.add_argument("--wide", type=int, default=3, help="repeats of the fan-out benchmark")
+    ap.add_argument("--only", default="abcd", help="which benchmarks to run (letters)")
     ap.add_argument("--binary", default=str(ROOT / "target/release/orchestrator"))
     ap.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/test")
     args = ap.parse_args()
     binary = Path(args.binary).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        lat, gaps = bench_chain_sqlite(binary, scratch, args.runs)
-        print(f"(a) sqlite   chain3 trigger->success: {fmt(lat)}")
-        print(f"    sqlite   task end -> downstream start: {fmt(gaps)}")
-        pg = Pg(args.postgres)
-        try:
-            lat_pg, gaps_pg = bench_chain_pg(binary, scratch, args.runs, pg)
-        finally:
-            pg.drop()
-        print(f"    postgres chain3 trigger->success: {fmt(lat_pg)}")
-        print(f"    postgres task end -> downstream start: {fmt(gaps_pg)}")
-        print(f"    ratio of p50s postgres/sqlite: {lat_pg['p50'] / lat['p50']:.2f}")
-        for name, (wall, share) in bench_drain(binary, scratch, args.queued, args.postgres).items():
-            extra = f", runs per instance {share}" if share else ""
-            print(f"(b) {name}: {args.queued} queued runs drained in {wall:.2f} s "
-                  f"({args.queued / wall:.0f} runs/s){extra}")
+        if "a" in args.only:
+            lat, gaps = bench_chain_sqlite(binary, scratch, args.runs)
+            print(f"(a) sqlite   chain3 trigger->success: {fmt(lat)}")
+            print(f"    sqlite   task end -> downstream start: {fmt(gaps)}")
+            pg = Pg(args.postgres)
+            try:
+                lat_pg, gaps_pg = bench_chain_pg(binary, scratch, args.runs, pg)
+            finally:
+                pg.drop()
+            print(f"    postgres chain3 trigger->success: {fmt(lat_pg)}")
+            print(f"    postgres task end -> downstream start: {fmt(gaps_pg)}")
+            print(f"    ratio of p50s postgres/sqlite: {lat_pg['p50'] / lat['p50']:.2f}")
+        if "b" in args.only:
+            for name, (wall, share) in bench_drain(binary, scratch, args.queued,
+                                                   args.postgres).items():
+                extra = f", runs per instance {share}" if share else ""
+                print(f"(b) {name}: {args.queued} queued runs drained in {wall:.2f} s "
+                      f"({args.queued / wall:.0f} runs/s){extra}")
+        if "c" in args.only:
+            for name, (walls, shares) in bench_wide(binary, scratch, args.postgres,
+                                                    args.wide).items():
+                walls_s = sorted(walls)
+                print(f"(c) 200-task fan-out, {name}: median {walls_s[len(walls_s) // 2]:.2f} s "
+                      f"(range {walls_s[0]:.2f}-{walls_s[-1]:.2f}); tries per instance {shares}")
+        if "d" in args.only:
+            gaps, remote = bench_across(binary, scratch, args.postgres, args.runs)
+            print(f"(d) task end -> downstream start across instances: {fmt(gaps)} "
+                  f"({remote} tries ran on the worker)")
         sys.stdout.flush()
 
 

@@ -32,6 +32,11 @@ pub struct Slot {
     pub first_try: u32,
     /// The running try released its slot while it waits (`trigger_dag`).
     pub deferred: bool,
+    /// Its next try is on offer to every instance (shared stores), or runs on the instance
+    /// that claimed it; it holds a `max_active_tasks` place, not one of this process's slots.
+    pub offered: bool,
+    /// The current try runs on another instance (a claimed offer).
+    pub remote: bool,
 }
 
 /// A run this process is executing.

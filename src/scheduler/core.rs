@@ -18,7 +18,7 @@ use super::lease::LeaseState;
 use super::{Command, EngineHandle, Mode, Progress, SchedulerConfig};
 use crate::dag::{Dag, DagBag, DataInterval};
 use crate::executor::TryResult;
-use crate::ids::{DagId, RunKey};
+use crate::ids::{DagId, RunKey, TaskId};
 use crate::metrics::Event;
 use crate::state::RunState;
 use crate::store::{Change, Owner, Store, StoreError};
@@ -68,6 +68,18 @@ pub struct Finished {
     pub(super) at: DateTime<Utc>,
     /// How long the try ran (monotonic clock).
     pub(super) duration: Duration,
+    /// Where it ran.
+    pub(super) origin: Origin,
+}
+
+/// Where a try ran, for the rules its end is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// In this process.
+    Local,
+    /// On the instance that claimed its offer; `shutdown`: that instance's shutdown
+    /// stopped it (it runs again without using a retry).
+    Remote { shutdown: bool },
 }
 
 /// Done after the turn's changes are committed.
@@ -147,6 +159,18 @@ pub(super) struct Scheduler {
     /// only): look again when one frees up.
     pub(super) claims_waiting: bool,
     pub(super) drain_deadline: Option<DateTime<Utc>>,
+    /// Tries this process runs for other instances' runs (claimed offers).
+    pub(super) remote: HashMap<(RunKey, TaskId), super::offers::RemoteTry>,
+    /// Offered tries may be waiting for a free slot here (shared stores).
+    pub(super) look_for_offers: bool,
+    /// Offers this process is involved in may have changed: ends to record, claims gone.
+    pub(super) offers_changed: bool,
+    /// This machine, recorded on the tries it runs for other instances.
+    pub(super) host: String,
+    /// Tries run for other instances were stopped by a restart of this scheduler: once
+    /// they have all ended, their claims are reported as abandoned so their owners run
+    /// them again.
+    pub(super) claims_abandoned: bool,
     /// Whether running tries were told to stop at the end of the shutdown grace period.
     pub(super) interrupted: bool,
     /// The epoch whose lease was seen to lapse (its runs are already let go of).
@@ -198,6 +222,11 @@ impl Scheduler {
             look_for_queued: true,
             claims_waiting: false,
             drain_deadline: None,
+            remote: HashMap::new(),
+            look_for_offers: true,
+            offers_changed: false,
+            host: crate::tasks::process::this_host(),
+            claims_abandoned: false,
             interrupted: false,
             lapsed_epoch: None,
             handling: None,
@@ -312,6 +341,9 @@ impl Scheduler {
     /// stopped tries have all ended.
     fn start_over(&mut self) {
         self.runs.values().for_each(|r| r.cancel.cancel());
+        self.claims_abandoned |= !self.remote.is_empty();
+        self.abandon_remote();
+        self.remote.clear();
         if matches!(self.mode, Mode::Foreground { .. }) {
             self.readopt.extend(self.runs.keys().copied());
             self.readopt.extend(self.detached.keys().copied());
@@ -428,6 +460,11 @@ impl Scheduler {
     /// One turn: claim queued runs and cron intervals, start ready tasks, commit, act.
     async fn turn(&mut self) -> Result<(), StoreError> {
         self.handling = None;
+        if self.claims_abandoned && self.tracker.is_empty() {
+            let why = "interrupted: the instance running this try restarted its scheduler";
+            self.store.abandon_claims(&self.owner, why).await?;
+            self.claims_abandoned = false;
+        }
         if self.drain_deadline.is_none() {
             if self.cron_dirty && self.mode == Mode::Serve {
                 self.cron_dirty = false;
@@ -438,9 +475,17 @@ impl Scheduler {
                 self.claim_queued().await?;
                 self.readopt_own().await?;
             }
+            if self.offers_changed {
+                self.check_offers().await?;
+            }
             self.dispatch(Utc::now());
         }
-        self.flush().await
+        self.flush().await?;
+        // After this turn's own starts, so they never wait on it.
+        if self.look_for_offers {
+            self.claim_offers().await?;
+        }
+        Ok(())
     }
 
     /// Another process may have paused, unpaused, triggered or cleared: look again.
@@ -452,6 +497,8 @@ impl Scheduler {
         }
         self.cron_dirty = true;
         self.look_for_queued = true;
+        self.look_for_offers = true;
+        self.offers_changed = true;
         Ok(())
     }
 
@@ -460,12 +507,7 @@ impl Scheduler {
         match cmd {
             Command::Wake => self.reread_store().await?,
             Command::Finished(f) => self.on_finished(*f),
-            Command::Record(change) => {
-                // Log lines of a try whose run this process let go of are not its to write.
-                if self.runs.contains_key(&change.run()) {
-                    self.changes.push(change);
-                }
-            }
+            Command::Record(change) => self.record(change),
             Command::Dags(bag) => {
                 self.bag = bag;
                 self.cron.clear();
@@ -484,6 +526,44 @@ impl Scheduler {
             } => self.defer(run, &task, try_number),
         }
         Ok(())
+    }
+
+    /// Keeps a running try's change for the next commit: log lines of a try run for
+    /// another instance go to its offer; those of a try whose run this process let go of
+    /// are not its to write.
+    fn record(&mut self, change: Change) {
+        if let Change::Logs {
+            run,
+            task,
+            try_number,
+            lines,
+            dropped,
+        } = change
+        {
+            if let Some(r) = self.remote.get(&(run, task.clone())) {
+                if r.try_number == try_number && !r.abandoned {
+                    self.changes.push(Change::RemoteLogs {
+                        run,
+                        task,
+                        try_number,
+                        lines,
+                        dropped,
+                    });
+                }
+                return;
+            }
+            if self.runs.contains_key(&run) {
+                self.changes.push(Change::Logs {
+                    run,
+                    task,
+                    try_number,
+                    lines,
+                    dropped,
+                });
+            }
+        } else if self.runs.contains_key(&change.run()) {
+            self.changes.push(change);
+        }
     }
 
     /// The lease keeper took a new epoch: everything held under the old one is gone.
@@ -505,13 +585,21 @@ impl Scheduler {
         };
         run.cancel.cancel();
         tracing::warn!(dag_id = %run.dag.id, run_id = %run.row.run_id, "{why}: letting the run go; its tries stop");
-        if run.running > 0 {
+        // Offered tries hold a `max_active_tasks` place and no slot; those running on
+        // other instances end there.
+        let offered = run.slots.iter().filter(|s| s.offered).count() as u32;
+        let remote = run.slots.iter().filter(|s| s.remote).count() as u32;
+        if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
+            *n = n.saturating_sub(offered);
+        }
+        let running = run.running.saturating_sub(remote);
+        if running > 0 {
             self.detached.insert(
                 key,
                 Detached {
                     dag: run.dag.id.clone(),
-                    running: run.running,
-                    holding: run.running.saturating_sub(run.deferred()),
+                    running,
+                    holding: running.saturating_sub(run.deferred()),
                 },
             );
         }
@@ -525,6 +613,7 @@ impl Scheduler {
 
     /// Lets go of every run (the lease lapsed).
     pub(super) fn detach_all(&mut self, why: &str) {
+        self.abandon_remote();
         let keys: Vec<RunKey> = self.runs.keys().copied().collect();
         for key in keys {
             self.detach(key, why);
@@ -587,7 +676,7 @@ impl Scheduler {
 
     /// Commits the turn's changes, then acts on them. Changes about runs this process no
     /// longer owns are dropped with those runs; the rest are committed.
-    async fn flush(&mut self) -> Result<(), StoreError> {
+    pub(super) async fn flush(&mut self) -> Result<(), StoreError> {
         let mut changes = std::mem::take(&mut self.changes);
         let mut dropped: HashSet<RunKey> = HashSet::new();
         let mut failures = 0;

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 
 use super::Progress;
-use super::active::{ActiveRun, EndContext, TryEnd};
-use super::core::{Action, Finished, Scheduler};
+use super::active::{ActiveRun, TryEnd};
+use super::core::{Action, Finished, Origin, Scheduler};
 use crate::ids::RunKey;
 use crate::metrics::{self, Event};
 use crate::state::TaskState;
@@ -17,16 +17,24 @@ impl Scheduler {
     /// Starts ready tasks while global and per-DAG limits allow; the rest wait as `queued`.
     pub(super) fn dispatch(&mut self, now: DateTime<Utc>) {
         let mut waiting = VecDeque::new();
+        let shares = self.shares_tries();
         while let Some((key, idx)) = self.ready.pop_front() {
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };
             let slot = &mut run.slots[idx];
-            if !matches!(slot.state, Some(TaskState::Scheduled | TaskState::Queued)) {
+            if slot.offered || !matches!(slot.state, Some(TaskState::Scheduled | TaskState::Queued))
+            {
                 continue;
             }
             let dag_running = self.running_by_dag.entry(run.dag.id.clone()).or_default();
-            if self.running >= self.config.parallelism || *dag_running >= run.dag.max_active_tasks {
+            let slots_full = self.running >= self.config.parallelism;
+            if slots_full || *dag_running >= run.dag.max_active_tasks {
+                // Only this process's slots are full: any instance with a free one may run
+                // it (the offer keeps its `max_active_tasks` place).
+                let offer = shares
+                    && *dag_running < run.dag.max_active_tasks
+                    && Self::may_offer(&run.dag.tasks[idx].kind);
                 if !slot.queued_written {
                     slot.queued_written = true;
                     slot.set(Some(TaskState::Queued));
@@ -37,6 +45,17 @@ impl Scheduler {
                         state: TaskState::Queued,
                         at: now,
                     });
+                }
+                if offer {
+                    slot.offered = true;
+                    *dag_running += 1;
+                    self.changes.push(Change::OfferTry {
+                        run: key,
+                        task: run.dag.tasks[idx].id.clone(),
+                        try_number: slot.try_number + 1,
+                        at: now,
+                    });
+                    continue;
                 }
                 waiting.push_back((key, idx));
                 continue;
@@ -72,11 +91,11 @@ impl Scheduler {
     }
 
     /// A try ended: record it and move its run on.
-    pub(super) fn on_finished(&mut self, f: Finished) {
-        let at = EndContext {
-            draining: self.drain_deadline.is_some(),
-            interrupt_sent: self.interrupted,
-        };
+    pub(super) fn on_finished(&mut self, mut f: Finished) {
+        if f.origin == Origin::Local && self.remote_finished(&mut f) {
+            return;
+        }
+        let at = self.end_context(f.origin);
         self.handling = Some(f.run);
         failpoint_on_finish(&f);
         let Some(run) = self.runs.get_mut(&f.run) else {
@@ -85,26 +104,39 @@ impl Scheduler {
             self.try_gone(f.run);
             return;
         };
-        // A slot frees up: a queued run left for lack of one may be taken now.
+        // A slot frees up: a queued run left for lack of one, or an offered try, may be
+        // taken now.
         if std::mem::take(&mut self.claims_waiting) {
             self.look_for_queued = true;
         }
-        // A deferred try gave its slot back when it started waiting.
-        if !std::mem::take(&mut run.slots[f.task].deferred) {
+        if f.origin == Origin::Local {
+            self.look_for_offers = true;
+        }
+        let slot = &mut run.slots[f.task];
+        // A deferred try gave its slot back when it started waiting; a remote one never
+        // held one here, only its `max_active_tasks` place.
+        let remote = std::mem::take(&mut slot.remote);
+        slot.offered = false;
+        let deferred = std::mem::take(&mut slot.deferred);
+        if !remote && !deferred {
             self.running = self.running.saturating_sub(1);
-            if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
-                *n = n.saturating_sub(1);
-            }
+        }
+        if (remote || !deferred)
+            && let Some(n) = self.running_by_dag.get_mut(&run.dag.id)
+        {
+            *n = n.saturating_sub(1);
         }
         let task_id = run.dag.tasks[f.task].id.clone();
         let error = f.result.result.as_ref().err().map(ToString::to_string);
-        self.changes.push(Change::Logs {
-            run: f.run,
-            task: task_id.clone(),
-            try_number: f.try_number,
-            lines: f.result.logs.lines,
-            dropped: f.result.logs.dropped,
-        });
+        if f.origin == Origin::Local {
+            self.changes.push(Change::Logs {
+                run: f.run,
+                task: task_id.clone(),
+                try_number: f.try_number,
+                lines: f.result.logs.lines,
+                dropped: f.result.logs.dropped,
+            });
+        }
         let end = run.end_try(
             f.task,
             f.try_number,
@@ -134,6 +166,13 @@ impl Scheduler {
                 self.retries.insert((at, f.run, f.task));
                 TaskState::UpForRetry
             }
+            // A try its worker's shutdown stopped runs again here (this process goes on).
+            TryEnd::Abandoned if f.origin != Origin::Local => {
+                let mut ready = Vec::new();
+                run.evaluate(f.task, f.at, &mut ready, &mut self.changes);
+                self.ready.extend(ready.into_iter().map(|i| (f.run, i)));
+                return;
+            }
             TryEnd::Abandoned => return,
         };
         self.actions.push(Action::Progress(
@@ -147,13 +186,22 @@ impl Scheduler {
             },
         ));
         if state.is_finished() {
-            let mut ready = Vec::new();
-            for d in run.dag.tasks[f.task].downstream.clone() {
-                run.evaluate(d, f.at, &mut ready, &mut self.changes);
-            }
-            self.ready.extend(ready.into_iter().map(|i| (f.run, i)));
+            self.downstream_of(f.run, f.task, f.at);
+        } else {
+            self.check_run_done(f.run, f.at);
         }
-        self.check_run_done(f.run, f.at);
+    }
+
+    /// Task `idx` of run `key` finished: its downstream tasks may be ready, the run done.
+    pub(super) fn downstream_of(&mut self, key: RunKey, idx: usize, now: DateTime<Utc>) {
+        if let Some(run) = self.runs.get_mut(&key) {
+            let mut ready = Vec::new();
+            for d in run.dag.tasks[idx].downstream.clone() {
+                run.evaluate(d, now, &mut ready, &mut self.changes);
+            }
+            self.ready.extend(ready.into_iter().map(|i| (key, i)));
+        }
+        self.check_run_done(key, now);
     }
 
     /// Finishes the run if all its tasks are done.

@@ -24,6 +24,7 @@ mod dispatch;
 mod handle;
 mod launch;
 pub mod lease;
+mod offers;
 mod recovery;
 mod timers;
 

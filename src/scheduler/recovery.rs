@@ -15,7 +15,7 @@ use crate::dag::Dag;
 use crate::ids::TaskId;
 use crate::metrics::{self, Event};
 use crate::state::{RunState, TaskState};
-use crate::store::{RunRow, StoreError, TaskInstanceRow};
+use crate::store::{Change, OfferState, RunRow, StoreError, TaskInstanceRow};
 use crate::tasks::process::{StaleGroup, kill_stale_group, try_marker};
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
@@ -26,7 +26,7 @@ fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
 }
 
 /// Why a run's DAG cannot be had.
-enum Unavailable {
+pub(super) enum Unavailable {
     /// A run from before stored versions whose DAG is not loaded.
     NotLoaded,
     /// The stored version is missing or no longer builds.
@@ -193,7 +193,10 @@ impl Scheduler {
     /// The DAG a run executes: the version it was created with (the loaded one when it is
     /// the same definition, else rebuilt from the store), or the loaded DAG for runs from
     /// before versions were stored.
-    async fn dag_for(&mut self, row: &RunRow) -> Result<Result<Arc<Dag>, Unavailable>, StoreError> {
+    pub(super) async fn dag_for(
+        &mut self,
+        row: &RunRow,
+    ) -> Result<Result<Arc<Dag>, Unavailable>, StoreError> {
         let loaded = self.bag.get(row.dag_id.as_str()).cloned();
         let Some(hash) = &row.dag_version else {
             return Ok(loaded.ok_or(Unavailable::NotLoaded));
@@ -239,7 +242,34 @@ impl Scheduler {
             .iter()
             .filter_map(|ti| run.dag.task(ti.task_id.as_str()).map(|(i, _)| (i, ti)))
             .collect();
+        // Tries other instances run for this run (claimed offers) go on there.
+        let claims = if self.shared_store() {
+            self.store.claimed_offers(&self.owner, Some(key)).await?
+        } else {
+            Vec::new()
+        };
         for (idx, ti) in known {
+            if ti.state == Some(TaskState::Running)
+                && let Some(claim) = claims
+                    .iter()
+                    .find(|c| c.task == ti.task_id && c.try_number == ti.try_number)
+            {
+                if claim.state == OfferState::WorkerLost {
+                    self.changes.push(Change::DropOffer {
+                        run: key,
+                        task: ti.task_id.clone(),
+                    });
+                } else {
+                    let slot = &mut run.slots[idx];
+                    slot.offered = true;
+                    slot.remote = true;
+                    run.running += 1;
+                    *self.running_by_dag.entry(run.dag.id.clone()).or_default() += 1;
+                    // An end already reported is recorded by the next look at the offers.
+                    self.offers_changed |= claim.state != OfferState::Running;
+                    continue;
+                }
+            }
             // A try interrupted by a shutdown or a crash may have left processes behind
             // (a supervisor killed along with its owner): none may run beside the next try.
             if ti.try_number > 0 && !ti.state.is_some_and(TaskState::is_finished) {

@@ -6,10 +6,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Mode;
-use super::active::ActiveRun;
+use super::active::{ActiveRun, EndContext};
 use super::core::Scheduler;
 use crate::ids::RunKey;
 use crate::state::TaskState;
+use crate::store::Change;
+use crate::tasks::TaskError;
 
 impl Scheduler {
     /// Stops taking work and gives running tries the grace period.
@@ -82,6 +84,7 @@ impl Scheduler {
                 "shutdown grace period over: interrupting running tries"
             );
             self.runs.values().for_each(|r| r.cancel.cancel());
+            self.remote.values().for_each(|r| r.cancel.cancel());
         }
     }
 
@@ -117,8 +120,34 @@ impl Scheduler {
                 limit.map(|l| l.to_string()).unwrap_or_default()
             );
             tracing::warn!(dag_id = %run.dag.id, run_id = %run.row.run_id, "{note}");
-            run.timed_out = Some(note);
+            run.timed_out = Some(note.clone());
             run.cancel.cancel();
+            // Offered tries are withdrawn (a worker running one stops when it sees its
+            // claim gone) and a running one fails here, as a cancelled local try would.
+            for idx in 0..run.slots.len() {
+                if !std::mem::take(&mut run.slots[idx].offered) {
+                    continue;
+                }
+                self.changes.push(Change::DropOffer {
+                    run: key,
+                    task: run.dag.tasks[idx].id.clone(),
+                });
+                if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
+                    *n = n.saturating_sub(1);
+                }
+                if std::mem::take(&mut run.slots[idx].remote) {
+                    let try_number = run.slots[idx].try_number;
+                    let cancelled = Err(TaskError::Cancelled(note.clone()));
+                    run.end_try(
+                        idx,
+                        try_number,
+                        &cancelled,
+                        EndContext::default(),
+                        now,
+                        &mut self.changes,
+                    );
+                }
+            }
             run.skip_unstarted(now, &mut self.changes);
             self.check_run_done(key, now);
         }

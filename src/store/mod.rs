@@ -15,6 +15,7 @@ mod dags;
 mod instances;
 mod logs;
 mod notify;
+mod offers;
 mod rows;
 mod runs;
 mod sql;
@@ -40,7 +41,10 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
 pub use notify::WorkListener;
-pub use rows::{Change, DagVersion, NewRun, ParentTask, RunRow, TaskInstanceRow, TryRow};
+pub use offers::{ClaimedOffer, ClaimedTry, OfferState};
+pub use rows::{
+    Change, DagVersion, NewRun, ParentTask, RemoteEnd, RunRow, TaskInstanceRow, TryRow,
+};
 pub use sql::Backend;
 pub use users::UserRow;
 pub use views::{RunField, RunOrder, RunQuery};
@@ -148,7 +152,7 @@ pub struct Store {
     listen_url: Option<std::sync::Arc<str>>,
 }
 
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (
         2,
@@ -181,6 +185,11 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
         include_str!("../../migrations/0007_run_user_note.sql"),
     ),
     (8, "users", include_str!("../../migrations/0008_users.sql")),
+    (
+        9,
+        "try offers",
+        include_str!("../../migrations/0009_try_offers.sql"),
+    ),
 ];
 
 /// The file of an on-disk database; `None` for in-memory ones.
@@ -272,11 +281,18 @@ async fn migration_lock(options: &SqliteConnectOptions) -> StoreResult<Option<st
 
 /// The PostgreSQL schema history; independent of SQLite's (its first migration is the
 /// SQLite schema as of SQLite migration 8). A later schema change adds one file to each.
-const PG_MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const PG_MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "try offers",
+        include_str!("../../migrations/postgres/0002_try_offers.sql"),
+    ),
+];
 
 /// How long opening a PostgreSQL store waits for the server before it reports it
 /// unreachable.

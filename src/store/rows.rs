@@ -212,6 +212,90 @@ pub enum Change {
         at: DateTime<Utc>,
         note: Option<String>,
     },
+    /// The run's owner has no free slot for a ready task: any instance may claim its next
+    /// try (`try_number`), the owner included (shared stores only).
+    OfferTry {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        at: DateTime<Utc>,
+    },
+    /// The owner has recorded the end of an offered try (or given it up): the offer goes.
+    DropOffer { run: RunKey, task: TaskId },
+    /// Log lines of a try this instance runs for another instance's run (fenced by the
+    /// offer it claimed, not by the run's owner).
+    RemoteLogs {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        lines: Vec<LogLine>,
+        dropped: Option<LogDrop>,
+    },
+    /// A try run for another instance's run ended: its end goes to the offer, for the
+    /// run's owner to record (fenced by the claim).
+    EndOffer {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        end: RemoteEnd,
+        at: DateTime<Utc>,
+        duration_ms: u64,
+    },
+}
+
+/// How a try run for another instance's run ended, as its owner needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteEnd {
+    /// Succeeded.
+    Success,
+    /// The task decided not to run, with why.
+    Skipped(String),
+    /// Failed; whether the retry policy applies.
+    Failed { error: String, retryable: bool },
+    /// Stopped by the worker's shutdown: runs again without using a retry.
+    Abandoned(String),
+}
+
+impl RemoteEnd {
+    /// The `outcome` and `error` columns.
+    pub(super) fn to_columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::Success => ("success", None),
+            Self::Skipped(why) => ("skipped", Some(why)),
+            Self::Failed {
+                error,
+                retryable: true,
+            } => ("failed", Some(error)),
+            Self::Failed {
+                error,
+                retryable: false,
+            } => ("fatal", Some(error)),
+            Self::Abandoned(why) => ("abandoned", Some(why)),
+        }
+    }
+
+    /// Back from the `outcome` and `error` columns.
+    pub(super) fn from_columns(outcome: &str, error: Option<String>) -> StoreResult<Self> {
+        let error = error.unwrap_or_default();
+        Ok(match outcome {
+            "success" => Self::Success,
+            "skipped" => Self::Skipped(error),
+            "failed" => Self::Failed {
+                error,
+                retryable: true,
+            },
+            "fatal" => Self::Failed {
+                error,
+                retryable: false,
+            },
+            "abandoned" => Self::Abandoned(error),
+            other => {
+                return Err(super::StoreError::Corrupt(format!(
+                    "try_offer.outcome {other:?}"
+                )));
+            }
+        })
+    }
 }
 
 impl Change {
@@ -224,8 +308,18 @@ impl Change {
             | Self::SetTaskState { run, .. }
             | Self::Logs { run, .. }
             | Self::TryProcess { run, .. }
-            | Self::FinishRun { run, .. } => *run,
+            | Self::FinishRun { run, .. }
+            | Self::OfferTry { run, .. }
+            | Self::DropOffer { run, .. }
+            | Self::RemoteLogs { run, .. }
+            | Self::EndOffer { run, .. } => *run,
         }
+    }
+
+    /// Written by an instance running a try for another instance's run: fenced by its
+    /// claim on the offer rather than by owning the run.
+    pub fn is_worker_change(&self) -> bool {
+        matches!(self, Self::RemoteLogs { .. } | Self::EndOffer { .. })
     }
 }
 
@@ -243,7 +337,7 @@ pub(super) fn uint<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> StoreResult<T> {
     T::try_from(n).map_err(|_| StoreError::Corrupt(format!("{col} {n} is out of range")))
 }
 
-fn opt_uint<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> StoreResult<Option<T>> {
+pub(super) fn opt_uint<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> StoreResult<Option<T>> {
     let n: Option<i64> = row.try_get(col)?;
     n.map(|n| T::try_from(n).map_err(|_| StoreError::Corrupt(format!("{col} {n} is out of range"))))
         .transpose()

@@ -111,7 +111,13 @@ impl Store {
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
             return Err(StoreError::LeaseLost);
         }
-        let mut runs: Vec<RunKey> = changes.iter().map(Change::run).collect();
+        // A worker's changes are fenced by its claims (`offers::apply_worker`), not by
+        // owning their runs.
+        let mut runs: Vec<RunKey> = changes
+            .iter()
+            .filter(|c| !c.is_worker_change())
+            .map(Change::run)
+            .collect();
         runs.sort_unstable();
         runs.dedup();
         let mut fenced = Vec::new();
@@ -155,11 +161,17 @@ impl Store {
         for change in changes {
             apply(&mut tx, owner, change).await?;
         }
+        let offered = super::offers::apply_owner(&mut tx, changes).await?;
+        let (remote_logs, ended) = super::offers::apply_worker(&mut tx, owner, changes).await?;
         super::logs::store_logs(&mut tx, changes).await?;
-        // A finished run frees a slot of its DAG that another instance may be waiting for.
-        if changes
-            .iter()
-            .any(|c| matches!(c, Change::FinishRun { .. }))
+        super::logs::store_logs(&mut tx, &remote_logs).await?;
+        // A finished run frees a slot of its DAG that another instance may be waiting for;
+        // an offered try waits for a worker; a remote try's end waits for its run's owner.
+        if offered
+            || ended
+            || changes
+                .iter()
+                .any(|c| matches!(c, Change::FinishRun { .. }))
         {
             self.announce_work(&mut tx).await?;
         }
@@ -468,8 +480,12 @@ async fn apply(
                 .await?;
             (*run, task, Some(*state), done.rows_affected())
         }
-        // Inserted in bulk by `commit`.
-        Change::Logs { .. } => return Ok(()),
+        // Inserted in bulk by `commit`; offers are written by `offers.rs`.
+        Change::Logs { .. }
+        | Change::OfferTry { .. }
+        | Change::DropOffer { .. }
+        | Change::RemoteLogs { .. }
+        | Change::EndOffer { .. } => return Ok(()),
         Change::TryProcess {
             run,
             task,

@@ -53,9 +53,9 @@ fn recorded(ledger: &Path, flaky: bool) -> String {
     format!("{}; sleep 0.1; {}{fail}", line("start"), line("end"))
 }
 
-fn work_dag(ledger: &Path, fan: usize) -> String {
+fn work_dag(dag_id: &str, ledger: &Path, fan: usize) -> String {
     let mut yaml = format!(
-        "dag_id: work\ntasks:\n  first: {{type: shell, command: '{}', retries: 2, retry_delay: 0}}\n",
+        "dag_id: {dag_id}\ntasks:\n  first: {{type: shell, command: '{}', retries: 2, retry_delay: 0}}\n",
         recorded(ledger, true)
     );
     let mut wide = Vec::new();
@@ -106,10 +106,13 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     let pg = PgSchema::new();
     let shared = tempfile::tempdir().unwrap();
     let ledger_path = shared.path().join("ledger");
-    let work = work_dag(&ledger_path, 8);
+    let work = work_dag("work", &ledger_path, 8);
+    // One run 200 tasks wide: its tasks spread over every instance with a free slot.
+    let wide = work_dag("wide", &ledger_path, 200);
     // Three instances, and a fourth folder with no server: its CLI reaches them only
     // through the shared store (NOTIFY), never over HTTP.
-    let mut envs = instances(&pg, 4, &[("work", &work), ("kicker", KICKER)]);
+    let dags = [("work", work.as_str()), ("kicker", KICKER), ("wide", &wide)];
+    let mut envs = instances(&pg, 4, &dags);
     let mut servers: Vec<Server> = envs[..3].iter_mut().map(Env::serve).collect();
     let cli = &envs[3];
     for _ in 0..12 {
@@ -119,6 +122,7 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     for _ in 0..3 {
         cli.ok(&["trigger", "kicker"]);
     }
+    cli.ok(&["trigger", "wide"]);
     // Kill one instance while it has tries under way.
     let victim = "i1";
     wait_until("the victim runs tries", || {
@@ -140,7 +144,15 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     wait_until("every run succeeds", || {
         let work = states(cli, "work");
         let kick = states(cli, "kicker");
-        work.len() == 15 && kick.len() == 3 && work.iter().chain(&kick).all(|s| s == "success")
+        let wide = states(cli, "wide");
+        work.len() == 15
+            && kick.len() == 3
+            && wide.len() == 1
+            && work
+                .iter()
+                .chain(&kick)
+                .chain(&wide)
+                .all(|s| s == "success")
     });
 
     let entries = ledger(&ledger_path);
@@ -161,7 +173,7 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     }
     // Each task's final try (the one the store recorded as its success) ran to its end
     // exactly once, and no try ran after it.
-    for run in cli.runs("work") {
+    for run in cli.runs("work").into_iter().chain(cli.runs("wide")) {
         let run_id = run["run_id"].as_str().unwrap();
         let detail = cli.run_detail(run_id);
         for ti in detail["task_instances"].as_array().unwrap() {
@@ -204,6 +216,17 @@ fn three_instances_share_the_runs_and_a_kill_9_loses_and_repeats_nothing() {
     assert!(
         instances.len() >= 2,
         "all the work ran on one instance: {instances:?}"
+    );
+    // The wide run's own tasks ran on several instances, not only on its run's owner.
+    let wide_run = cli.runs("wide")[0]["run_id"].as_str().unwrap().to_string();
+    let mut wide_instances: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.run == wide_run && !e.end) {
+        *wide_instances.entry(e.instance.as_str()).or_default() += 1;
+    }
+    eprintln!("tries of the wide run per instance: {wide_instances:?}");
+    assert!(
+        wide_instances.len() >= 2,
+        "the wide run's tasks ran on one instance: {wide_instances:?}"
     );
     let killed = entries.iter().filter(|e| e.instance == victim).count();
     assert!(killed > 0, "the killed instance ran nothing");
