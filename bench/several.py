@@ -13,8 +13,9 @@ Reports, for the same machine and the same run:
   (c) one run of a 200-task fan-out of 0.2 s shell tasks: 1 instance x 12 slots against
       3 instances x 4 slots on PostgreSQL (run start to end, share of tries per instance)
   (d) task end -> downstream start across instances: a 3-task chain whose owner's only
-      slot is taken by a sleeping task, so every chain task runs on a second instance
-      (which has no DAG files: it runs the stored DAG version)
+      slot is taken by a sleeping task, so the chain's tasks run on a second instance
+      (which has no DAG files: it runs the stored DAG version); from the end the worker
+      reported to the start of the downstream try recorded in the store
 
 Usage: python3 bench/several.py [--runs 100] [--queued 1000] [--binary target/release/orchestrator]
 """
@@ -214,8 +215,10 @@ def bench_across(binary, scratch, base, runs):
         owner.stop()
         worker.stop()
         ends = {(r, t): e for r, t, e in pg.rows("SELECT run, task_id, end_date FROM task_instance")}
+        # When the downstream try started (claimed, or started by the owner), as the
+        # store records it: the coordination, without the shell's own start-up.
         began = {(r, t): ts for r, t, ts in pg.rows(
-            "SELECT run, task_id, MIN(ts) FROM task_log GROUP BY run, task_id")}
+            "SELECT run, task_id, MIN(start_date) FROM task_try GROUP BY run, task_id")}
         hosts = pg.rows("SELECT COUNT(*) FROM task_try WHERE task_id <> 'blocker' AND host IS NOT NULL "
                         "AND pgid IS NULL")
         gaps = []

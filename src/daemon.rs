@@ -50,13 +50,16 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let bound = listener.local_addr()?;
+    // Signal handlers go in before the address is announced: whoever starts `serve` may
+    // stop it as soon as it answers, before the rest of the start-up has run.
+    let shutdown = CancellationToken::new();
+    let signals = stop_on_signal(shutdown.clone());
     tracing::info!(
         dags = bag.dags.len(),
         max_connections,
         "orchestrator serving on http://{bound}"
     );
 
-    let shutdown = CancellationToken::new();
     let owner = store
         .register_instance(InstanceKind::Serve, config.lease)
         .await?;
@@ -109,7 +112,7 @@ pub async fn serve(
         .with_metrics(metrics)
         .with_auth_required(!bind.ip().is_loopback() && !insecure_no_auth);
     let app = router_on(AppState { service }, bound);
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(signals);
     let web = tokio::spawn(crate::web::serve(
         listener,
         app,
@@ -151,7 +154,13 @@ async fn wake_on_notify(
             () = shutdown.cancelled() => return,
             heard = listener.next(LISTEN_RETRY_MAX) => {
                 tracing::debug!(?heard, "wake-up from the shared store");
-                if engine.wake().await.is_err() {
+                let sent = match heard {
+                    crate::store::Heard::Tries => engine.offers_changed().await,
+                    crate::store::Heard::Work | crate::store::Heard::Reconnected => {
+                        engine.wake().await
+                    }
+                };
+                if sent.is_err() {
                     return;
                 }
             }

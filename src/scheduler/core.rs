@@ -413,7 +413,7 @@ impl Scheduler {
             }
             Wake::Lease(true) => self.on_lease_change(),
             Wake::Lease(false) => {}
-            Wake::Timers => self.on_timers(Utc::now()),
+            Wake::Timers => self.on_timers(Utc::now()).await?,
             Wake::Poll => {
                 if self.mode == Mode::Serve {
                     self.reread_store().await?;
@@ -460,11 +460,6 @@ impl Scheduler {
     /// One turn: claim queued runs and cron intervals, start ready tasks, commit, act.
     async fn turn(&mut self) -> Result<(), StoreError> {
         self.handling = None;
-        if self.claims_abandoned && self.tracker.is_empty() {
-            let why = "interrupted: the instance running this try restarted its scheduler";
-            self.store.abandon_claims(&self.owner, why).await?;
-            self.claims_abandoned = false;
-        }
         if self.drain_deadline.is_none() {
             if self.cron_dirty && self.mode == Mode::Serve {
                 self.cron_dirty = false;
@@ -481,6 +476,12 @@ impl Scheduler {
             self.dispatch(Utc::now());
         }
         self.flush().await?;
+        // After the turn's commit, so the ends of tries that did report are in first.
+        if self.claims_abandoned && self.tracker.is_empty() {
+            let why = "interrupted: the instance running this try restarted its scheduler";
+            self.store.abandon_claims(&self.owner, why).await?;
+            self.claims_abandoned = false;
+        }
         // After this turn's own starts, so they never wait on it.
         if self.look_for_offers {
             self.claim_offers().await?;
@@ -506,6 +507,10 @@ impl Scheduler {
         self.handling = None;
         match cmd {
             Command::Wake => self.reread_store().await?,
+            Command::Offers => {
+                self.look_for_offers = true;
+                self.offers_changed = true;
+            }
             Command::Finished(f) => self.on_finished(*f),
             Command::Record(change) => self.record(change),
             Command::Dags(bag) => {
@@ -528,11 +533,36 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Keeps a running try's change for the next commit: log lines of a try run for
-    /// another instance go to its offer; those of a try whose run this process let go of
-    /// are not its to write.
+    /// Keeps a running try's change for the next commit: log lines and the process group
+    /// of a try run for another instance are fenced by its claim; those of a try whose run
+    /// this process let go of are not its to write.
     fn record(&mut self, change: Change) {
-        if let Change::Logs {
+        if let Change::TryProcess {
+            run,
+            task,
+            try_number,
+            group,
+        } = change
+        {
+            match self.remote.get(&(run, task.clone())) {
+                Some(r) if r.try_number == try_number && !r.abandoned => {
+                    self.changes.push(Change::RemoteProcess {
+                        run,
+                        task,
+                        try_number,
+                        group,
+                    });
+                }
+                Some(_) => {}
+                None if self.runs.contains_key(&run) => self.changes.push(Change::TryProcess {
+                    run,
+                    task,
+                    try_number,
+                    group,
+                }),
+                None => {}
+            }
+        } else if let Change::Logs {
             run,
             task,
             try_number,

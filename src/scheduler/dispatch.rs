@@ -104,13 +104,10 @@ impl Scheduler {
             self.try_gone(f.run);
             return;
         };
-        // A slot frees up: a queued run left for lack of one, or an offered try, may be
-        // taken now.
+        // A slot frees up: a queued run left for lack of one may be taken now (an offered
+        // try too: `look_for_offers` stays up while offers wait for a slot).
         if std::mem::take(&mut self.claims_waiting) {
             self.look_for_queued = true;
-        }
-        if f.origin == Origin::Local {
-            self.look_for_offers = true;
         }
         let slot = &mut run.slots[f.task];
         // A deferred try gave its slot back when it started waiting; a remote one never

@@ -119,6 +119,11 @@ impl EngineHandle {
         self.send(Command::Wake).await
     }
 
+    /// Tries were offered or offered tries ended (another instance said so).
+    pub async fn offers_changed(&self) -> Result<(), EngineError> {
+        self.send(Command::Offers).await
+    }
+
     /// New DAG definitions from the loader.
     pub async fn dags_changed(&self, bag: Arc<DagBag>) -> Result<(), EngineError> {
         self.send(Command::Dags(bag)).await

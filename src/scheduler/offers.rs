@@ -42,27 +42,38 @@ impl Scheduler {
 
     /// Claims offered tries for this process's free slots and starts them.
     pub(super) async fn claim_offers(&mut self) -> Result<(), StoreError> {
-        self.look_for_offers = false;
-        if !self.shares_tries() || self.drain_deadline.is_some() || !self.may_take_runs() {
+        if !self.shares_tries() || self.drain_deadline.is_some() {
+            self.look_for_offers = false;
             return Ok(());
         }
         let free = self
             .config
             .parallelism
             .saturating_sub(self.running + self.ready.len());
-        if free == 0 {
-            // A slot freeing up looks again.
+        // Without a free slot (or while restarting) the flag stays up: a slot freeing up
+        // looks again, and only then does this cost a query.
+        if free == 0 || !self.may_take_runs() {
             return Ok(());
         }
-        let claimed = self
-            .store
-            .claim_offers(&self.owner, &self.host, free)
-            .await?;
+        let claimed = match self.store.claim_offers(&self.owner, &self.host, free).await {
+            Ok(claimed) => claimed,
+            // The lease lapsed before the keeper's new epoch reached this loop: as in
+            // `flush`, everything held under the old epoch is let go of.
+            Err(StoreError::LeaseLost) => {
+                self.detach_all("this process's lease lapsed");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        // Fewer than asked for: nothing else is on offer until someone announces more.
+        self.look_for_offers = claimed.len() >= free;
         for c in claimed {
             if c.mine {
                 self.start_own_claim(&c);
-            } else {
-                self.start_remote(c).await?;
+            } else if let Err(e) = self.start_remote(c).await {
+                // The claims not started yet are handed back once what runs has ended.
+                self.claims_abandoned = true;
+                return Err(e);
             }
         }
         if !self.changes.is_empty() {
@@ -123,6 +134,17 @@ impl Scheduler {
             return Ok(());
         };
         let Some((idx, _)) = dag.task(c.task.as_str()) else {
+            self.changes.push(Change::EndOffer {
+                run: c.run,
+                task: c.task.clone(),
+                try_number: c.try_number,
+                end: RemoteEnd::Failed {
+                    error: format!("task {} is not in the run's DAG version", c.task),
+                    retryable: false,
+                },
+                at: Utc::now(),
+                duration_ms: 0,
+            });
             return Ok(());
         };
         let cancel = CancellationToken::new();
@@ -152,7 +174,6 @@ impl Scheduler {
             return false;
         };
         self.running = self.running.saturating_sub(1);
-        self.look_for_offers = true;
         if std::mem::take(&mut self.claims_waiting) {
             self.look_for_queued = true;
         }
@@ -173,7 +194,7 @@ impl Scheduler {
             Err(e) => {
                 let stopped = matches!(e, TaskError::Cancelled(_) | TaskError::Killed(_));
                 if self.drain_deadline.is_some() && (stopped || self.interrupted) {
-                    RemoteEnd::Abandoned(format!("interrupted by shutdown: {e}"))
+                    RemoteEnd::Abandoned(e.to_string())
                 } else {
                     RemoteEnd::Failed {
                         error: e.to_string(),
@@ -228,33 +249,34 @@ impl Scheduler {
         }
         let claims = self.store.claimed_offers(&self.owner, None).await?;
         for c in claims {
-            self.on_claimed(c.run, &c.task, c.try_number, c.state);
+            self.on_claimed(c.run, &c.task, c.try_number, c.state)
+                .await?;
         }
         Ok(())
     }
 
     /// Records what a worker did with an offered try of one of this process's runs.
-    pub(super) fn on_claimed(
+    pub(super) async fn on_claimed(
         &mut self,
         key: RunKey,
         task: &TaskId,
         try_number: u32,
         state: OfferState,
-    ) {
+    ) -> Result<(), StoreError> {
         let Some(run) = self.runs.get_mut(&key) else {
-            return;
+            return Ok(());
         };
         let Some((idx, _)) = run.dag.task(task.as_str()) else {
-            return;
+            return Ok(());
         };
         let slot = &mut run.slots[idx];
         if !slot.offered {
-            return;
+            return Ok(());
         }
         if !slot.remote {
             // Claimed since it was offered: the try is running there.
             if slot.state != Some(TaskState::Queued) {
-                return;
+                return Ok(());
             }
             slot.remote = true;
             slot.try_number = try_number;
@@ -262,18 +284,21 @@ impl Scheduler {
             slot.set(Some(TaskState::Running));
             run.running += 1;
         } else if slot.try_number != try_number {
-            return;
+            return Ok(());
         }
         let (end, at, duration) = match state {
-            OfferState::Running => return,
+            OfferState::Running => return Ok(()),
             OfferState::Ended {
                 end,
                 at,
                 duration_ms,
             } => (end, at, Duration::from_millis(duration_ms)),
             OfferState::WorkerLost => {
+                // What it left on this host is stopped before it is retried.
+                let uid = run.row.uid_or_legacy();
+                self.stop_leftovers(key, &uid, task, try_number).await?;
                 self.worker_lost(key, idx);
-                return;
+                return Ok(());
             }
         };
         let (result, shutdown) = match end {
@@ -287,7 +312,8 @@ impl Scheduler {
                 error,
                 retryable: false,
             } => (Err(TaskError::Fatal(error)), false),
-            RemoteEnd::Abandoned(why) => (Err(TaskError::Cancelled(why)), true),
+            // Judged as stopped by a shutdown (see `end_context`), which names it.
+            RemoteEnd::Abandoned(why) => (Err(TaskError::Failed(why)), true),
         };
         self.changes.push(Change::DropOffer {
             run: key,
@@ -306,6 +332,7 @@ impl Scheduler {
             duration,
             origin: Origin::Remote { shutdown },
         });
+        Ok(())
     }
 
     /// The instance running an offered try lost its lease: the try counts as interrupted

@@ -12,10 +12,10 @@ use super::Mode;
 use super::active::{ActiveRun, TryEnd};
 use super::core::Scheduler;
 use crate::dag::Dag;
-use crate::ids::TaskId;
+use crate::ids::{RunKey, TaskId};
 use crate::metrics::{self, Event};
 use crate::state::{RunState, TaskState};
-use crate::store::{Change, OfferState, RunRow, StoreError, TaskInstanceRow};
+use crate::store::{Change, OfferState, RunRow, StoreError};
 use crate::tasks::process::{StaleGroup, kill_stale_group, try_marker};
 
 fn task_specs(dag: &Dag) -> Vec<(TaskId, u32)> {
@@ -273,7 +273,9 @@ impl Scheduler {
             // A try interrupted by a shutdown or a crash may have left processes behind
             // (a supervisor killed along with its owner): none may run beside the next try.
             if ti.try_number > 0 && !ti.state.is_some_and(TaskState::is_finished) {
-                self.stop_leftovers(&run.row, ti).await?;
+                let uid = run.row.uid_or_legacy();
+                self.stop_leftovers(key, &uid, &ti.task_id, ti.try_number)
+                    .await?;
             }
             match ti.state {
                 Some(TaskState::Running) => {
@@ -313,16 +315,18 @@ impl Scheduler {
 
     /// Kills the process group a dead owner's try left running, so its retry never runs
     /// beside it (the supervisor normally stopped it already, when the owner died).
-    async fn stop_leftovers(&self, run: &RunRow, ti: &TaskInstanceRow) -> Result<(), StoreError> {
-        let Some(group) = self
-            .store
-            .try_process(run.key, &ti.task_id, ti.try_number)
-            .await?
-        else {
+    pub(super) async fn stop_leftovers(
+        &self,
+        run: RunKey,
+        run_uid: &str,
+        task_id: &TaskId,
+        try_number: u32,
+    ) -> Result<(), StoreError> {
+        let Some(group) = self.store.try_process(run, task_id, try_number).await? else {
             return Ok(());
         };
-        let (task_id, pgid) = (&ti.task_id, group.pgid);
-        let marker = try_marker(&run.uid_or_legacy(), task_id.as_str(), ti.try_number);
+        let pgid = group.pgid;
+        let marker = try_marker(run_uid, task_id.as_str(), try_number);
         match kill_stale_group(&group, &marker).await {
             StaleGroup::Gone => {}
             StaleGroup::Killed => {

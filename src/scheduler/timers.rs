@@ -10,7 +10,7 @@ use super::active::{ActiveRun, EndContext};
 use super::core::Scheduler;
 use crate::ids::RunKey;
 use crate::state::TaskState;
-use crate::store::Change;
+use crate::store::{Change, StoreError};
 use crate::tasks::TaskError;
 
 impl Scheduler {
@@ -39,7 +39,9 @@ impl Scheduler {
             .values()
             .filter(|r| r.timed_out.is_none())
             .for_each(|r| consider(r.deadline));
-        if !self.runs.is_empty() && self.lapsed_epoch != Some(self.owner.epoch) {
+        if (!self.runs.is_empty() || !self.remote.is_empty())
+            && self.lapsed_epoch != Some(self.owner.epoch)
+        {
             consider(Some(self.lease.borrow().expires_at));
         }
         if self.mode == Mode::Serve && self.drain_deadline.is_none() {
@@ -59,7 +61,7 @@ impl Scheduler {
     }
 
     /// Acts on every timer that is due.
-    pub(super) fn on_timers(&mut self, now: DateTime<Utc>) {
+    pub(super) async fn on_timers(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.check_lease(now);
         while let Some(&(at, key, idx)) = self.retries.first() {
             if at > now {
@@ -73,7 +75,7 @@ impl Scheduler {
                 self.ready.push_back((key, idx));
             }
         }
-        self.time_out_runs(now);
+        self.time_out_runs(now).await?;
         if self.cron.values().flatten().any(|i| i.end <= now) {
             self.cron_dirty = true;
         }
@@ -86,6 +88,7 @@ impl Scheduler {
             self.runs.values().for_each(|r| r.cancel.cancel());
             self.remote.values().for_each(|r| r.cancel.cancel());
         }
+        Ok(())
     }
 
     /// A lease that was not renewed in time may already have let another instance adopt
@@ -102,7 +105,7 @@ impl Scheduler {
         }
     }
 
-    fn time_out_runs(&mut self, now: DateTime<Utc>) {
+    async fn time_out_runs(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let expired: Vec<RunKey> = self
             .runs
             .values()
@@ -111,9 +114,31 @@ impl Scheduler {
             .collect();
         for key in expired {
             self.handling = Some(key);
+            // Offers no instance claimed yet are withdrawn first, so none can be claimed
+            // while the run times out; claims made meanwhile are learnt here.
+            let waiting = self
+                .runs
+                .get(&key)
+                .is_some_and(|r| r.slots.iter().any(|s| s.offered && !s.remote));
+            let claimed = if waiting {
+                self.store.withdraw_offers(&self.owner, key).await?
+            } else {
+                Vec::new()
+            };
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };
+            for (task, try_number) in claimed {
+                if let Some((idx, _)) = run.dag.task(task.as_str()) {
+                    let slot = &mut run.slots[idx];
+                    if slot.offered && !slot.remote && slot.state == Some(TaskState::Queued) {
+                        slot.remote = true;
+                        slot.try_number = try_number;
+                        slot.set(Some(TaskState::Running));
+                        run.running += 1;
+                    }
+                }
+            }
             let limit = run.dag.dagrun_timeout.map(humantime::format_duration);
             let note = format!(
                 "dagrun_timeout of {} exceeded",
@@ -151,5 +176,6 @@ impl Scheduler {
             run.skip_unstarted(now, &mut self.changes);
             self.check_run_done(key, now);
         }
+        Ok(())
     }
 }

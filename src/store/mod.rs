@@ -40,7 +40,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 
 pub use clean::{CleanBatch, CleanCounts};
 pub use instances::{InstanceKind, Owner, new_uid};
-pub use notify::WorkListener;
+pub use notify::{Heard, WorkListener};
 pub use offers::{ClaimedOffer, ClaimedTry, OfferState};
 pub use rows::{
     Change, DagVersion, NewRun, ParentTask, RemoteEnd, RunRow, TaskInstanceRow, TryRow,

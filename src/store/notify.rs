@@ -14,8 +14,13 @@ use super::sql::Backend;
 use super::{Store, StoreResult};
 
 /// The channel; the payload is the store's schema, since channels are per database and
-/// several stores (schemas) may share one.
+/// several stores (schemas) may share one, followed by [`TRIES`] for news about offered
+/// tries only.
 const CHANNEL: &str = "orchestrator_work";
+
+/// The payload suffix of a wake-up about offered tries (one offered, claimed back or
+/// ended), which needs only a look at the offers, not at runs and schedules.
+const TRIES: &str = ":tries";
 
 impl Store {
     /// Queues the wake-up inside a write transaction: sent when (and only if) it commits.
@@ -23,9 +28,22 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
     ) -> StoreResult<()> {
+        self.notify(tx, "").await
+    }
+
+    /// Like [`Store::announce_work`], for news about offered tries.
+    pub(super) async fn announce_tries(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> StoreResult<()> {
+        self.notify(tx, TRIES).await
+    }
+
+    async fn notify(&self, tx: &mut Transaction<'static, Any>, suffix: &str) -> StoreResult<()> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT CAST(pg_notify($1, current_schema()) AS TEXT)")
+            sqlx::query("SELECT CAST(pg_notify($1, current_schema() || $2) AS TEXT)")
                 .bind(CHANNEL)
+                .bind(suffix)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -57,6 +75,8 @@ pub struct WorkListener {
 pub enum Heard {
     /// Another write created work.
     Work,
+    /// A try was offered, or an offered try ended.
+    Tries,
     /// The connection was lost and is back: wake-ups may have been missed meanwhile.
     Reconnected,
 }
@@ -70,12 +90,15 @@ impl WorkListener {
         let mut lost = false;
         loop {
             match self.listener.try_recv().await {
-                Ok(Some(n)) if n.payload() == self.schema => {
-                    return if lost {
-                        Heard::Reconnected
-                    } else {
-                        Heard::Work
+                Ok(Some(n)) if n.payload().starts_with(self.schema.as_str()) => {
+                    let heard = match &n.payload()[self.schema.len()..] {
+                        _ if lost => Heard::Reconnected,
+                        "" => Heard::Work,
+                        TRIES => Heard::Tries,
+                        // Another schema whose name starts with this one's.
+                        _ => continue,
                     };
+                    return heard;
                 }
                 Ok(Some(_)) if lost => return Heard::Reconnected,
                 Ok(Some(_)) => {}

@@ -246,6 +246,46 @@ impl Store {
             .collect()
     }
 
+    /// Withdraws the offers of `owner`'s run `run` (it timed out): open ones are deleted,
+    /// so no instance can claim them any more; returns the claimed ones' tasks and tries
+    /// (their workers stop them when they see the claim gone). Nothing for a run `owner`
+    /// does not hold.
+    pub async fn withdraw_offers(
+        &self,
+        owner: &Owner,
+        run: RunKey,
+    ) -> StoreResult<Vec<(TaskId, u32)>> {
+        let mut tx = self.begin_write().await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM dag_run WHERE id = $1 AND owner = $2 AND owner_epoch = $3",
+        )
+        .bind(run.0)
+        .bind(owner.id.as_str())
+        .bind(owner.epoch)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(Vec::new());
+        }
+        sqlx::query("DELETE FROM try_offer WHERE run = $1 AND worker IS NULL")
+            .bind(run.0)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT task_id, try_number FROM try_offer WHERE run = $1 AND outcome IS NULL",
+        )
+        .bind(run.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                let task: String = r.try_get("task_id")?;
+                Ok((TaskId::new(task), super::rows::uint(r, "try_number")?))
+            })
+            .collect()
+    }
+
     /// Reports every try `worker` claimed and has not ended as stopped by its own restart
     /// (its scheduler started over after a panic or a database outage and stopped them):
     /// their owners run them again without using a retry.
@@ -262,7 +302,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            self.announce_work(&mut tx).await?;
+            self.announce_tries(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected())
@@ -300,6 +340,13 @@ pub(super) async fn apply_owner(
             _ => None,
         })
         .collect();
+    // Dropped first: a batch may drop a task's ended offer and offer its next try (a try
+    // handed back by a worker's shutdown).
+    for change in changes {
+        if let Change::DropOffer { run, task } = change {
+            drop_offer(tx, *run, task).await?;
+        }
+    }
     for chunk in offers.chunks(200) {
         // An offer a worker already claimed stays as it is (the claim decides); an open
         // one left from before (an adopted run) takes the new try number.
@@ -318,11 +365,6 @@ pub(super) async fn apply_owner(
         let (sql, args) = q.finish();
         sqlx::query_with(sql, args).execute(&mut **tx).await?;
     }
-    for change in changes {
-        if let Change::DropOffer { run, task } = change {
-            drop_offer(tx, *run, task).await?;
-        }
-    }
     Ok(!offers.is_empty())
 }
 
@@ -339,6 +381,12 @@ pub(super) async fn apply_worker(
         .iter()
         .filter_map(|c| match c {
             Change::RemoteLogs {
+                run,
+                task,
+                try_number,
+                ..
+            }
+            | Change::RemoteProcess {
                 run,
                 task,
                 try_number,
@@ -389,6 +437,14 @@ pub(super) async fn apply_worker(
                 lines: lines.clone(),
                 dropped: dropped.clone(),
             }),
+            Change::RemoteProcess {
+                run,
+                task,
+                try_number,
+                group,
+            } if allowed.contains(&(*run, task, *try_number)) => {
+                super::tasks::set_try_process(tx, *run, task, *try_number, group).await?;
+            }
             Change::EndOffer {
                 run,
                 task,
@@ -667,7 +723,37 @@ mod tests {
         assert_eq!(db.abandon_claims(&owner, "not mine").await.unwrap(), 0);
     }
 
+    async fn wake_ups_say_whether_runs_or_only_tries_changed(backend: super::Backend) {
+        let (db, run, owner, _worker) = owner_and_worker(backend).await;
+        let Some(mut listener) = db.work_listener().await.unwrap() else {
+            assert_eq!(
+                backend,
+                super::Backend::Sqlite,
+                "only SQLite has no listener"
+            );
+            return;
+        };
+        let wait = Duration::from_secs(30);
+        db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
+        let heard = tokio::time::timeout(wait, listener.next(Duration::from_secs(1))).await;
+        assert_eq!(heard.unwrap(), super::super::Heard::Tries);
+        let new = NewRun {
+            dag_id: DagId::new("d"),
+            run_type: RunType::Manual,
+            interval_start: Utc::now(),
+            interval_end: Utc::now(),
+            conf: serde_json::json!({}),
+            parent: None,
+            owner: None,
+            version: None,
+        };
+        db.insert_run(&new).await.unwrap().unwrap();
+        let heard = tokio::time::timeout(wait, listener.next(Duration::from_secs(1))).await;
+        assert_eq!(heard.unwrap(), super::super::Heard::Work);
+    }
+
     crate::store::testing::on_both!(
+        wake_ups_say_whether_runs_or_only_tries_changed,
         a_restarted_worker_hands_its_claims_back,
         a_claimed_try_starts_once_and_its_end_reaches_the_owner,
         an_owner_claiming_its_own_offer_runs_it_as_a_local_try,

@@ -231,6 +231,14 @@ pub enum Change {
         lines: Vec<LogLine>,
         dropped: Option<LogDrop>,
     },
+    /// The process group of a try run for another instance's run (fenced by the claim),
+    /// so whoever finds the try abandoned on this host can stop what it left.
+    RemoteProcess {
+        run: RunKey,
+        task: TaskId,
+        try_number: u32,
+        group: ProcessGroup,
+    },
     /// A try run for another instance's run ended: its end goes to the offer, for the
     /// run's owner to record (fenced by the claim).
     EndOffer {
@@ -312,6 +320,7 @@ impl Change {
             | Self::OfferTry { run, .. }
             | Self::DropOffer { run, .. }
             | Self::RemoteLogs { run, .. }
+            | Self::RemoteProcess { run, .. }
             | Self::EndOffer { run, .. } => *run,
         }
     }
@@ -319,7 +328,10 @@ impl Change {
     /// Written by an instance running a try for another instance's run: fenced by its
     /// claim on the offer rather than by owning the run.
     pub fn is_worker_change(&self) -> bool {
-        matches!(self, Self::RemoteLogs { .. } | Self::EndOffer { .. })
+        matches!(
+            self,
+            Self::RemoteLogs { .. } | Self::RemoteProcess { .. } | Self::EndOffer { .. }
+        )
     }
 }
 

@@ -165,13 +165,14 @@ impl Store {
         let (remote_logs, ended) = super::offers::apply_worker(&mut tx, owner, changes).await?;
         super::logs::store_logs(&mut tx, changes).await?;
         super::logs::store_logs(&mut tx, &remote_logs).await?;
-        // A finished run frees a slot of its DAG that another instance may be waiting for;
-        // an offered try waits for a worker; a remote try's end waits for its run's owner.
-        if offered
-            || ended
-            || changes
-                .iter()
-                .any(|c| matches!(c, Change::FinishRun { .. }))
+        // An offered try waits for a worker; a remote try's end waits for its run's owner.
+        if offered || ended {
+            self.announce_tries(&mut tx).await?;
+        }
+        // A finished run frees a slot of its DAG that another instance may be waiting for.
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::FinishRun { .. }))
         {
             self.announce_work(&mut tx).await?;
         }
@@ -485,6 +486,7 @@ async fn apply(
         | Change::OfferTry { .. }
         | Change::DropOffer { .. }
         | Change::RemoteLogs { .. }
+        | Change::RemoteProcess { .. }
         | Change::EndOffer { .. } => return Ok(()),
         Change::TryProcess {
             run,
@@ -493,18 +495,7 @@ async fn apply(
             group,
         } => {
             // On the try's row; the batch's runs were checked against the fence above.
-            sqlx::query(
-                "UPDATE task_try SET host = $1, pgid = $2, pgid_start = $3 \
-                 WHERE run = $4 AND task_id = $5 AND try_number = $6",
-            )
-            .bind(&group.host)
-            .bind(group.pgid)
-            .bind(i64::try_from(group.start_ticks).unwrap_or(i64::MAX))
-            .bind(run.0)
-            .bind(task.as_str())
-            .bind(i64::from(*try_number))
-            .execute(&mut **tx)
-            .await?;
+            set_try_process(tx, *run, task, *try_number, group).await?;
             return Ok(());
         }
         Change::FinishRun {
@@ -544,6 +535,29 @@ async fn apply(
     } else {
         Err(refused(tx, run, task, to(target)).await?)
     }
+}
+
+/// Records the process group a try's command runs in, on the try's row.
+pub(super) async fn set_try_process(
+    tx: &mut Transaction<'static, Any>,
+    run: RunKey,
+    task: &TaskId,
+    try_number: u32,
+    group: &ProcessGroup,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE task_try SET host = $1, pgid = $2, pgid_start = $3 \
+         WHERE run = $4 AND task_id = $5 AND try_number = $6",
+    )
+    .bind(&group.host)
+    .bind(group.pgid)
+    .bind(i64::try_from(group.start_ticks).unwrap_or(i64::MAX))
+    .bind(run.0)
+    .bind(task.as_str())
+    .bind(i64::from(try_number))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_tries(

@@ -327,3 +327,66 @@ fn an_instance_rides_out_a_database_outage_and_resumes() {
     drop(pg);
     admin(&format!("DROP ROLE IF EXISTS {role}"));
 }
+
+#[test]
+fn a_worker_shutting_down_hands_its_try_back_and_one_without_dag_files_runs_it() {
+    let pg = PgSchema::new();
+    let shared = tempfile::tempdir().unwrap();
+    let ledger_path = shared.path().join("ledger");
+    // The run's owner has one slot, held by `blocker`: `t` is offered to the other instance,
+    // which has no DAG files (it runs the stored DAG version). Its first try outlasts the
+    // worker's shutdown grace; the next one is quick.
+    let line = |what: &str| {
+        format!(
+            "echo \"{{{{ run_id }}}} {{{{ task_id }}}} {{{{ try_number }}}} $TEST_INSTANCE {what} $(date +%s%N)\" >> {}",
+            ledger_path.display()
+        )
+    };
+    let dag = format!(
+        "dag_id: handback\ntasks:\n  blocker: {{type: shell, command: 'sleep 3'}}\n  \
+         t: {{type: shell, command: '{}; if [ {{{{ try_number }}}} = 1 ]; then sleep 60; fi; {}'}}\n",
+        line("start"),
+        line("end")
+    );
+    let mut envs = instances(&pg, 2, &[]);
+    envs[0].dag("handback", &dag);
+    envs[0]
+        .vars
+        .push(("ORCHESTRATOR_PARALLELISM".into(), "1".into()));
+    envs[1]
+        .vars
+        .push(("ORCHESTRATOR_SHUTDOWN_GRACE_SECS".into(), "1".into()));
+    let _owner = envs[0].serve();
+    envs[0].ok(&["trigger", "handback"]);
+    // The worker starts once the owner holds the run (else it could take the run itself:
+    // a stored DAG version is all it needs).
+    wait_until("the owner runs the blocker", || {
+        states(&envs[0], "handback") == ["running"]
+    });
+    let mut worker = envs[1].serve();
+    wait_until("the worker runs t", || {
+        ledger(&ledger_path)
+            .iter()
+            .any(|e| e.task == "t" && e.instance == "i1" && !e.end)
+    });
+    assert_eq!(worker.sigterm().code(), Some(0), "{}", worker.log());
+    wait_until("the run succeeds", || {
+        states(&envs[0], "handback") == ["success"]
+    });
+    let run_id = envs[0].runs("handback")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let detail = envs[0].run_detail(&run_id);
+    let t = crate::support::task(&detail, "t");
+    // Handed back, not failed: the next try ran without using a retry (the task has none).
+    assert_eq!(t["state"], "success", "{t}");
+    assert_eq!(t["try_number"], 2, "{t}");
+    assert_eq!(t["max_tries"], 2, "{t}");
+    assert_eq!(crate::support::task(&detail, "blocker")["try_number"], 1);
+    let entries = ledger(&ledger_path);
+    let second = entries
+        .iter()
+        .find(|e| e.task == "t" && e.try_number == 2 && e.end);
+    assert!(second.is_some(), "{entries:?}");
+}
