@@ -155,7 +155,9 @@ async fn wake_on_notify(
             heard = listener.next(LISTEN_RETRY_MAX) => {
                 tracing::debug!(?heard, "wake-up from the shared store");
                 let sent = match heard {
-                    crate::store::Heard::Tries => engine.offers_changed().await,
+                    crate::store::Heard::Tries { offered } => {
+                        engine.offers_changed(offered).await
+                    }
                     crate::store::Heard::Work | crate::store::Heard::Reconnected => {
                         engine.wake().await
                     }

@@ -165,6 +165,8 @@ pub(super) struct Scheduler {
     pub(super) look_for_offers: bool,
     /// Offers this process is involved in may have changed: ends to record, claims gone.
     pub(super) offers_changed: bool,
+    /// Another instance just said it offered tries (or one ended).
+    pub(super) offers_announced: bool,
     /// This machine, recorded on the tries it runs for other instances.
     pub(super) host: String,
     /// Tries run for other instances were stopped by a restart of this scheduler: once
@@ -225,6 +227,7 @@ impl Scheduler {
             remote: HashMap::new(),
             look_for_offers: true,
             offers_changed: false,
+            offers_announced: false,
             host: crate::tasks::process::this_host(),
             claims_abandoned: false,
             interrupted: false,
@@ -507,9 +510,12 @@ impl Scheduler {
         self.handling = None;
         match cmd {
             Command::Wake => self.reread_store().await?,
-            Command::Offers => {
-                self.look_for_offers = true;
+            Command::Offers { offered } => {
                 self.offers_changed = true;
+                if offered {
+                    self.look_for_offers = true;
+                    self.offers_announced = true;
+                }
             }
             Command::Finished(f) => self.on_finished(*f),
             Command::Record(change) => self.record(change),

@@ -119,9 +119,9 @@ impl EngineHandle {
         self.send(Command::Wake).await
     }
 
-    /// Tries were offered or offered tries ended (another instance said so).
-    pub async fn offers_changed(&self) -> Result<(), EngineError> {
-        self.send(Command::Offers).await
+    /// Tries were offered (`offered`) or offered tries ended (another instance said so).
+    pub async fn offers_changed(&self, offered: bool) -> Result<(), EngineError> {
+        self.send(Command::Offers { offered }).await
     }
 
     /// New DAG definitions from the loader.

@@ -47,8 +47,9 @@ use crate::tasks::{ChildRequest, ChildRun};
 pub enum Command {
     /// The store changed outside the scheduler (trigger, pause, clear): look again.
     Wake,
-    /// Offered tries changed (offered, claimed back, ended): look at the offers only.
-    Offers,
+    /// Offered tries changed: some were offered (`offered`), or some ended. Look at the
+    /// offers only.
+    Offers { offered: bool },
     /// A try ended.
     Finished(Box<core::Finished>),
     /// A change to commit with the next turn (log lines of a running try).

@@ -55,7 +55,12 @@ impl Scheduler {
         if free == 0 || !self.may_take_runs() {
             return Ok(());
         }
-        let claimed = match self.store.claim_offers(&self.owner, &self.host, free).await {
+        let announced = std::mem::take(&mut self.offers_announced);
+        let claimed = match self
+            .store
+            .claim_offers(&self.owner, &self.host, free, announced)
+            .await
+        {
             Ok(claimed) => claimed,
             // The lease lapsed before the keeper's new epoch reached this loop: as in
             // `flush`, everything held under the old epoch is let go of.

@@ -14,13 +14,14 @@ use super::sql::Backend;
 use super::{Store, StoreResult};
 
 /// The channel; the payload is the store's schema, since channels are per database and
-/// several stores (schemas) may share one, followed by [`TRIES`] for news about offered
-/// tries only.
+/// several stores (schemas) may share one, followed by [`OFFERED`] or [`ENDED`] for news
+/// about offered tries only (which needs a look at the offers, not at runs and schedules).
 const CHANNEL: &str = "orchestrator_work";
 
-/// The payload suffix of a wake-up about offered tries (one offered, claimed back or
-/// ended), which needs only a look at the offers, not at runs and schedules.
-const TRIES: &str = ":tries";
+/// Payload suffix: tries were offered.
+const OFFERED: &str = ":offered";
+/// Payload suffix: offered tries ended (or were handed back).
+const ENDED: &str = ":ended";
 
 impl Store {
     /// Queues the wake-up inside a write transaction: sent when (and only if) it commits.
@@ -31,12 +32,14 @@ impl Store {
         self.notify(tx, "").await
     }
 
-    /// Like [`Store::announce_work`], for news about offered tries.
+    /// Like [`Store::announce_work`], for news about offered tries: some were offered
+    /// (`offered`), or some ended.
     pub(super) async fn announce_tries(
         &self,
         tx: &mut Transaction<'static, Any>,
+        offered: bool,
     ) -> StoreResult<()> {
-        self.notify(tx, TRIES).await
+        self.notify(tx, if offered { OFFERED } else { ENDED }).await
     }
 
     async fn notify(&self, tx: &mut Transaction<'static, Any>, suffix: &str) -> StoreResult<()> {
@@ -75,8 +78,8 @@ pub struct WorkListener {
 pub enum Heard {
     /// Another write created work.
     Work,
-    /// A try was offered, or an offered try ended.
-    Tries,
+    /// Tries were offered (`offered`), or offered tries ended.
+    Tries { offered: bool },
     /// The connection was lost and is back: wake-ups may have been missed meanwhile.
     Reconnected,
 }
@@ -94,7 +97,8 @@ impl WorkListener {
                     let heard = match &n.payload()[self.schema.len()..] {
                         _ if lost => Heard::Reconnected,
                         "" => Heard::Work,
-                        TRIES => Heard::Tries,
+                        OFFERED => Heard::Tries { offered: true },
+                        ENDED => Heard::Tries { offered: false },
                         // Another schema whose name starts with this one's.
                         _ => continue,
                     };

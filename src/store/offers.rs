@@ -67,22 +67,26 @@ pub enum OfferState {
 impl Store {
     /// Claims up to `limit` open offers, oldest first, for `worker` (on `host`), starting
     /// their tries. Offers that no longer match their task (it moved on) are deleted.
+    /// `announced`: something was just offered, so the cheap look for open offers that
+    /// otherwise comes before taking the write lock is skipped.
     pub async fn claim_offers(
         &self,
         worker: &Owner,
         host: &str,
         limit: usize,
+        announced: bool,
     ) -> StoreResult<Vec<ClaimedTry>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Most wake-ups find nothing on offer: look before taking the write lock.
-        let open: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM try_offer WHERE worker IS NULL LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        if open.is_none() {
-            return Ok(Vec::new());
+        if !announced {
+            let open: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM try_offer WHERE worker IS NULL LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if open.is_none() {
+                return Ok(Vec::new());
+            }
         }
         let mut tx = self.begin_write().await?;
         let now = to_text(Utc::now());
@@ -302,7 +306,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            self.announce_tries(&mut tx).await?;
+            self.announce_tries(&mut tx, false).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected())
@@ -550,7 +554,7 @@ mod tests {
     async fn a_claimed_try_starts_once_and_its_end_reaches_the_owner(backend: super::Backend) {
         let (db, run, owner, worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
-        let claimed = db.claim_offers(&worker, "w-host", 4).await.unwrap();
+        let claimed = db.claim_offers(&worker, "w-host", 4, false).await.unwrap();
         assert_eq!(
             claimed,
             [ClaimedTry {
@@ -563,7 +567,7 @@ mod tests {
         );
         assert_eq!(state_of(&db, run, "a").await, (Some(TaskState::Running), 1));
         // Claimed once: nothing is left on offer, and the owner cannot start it itself.
-        assert!(db.claim_offers(&owner, "o", 4).await.unwrap().is_empty());
+        assert!(db.claim_offers(&owner, "o", 4, false).await.unwrap().is_empty());
         let own_start = Change::StartTry {
             run,
             task: task("a"),
@@ -631,7 +635,7 @@ mod tests {
     async fn an_owner_claiming_its_own_offer_runs_it_as_a_local_try(backend: super::Backend) {
         let (db, run, owner, _worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "b", 1)).await.unwrap();
-        let claimed = db.claim_offers(&owner, "o", 1).await.unwrap();
+        let claimed = db.claim_offers(&owner, "o", 1, false).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(claimed[0].mine);
         assert_eq!(state_of(&db, run, "b").await, (Some(TaskState::Running), 1));
@@ -654,8 +658,8 @@ mod tests {
         let (db, run, owner, worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
         db.commit(&owner, &offer(run, "b", 1)).await.unwrap();
-        assert_eq!(db.claim_offers(&worker, "w", 1).await.unwrap().len(), 1);
-        assert_eq!(db.claim_offers(&worker, "w", 1).await.unwrap().len(), 1);
+        assert_eq!(db.claim_offers(&worker, "w", 1, false).await.unwrap().len(), 1);
+        assert_eq!(db.claim_offers(&worker, "w", 1, false).await.unwrap().len(), 1);
         // The owner withdraws `a` (a timeout): the worker's end of it is dropped.
         db.commit(
             &owner,
@@ -702,8 +706,8 @@ mod tests {
             at: Utc::now(),
         };
         db.commit(&owner, &[start]).await.unwrap();
-        assert!(db.claim_offers(&worker, "w", 4).await.unwrap().is_empty());
-        assert!(db.claim_offers(&worker, "w", 4).await.unwrap().is_empty());
+        assert!(db.claim_offers(&worker, "w", 4, false).await.unwrap().is_empty());
+        assert!(db.claim_offers(&worker, "w", 4, false).await.unwrap().is_empty());
         assert!(db.claimed_offers(&owner, None).await.unwrap().is_empty());
         assert_eq!(state_of(&db, run, "a").await, (Some(TaskState::Running), 1));
     }
@@ -711,7 +715,7 @@ mod tests {
     async fn a_restarted_worker_hands_its_claims_back(backend: super::Backend) {
         let (db, run, owner, worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
-        assert_eq!(db.claim_offers(&worker, "w", 4).await.unwrap().len(), 1);
+        assert_eq!(db.claim_offers(&worker, "w", 4, false).await.unwrap().len(), 1);
         assert_eq!(db.abandon_claims(&worker, "restarted").await.unwrap(), 1);
         let seen = db.claimed_offers(&owner, None).await.unwrap();
         assert!(
@@ -736,7 +740,7 @@ mod tests {
         let wait = Duration::from_secs(30);
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
         let heard = tokio::time::timeout(wait, listener.next(Duration::from_secs(1))).await;
-        assert_eq!(heard.unwrap(), super::super::Heard::Tries);
+        assert_eq!(heard.unwrap(), super::super::Heard::Tries { offered: true });
         let new = NewRun {
             dag_id: DagId::new("d"),
             run_type: RunType::Manual,

@@ -166,8 +166,10 @@ impl Store {
         super::logs::store_logs(&mut tx, changes).await?;
         super::logs::store_logs(&mut tx, &remote_logs).await?;
         // An offered try waits for a worker; a remote try's end waits for its run's owner.
-        if offered || ended {
-            self.announce_tries(&mut tx).await?;
+        if offered {
+            self.announce_tries(&mut tx, true).await?;
+        } else if ended {
+            self.announce_tries(&mut tx, false).await?;
         }
         // A finished run frees a slot of its DAG that another instance may be waiting for.
         if changes
