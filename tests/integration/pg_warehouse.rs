@@ -3,7 +3,7 @@
 //! second load replaces the tables (one copy, a user's view kept working), and an
 //! unreachable warehouse is a set-up error that names it without its password.
 
-use crate::support::{Env, PgSchema, text};
+use crate::support::{Env, PgSchema, task, text, wait_until};
 
 const TABLES: [&str; 4] = ["drugs", "pubmed_csv", "pubmed_json", "clinical_trials"];
 
@@ -109,4 +109,50 @@ fn an_unreachable_postgresql_warehouse_is_a_set_up_error_that_leaves_no_run() {
         );
     }
     assert!(env.runs("quick").is_empty(), "no run was queued");
+    let out = env
+        .command(&["serve", "--bind", "127.0.0.1:0"])
+        .env(
+            "ORCHESTRATOR_WAREHOUSE",
+            "postgres://etl:wh-pw-5521@127.0.0.1:1/wh",
+        )
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the PostgreSQL warehouse at 127.0.0.1:1/wh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wh-pw-5521"), "{stderr}");
+}
+
+#[test]
+fn a_timed_out_sql_task_on_postgresql_stops_its_statement_and_commits_nothing() {
+    let pg = PgSchema::new();
+    let env = project(&pg);
+    env.dag(
+        "slow",
+        "dag_id: slow\ntasks:\n  fill:\n    type: sql\n    retries: 0\n    execution_timeout: 1s\n    \
+         sql: 'CREATE TABLE big (n BIGINT); INSERT INTO big SELECT 1 FROM pg_sleep(600)'\n",
+    );
+    let out = env.run(&["run", "slow"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let run_id = env.runs("slow")[0]["run_id"].as_str().unwrap().to_string();
+    let detail = env.run_detail(&run_id);
+    assert_eq!(task(&detail, "fill")["error"], "timed out after 1s");
+    // The process has exited, but a statement it merely abandoned would sleep on for ten
+    // minutes in its backend: it was ended.
+    let sleeping = format!(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{}' \
+         AND query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+        pg.name()
+    );
+    wait_until("the statement's backend is gone", || {
+        pg.column(&sleeping) == ["0"]
+    });
+    let tables = pg.column(
+        "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename IN ('big', '_orchestrator_ledger')",
+    );
+    assert_eq!(tables, ["0"], "the script rolled back");
 }
