@@ -6,6 +6,7 @@
 //! with its row in the [`super::ledger`], and a cancelled try commits nothing.
 
 mod pg_copy;
+mod pg_load;
 mod pg_swap;
 pub mod postgres;
 pub mod sqlite;

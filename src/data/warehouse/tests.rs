@@ -350,12 +350,12 @@ mod postgres_only {
 
     #[test]
     fn side_tables_of_long_names_stay_within_postgresql_limits() {
-        assert_eq!(postgres::staging_name("t").unwrap(), "t__loading");
+        assert_eq!(pg_load::staging_name("t").unwrap(), "t__loading");
         let long = "x".repeat(60);
-        let staging = postgres::staging_name(&long).unwrap();
+        let staging = pg_load::staging_name(&long).unwrap();
         assert!(staging.starts_with("_orchestrator_") && staging.ends_with("__loading"));
         assert!(staging.len() <= 63, "{staging}");
-        let err = postgres::staging_name(&"x".repeat(64)).unwrap_err();
+        let err = pg_load::staging_name(&"x".repeat(64)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
