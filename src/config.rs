@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::dag::duration::DurationValue;
+use crate::data::warehouse::WarehouseLocation;
 
 /// Shortest heartbeat allowed (the lease is renewed in the store at this pace).
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
@@ -60,7 +61,7 @@ struct ConfigFile {
     projects_file: Option<PathBuf>,
     staging: Option<String>,
     output: Option<String>,
-    warehouse: Option<PathBuf>,
+    warehouse: Option<String>,
     parallelism: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     heartbeat: Option<DurationValue>,
@@ -86,8 +87,8 @@ pub struct Config {
     pub staging: String,
     /// Output store for processed data (path or object-store URL).
     pub output: String,
-    /// Warehouse database file.
-    pub warehouse: PathBuf,
+    /// The warehouse: a SQLite file, or a `postgres://` URL.
+    pub warehouse: WarehouseLocation,
     /// Maximum task instances running at once in this process.
     pub parallelism: usize,
     /// How long a graceful shutdown lets running tasks finish before interrupting them.
@@ -118,7 +119,7 @@ impl Default for Config {
             projects_file: "config/projects.yaml".into(),
             staging: "imported_data".into(),
             output: "processed_data".into(),
-            warehouse: "warehouse.db".into(),
+            warehouse: WarehouseLocation::default(),
             parallelism: 32,
             shutdown_grace_secs: 10,
             heartbeat: Duration::from_secs(2),
@@ -211,7 +212,14 @@ impl Config {
         set(&mut self.projects_file, f.projects_file);
         set(&mut self.staging, f.staging);
         set(&mut self.output, f.output);
-        set(&mut self.warehouse, f.warehouse);
+        if let Some(w) = f.warehouse {
+            self.warehouse =
+                WarehouseLocation::parse(&w).map_err(|message| ConfigError::Invalid {
+                    origin: origin.into(),
+                    field: "warehouse",
+                    message,
+                })?;
+        }
         set(&mut self.shutdown_grace_secs, f.shutdown_grace_secs);
         let invalid = |field: &'static str, message: String| ConfigError::Invalid {
             origin: origin.into(),
@@ -273,7 +281,7 @@ impl ConfigFile {
             projects_file: env("PROJECTS_FILE").map(PathBuf::from),
             staging: env("STAGING"),
             output: env("OUTPUT"),
-            warehouse: env("WAREHOUSE").map(PathBuf::from),
+            warehouse: env("WAREHOUSE"),
             parallelism: number("PARALLELISM")?.map(|n| n as usize),
             shutdown_grace_secs: number("SHUTDOWN_GRACE_SECS")?,
             heartbeat: env("HEARTBEAT").map(DurationValue::Text),
@@ -395,6 +403,34 @@ mod tests {
             err,
             "orchestrator.yaml: max_connections: must be at least 1"
         );
+    }
+
+    #[test]
+    fn the_warehouse_is_a_sqlite_path_or_a_postgres_url() {
+        assert_eq!(
+            Config::default().warehouse,
+            WarehouseLocation::Sqlite("warehouse.db".into())
+        );
+        let mut c = Config::default();
+        let f: ConfigFile =
+            serde_norway::from_str("warehouse: postgresql://etl:pw@db:5433/wh\n").unwrap();
+        c.apply(f, "test").unwrap();
+        assert_eq!(
+            c.warehouse,
+            WarehouseLocation::Postgres("postgresql://etl:pw@db:5433/wh".into())
+        );
+        let env = |k: &str| (k == "WAREHOUSE").then(|| "data/wh.db".to_string());
+        c.apply(ConfigFile::from_env(env).unwrap(), "environment")
+            .unwrap();
+        assert_eq!(c.warehouse, WarehouseLocation::Sqlite("data/wh.db".into()));
+        let f: ConfigFile =
+            serde_norway::from_str("warehouse: postgres://etl:pw@db:notaport/wh\n").unwrap();
+        let err = c.apply(f, "test").unwrap_err().to_string();
+        assert!(
+            err.starts_with("test: warehouse: bad location postgres://etl:***@"),
+            "{err}"
+        );
+        assert!(!err.contains(":pw@"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dag::DagBag;
 use crate::dag::watch::{DagSources, watch as watch_dags};
+use crate::data::warehouse::Warehouse;
 use crate::data::{DataError, DataPaths, Location};
 use crate::metrics::Metrics;
 use crate::scheduler::{Engine, LeaseTiming, Mode, SchedulerConfig};
@@ -46,6 +47,10 @@ pub async fn serve(
     );
     report_load(&bag, &metrics);
     store.ensure_dags(bag.dags.keys()).await?;
+    let scheduler = scheduler_config(config)?;
+    // An unreachable PostgreSQL warehouse is a set-up error, said once at start (exit 2) like
+    // an unreachable state database, rather than by every load that would fail.
+    scheduler.data.warehouse.check().await?;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -70,7 +75,7 @@ pub async fn serve(
         Mode::Serve,
         SchedulerConfig {
             metrics: metrics.clone(),
-            ..scheduler_config(config)?
+            ..scheduler
         },
         owner,
         shutdown.clone(),
@@ -218,12 +223,14 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig, DataError> {
     })
 }
 
-/// The data locations, per the configuration.
+/// The data locations, per the configuration. A PostgreSQL warehouse gets a connection per
+/// task slot, so that no warehouse task ever waits for another's connection.
 pub fn data_paths(config: &Config) -> Result<DataPaths, DataError> {
+    let slots = u32::try_from(config.parallelism).unwrap_or(u32::MAX);
     Ok(DataPaths {
         staging: Location::parse(&config.staging)?,
         output: Location::parse(&config.output)?,
-        warehouse: config.warehouse.clone(),
+        warehouse: Warehouse::open(&config.warehouse, slots)?,
     })
 }
 

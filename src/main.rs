@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use orchestrator::cli::{Cli, Command, Outcome, execute};
 use orchestrator::config::ConfigError;
+use orchestrator::data::DataError;
 use orchestrator::service::ServiceError;
 use orchestrator::store::StoreError;
 use orchestrator::tasks::supervise;
@@ -92,7 +93,12 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
         e.downcast_ref::<StoreError>().is_some_and(unusable)
             || matches!(e.downcast_ref::<ServiceError>(), Some(ServiceError::Store(s)) if unusable(s))
     });
+    // So is a PostgreSQL warehouse that cannot be reached when a command starts.
+    let unreachable_warehouse = err
+        .chain()
+        .any(|e| matches!(e.downcast_ref(), Some(DataError::WarehouseConnect { .. })));
     unusable_store
+        || unreachable_warehouse
         || err.downcast_ref::<ConfigError>().is_some()
         || matches!(
             err.downcast_ref::<ServiceError>(),

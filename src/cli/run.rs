@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Config, Outcome, notify_server, open};
-use crate::scheduler::{Mode, Progress};
+use crate::scheduler::{Mode, Progress, SchedulerConfig};
 use crate::service::{self, Service, TriggerRequest};
 use crate::service::{Owner, RunRow};
 use crate::state::{RunState, TaskState};
@@ -29,9 +29,13 @@ pub(super) async fn trigger(
     // meanwhile leaves it alone.
     let paused = service.paused(&dag.id).await?;
     let here = wait && !paused && !notify_server(config, &service).await;
-    let owner = match here {
-        true => Some(service.register_foreground(config.lease).await?),
-        false => None,
+    // The warehouse is checked before the run is queued: an unreachable one leaves no run.
+    let (scheduler, owner) = match here {
+        true => (
+            Some(scheduler_here(config).await?),
+            Some(service.register_foreground(config.lease).await?),
+        ),
+        false => (None, None),
     };
     let request = TriggerRequest {
         conf,
@@ -39,8 +43,8 @@ pub(super) async fn trigger(
     };
     let run = service.trigger(dag_id, request).await?;
     println!("queued {} run {}", run.dag_id, run.run_id);
-    if let Some(owner) = owner {
-        return execute_here(config, &service, run, owner).await;
+    if let (Some(owner), Some(scheduler)) = (owner, scheduler) {
+        return execute_here(scheduler, &service, run, owner).await;
     }
     if !notify_server(config, &service).await {
         println!(
@@ -71,6 +75,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<Outcome> {
     let conf = service::parse_conf(conf)?;
     let service = open(config).await?;
+    let scheduler = scheduler_here(config).await?;
     let owner = service.register_foreground(config.lease).await?;
     let request = TriggerRequest {
         conf,
@@ -78,12 +83,19 @@ pub(super) async fn run(
     };
     let run = service.trigger(dag_id, request).await?;
     println!("running {} run {}", run.dag_id, run.run_id);
-    execute_here(config, &service, run, owner).await
+    execute_here(scheduler, &service, run, owner).await
+}
+
+/// The settings of a scheduler that runs tasks in this process, its warehouse reachable.
+async fn scheduler_here(config: &Config) -> anyhow::Result<SchedulerConfig> {
+    let scheduler = crate::daemon::scheduler_config(config)?;
+    scheduler.data.warehouse.check().await?;
+    Ok(scheduler)
 }
 
 /// Executes a run reserved for this process (and the runs it triggers), printing progress.
 async fn execute_here(
-    config: &Config,
+    scheduler: SchedulerConfig,
     service: &Service,
     run: RunRow,
     owner: Owner,
@@ -92,13 +104,7 @@ async fn execute_here(
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::daemon::stop_on_signal(shutdown.clone()));
     let mode = Mode::Foreground { root: run.key };
-    let engine = service.start_engine(
-        mode,
-        crate::daemon::scheduler_config(config)?,
-        owner,
-        shutdown.clone(),
-        Some(tx),
-    );
+    let engine = service.start_engine(mode, scheduler, owner, shutdown.clone(), Some(tx));
     while let Some(p) = rx.recv().await {
         print_progress(&p);
     }

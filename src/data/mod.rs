@@ -1,7 +1,7 @@
 //! Data plumbing shared by the data tasks: storage [`location`]s (local or object store),
 //! reading CSV and JSON sources into Arrow batches with per-row rejects ([`csv_source`],
-//! [`json_source`], [`table`]), Parquet in and out ([`parquet_io`]), and the SQLite
-//! [`warehouse`] with its [`ledger`] of committed writes.
+//! [`json_source`], [`table`]), Parquet in and out ([`parquet_io`]), and the
+//! [`warehouse`] (SQLite or PostgreSQL) with its [`ledger`] of committed writes.
 
 pub mod csv_source;
 pub mod direct;
@@ -44,6 +44,10 @@ pub enum DataError {
     /// The warehouse database failed.
     #[error("warehouse {path}: {message}")]
     Warehouse { path: String, message: String },
+    /// The PostgreSQL warehouse could not be reached or refused the connection (`target`
+    /// is `host:port/database as user`, never the password).
+    #[error("cannot connect to the PostgreSQL warehouse at {target}: {cause}")]
+    WarehouseConnect { target: String, cause: String },
     /// The work stopped because it was cancelled; nothing was committed.
     #[error("{0}")]
     Cancelled(String),
@@ -74,6 +78,6 @@ pub struct DataPaths {
     pub staging: Location,
     /// Output store (graph, exports).
     pub output: Location,
-    /// Warehouse database file.
-    pub warehouse: std::path::PathBuf,
+    /// The warehouse (SQLite file or PostgreSQL database).
+    pub warehouse: warehouse::Warehouse,
 }

@@ -291,31 +291,52 @@ impl Drop for Encoder {
     }
 }
 
-/// The batches of `reader`, decoded on a thread of `scope` a couple of batches ahead of the
-/// caller. The decoder stops when the returned iterator is dropped. If the decoder dies
-/// (a panic), the iterator ends with an error rather than quietly: a consumer must never
-/// take a truncated table for a whole one.
-pub fn decode_ahead<'scope, I, E>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
+/// The batches of `reader`, decoded on a thread of their own a couple of batches ahead of
+/// the consumer (which may be on any thread: a load hands them from task to task). The
+/// decoder stops when the returned iterator is dropped. If the decoder dies (a panic), the
+/// iterator ends with an error rather than quietly: a consumer must never take a truncated
+/// table for a whole one.
+pub fn decode_in_background<I, E>(
     reader: I,
     context: &str,
-) -> impl Iterator<Item = Result<RecordBatch, DataError>> + 'scope
+) -> Result<impl Iterator<Item = Result<RecordBatch, DataError>> + Send + 'static, DataError>
 where
-    I: Iterator<Item = Result<RecordBatch, E>> + Send + 'scope,
+    I: Iterator<Item = Result<RecordBatch, E>> + Send + 'static,
     E: std::fmt::Display,
 {
     let (tx, rx) = mpsc::sync_channel(2);
     let decoder_context = context.to_string();
-    scope.spawn(move || {
-        for batch in reader {
-            let batch = batch.map_err(|e| DataError::arrow(&decoder_context, e));
-            if tx.send(Some(batch)).is_err() {
-                return;
-            }
+    std::thread::Builder::new()
+        .name("parquet-decode".into())
+        .spawn(move || feed(reader, &tx, &decoder_context))
+        .map_err(|e| DataError::io(context, e))?;
+    Ok(drain(rx, context))
+}
+
+/// The decoder's side: every batch, then an explicit end, so that a dead decoder cannot
+/// look like one that finished.
+fn feed<I, E>(
+    reader: I,
+    tx: &mpsc::SyncSender<Option<Result<RecordBatch, DataError>>>,
+    context: &str,
+) where
+    I: Iterator<Item = Result<RecordBatch, E>>,
+    E: std::fmt::Display,
+{
+    for batch in reader {
+        let batch = batch.map_err(|e| DataError::arrow(context, e));
+        if tx.send(Some(batch)).is_err() {
+            return;
         }
-        // The end is said explicitly, so that a dead decoder cannot look like one.
-        let _ = tx.send(None);
-    });
+    }
+    let _ = tx.send(None);
+}
+
+/// The consumer's side: the batches, then an error if the decoder vanished before its end.
+fn drain(
+    rx: mpsc::Receiver<Option<Result<RecordBatch, DataError>>>,
+    context: &str,
+) -> impl Iterator<Item = Result<RecordBatch, DataError>> + Send + 'static {
     let mut stopped = Some(DataError::Format(format!(
         "{context}: the Parquet decoder stopped"
     )));
@@ -341,13 +362,12 @@ pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use arrow_array::Int64Array;
 
     use super::*;
 
-    fn batches(n: usize) -> impl Iterator<Item = Result<RecordBatch, String>> + Send {
+    fn batches(n: usize) -> impl Iterator<Item = Result<RecordBatch, String>> + Send + 'static {
         (0..n).map(|i| {
             let ids = Arc::new(Int64Array::from(vec![i as i64]));
             RecordBatch::try_from_iter([("id", ids as arrow_array::ArrayRef)])
@@ -356,25 +376,22 @@ mod tests {
     }
 
     #[test]
-    fn decode_ahead_yields_every_batch_then_ends() {
-        let got = std::thread::scope(|s| decode_ahead(s, batches(5), "t").count());
+    fn decoding_in_the_background_yields_every_batch_then_ends() {
+        let got = decode_in_background(batches(5), "t").unwrap().count();
         assert_eq!(got, 5);
     }
 
     #[test]
     fn a_dead_decoder_ends_the_stream_with_an_error() {
-        let (good, bad) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let outcome = std::panic::catch_unwind(|| {
-            std::thread::scope(|s| {
-                let dying = batches(3).chain(std::iter::from_fn(|| panic!("decoder bug")));
-                for batch in decode_ahead(s, dying, "t") {
-                    let counter = if batch.is_ok() { &good } else { &bad };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        });
-        assert!(outcome.is_err(), "the scope passes the decoder's panic on");
-        assert_eq!(good.load(Ordering::SeqCst), 3);
-        assert_eq!(bad.load(Ordering::SeqCst), 1);
+        let dying = batches(3).chain(std::iter::from_fn(|| panic!("decoder bug")));
+        let (mut good, mut bad) = (0, Vec::new());
+        for batch in decode_in_background(dying, "t").unwrap() {
+            match batch {
+                Ok(_) => good += 1,
+                Err(e) => bad.push(e.to_string()),
+            }
+        }
+        assert_eq!(good, 3);
+        assert_eq!(bad, ["t: the Parquet decoder stopped"]);
     }
 }

@@ -300,7 +300,7 @@ const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a PostgreSQL URL points, for messages: `host:port/database as user`, never the
 /// password.
-fn pg_target(url: &str) -> String {
+pub(crate) fn pg_target(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => {
             let host = u.host_str().unwrap_or("localhost");

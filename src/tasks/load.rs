@@ -1,5 +1,5 @@
-//! `load`: loads staged Parquet tables into the warehouse (SQLite), one table per staged
-//! table, replacing (atomically) or appending. Each table is its own transaction, recorded
+//! `load`: loads staged Parquet tables into the warehouse (SQLite or PostgreSQL), one table
+//! per staged table, replacing (atomically) or appending. Each table is its own transaction, recorded
 //! in the warehouse ledger: a retry skips the tables an earlier try of the same attempt
 //! committed and loads the others.
 
@@ -12,8 +12,8 @@ use super::import::valid_table;
 use super::{TaskContext, TaskError, TaskOutcome};
 use crate::data::DataError;
 use crate::data::ledger::{Committed, LedgerTry, Ledgered};
-use crate::data::parquet_io::{decode_ahead, read_batches};
-use crate::data::warehouse::{LoadMode, Warehouse};
+use crate::data::parquet_io::{decode_in_background, read_batches};
+use crate::data::warehouse::{Batches, LoadMode};
 
 /// Load staged tables into the warehouse.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ impl LoadTask {
                     ctx.count_rows(crate::metrics::Rows::Loaded, rows);
                     ctx.log.info(format!(
                         "loaded {rows} row(s) into {}.{table}",
-                        crate::redact::text(&ctx.data.warehouse.display().to_string())
+                        ctx.data.warehouse.shown()
                     ));
                 }
                 Ledgered::AlreadyCommitted(earlier) => ctx.log.info(format!(
@@ -71,20 +71,14 @@ impl LoadTask {
         ctx: &TaskContext,
         who: &LedgerTry,
     ) -> Result<HashMap<String, Committed>, TaskError> {
-        let (path, who, tables) = (ctx.data.warehouse.clone(), who.clone(), self.tables.clone());
-        tokio::task::spawn_blocking(move || {
-            let warehouse = Warehouse::open(&path)?;
-            let mut done = HashMap::new();
-            for table in tables {
-                if let Some(earlier) = warehouse.committed(&who, &table)? {
-                    done.insert(table, earlier);
-                }
+        let mut done = HashMap::new();
+        for table in &self.tables {
+            let found = ctx.data.warehouse.committed(who, table).await;
+            if let Some(earlier) = found.map_err(|e| ctx.failure(e))? {
+                done.insert(table.clone(), earlier);
             }
-            Ok::<_, DataError>(done)
-        })
-        .await
-        .map_err(|e| ctx.failure(format!("load stopped: {e}")))?
-        .map_err(|e| ctx.failure(e))
+        }
+        Ok(done)
     }
 
     /// Loads one staged table; statements stop as soon as the try is cancelled.
@@ -100,22 +94,27 @@ impl LoadTask {
             .fetch(&format!("{table}.parquet"))
             .await
             .map_err(|e| ctx.failure(e))?;
-        let (path, name, mode) = (ctx.data.warehouse.clone(), table.to_string(), self.mode);
-        let (cancel, who) = (ctx.cancel.clone(), who.clone());
-        tokio::task::spawn_blocking(move || {
-            let reader = read_batches(copy.path())?;
+        let path = copy.path().to_path_buf();
+        // Opening the file reads its footer: blocking work. Decoding then runs on a thread
+        // of its own, a couple of batches ahead of the warehouse, which takes them as they
+        // come (inserting or encoding rows costs about what decoding does: they overlap).
+        let opened = tokio::task::spawn_blocking(move || {
+            let reader = read_batches(&path)?;
             let schema = reader.schema();
-            let context = copy.path().display().to_string();
-            let mut warehouse = Warehouse::open(&path)?;
-            warehouse.cancel_when(move || cancel.is_cancelled())?;
-            // Decoding Parquet and inserting rows cost about the same: overlap them.
-            std::thread::scope(|scope| {
-                let batches = decode_ahead(scope, reader, &context);
-                warehouse.load(&name, &schema, batches, mode, &who)
-            })
+            let batches: Batches =
+                Box::new(decode_in_background(reader, &path.display().to_string())?);
+            Ok::<_, DataError>((schema, batches))
         })
         .await
-        .map_err(|e| ctx.failure(format!("loading {table}: {e}")))?
-        .map_err(|e| ctx.failure(e))
+        .map_err(|e| ctx.failure(format!("loading {table}: {e}")))?;
+        let (schema, batches) = opened.map_err(|e| ctx.failure(e))?;
+        let warehouse = ctx.data.warehouse.cancelled_by(ctx.cancel.clone());
+        let loaded = warehouse
+            .load(table, &schema, batches, self.mode, who)
+            .await
+            .map_err(|e| ctx.failure(e));
+        // The staged copy stays until the load has read it all.
+        drop(copy);
+        loaded
     }
 }

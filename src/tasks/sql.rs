@@ -1,4 +1,5 @@
-//! `sql`: runs a statement or a `.sql` file against the warehouse; the first result rows go
+//! `sql`: runs a statement or a `.sql` file against the warehouse (SQLite or PostgreSQL:
+//! multi-statement scripts on both, in one transaction); the first result rows go
 //! to the task log, and the result can replace a warehouse table. The write and its
 //! warehouse-ledger row commit together; a retry that finds an earlier try's row of the
 //! same attempt takes that result instead of running the SQL again.
@@ -46,37 +47,42 @@ impl SqlTask {
         };
         ctx.log.info(format!(
             "running on {}:\n{}",
-            crate::redact::text(&ctx.data.warehouse.display().to_string()),
+            ctx.data.warehouse.shown(),
             sql.trim()
         ));
-        let (path, into, shown) = (
-            ctx.data.warehouse.clone(),
-            self.into_table.clone(),
-            self.show_rows.unwrap_or(20),
-        );
-        let (cancel, who) = (ctx.cancel.clone(), ctx.ledger_try());
-        let (written, result) = tokio::task::spawn_blocking(move || {
-            let mut warehouse = Warehouse::open(&path)?;
-            warehouse.cancel_when(move || cancel.is_cancelled())?;
-            match into {
-                Some(table) => {
-                    let written = warehouse.create_table_as(&table, &sql, &who)?;
-                    // Reading the table back writes nothing: shown after a take-over too.
-                    let select = format!("SELECT * FROM {}", quote(&table)?);
-                    let rows = warehouse.query(&select, shown)?;
-                    Ok::<_, DataError>((Written::Table(table, written), Some(rows)))
-                }
-                None => match warehouse.run_script(&sql, shown, &who)? {
-                    Ledgered::Written(rows) => Ok((Written::Script(None), Some(rows))),
-                    Ledgered::AlreadyCommitted(c) => Ok((Written::Script(Some(c)), None)),
-                },
-            }
-        })
-        .await
-        .map_err(|e| ctx.failure(format!("sql task stopped: {e}")))?
-        .map_err(|e| ctx.failure(e))?;
+        let warehouse = ctx.data.warehouse.cancelled_by(ctx.cancel.clone());
+        let shown = self.show_rows.unwrap_or(20);
+        let (written, result) = self
+            .write(&warehouse, &sql, shown, ctx)
+            .await
+            .map_err(|e| ctx.failure(e))?;
         log_result(ctx, &written, result.as_ref());
         Ok(TaskOutcome::Success)
+    }
+
+    /// Runs the SQL as a script, or into its table; returns what was written and the rows
+    /// to show.
+    async fn write(
+        &self,
+        warehouse: &Warehouse,
+        sql: &str,
+        shown: usize,
+        ctx: &TaskContext,
+    ) -> Result<(Written, Option<QueryRows>), DataError> {
+        let who = ctx.ledger_try();
+        match &self.into_table {
+            Some(table) => {
+                let written = warehouse.create_table_as(table, sql, &who).await?;
+                // Reading the table back writes nothing: shown after a take-over too.
+                let select = format!("SELECT * FROM {}", quote(table)?);
+                let rows = warehouse.query(&select, shown).await?;
+                Ok((Written::Table(table.clone(), written), Some(rows)))
+            }
+            None => match warehouse.run_script(sql, shown, &who).await? {
+                Ledgered::Written(rows) => Ok((Written::Script(None), Some(rows))),
+                Ledgered::AlreadyCommitted(c) => Ok((Written::Script(Some(c)), None)),
+            },
+        }
     }
 }
 

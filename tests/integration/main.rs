@@ -15,6 +15,7 @@ mod hostile_data;
 mod hostile_http;
 mod logs;
 mod metrics;
+mod pg_warehouse;
 mod pipeline;
 mod processes;
 mod recovery;

@@ -292,6 +292,30 @@ impl PgSchema {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Runs SQL in the schema; returns the first column of each row, as text.
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        use sqlx::{Connection, Row};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .map(|r| {
+                    let value = r.try_get_raw(0).expect("a column");
+                    value.as_str().expect("text").to_string()
+                })
+                .collect()
+        })
+    }
 }
 
 impl Drop for PgSchema {

@@ -1,9 +1,9 @@
-//! The warehouse: a SQLite database the staged tables are loaded into so they can be
+//! The SQLite warehouse: a database file the staged tables are loaded into so they can be
 //! queried with SQL. Blocking code (rusqlite, on the same bundled SQLite as the state store);
-//! tasks call it from `spawn_blocking`. Loads are atomic per table: the new table is built
-//! under a temporary name and swapped in, in one transaction. Every write records the try
-//! that made it in the [`ledger`] within its own transaction, and a cancelled try's
-//! statements are interrupted so that it commits nothing.
+//! [`super::Warehouse`] calls it from `spawn_blocking`. Loads are atomic per table: the new
+//! table is built under a temporary name and swapped in, in one transaction. Every write
+//! records the try that made it in the ledger within its own transaction, and a cancelled
+//! try's statements are interrupted so that it commits nothing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,17 +14,15 @@ use arrow_schema::{DataType, SchemaRef};
 use fallible_iterator::FallibleIterator;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Statement, Transaction, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 
-use super::DataError;
-use super::ledger::{self, Committed, LedgerTry, Ledgered, Operation, SCRIPT_ITEM};
+use super::{LoadMode, QueryRows, quote};
+use crate::data::DataError;
+use crate::data::ledger::sqlite as ledger;
+use crate::data::ledger::{Committed, LedgerTry, Ledgered, Operation, SCRIPT_ITEM};
 
 /// Rows per prepared multi-row INSERT (fewer for wide tables: SQLite binds at most 32,766
 /// parameters per statement).
 const INSERT_ROWS: usize = 128;
-/// Columns a warehouse table can have (SQLite's `SQLITE_MAX_COLUMN`, 2000 in the bundled
-/// build); the import refuses wider tables so that `load` never meets one.
-pub const MAX_COLUMNS: usize = 2000;
 /// Parameters per statement we allow ourselves.
 const MAX_PARAMS: usize = 32_000;
 /// Page size of new warehouses (SQLite's largest).
@@ -36,36 +34,14 @@ const CANCEL_CHECK_OPS: std::ffi::c_int = 4096;
 /// Whether the work using the warehouse was cancelled.
 type CancelCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// How `load` treats an existing table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoadMode {
-    /// Replace the table's contents (atomically).
-    #[default]
-    Replace,
-    /// Add rows to the table, creating it if needed.
-    Append,
-}
-
-/// The first rows of a query.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueryRows {
-    /// Column names.
-    pub columns: Vec<String>,
-    /// Up to the requested number of rows, as display text.
-    pub rows: Vec<Vec<String>>,
-    /// All rows returned.
-    pub total: u64,
-}
-
-/// An open warehouse.
-pub struct Warehouse {
+/// An open SQLite warehouse.
+pub struct SqliteWarehouse {
     conn: Connection,
     path: String,
     cancelled: CancelCheck,
 }
 
-impl Warehouse {
+impl SqliteWarehouse {
     /// Opens (creating) the warehouse database.
     pub fn open(path: &Path) -> Result<Self, DataError> {
         let shown = path.display().to_string();
@@ -396,16 +372,6 @@ fn swap_in(staging: &str, target: &str) -> String {
     )
 }
 
-/// Quotes an identifier, refusing ones that could escape the quotes.
-pub fn quote(name: &str) -> Result<String, DataError> {
-    if name.is_empty() || name.contains('"') || name.contains('\0') {
-        return Err(DataError::Format(format!(
-            "bad table or column name '{name}'"
-        )));
-    }
-    Ok(format!("\"{name}\""))
-}
-
 fn column_defs(schema: &SchemaRef) -> Result<String, DataError> {
     let mut defs = Vec::new();
     for f in schema.fields() {
@@ -472,144 +438,14 @@ fn cell_text(v: ValueRef<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow_schema::{Field, Schema};
-
     use super::*;
-
-    fn batch(ids: &[i64]) -> (SchemaRef, RecordBatch) {
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-        let array = Arc::new(Int64Array::from(ids.to_vec()));
-        (
-            schema.clone(),
-            RecordBatch::try_new(schema, vec![array]).unwrap(),
-        )
-    }
-
-    /// A try of a run no other test uses, so that its writes are never taken over.
-    pub(crate) fn fresh() -> LedgerTry {
-        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        LedgerTry {
-            run_uid: format!("run-{n}"),
-            dag_id: "d".into(),
-            run_id: format!("manual__{n}"),
-            task_id: "t".into(),
-            first_try: 1,
-            try_number: 1,
-        }
-    }
-
-    fn count(w: &Warehouse) -> String {
-        w.query("SELECT COUNT(*) FROM t", 1).unwrap().rows[0][0].clone()
-    }
-
-    #[test]
-    fn views_over_a_loaded_table_survive_a_replace() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = Warehouse::open(&dir.path().join("w.db")).unwrap();
-        let (schema, b) = batch(&[1, 2, 3]);
-        let load = |w: &mut Warehouse, b: RecordBatch| {
-            w.load(
-                "t",
-                &schema,
-                std::iter::once(Ok(b)),
-                LoadMode::Replace,
-                &fresh(),
-            )
-        };
-        load(&mut w, b).unwrap();
-        w.run_script(
-            "CREATE VIEW big AS SELECT id FROM t WHERE id > 1",
-            0,
-            &fresh(),
-        )
-        .unwrap();
-        load(&mut w, batch(&[5, 6, 7, 8]).1).unwrap();
-        let rows = w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows;
-        assert_eq!(rows[0][0], "4");
-        // Renames in users' scripts still update views (the legacy mode is off again).
-        w.run_script("ALTER TABLE t RENAME TO t2", 0, &fresh())
-            .unwrap();
-        assert_eq!(
-            w.query("SELECT COUNT(*) FROM big", 1).unwrap().rows[0][0],
-            "4"
-        );
-    }
 
     #[test]
     fn new_warehouses_use_large_pages_and_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let w = Warehouse::open(&dir.path().join("w.db")).unwrap();
+        let w = SqliteWarehouse::open(&dir.path().join("w.db")).unwrap();
         let pragma = |p: &str| w.query(&format!("PRAGMA {p}"), 1).unwrap().rows[0][0].clone();
         assert_eq!(pragma("page_size"), PAGE_SIZE.to_string());
         assert_eq!(pragma("journal_mode"), "wal");
-    }
-
-    #[test]
-    fn replace_swaps_append_adds_and_a_failed_load_keeps_the_old_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = Warehouse::open(&dir.path().join("w.db")).unwrap();
-        let (schema, b) = batch(&(0..300).collect::<Vec<_>>());
-        assert_eq!(
-            w.load(
-                "t",
-                &schema,
-                std::iter::once(Ok(b.clone())),
-                LoadMode::Replace,
-                &fresh(),
-            )
-            .unwrap(),
-            Ledgered::Written(300)
-        );
-        w.load(
-            "t",
-            &schema,
-            std::iter::once(Ok(b.clone())),
-            LoadMode::Append,
-            &fresh(),
-        )
-        .unwrap();
-        assert_eq!(count(&w), "600");
-        w.load(
-            "t",
-            &schema,
-            std::iter::once(Ok(batch(&[1, 2]).1)),
-            LoadMode::Replace,
-            &fresh(),
-        )
-        .unwrap();
-        assert_eq!(count(&w), "2");
-        let broken = vec![Ok(b), Err(DataError::Format("disk on fire".into()))];
-        let err = w
-            .load(
-                "t",
-                &schema,
-                broken.into_iter(),
-                LoadMode::Replace,
-                &fresh(),
-            )
-            .unwrap_err();
-        assert_eq!(err.to_string(), "disk on fire");
-        assert_eq!(count(&w), "2", "the previous table is intact");
-    }
-
-    #[test]
-    fn queries_return_the_last_result_set_and_quote_refuses_escapes() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = Warehouse::open(&dir.path().join("w.db")).unwrap();
-        let rows = w
-            .query(
-                "CREATE TABLE x (a); INSERT INTO x VALUES (1), (NULL); SELECT a FROM x",
-                10,
-            )
-            .unwrap();
-        assert_eq!(rows.columns, vec!["a"]);
-        assert_eq!(
-            rows.rows,
-            vec![vec!["1".to_string()], vec!["NULL".to_string()]]
-        );
-        assert!(quote("a\"b").is_err());
     }
 }
