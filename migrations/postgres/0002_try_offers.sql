@@ -16,3 +16,6 @@ CREATE TABLE try_offer (
 );
 CREATE INDEX try_offer_open ON try_offer (offered_at) WHERE worker IS NULL;
 CREATE INDEX try_offer_by_worker ON try_offer (worker);
+
+-- The instance that started each try (its run's owner, or the instance that claimed it).
+ALTER TABLE task_try ADD COLUMN instance TEXT COLLATE "C";

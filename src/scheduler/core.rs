@@ -167,6 +167,8 @@ pub(super) struct Scheduler {
     pub(super) offers_changed: bool,
     /// Another instance just said it offered tries (or one ended).
     pub(super) offers_announced: bool,
+    /// Runs of a stopped instance may be waiting to be adopted.
+    look_for_orphans: bool,
     /// This machine, recorded on the tries it runs for other instances.
     pub(super) host: String,
     /// Tries run for other instances were stopped by a restart of this scheduler: once
@@ -228,6 +230,7 @@ impl Scheduler {
             look_for_offers: true,
             offers_changed: false,
             offers_announced: false,
+            look_for_orphans: false,
             host: crate::tasks::process::this_host(),
             claims_abandoned: false,
             interrupted: false,
@@ -448,7 +451,11 @@ impl Scheduler {
 
     fn is_done(&self) -> bool {
         match self.mode {
-            _ if self.drain_deadline.is_some() => self.running == 0,
+            // Deferred tries (a `trigger_dag` waiting for its child) hold no slot but still
+            // run: their end must be recorded too (abandoned if the grace period ends first).
+            _ if self.drain_deadline.is_some() => {
+                self.running == 0 && self.runs.values().all(|r| r.deferred() == 0)
+            }
             Mode::Serve => false,
             Mode::Foreground { .. } => {
                 self.root_started
@@ -479,6 +486,13 @@ impl Scheduler {
             self.dispatch(Utc::now());
         }
         self.flush().await?;
+        // After the turn's commit: a run this turn finished is no longer `running` in the
+        // store, so it cannot look like one to adopt.
+        if std::mem::take(&mut self.look_for_orphans) && self.drain_deadline.is_none() {
+            self.adopt_orphans().await?;
+            self.dispatch(Utc::now());
+            self.flush().await?;
+        }
         // After the turn's commit, so the ends of tries that did report are in first.
         if self.claims_abandoned && self.tracker.is_empty() {
             let why = "interrupted: the instance running this try restarted its scheduler";
@@ -509,7 +523,11 @@ impl Scheduler {
     async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
         self.handling = None;
         match cmd {
-            Command::Wake => self.reread_store().await?,
+            Command::Wake => {
+                self.reread_store().await?;
+                // It may say an instance stopped: its runs are adoptable at once.
+                self.look_for_orphans = self.mode == Mode::Serve;
+            }
             Command::Offers { offered } => {
                 self.offers_changed = true;
                 if offered {

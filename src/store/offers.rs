@@ -157,14 +157,15 @@ impl Store {
                 )));
             }
             sqlx::query(
-                "INSERT INTO task_try (run, task_id, try_number, state, start_date, host) \
-                 VALUES ($1, $2, $3, 'running', $4, $5)",
+                "INSERT INTO task_try (run, task_id, try_number, state, start_date, host, \
+                 instance) VALUES ($1, $2, $3, 'running', $4, $5, $6)",
             )
             .bind(run.0)
             .bind(task.as_str())
             .bind(i64::from(try_number))
             .bind(&now)
             .bind((!mine).then_some(host))
+            .bind(worker.id.as_str())
             .execute(&mut *tx)
             .await?;
             claimed.push(ClaimedTry {
@@ -567,7 +568,12 @@ mod tests {
         );
         assert_eq!(state_of(&db, run, "a").await, (Some(TaskState::Running), 1));
         // Claimed once: nothing is left on offer, and the owner cannot start it itself.
-        assert!(db.claim_offers(&owner, "o", 4, false).await.unwrap().is_empty());
+        assert!(
+            db.claim_offers(&owner, "o", 4, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let own_start = Change::StartTry {
             run,
             task: task("a"),
@@ -658,8 +664,14 @@ mod tests {
         let (db, run, owner, worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
         db.commit(&owner, &offer(run, "b", 1)).await.unwrap();
-        assert_eq!(db.claim_offers(&worker, "w", 1, false).await.unwrap().len(), 1);
-        assert_eq!(db.claim_offers(&worker, "w", 1, false).await.unwrap().len(), 1);
+        assert_eq!(
+            db.claim_offers(&worker, "w", 1, false).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            db.claim_offers(&worker, "w", 1, false).await.unwrap().len(),
+            1
+        );
         // The owner withdraws `a` (a timeout): the worker's end of it is dropped.
         db.commit(
             &owner,
@@ -706,8 +718,18 @@ mod tests {
             at: Utc::now(),
         };
         db.commit(&owner, &[start]).await.unwrap();
-        assert!(db.claim_offers(&worker, "w", 4, false).await.unwrap().is_empty());
-        assert!(db.claim_offers(&worker, "w", 4, false).await.unwrap().is_empty());
+        assert!(
+            db.claim_offers(&worker, "w", 4, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            db.claim_offers(&worker, "w", 4, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(db.claimed_offers(&owner, None).await.unwrap().is_empty());
         assert_eq!(state_of(&db, run, "a").await, (Some(TaskState::Running), 1));
     }
@@ -715,7 +737,10 @@ mod tests {
     async fn a_restarted_worker_hands_its_claims_back(backend: super::Backend) {
         let (db, run, owner, worker) = owner_and_worker(backend).await;
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
-        assert_eq!(db.claim_offers(&worker, "w", 4, false).await.unwrap().len(), 1);
+        assert_eq!(
+            db.claim_offers(&worker, "w", 4, false).await.unwrap().len(),
+            1
+        );
         assert_eq!(db.abandon_claims(&worker, "restarted").await.unwrap(), 1);
         let seen = db.claimed_offers(&owner, None).await.unwrap();
         assert!(

@@ -156,7 +156,7 @@ impl Store {
             })
             .collect();
         for chunk in starts.chunks(200) {
-            insert_tries(&mut tx, chunk).await?;
+            insert_tries(&mut tx, owner, chunk).await?;
         }
         for change in changes {
             apply(&mut tx, owner, change).await?;
@@ -564,13 +564,14 @@ pub(super) async fn set_try_process(
 
 async fn insert_tries(
     tx: &mut Transaction<'static, Any>,
+    owner: &Owner,
     tries: &[(RunKey, &TaskId, u32, chrono::DateTime<Utc>)],
 ) -> StoreResult<()> {
     use super::sql::row;
     // A duplicate start is refused by its state-checked UPDATE in the same batch, which
     // names the states; ignoring the row here keeps the error that says why.
     let q = super::sql::insert_values(
-        "INSERT INTO task_try (run, task_id, try_number, state, start_date)",
+        "INSERT INTO task_try (run, task_id, try_number, state, start_date, instance)",
         tries,
         " ON CONFLICT DO NOTHING",
         |q, (run, task, try_number, at)| {
@@ -578,7 +579,8 @@ async fn insert_tries(
             row(q, false, task.as_str().to_owned())?;
             row(q, false, i64::from(*try_number))?;
             row(q, false, "running")?;
-            row(q, false, to_text(*at))
+            row(q, false, to_text(*at))?;
+            row(q, false, owner.id.as_str().to_owned())
         },
     )?;
     let (sql, args) = q.finish();

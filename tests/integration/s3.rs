@@ -129,3 +129,109 @@ fn the_pipeline_stages_and_publishes_on_an_s3_compatible_server() {
     let related: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(related["related_drugs"], serde_json::json!(["ATROPINE"]));
 }
+
+/// The S3 settings of [`with_s3`], for a server's environment.
+fn s3_vars(moto: &Moto) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT", format!("http://{}", moto.endpoint)),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        (
+            "ORCHESTRATOR_STAGING",
+            "s3://orchestrator-test/staging".into(),
+        ),
+        (
+            "ORCHESTRATOR_OUTPUT",
+            "s3://orchestrator-test/output".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+#[test]
+fn two_instances_run_the_pipeline_on_s3_and_a_postgresql_warehouse_with_the_same_graph() {
+    let moto = start_moto();
+    assert_eq!(
+        s3_request(&moto.endpoint, "PUT", "/orchestrator-test").0,
+        200
+    );
+    // State and warehouse in one schema of the test database.
+    let pg = crate::support::PgSchema::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut envs: Vec<Env> = (0..2)
+        .map(|_| {
+            let mut env = Env::new();
+            for dir in ["dags", "config", "data"] {
+                crate::cli::copy_dir(&root.join(dir), &env.path(dir));
+            }
+            env.vars.extend(s3_vars(&moto));
+            env.vars
+                .push(("ORCHESTRATOR_DATABASE_URL".into(), pg.url.clone()));
+            env.vars
+                .push(("ORCHESTRATOR_WAREHOUSE".into(), pg.url.clone()));
+            // One slot each: whatever the run's owner cannot start at once is offered, and
+            // the other instance runs it.
+            env.vars
+                .push(("ORCHESTRATOR_PARALLELISM".into(), "1".into()));
+            env
+        })
+        .collect();
+    let mut servers: Vec<_> = envs.iter_mut().map(Env::serve).collect();
+    envs[0].ok(&["trigger", "drugs_orchestrator"]);
+    // Whichever instance runs the first import stops (SIGTERM: it finishes that try) while
+    // the pipeline has work left, so the other takes the rest on (its runs are adopted at
+    // once after a clean stop): both instances execute the pipeline's tasks.
+    let ids: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            let pid = s.child.id();
+            pg.column(&format!("SELECT id FROM instance WHERE pid = {pid}"))[0].clone()
+        })
+        .collect();
+    let mut first = Vec::new();
+    wait_until("an import runs", || {
+        first = pg.column(
+            "SELECT instance FROM task_try WHERE task_id LIKE 'import_%' AND instance IS NOT NULL",
+        );
+        !first.is_empty()
+    });
+    let stopping = ids.iter().position(|id| *id == first[0]).unwrap();
+    assert_eq!(servers[stopping].sigterm().code(), Some(0));
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("the pipeline succeeds", || {
+            let runs = envs[1].runs("drugs_orchestrator");
+            runs.len() == 1 && runs[0]["state"] == "success"
+        })
+    }));
+    if let Err(panic) = done {
+        for (i, s) in servers.iter().enumerate() {
+            eprintln!("--- instance {i} ---\n{}", s.log());
+        }
+        eprintln!(
+            "{:?}",
+            pg.column(
+                "SELECT r.dag_id || ' ' || r.state || ' ' || COALESCE(t.task_id, '') || ' ' || \
+                 COALESCE(t.state, 'none') || ' ' || CAST(t.try_number AS TEXT) \
+                 FROM dag_run r LEFT JOIN task_instance t ON t.run = r.id"
+            )
+        );
+        eprintln!("{:?}", pg.column("SELECT CAST(run AS TEXT) || ' ' || task_id || ' ' || COALESCE(worker, '-') || ' ' || COALESCE(outcome, '-') FROM try_offer"));
+        std::panic::resume_unwind(panic);
+    }
+    assert!(!envs.iter().any(|e| e.path("processed_data").exists()));
+    let (_, graph) = s3_request(
+        &moto.endpoint,
+        "GET",
+        "/orchestrator-test/output/graph.json",
+    );
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert_eq!(graph, crate::pipeline::expected_graph());
+    assert_eq!(pg.column("SELECT CAST(COUNT(*) AS TEXT) FROM drugs"), ["7"]);
+    let ran_on = pg.column("SELECT DISTINCT instance FROM task_try WHERE state = 'success'");
+    assert_eq!(ran_on.len(), 2, "tries ran on {ran_on:?}");
+    drop(servers);
+}
