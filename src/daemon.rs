@@ -163,8 +163,9 @@ async fn wake_on_notify(
                     crate::store::Heard::Tries { offered } => {
                         engine.offers_changed(offered).await
                     }
-                    crate::store::Heard::Work | crate::store::Heard::Reconnected => {
-                        engine.wake().await
+                    crate::store::Heard::Work => engine.wake().await,
+                    crate::store::Heard::Stopped | crate::store::Heard::Reconnected => {
+                        engine.instance_stopped().await
                     }
                 };
                 if sent.is_err() {

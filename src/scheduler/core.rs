@@ -425,6 +425,10 @@ impl Scheduler {
                     self.reread_store().await?;
                     self.adopt_orphans().await?;
                 }
+                // The net under the wake-ups about offers too (and how a lost worker or a
+                // withdrawn claim is noticed).
+                self.look_for_offers = true;
+                self.offers_changed = true;
                 self.readopt_own().await?;
             }
         }
@@ -515,17 +519,16 @@ impl Scheduler {
         }
         self.cron_dirty = true;
         self.look_for_queued = true;
-        self.look_for_offers = true;
-        self.offers_changed = true;
         Ok(())
     }
 
     async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
         self.handling = None;
         match cmd {
-            Command::Wake => {
+            Command::Wake => self.reread_store().await?,
+            Command::InstanceStopped => {
                 self.reread_store().await?;
-                // It may say an instance stopped: its runs are adoptable at once.
+                // Its runs are adoptable at once.
                 self.look_for_orphans = self.mode == Mode::Serve;
             }
             Command::Offers { offered } => {

@@ -119,6 +119,11 @@ impl EngineHandle {
         self.send(Command::Wake).await
     }
 
+    /// Another instance stopped (its runs are adoptable).
+    pub async fn instance_stopped(&self) -> Result<(), EngineError> {
+        self.send(Command::InstanceStopped).await
+    }
+
     /// Tries were offered (`offered`) or offered tries ended (another instance said so).
     pub async fn offers_changed(&self, offered: bool) -> Result<(), EngineError> {
         self.send(Command::Offers { offered }).await

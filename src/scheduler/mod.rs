@@ -47,6 +47,8 @@ use crate::tasks::{ChildRequest, ChildRun};
 pub enum Command {
     /// The store changed outside the scheduler (trigger, pause, clear): look again.
     Wake,
+    /// Another instance stopped: look again, and adopt its runs.
+    InstanceStopped,
     /// Offered tries changed: some were offered (`offered`), or some ended. Look at the
     /// offers only.
     Offers { offered: bool },

@@ -218,7 +218,7 @@ impl Store {
     async fn clean_stopped_instances(&self, before: &str, dry_run: bool) -> StoreResult<u64> {
         let gone = "FROM instance v WHERE COALESCE(v.stopped_at, v.lease_expires_at) < $1 \
              AND NOT EXISTS (SELECT 1 FROM dag_run r WHERE r.owner = v.id)";
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         self.count_or_delete("instance", "id", gone, before.min(now.as_str()), dry_run)
             .await
     }

@@ -68,7 +68,7 @@ impl Store {
         kind: InstanceKind,
         lease: Duration,
     ) -> StoreResult<Owner> {
-        let now = Utc::now();
+        let now = self.now();
         let id = InstanceId::new(new_uid());
         sqlx::query(
             "INSERT INTO instance (id, host, pid, kind, started_at, epoch, heartbeat_at, \
@@ -89,17 +89,20 @@ impl Store {
         Ok(Owner { id, epoch: 1 })
     }
 
-    /// Extends the lease if it is still current at `owner`'s epoch; returns the new
-    /// expiry, or `None` if the lease was lost (expired, stopped, or a newer epoch).
+    /// Extends the lease if it is still current at `owner`'s epoch; returns the renewal's
+    /// time and the new expiry by this host's clock (the store keeps them by the
+    /// database's), or `None` if the lease was lost (expired, stopped, or a newer epoch).
     pub async fn renew_lease(
         &self,
         owner: &Owner,
         lease: Duration,
     ) -> StoreResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        self.sync_clock().await?;
         // The time is read once the write lock is held: a renewal that waited behind another
         // transaction past the lease's end must fail, not extend a lease that had lapsed.
         let mut tx = self.begin_write().await?;
-        let now = Utc::now();
+        let local = Utc::now();
+        let now = self.now();
         let until = expiry(now, lease)?;
         let done = sqlx::query(
             "UPDATE instance SET heartbeat_at = $1, lease_expires_at = $2 \
@@ -112,13 +115,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((done.rows_affected() == 1).then_some((now, until)))
+        let local_until = expiry(local, lease)?;
+        Ok((done.rows_affected() == 1).then_some((local, local_until)))
     }
 
     /// Takes a lost lease back under a new epoch: runs owned under the old epoch become
     /// adoptable (by anyone, this instance included) and its old writes stay fenced off.
     pub async fn reacquire_lease(&self, owner: &Owner, lease: Duration) -> StoreResult<Owner> {
-        let now = Utc::now();
+        let now = self.now();
         let epoch: i64 = sqlx::query_scalar(
             "UPDATE instance SET epoch = epoch + 1, heartbeat_at = $1, lease_expires_at = $2, \
              stopped_at = NULL WHERE id = $3 RETURNING epoch",
@@ -136,7 +140,7 @@ impl Store {
 
     /// Ends the lease on a clean stop: what this instance still owns is adoptable at once.
     pub async fn stop_instance(&self, owner: &Owner) -> StoreResult<()> {
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE instance SET stopped_at = $1, lease_expires_at = $1 WHERE id = $2 AND epoch = $3",
@@ -146,7 +150,7 @@ impl Store {
         .bind(owner.epoch)
         .execute(&mut *tx)
         .await?;
-        self.announce_work(&mut tx).await?;
+        self.announce_stop(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -158,7 +162,7 @@ impl Store {
             "SELECT COUNT(*) FROM instance WHERE kind = 'serve' AND stopped_at IS NULL \
              AND lease_expires_at > $1",
         )
-        .bind(to_text(Utc::now()))
+        .bind(to_text(self.now()))
         .fetch_one(&self.pool)
         .await?;
         Ok(n.unsigned_abs())
@@ -382,7 +386,39 @@ mod tests {
         assert_eq!(row.user_note.as_deref(), Some("user\u{FFFD}note"));
     }
 
+    async fn lease_times_are_the_databases(backend: crate::store::Backend) {
+        let (_dir, store, _run) = store_with_run(backend).await;
+        let local = Utc::now();
+        let now = store.now();
+        let reference = match backend {
+            // One host: its clock is the store's.
+            crate::store::Backend::Sqlite => local,
+            crate::store::Backend::Postgres => {
+                let micros: i64 = sqlx::query_scalar(
+                    "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+                )
+                .fetch_one(store.test_pool())
+                .await
+                .unwrap();
+                chrono::DateTime::from_timestamp_micros(micros).unwrap()
+            }
+        };
+        let skew = (now - reference).num_milliseconds().abs();
+        assert!(
+            skew < 1000,
+            "the store's time is {skew} ms off the database's"
+        );
+        // A renewal reports its times by this host's clock, whatever the database's says.
+        let owner = store
+            .register_instance(InstanceKind::Serve, LEASE)
+            .await
+            .unwrap();
+        let (renewed, until) = store.renew_lease(&owner, LEASE).await.unwrap().unwrap();
+        assert!(renewed >= local && until > renewed);
+    }
+
     crate::store::testing::on_both!(
+        lease_times_are_the_databases,
         text_with_nul_characters_is_stored_on_both_backends,
         writes_of_an_instance_that_lost_the_run_are_refused_whole,
         refused_transitions_name_the_run_task_and_states,

@@ -150,6 +150,10 @@ pub struct Store {
     backend: Backend,
     /// The PostgreSQL URL, for the listener of `notify.rs` (a connection of its own).
     listen_url: Option<std::sync::Arc<str>>,
+    /// The database's clock minus this host's, in microseconds (PostgreSQL; 0 on SQLite):
+    /// lease times are the database's, so instances on hosts whose clocks differ agree
+    /// on when a lease lapses.
+    clock_offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 const MIGRATIONS: [(i64, &str, &str); 9] = [
@@ -317,6 +321,27 @@ pub(crate) fn pg_target(url: &str) -> String {
     }
 }
 
+/// `url` as sqlx can connect to it: sqlx resolves the URL's host text as a name, brackets
+/// included, so an IPv6 literal (`postgres://u@[::1]:5432/db`) never connects; the bare
+/// address goes in libpq's `host` parameter instead, which sqlx reads too (the URL's host
+/// is then only a placeholder). Other URLs are returned as they are.
+pub(crate) fn pg_connect_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.into();
+    };
+    let Some(url::Host::Ipv6(addr)) = parsed.host() else {
+        return url.into();
+    };
+    if parsed.query_pairs().any(|(k, _)| k == "host") || parsed.set_host(Some("localhost")).is_err()
+    {
+        return url.into();
+    }
+    parsed
+        .query_pairs_mut()
+        .append_pair("host", &addr.to_string());
+    parsed.to_string().into()
+}
+
 /// The deepest cause of an error (sqlx wraps I/O and server errors in layers that repeat
 /// each other's text).
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
@@ -421,6 +446,7 @@ impl Store {
             pool,
             backend: Backend::Sqlite,
             listen_url: None,
+            clock_offset: Default::default(),
         };
         store.migrate().await?;
         drop(lock);
@@ -432,7 +458,8 @@ impl Store {
             target: pg_target(url),
             cause: innermost(&e),
         };
-        let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
+        let connect_url = pg_connect_url(url);
+        let options = AnyConnectOptions::from_str(&connect_url).map_err(connect_err)?;
         // One connection first, so an unreachable server is reported with its cause
         // (refused, unknown host, bad password) rather than as a pool timeout.
         let probe = tokio::time::timeout(PG_CONNECT_TIMEOUT, AnyConnection::connect_with(&options))
@@ -449,9 +476,11 @@ impl Store {
         let store = Self {
             pool,
             backend: Backend::Postgres,
-            listen_url: Some(url.into()),
+            listen_url: Some(connect_url.as_ref().into()),
+            clock_offset: Default::default(),
         };
         store.migrate().await?;
+        store.sync_clock().await?;
         Ok(store)
     }
 
@@ -482,6 +511,35 @@ impl Store {
             .run(&self.pool)
             .await
             .map_err(|e| schema_error(e, self.backend))?;
+        Ok(())
+    }
+
+    /// The time by the database's clock (as last measured): what lease times are written
+    /// in and compared with.
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = self.clock_offset.load(std::sync::atomic::Ordering::Relaxed);
+        let now = Utc::now();
+        now.checked_add_signed(chrono::Duration::microseconds(offset))
+            .unwrap_or(now)
+    }
+
+    /// Measures the database's clock against this host's (PostgreSQL only; a SQLite store
+    /// is on this host). Done at open and with every lease renewal.
+    pub async fn sync_clock(&self) -> StoreResult<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let before = Utc::now();
+        let db: i64 = sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let after = Utc::now();
+        // The server read its clock somewhere between the two: take the middle.
+        let middle = before.timestamp_micros() / 2 + after.timestamp_micros() / 2;
+        self.clock_offset
+            .store(db - middle, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -609,6 +667,25 @@ mod tests {
     }
 
     testing::on_both!(a_database_a_newer_version_migrated_is_refused_with_a_clear_message);
+
+    #[test]
+    fn ipv6_hosts_reach_the_driver_bare() {
+        use sqlx::postgres::PgConnectOptions;
+        let url = "postgres://u:p%40ss@[::1]:5433/db?sslmode=disable";
+        let options = PgConnectOptions::from_str(&pg_connect_url(url)).unwrap();
+        assert_eq!(options.get_host(), "::1");
+        assert_eq!(options.get_port(), 5433);
+        assert_eq!(options.get_database(), Some("db"));
+        assert_eq!(options.get_username(), "u");
+        // Messages still name it as written; other hosts are left alone.
+        assert_eq!(pg_target(url), "[::1]:5433/db as user u");
+        for plain in [
+            "postgres://u@127.0.0.1/db",
+            "postgres://u@db.internal:6432/x?a=b",
+        ] {
+            assert_eq!(pg_connect_url(plain), plain);
+        }
+    }
 
     #[test]
     fn sqlite_paths_reach_the_driver_unchanged() {

@@ -22,6 +22,8 @@ const CHANNEL: &str = "orchestrator_work";
 const OFFERED: &str = ":offered";
 /// Payload suffix: offered tries ended (or were handed back).
 const ENDED: &str = ":ended";
+/// Payload suffix: an instance stopped; its runs are adoptable.
+const STOPPED: &str = ":stopped";
 
 impl Store {
     /// Queues the wake-up inside a write transaction: sent when (and only if) it commits.
@@ -30,6 +32,14 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
     ) -> StoreResult<()> {
         self.notify(tx, "").await
+    }
+
+    /// Like [`Store::announce_work`], for an instance that stopped.
+    pub(super) async fn announce_stop(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> StoreResult<()> {
+        self.notify(tx, STOPPED).await
     }
 
     /// Like [`Store::announce_work`], for news about offered tries: some were offered
@@ -78,6 +88,8 @@ pub struct WorkListener {
 pub enum Heard {
     /// Another write created work.
     Work,
+    /// An instance stopped.
+    Stopped,
     /// Tries were offered (`offered`), or offered tries ended.
     Tries { offered: bool },
     /// The connection was lost and is back: wake-ups may have been missed meanwhile.
@@ -99,6 +111,7 @@ impl WorkListener {
                         "" => Heard::Work,
                         OFFERED => Heard::Tries { offered: true },
                         ENDED => Heard::Tries { offered: false },
+                        STOPPED => Heard::Stopped,
                         // Another schema whose name starts with this one's.
                         _ => continue,
                     };

@@ -89,7 +89,7 @@ impl Store {
             }
         }
         let mut tx = self.begin_write().await?;
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         if !Self::lease_is_live(&mut tx, worker, &now).await? {
             return Err(StoreError::LeaseLost);
         }
@@ -198,7 +198,7 @@ impl Store {
         )
         .bind(owner.id.as_str())
         .bind(owner.epoch)
-        .bind(to_text(Utc::now()))
+        .bind(to_text(self.now()))
         .bind(run.map_or(0, |r| r.0))
         .fetch_all(&self.pool)
         .await?;

@@ -117,7 +117,7 @@ impl Store {
         let mut end = new.interval_end;
         let mut tx = self.begin_write().await?;
         if let (Some(owner), Some(parent)) = (fence, &new.parent) {
-            if !Self::lease_is_live(&mut tx, owner, &to_text(Utc::now())).await? {
+            if !Self::lease_is_live(&mut tx, owner, &to_text(self.now())).await? {
                 return Err(StoreError::LeaseLost);
             }
             let owned: Option<i64> = sqlx::query_scalar(
@@ -403,7 +403,7 @@ impl Store {
         let rows = sqlx::query(sql)
             .bind(owner.id.as_str())
             .bind(owner.epoch)
-            .bind(to_text(Utc::now()))
+            .bind(to_text(self.now()))
             .bind(state.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -419,7 +419,7 @@ impl Store {
         owner: &Owner,
         tasks: &[(TaskId, u32)],
     ) -> StoreResult<bool> {
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         let mut tx = self.begin_write().await?;
         // A process whose lease lapsed takes nothing on until it holds a new one.
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
@@ -471,7 +471,7 @@ impl Store {
         owner: &Owner,
         note: &str,
     ) -> StoreResult<bool> {
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'failed', end_date = $3, note = $4, owner = $1, owner_epoch = $2 \
              WHERE id = $5 AND {} AND ((owner = $1 AND owner_epoch = $2) OR {})",

@@ -107,7 +107,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        let now = to_text(Utc::now());
+        let now = to_text(self.now());
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
             return Err(StoreError::LeaseLost);
         }

@@ -390,3 +390,49 @@ fn a_worker_shutting_down_hands_its_try_back_and_one_without_dag_files_runs_it()
         .find(|e| e.task == "t" && e.try_number == 2 && e.end);
     assert!(second.is_some(), "{entries:?}");
 }
+
+/// Forwards connections to `[::1]:<port>` to `target`, so the IPv4-only test database can
+/// be reached at an IPv6 literal; `None` where this host has no IPv6 loopback.
+fn ipv6_proxy(target: String) -> Option<u16> {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("[::1]:0").ok()?;
+    let port = listener.local_addr().ok()?.port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c, mut s) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    Some(port)
+}
+
+#[test]
+fn a_database_at_an_ipv6_literal_is_reached() {
+    let pg = PgSchema::new();
+    let mut url = url::Url::parse(&pg.url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let Some(port) = ipv6_proxy(target) else {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    };
+    url.set_host(Some("[::1]")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let mut env = Env::new();
+    env.vars
+        .push(("ORCHESTRATOR_DATABASE_URL".into(), url.to_string()));
+    env.dag("t", "dag_id: t\ntasks:\n  a: {type: noop}\n");
+    let out = env.ok(&["trigger", "t", "--wait"]);
+    assert!(out.contains("success"), "{out}");
+    assert_eq!(states(&env, "t"), ["success"]);
+}

@@ -76,9 +76,10 @@ impl PgWarehouse {
     /// The warehouse at `url`, with at most `connections` connections (none is opened yet).
     pub fn new(url: &str, connections: u32) -> Result<Self, DataError> {
         let shown = crate::redact::text(url).into_owned();
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
-            DataError::Location(format!("{shown}: {}", crate::redact::text(&e.to_string())))
-        })?;
+        let options =
+            PgConnectOptions::from_str(&crate::store::pg_connect_url(url)).map_err(|e| {
+                DataError::Location(format!("{shown}: {}", crate::redact::text(&e.to_string())))
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
