@@ -194,9 +194,9 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::ids::{DagId, TaskId};
-    use crate::state::{RunType, TaskState};
-    use crate::store::{Change, NewRun};
+    use crate::ids::TaskId;
+    use crate::state::TaskState;
+    use crate::store::Change;
 
     const LEASE: Duration = Duration::from_secs(600);
 
@@ -205,16 +205,7 @@ mod tests {
     ) -> (crate::store::testing::TestDb, Store, crate::ids::RunKey) {
         let dir = crate::store::testing::TestDb::open(backend).await;
         let store = dir.store();
-        let new = NewRun {
-            dag_id: DagId::new("d"),
-            run_type: RunType::Manual,
-            interval_start: Utc::now(),
-            interval_end: Utc::now(),
-            conf: serde_json::json!({}),
-            parent: None,
-            owner: None,
-            version: None,
-        };
+        let new = crate::store::testing::manual_run("d");
         let key = store.insert_run(&new).await.unwrap().unwrap().key;
         (dir, store, key)
     }

@@ -484,10 +484,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ids::DagId;
-    use crate::state::{RunType, TaskState};
+    use crate::state::TaskState;
+    use crate::store::InstanceKind;
     use crate::store::testing::TestDb;
-    use crate::store::{InstanceKind, NewRun};
 
     const LEASE: Duration = Duration::from_secs(600);
 
@@ -499,16 +498,7 @@ mod tests {
     /// and a second one to work for it.
     async fn owner_and_worker(backend: super::Backend) -> (TestDb, RunKey, Owner, Owner) {
         let db = TestDb::open(backend).await;
-        let new = NewRun {
-            dag_id: DagId::new("d"),
-            run_type: RunType::Manual,
-            interval_start: Utc::now(),
-            interval_end: Utc::now(),
-            conf: serde_json::json!({}),
-            parent: None,
-            owner: None,
-            version: None,
-        };
+        let new = crate::store::testing::manual_run("d");
         let run = db.insert_run(&new).await.unwrap().unwrap().key;
         let register = || db.register_instance(InstanceKind::Serve, LEASE);
         let (owner, worker) = (register().await.unwrap(), register().await.unwrap());
@@ -766,16 +756,7 @@ mod tests {
         db.commit(&owner, &offer(run, "a", 1)).await.unwrap();
         let heard = tokio::time::timeout(wait, listener.next(Duration::from_secs(1))).await;
         assert_eq!(heard.unwrap(), super::super::Heard::Tries { offered: true });
-        let new = NewRun {
-            dag_id: DagId::new("d"),
-            run_type: RunType::Manual,
-            interval_start: Utc::now(),
-            interval_end: Utc::now(),
-            conf: serde_json::json!({}),
-            parent: None,
-            owner: None,
-            version: None,
-        };
+        let new = crate::store::testing::manual_run("d");
         db.insert_run(&new).await.unwrap().unwrap();
         let heard = tokio::time::timeout(wait, listener.next(Duration::from_secs(1))).await;
         assert_eq!(heard.unwrap(), super::super::Heard::Work);

@@ -179,6 +179,21 @@ impl Drop for TestDb {
     }
 }
 
+/// A manual run of DAG `dag` with an empty conf, unreserved, for store tests.
+pub fn manual_run(dag: &str) -> crate::store::NewRun {
+    let now = chrono::Utc::now();
+    crate::store::NewRun {
+        dag_id: crate::ids::DagId::new(dag),
+        run_type: crate::state::RunType::Manual,
+        interval_start: now,
+        interval_end: now,
+        conf: serde_json::json!({}),
+        parent: None,
+        owner: None,
+        version: None,
+    }
+}
+
 /// Runs each listed `async fn name(backend: Backend)` as two tests, `name::sqlite` and
 /// `name::postgres`: one test body, both backends.
 #[cfg(test)]

@@ -68,16 +68,7 @@ fn s3_request(endpoint: &str, method: &str, path: &str) -> (u16, String) {
 }
 
 fn with_s3(env: &Env, moto: &Moto, args: &[&str]) -> std::process::Output {
-    env.command(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT", format!("http://{}", moto.endpoint))
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("ORCHESTRATOR_STAGING", "s3://orchestrator-test/staging")
-        .env("ORCHESTRATOR_OUTPUT", "s3://orchestrator-test/output")
-        .output()
-        .unwrap()
+    env.command(args).envs(s3_vars(moto)).output().unwrap()
 }
 
 #[test]
@@ -130,7 +121,7 @@ fn the_pipeline_stages_and_publishes_on_an_s3_compatible_server() {
     assert_eq!(related["related_drugs"], serde_json::json!(["ATROPINE"]));
 }
 
-/// The S3 settings of [`with_s3`], for a server's environment.
+/// Credentials, endpoint and `s3://` staging and output on the moto server.
 fn s3_vars(moto: &Moto) -> Vec<(String, String)> {
     [
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
