@@ -78,14 +78,14 @@ impl Store {
     pub(super) async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
         match self.backend {
             Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(tx)
-            }
+            // The lock is taken by the statement that begins the transaction (one simple
+            // query, one round trip: writes are the hot path of a shared store).
+            Backend::Postgres => Ok(self
+                .pool
+                .begin_with(sqlx::AssertSqlSafe(format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}, hashtext(current_schema()))"
+                )))
+                .await?),
         }
     }
 }
