@@ -48,6 +48,9 @@ pub enum DataError {
     /// is `host:port/database as user`, never the password).
     #[error("cannot connect to the PostgreSQL warehouse at {target}: {cause}")]
     WarehouseConnect { target: String, cause: String },
+    /// Refused for a reason no retry can change (a script that commits by itself).
+    #[error("{0}")]
+    Refused(String),
     /// The work stopped because it was cancelled; nothing was committed.
     #[error("{0}")]
     Cancelled(String),

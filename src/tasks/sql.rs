@@ -52,10 +52,13 @@ impl SqlTask {
         ));
         let warehouse = ctx.data.warehouse.cancelled_by(ctx.cancel.clone());
         let shown = self.show_rows.unwrap_or(20);
-        let (written, result) = self
-            .write(&warehouse, &sql, shown, ctx)
-            .await
-            .map_err(|e| ctx.failure(e))?;
+        let (written, result) =
+            self.write(&warehouse, &sql, shown, ctx)
+                .await
+                .map_err(|e| match e {
+                    DataError::Refused(why) => TaskError::Fatal(why),
+                    e => ctx.failure(e),
+                })?;
         log_result(ctx, &written, result.as_ref());
         Ok(TaskOutcome::Success)
     }

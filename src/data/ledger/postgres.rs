@@ -5,6 +5,7 @@
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::{Committed, LEDGER_TABLE, LedgerTry, Operation};
+use crate::data::warehouse::IN_CURRENT_SCHEMA;
 
 /// Advisory lock taken by a transaction that creates the ledger: two first writes at once
 /// would otherwise both create it, and the second would fail on the first's uncommitted
@@ -13,7 +14,7 @@ const CREATE_LOCK: i64 = 0x6f72_6368_6c65_6467; // "orchledg"
 
 /// Whether the ledger exists (in the schemas of the connection's search path).
 async fn exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    sqlx::query_scalar(IN_CURRENT_SCHEMA)
         .bind(LEDGER_TABLE)
         .fetch_one(conn)
         .await

@@ -249,6 +249,12 @@ impl Warehouse {
     }
 }
 
+/// Whether the relation named by `$1` (a quoted name) exists in the connection's current
+/// schema (the first of its search path, where tables are created): a table of the same
+/// name in a later schema of the path is never replaced or appended to.
+pub(crate) const IN_CURRENT_SCHEMA: &str =
+    "SELECT to_regclass(quote_ident(current_schema()) || '.' || $1) IS NOT NULL";
+
 /// Quotes an identifier, refusing ones that could escape the quotes.
 pub fn quote(name: &str) -> Result<String, DataError> {
     if name.is_empty() || name.contains('"') || name.contains('\0') {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pg_copy::{HEADER, RowEncoder, TRAILER};
 use super::postgres::{Batches, execute};
-use super::quote;
+use super::{IN_CURRENT_SCHEMA, quote};
 use crate::data::DataError;
 
 /// Longest identifier PostgreSQL keeps (longer ones are silently cut).
@@ -82,7 +82,7 @@ pub(super) async fn prepare_append(
     err: impl Fn(sqlx::Error) -> DataError + Copy,
 ) -> Result<String, DataError> {
     let table_q = pg_name(table)?;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    let exists: bool = sqlx::query_scalar(IN_CURRENT_SCHEMA)
         .bind(&table_q)
         .fetch_one(&mut *conn)
         .await

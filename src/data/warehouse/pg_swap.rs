@@ -19,7 +19,7 @@
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::postgres::db_message;
-use super::quote;
+use super::{IN_CURRENT_SCHEMA, quote};
 use crate::data::DataError;
 
 /// Views depending on the table `$1` (quoted), directly or through other views, each once,
@@ -76,7 +76,7 @@ pub(super) async fn swap_in(
     err: &(dyn Fn(sqlx::Error) -> DataError + Sync),
 ) -> Result<(), DataError> {
     let (staging_q, target_q) = (quote(staging)?, quote(target)?);
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    let exists: bool = sqlx::query_scalar(IN_CURRENT_SCHEMA)
         .bind(&target_q)
         .fetch_one(&mut *conn)
         .await
@@ -136,6 +136,23 @@ async fn dependent_views(
         .fetch_one(&mut *conn)
         .await
         .map_err(err)?;
+    // Row-level security and its policies belong to the table and would go with it:
+    // readers it restricts would see every row of the new one.
+    let secured: bool = sqlx::query_scalar(
+        "SELECT relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = c.oid) \
+         FROM pg_class c WHERE c.oid = $1",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err)?;
+    if secured {
+        return Err(refused(
+            target,
+            &"it has row-level security or policies, which would not carry over (load with \
+              mode append)",
+        ));
+    }
     let mut views = Vec::new();
     let mut oids = vec![table];
     for row in rows {

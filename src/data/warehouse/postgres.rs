@@ -116,6 +116,21 @@ impl PgWarehouse {
                     .min_connections(0)
                     .acquire_timeout(CONNECT_TIMEOUT)
                     .idle_timeout(IDLE_TIMEOUT)
+                    // A script's `SET search_path`, `SET ROLE` or temporary tables must not
+                    // follow the connection into the next task (a fresh SQLite connection
+                    // per operation has none of this). A connection that cannot be reset
+                    // is closed instead.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute(
+                                "RESET ALL; RESET ROLE; SET SESSION AUTHORIZATION DEFAULT; \
+                                 DISCARD TEMP",
+                            )
+                            .await?;
+                            Ok(true)
+                        })
+                    })
                     .connect_lazy_with(inner.options.clone()))
             })
             .await
@@ -297,9 +312,10 @@ impl PgWarehouse {
             // A COMMIT or ROLLBACK in the script would end the transaction the ledger row
             // must share: what it committed could then be written again by a retry.
             if transaction_id(&mut tx).await.map_err(err)? != before {
-                return Err(DataError::Format(
+                return Err(DataError::Refused(
                     "the sql script ends the transaction itself (COMMIT or ROLLBACK): the \
-                     task runs a script in one transaction of its own; remove them"
+                     task runs a script in one transaction of its own; remove them (what it \
+                     committed stays: the task is not retried)"
                         .into(),
                 ));
             }

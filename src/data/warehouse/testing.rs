@@ -63,6 +63,11 @@ impl TestWarehouse {
         Warehouse::open(&self.location, 4).unwrap()
     }
 
+    /// Like [`TestWarehouse::reopen`], with at most `connections` connections.
+    pub fn reopen_with(&self, connections: u32) -> Warehouse {
+        Warehouse::open(&self.location, connections).unwrap()
+    }
+
     /// The first cell of a query.
     pub async fn scalar(&self, sql: &str) -> String {
         self.query(sql, 1).await.unwrap().rows[0][0].clone()

@@ -302,6 +302,83 @@ mod postgres_only {
     }
 
     #[tokio::test]
+    async fn a_replace_of_a_table_with_row_level_security_is_refused() {
+        let w = pg().await;
+        load(&w, ids(&[1, 2, 3]).1, LoadMode::Replace)
+            .await
+            .unwrap();
+        script(&w, "ALTER TABLE t ENABLE ROW LEVEL SECURITY").await;
+        let err = load(&w, ids(&[4]).1, LoadMode::Replace).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot replace table t: it has row-level security"),
+            "{err}"
+        );
+        assert_eq!(count(&w).await, "3");
+    }
+
+    #[tokio::test]
+    async fn only_the_first_schema_of_the_search_path_is_written() {
+        let w = pg().await;
+        let first = w.scalar("SELECT current_schema()").await;
+        let later = format!("{first}_later");
+        script(
+            &w,
+            &format!(
+                "CREATE SCHEMA {later}; CREATE TABLE {later}.t (id BIGINT); \
+                 INSERT INTO {later}.t VALUES (41), (42)"
+            ),
+        )
+        .await;
+        let base = crate::store::testing::postgres_base();
+        let url = crate::store::testing::with_schema(&base, &format!("{first}%2C{later}"));
+        let both = Warehouse::open(&WarehouseLocation::Postgres(url), 2).unwrap();
+        for mode in [LoadMode::Replace, LoadMode::Append] {
+            both.load(
+                "t",
+                &ids(&[1]).0,
+                batches(vec![ids(&[1]).1]),
+                mode,
+                &fresh(),
+            )
+            .await
+            .unwrap();
+        }
+        let untouched = w
+            .scalar(&format!("SELECT CAST(SUM(id) AS TEXT) FROM {later}.t"))
+            .await;
+        script(&w, &format!("DROP SCHEMA {later} CASCADE")).await;
+        assert_eq!(untouched, "83");
+        assert_eq!(w.scalar("SELECT CAST(SUM(id) AS TEXT) FROM t").await, "2");
+    }
+
+    #[tokio::test]
+    async fn a_scripts_session_settings_do_not_follow_its_connection() {
+        let w = pg().await;
+        // One connection, so the load gets the one the script used.
+        let first = w.scalar("SELECT current_schema()").await;
+        let one = w.reopen_with(1);
+        one.run_script(
+            &format!("SET search_path TO pg_catalog, {first}; CREATE TEMP TABLE t (x TEXT)"),
+            0,
+            &fresh(),
+        )
+        .await
+        .unwrap();
+        one.load(
+            "t",
+            &ids(&[7]).0,
+            batches(vec![ids(&[7]).1]),
+            LoadMode::Replace,
+            &fresh(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(w.tables().await, ["_orchestrator_ledger", "t"]);
+        assert_eq!(w.scalar("SELECT CAST(SUM(id) AS TEXT) FROM t").await, "7");
+    }
+
+    #[tokio::test]
     async fn appending_a_column_of_another_type_is_refused_by_name() {
         let w = pg().await;
         script(&w, "CREATE TABLE t (id integer)").await;
@@ -327,7 +404,8 @@ mod postgres_only {
         assert_eq!(
             err.to_string(),
             "the sql script ends the transaction itself (COMMIT or ROLLBACK): the task runs a \
-             script in one transaction of its own; remove them"
+             script in one transaction of its own; remove them (what it committed stays: the \
+             task is not retried)"
         );
     }
 
