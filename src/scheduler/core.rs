@@ -564,62 +564,29 @@ impl Scheduler {
     /// of a try run for another instance are fenced by its claim; those of a try whose run
     /// this process let go of are not its to write.
     fn record(&mut self, change: Change) {
-        if let Change::TryProcess {
-            run,
-            task,
-            try_number,
-            group,
-        } = change
-        {
-            match self.remote.get(&(run, task.clone())) {
-                Some(r) if r.try_number == try_number && !r.abandoned => {
-                    self.changes.push(Change::RemoteProcess {
-                        run,
-                        task,
-                        try_number,
-                        group,
-                    });
-                }
-                Some(_) => {}
-                None if self.runs.contains_key(&run) => self.changes.push(Change::TryProcess {
-                    run,
-                    task,
-                    try_number,
-                    group,
-                }),
-                None => {}
+        let remote = match &change {
+            Change::Logs {
+                run,
+                task,
+                try_number,
+                ..
             }
-        } else if let Change::Logs {
-            run,
-            task,
-            try_number,
-            lines,
-            dropped,
-        } = change
-        {
-            if let Some(r) = self.remote.get(&(run, task.clone())) {
-                if r.try_number == try_number && !r.abandoned {
-                    self.changes.push(Change::RemoteLogs {
-                        run,
-                        task,
-                        try_number,
-                        lines,
-                        dropped,
-                    });
-                }
-                return;
-            }
-            if self.runs.contains_key(&run) {
-                self.changes.push(Change::Logs {
-                    run,
-                    task,
-                    try_number,
-                    lines,
-                    dropped,
-                });
-            }
-        } else if self.runs.contains_key(&change.run()) {
-            self.changes.push(change);
+            | Change::TryProcess {
+                run,
+                task,
+                try_number,
+                ..
+            } => self
+                .remote
+                .get(&(*run, task.clone()))
+                .map(|r| r.try_number == *try_number && !r.abandoned),
+            _ => None,
+        };
+        match remote {
+            Some(true) => self.changes.push(change.into_remote()),
+            Some(false) => {}
+            None if self.runs.contains_key(&change.run()) => self.changes.push(change),
+            None => {}
         }
     }
 

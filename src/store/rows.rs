@@ -325,6 +325,38 @@ impl Change {
         }
     }
 
+    /// A running try's log lines or process group as the instance that claimed the try
+    /// writes them for another instance's run; other changes are returned as they are.
+    pub fn into_remote(self) -> Self {
+        match self {
+            Self::Logs {
+                run,
+                task,
+                try_number,
+                lines,
+                dropped,
+            } => Self::RemoteLogs {
+                run,
+                task,
+                try_number,
+                lines,
+                dropped,
+            },
+            Self::TryProcess {
+                run,
+                task,
+                try_number,
+                group,
+            } => Self::RemoteProcess {
+                run,
+                task,
+                try_number,
+                group,
+            },
+            other => other,
+        }
+    }
+
     /// Written by an instance running a try for another instance's run: fenced by its
     /// claim on the offer rather than by owning the run.
     pub fn is_worker_change(&self) -> bool {
