@@ -30,8 +30,6 @@ const FALLBACK_POLL: Duration = Duration::from_secs(2);
 const COMMIT_ATTEMPTS: u32 = 5;
 /// How long a failing scheduler waits for its tries to stop before it returns.
 const ABORT_WAIT: Duration = Duration::from_secs(15);
-/// Longest pause between attempts to reach the state database during an outage.
-const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Panics blamed on no run after which the scheduler gives up rather than loop.
 const MAX_UNATTRIBUTED_PANICS: u32 = 10;
 
@@ -128,8 +126,8 @@ pub(super) struct Scheduler {
     pub(super) mode: Mode,
     pub(super) config: SchedulerConfig,
     pub(super) handle: EngineHandle,
-    rx: mpsc::Receiver<Command>,
-    shutdown: CancellationToken,
+    pub(super) rx: mpsc::Receiver<Command>,
+    pub(super) shutdown: CancellationToken,
     pub(super) tracker: TaskTracker,
     progress: Option<mpsc::UnboundedSender<Progress>>,
     /// This instance at its current epoch: every write is fenced by it.
@@ -168,7 +166,7 @@ pub(super) struct Scheduler {
     /// Another instance just said it offered tries (or one ended).
     pub(super) offers_announced: bool,
     /// Runs of a stopped instance may be waiting to be adopted.
-    look_for_orphans: bool,
+    pub(super) look_for_orphans: bool,
     /// This machine, recorded on the tries it runs for other instances.
     pub(super) host: String,
     /// Tries run for other instances were stopped by a restart of this scheduler: once
@@ -251,12 +249,14 @@ impl Scheduler {
             // A panic in one run's handling must not take the daemon down: the loop
             // restarts from the store, and a run that panics twice is failed.
             match AssertUnwindSafe(self.main_loop()).catch_unwind().await {
-                // A daemon rides out an outage of the state database: it stops its tries
-                // (nothing about them could be committed) and takes no work until the
-                // database answers again, then takes its runs on again from the store.
+                // A daemon rides out an outage of the state database (`outage`): it takes
+                // no work until the database answers again, keeping its tries while its
+                // lease lasts.
                 Ok(Err(e)) if self.mode == Mode::Serve && e.is_outage() => {
-                    if !self.ride_out_outage(&e).await {
-                        break Ok(());
+                    match self.ride_out_outage(&e).await {
+                        Ok(true) => {}
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
                 Ok(result) => break result,
@@ -288,29 +288,6 @@ impl Scheduler {
             tracing::warn!(error = %e, "cannot end this process's lease; it lapses by itself");
         }
         result
-    }
-
-    /// Waits, with growing pauses, until the state database answers again after `error`,
-    /// having let go of every run; false if shut down meanwhile.
-    async fn ride_out_outage(&mut self, error: &StoreError) -> bool {
-        tracing::error!(
-            error = %error,
-            "lost the state database: this instance stops its tries and takes no work until \
-             it answers again"
-        );
-        self.start_over();
-        let mut pause = Duration::from_millis(250);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return false,
-                () = tokio::time::sleep(pause) => {}
-            }
-            if self.store.ping().await.is_ok() {
-                tracing::info!("the state database answers again: resuming");
-                return true;
-            }
-            pause = (pause * 2).min(OUTAGE_RETRY_MAX);
-        }
     }
 
     /// Starts over from the store after a panic: every run is let go of (its tries stop)
@@ -345,7 +322,7 @@ impl Scheduler {
     /// Forgets every run (the in-memory state, slot counters included, cannot be trusted
     /// any more): their tries stop, and runs are taken on again from the store once the
     /// stopped tries have all ended.
-    fn start_over(&mut self) {
+    pub(super) fn start_over(&mut self) {
         self.runs.values().for_each(|r| r.cancel.cancel());
         self.claims_abandoned |= !self.remote.is_empty();
         self.abandon_remote();
@@ -522,7 +499,7 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
+    pub(super) async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
         self.handling = None;
         match cmd {
             Command::Wake => self.reread_store().await?,
@@ -563,7 +540,7 @@ impl Scheduler {
     /// Keeps a running try's change for the next commit: log lines and the process group
     /// of a try run for another instance are fenced by its claim; those of a try whose run
     /// this process let go of are not its to write.
-    fn record(&mut self, change: Change) {
+    pub(super) fn record(&mut self, change: Change) {
         let remote = match &change {
             Change::Logs {
                 run,
@@ -591,7 +568,7 @@ impl Scheduler {
     }
 
     /// The lease keeper took a new epoch: everything held under the old one is gone.
-    fn on_lease_change(&mut self) {
+    pub(super) fn on_lease_change(&mut self) {
         let owner = self.lease.borrow().owner.clone();
         if owner != self.owner {
             self.detach_all("this process's lease lapsed");
@@ -677,7 +654,7 @@ impl Scheduler {
     /// A try waits on something outside itself (a `trigger_dag` waiting for its child): it
     /// stops holding a `parallelism` and `max_active_tasks` slot while it waits, like a
     /// deferred task in Airflow, so waiting parents can never starve their children.
-    fn defer(&mut self, key: RunKey, task: &crate::ids::TaskId, try_number: u32) {
+    pub(super) fn defer(&mut self, key: RunKey, task: &crate::ids::TaskId, try_number: u32) {
         let Some(run) = self.runs.get_mut(&key) else {
             return;
         };
@@ -734,8 +711,14 @@ impl Scheduler {
                     self.detach_all("this process's lease lapsed");
                     changes.clear();
                 }
-                // A daemon rides out an outage (see `run`) instead of stopping.
-                Err(e) if self.mode == Mode::Serve && e.is_outage() => return Err(e),
+                // A daemon rides out an outage (see `run`) instead of stopping; the changes
+                // are kept for when the database answers again.
+                Err(e) if self.mode == Mode::Serve && e.is_outage() => {
+                    changes.retain(|c| !dropped.contains(&c.run()));
+                    changes.append(&mut self.changes);
+                    self.changes = changes;
+                    return Err(e);
+                }
                 Err(e) => {
                     failures += 1;
                     if failures >= COMMIT_ATTEMPTS || rounds > changes.len() + 10 {

@@ -14,7 +14,8 @@
 //! Files by concern: [`core`] (the loop, commits and ownership), `dispatch` (starting ready
 //! tasks within the limits, ends of tries), `timers` (retries, timeouts, drain, lease
 //! expiry), `launch` (a try's task), `children` (`trigger_dag` child runs and waiters),
-//! [`recovery`] (claiming and adopting runs), `cron` (scheduled runs).
+//! [`recovery`] (claiming and adopting runs), `cron` (scheduled runs), `outage` (riding
+//! out an outage of the state database).
 
 mod active;
 mod children;
@@ -25,6 +26,7 @@ mod handle;
 mod launch;
 pub mod lease;
 mod offers;
+mod outage;
 mod recovery;
 mod timers;
 

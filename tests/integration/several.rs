@@ -274,22 +274,71 @@ fn admin(sql: &str) {
     });
 }
 
+/// An instance logging in as a role of its own, whose log-in an outage can take away.
+struct Outage {
+    pg: Option<PgSchema>,
+    role: String,
+}
+
+impl Outage {
+    fn new() -> (Self, Env) {
+        let pg = PgSchema::new();
+        let role = pg.name().to_string();
+        admin(&format!(
+            "CREATE ROLE {role} LOGIN; ALTER SCHEMA {role} OWNER TO {role}"
+        ));
+        let mut url = url::Url::parse(&pg.url).unwrap();
+        url.set_username(&role).unwrap();
+        let mut env = Env::new();
+        env.vars
+            .push(("ORCHESTRATOR_DATABASE_URL".into(), url.to_string()));
+        (Self { pg: Some(pg), role }, env)
+    }
+
+    /// The database goes away for the instance: no new connections, existing ones ended.
+    fn begin(&self) {
+        let role = &self.role;
+        admin(&format!(
+            "ALTER ROLE {role} NOLOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ));
+    }
+
+    fn end(&self) {
+        admin(&format!("ALTER ROLE {} LOGIN", self.role));
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        let role = &self.role;
+        admin(&format!(
+            "ALTER ROLE {role} LOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+             ALTER SCHEMA {role} OWNER TO CURRENT_USER"
+        ));
+        // The schema goes before its owner's role.
+        drop(self.pg.take());
+        admin(&format!("DROP ROLE IF EXISTS {role}"));
+    }
+}
+
 #[test]
-fn an_instance_rides_out_a_database_outage_and_resumes() {
-    let pg = PgSchema::new();
-    // The instance logs in as a role of its own, which the outage locks out.
-    let role = pg.name().to_string();
-    admin(&format!(
-        "CREATE ROLE {role} LOGIN; ALTER SCHEMA {role} OWNER TO {role}"
-    ));
-    let mut url = url::Url::parse(&pg.url).unwrap();
-    url.set_username(&role).unwrap();
-    let mut env = Env::new();
-    env.vars
-        .push(("ORCHESTRATOR_DATABASE_URL".into(), url.to_string()));
+fn a_try_runs_on_through_a_database_outage_shorter_than_the_lease_and_its_end_is_kept() {
+    let (outage, mut env) = Outage::new();
+    let marks = tempfile::tempdir().unwrap();
+    let (go, ended) = (marks.path().join("go"), marks.path().join("ended"));
+    // A long lease: the outage cannot outlast it however slow the machine.
+    env.vars.push(("ORCHESTRATOR_LEASE".into(), "10min".into()));
     env.dag(
         "slow",
-        "dag_id: slow\ntasks:\n  t: {type: shell, command: 'sleep 1', retries: 3, retry_delay: 0}\n  u: {type: noop, depends_on: t}\n",
+        &format!(
+            "dag_id: slow\ntasks:\n  t: {{type: shell, command: 'until [ -e {} ]; do sleep 0.05; done; \
+             echo {{{{ try_number }}}} >> {}', retries: 3, retry_delay: 0}}\n  \
+             u: {{type: noop, depends_on: t}}\n",
+            go.display(),
+            ended.display()
+        ),
     );
     let mut server = env.serve();
     env.ok(&["trigger", "slow"]);
@@ -298,34 +347,84 @@ fn an_instance_rides_out_a_database_outage_and_resumes() {
             .first()
             .is_some_and(|r| r["state"] == "running")
     });
-    // The database goes away for the instance: no new connections, existing ones ended.
-    admin(&format!(
-        "ALTER ROLE {role} NOLOGIN; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
-    ));
+    outage.begin();
     wait_until("the instance notices", || {
         server.log().contains("lost the state database")
     });
     let (status, body) = server.get("/health");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["metadatabase"]["status"], "unhealthy", "{body}");
+    // The try goes on, and ends while the database is away.
+    std::fs::write(&go, "").unwrap();
+    wait_until("the try ends", || ended.exists());
     assert!(server.child.try_wait().unwrap().is_none(), "serve stopped");
-    admin(&format!("ALTER ROLE {role} LOGIN"));
+    outage.end();
     wait_until("it resumes", || server.log().contains("answers again"));
     wait_until("the run succeeds", || {
         env.runs("slow")
             .first()
             .is_some_and(|r| r["state"] == "success")
     });
+    // The try that ran through the outage is the one recorded: nothing ran twice.
+    let run_id = env.runs("slow")[0]["run_id"].as_str().unwrap().to_string();
+    let detail = env.run_detail(&run_id);
+    let t = crate::support::task(&detail, "t");
+    assert_eq!(t["try_number"], 1, "{t}");
+    assert_eq!(std::fs::read_to_string(&ended).unwrap(), "1\n");
     let (status, body) = server.get("/health");
     assert_eq!(status, 200, "{body}");
+    assert!(
+        !server.log().contains("stops its tries"),
+        "{}",
+        server.log()
+    );
     assert_eq!(server.sigterm().code(), Some(0), "{}", server.log());
-    admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
-         ALTER SCHEMA {role} OWNER TO CURRENT_USER"
-    ));
-    drop(pg);
-    admin(&format!("DROP ROLE IF EXISTS {role}"));
+}
+
+#[test]
+fn an_outage_longer_than_the_lease_stops_the_tries_and_the_run_resumes_after_it() {
+    let (outage, mut env) = Outage::new();
+    let marks = tempfile::tempdir().unwrap();
+    let ledger_path = marks.path().join("ledger");
+    env.vars
+        .push(("ORCHESTRATOR_HEARTBEAT".into(), "200ms".into()));
+    env.vars.push(("ORCHESTRATOR_LEASE".into(), "1s".into()));
+    // The first try would run for a minute; the second one is quick.
+    env.dag(
+        "slow",
+        &format!(
+            "dag_id: slow\ntasks:\n  t: {{type: shell, command: 'echo start {{{{ try_number }}}} >> {0}; \
+             if [ {{{{ try_number }}}} = 1 ]; then sleep 60; fi; echo end {{{{ try_number }}}} >> {0}', \
+             retries: 1, retry_delay: 0}}\n",
+            ledger_path.display()
+        ),
+    );
+    let mut server = env.serve();
+    env.ok(&["trigger", "slow"]);
+    wait_until("the try runs", || {
+        std::fs::read_to_string(&ledger_path).is_ok_and(|l| l.contains("start 1"))
+    });
+    outage.begin();
+    wait_until("the lease runs out and the try is stopped", || {
+        server.log().contains("stops its tries")
+    });
+    outage.end();
+    wait_until("the run succeeds", || {
+        env.runs("slow")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+    let run_id = env.runs("slow")[0]["run_id"].as_str().unwrap().to_string();
+    let detail = env.run_detail(&run_id);
+    let t = crate::support::task(&detail, "t");
+    // The stopped try is recorded as interrupted (it failed, as a crashed one does) and
+    // the retry ran after the outage.
+    assert_eq!(t["try_number"], 2, "{t}");
+    assert_eq!(
+        std::fs::read_to_string(&ledger_path).unwrap(),
+        "start 1\nstart 2\nend 2\n"
+    );
+    assert_eq!(server.sigterm().code(), Some(0), "{}", server.log());
 }
 
 #[test]

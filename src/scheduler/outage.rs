@@ -1,0 +1,167 @@
+//! Riding out an outage of the state database (`serve` only). The instance takes no work
+//! while the database is away, but its running tries go on as long as its lease would still
+//! be valid: their ends are kept and committed once the database answers. When the lease
+//! is about to run out first, the tries stop (another instance may then adopt their runs)
+//! and the runs are taken on again from the store once it answers.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Command;
+use super::core::Scheduler;
+use crate::store::StoreError;
+
+/// Longest pause between attempts to reach the state database during an outage.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// First pause between attempts to reach the state database.
+const OUTAGE_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// How holding on to the running tries through an outage ended.
+enum Held {
+    /// The database answered and what the tries did meanwhile is committed.
+    Resumed,
+    /// The lease is about to lapse (or lapsed): the tries must stop.
+    LeaseEnding,
+    /// `serve` is shutting down.
+    Shutdown,
+}
+
+impl Scheduler {
+    /// Waits, with growing pauses, until the state database answers again after `error`.
+    /// Ok(false) if shut down meanwhile.
+    pub(super) async fn ride_out_outage(&mut self, error: &StoreError) -> Result<bool, StoreError> {
+        tracing::error!(
+            error = %error,
+            "lost the state database: this instance takes no work until it answers again; \
+             its running tries go on while its lease lasts"
+        );
+        let mut commands = Vec::new();
+        match self.hold_tries(&mut commands).await? {
+            Held::Resumed => {
+                tracing::info!("the state database answers again: resuming");
+                // Requests that needed the database, answered now in the order they came.
+                for cmd in commands {
+                    self.handle(cmd).await?;
+                }
+                self.missed_wakeups();
+                return Ok(true);
+            }
+            Held::Shutdown => {
+                self.start_over();
+                return Ok(false);
+            }
+            Held::LeaseEnding => {
+                tracing::warn!(
+                    "the lease runs out before the state database answers: this instance stops \
+                     its tries, and takes its runs on again from the store once it answers"
+                );
+                self.on_lease_change();
+                self.start_over();
+            }
+        }
+        // Requests left unanswered fail now (their senders see the channel closed).
+        drop(commands);
+        let mut pause = OUTAGE_RETRY_FIRST;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(false),
+                () = tokio::time::sleep(pause) => {}
+            }
+            if self.store.ping().await.is_ok() {
+                tracing::info!("the state database answers again: resuming");
+                return Ok(true);
+            }
+            pause = (pause * 2).min(OUTAGE_RETRY_MAX);
+        }
+    }
+
+    /// Keeps the running tries (and the uncommitted changes) until the database answers
+    /// and takes them, or the lease is about to end. Commands that need the database are
+    /// kept in `commands` for after.
+    async fn hold_tries(&mut self, commands: &mut Vec<Command>) -> Result<Held, StoreError> {
+        let mut pause = OUTAGE_RETRY_FIRST;
+        let mut next_attempt = Instant::now() + pause;
+        loop {
+            let Some(lease_ends) = self.tries_may_run_until() else {
+                return Ok(Held::LeaseEnding);
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(Held::Shutdown),
+                () = tokio::time::sleep_until(lease_ends) => return Ok(Held::LeaseEnding),
+                changed = self.lease.changed() => {
+                    // A renewal pushes the end further; a new epoch means the old lease lapsed.
+                    if changed.is_err() || self.lease.borrow().owner != self.owner {
+                        return Ok(Held::LeaseEnding);
+                    }
+                }
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => {
+                        if let Some(cmd) = self.handle_offline(cmd) {
+                            commands.push(cmd);
+                        }
+                    }
+                    None => return Ok(Held::Shutdown),
+                },
+                () = tokio::time::sleep_until(next_attempt) => {
+                    if self.store.ping().await.is_ok() {
+                        match self.flush().await {
+                            Ok(()) => return Ok(Held::Resumed),
+                            Err(e) if e.is_outage() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    pause = (pause * 2).min(OUTAGE_RETRY_MAX);
+                    next_attempt = Instant::now() + pause;
+                }
+            }
+        }
+    }
+
+    /// When the running tries must have stopped: a heartbeat before the lease, as last
+    /// renewed, lapses, so they are gone before another instance may adopt their runs.
+    /// None if that moment has passed.
+    fn tries_may_run_until(&self) -> Option<Instant> {
+        let expires_at = self.lease.borrow().expires_at;
+        let margin = chrono::Duration::from_std(self.config.lease.heartbeat).ok()?;
+        let left = (expires_at - margin - chrono::Utc::now()).to_std().ok()?;
+        (!left.is_zero()).then(|| Instant::now() + left)
+    }
+
+    /// Everything a wake-up may have said while the database was away is looked at again.
+    fn missed_wakeups(&mut self) {
+        self.cron_dirty = true;
+        self.look_for_queued = true;
+        self.look_for_orphans = self.mode == super::Mode::Serve;
+        self.offers_changed = true;
+        self.look_for_offers = true;
+    }
+
+    /// Handles what needs no database (a try's end or log lines are kept for the next
+    /// commit); returns the commands that do, to be handled once it answers.
+    fn handle_offline(&mut self, cmd: Command) -> Option<Command> {
+        match cmd {
+            Command::Finished(f) => self.on_finished(*f),
+            Command::Record(change) => self.record(change),
+            Command::Defer {
+                run,
+                task,
+                try_number,
+            } => self.defer(run, &task, try_number),
+            Command::Offers { offered } => {
+                self.offers_changed = true;
+                self.look_for_offers |= offered;
+            }
+            Command::Wake | Command::InstanceStopped | Command::Dags(_) => {
+                // Looked at again on resuming (`missed_wakeups`); a new DAG bag is taken
+                // now as it costs nothing.
+                if let Command::Dags(bag) = cmd {
+                    self.bag = bag;
+                    self.cron.clear();
+                }
+            }
+            cmd @ (Command::TriggerChild { .. } | Command::WatchRun { .. }) => return Some(cmd),
+        }
+        None
+    }
+}
