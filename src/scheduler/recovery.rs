@@ -83,9 +83,12 @@ impl Scheduler {
             if !mine && (paused || *active >= dag.max_active_runs) {
                 continue;
             }
+            // The count above may be stale (another instance may have started a run of
+            // this DAG since): the claim counts again, in its transaction.
+            let limit = (!mine).then_some(dag.max_active_runs);
             if self
                 .store
-                .claim_run(row.key, &self.owner, &task_specs(&dag))
+                .claim_run_within(row.key, &self.owner, &task_specs(&dag), limit)
                 .await?
             {
                 *active += 1;

@@ -408,7 +408,48 @@ mod tests {
         assert!(renewed >= local && until > renewed);
     }
 
+    async fn a_claim_counts_the_running_runs_of_its_dag_itself(backend: crate::store::Backend) {
+        let (_dir, store, first) = store_with_run(backend).await;
+        let mut insert = |dag: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut new = crate::store::testing::manual_run(dag);
+                new.interval_start += chrono::Duration::seconds(1);
+                store.insert_run(&new).await.unwrap().unwrap().key
+            }
+        };
+        let second = insert("d").await;
+        let other = insert("e").await;
+        let (a, b) = two_instances(&store).await;
+        assert!(
+            store
+                .claim_run_within(first, &a, &[], Some(1))
+                .await
+                .unwrap()
+        );
+        // Another instance that counted before that claim is refused by the claim itself.
+        assert!(
+            !store
+                .claim_run_within(second, &b, &[], Some(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_run_within(other, &b, &[], Some(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim_run_within(second, &b, &[], Some(2))
+                .await
+                .unwrap()
+        );
+    }
+
     crate::store::testing::on_both!(
+        a_claim_counts_the_running_runs_of_its_dag_itself,
         lease_times_are_the_databases,
         text_with_nul_characters_is_stored_on_both_backends,
         writes_of_an_instance_that_lost_the_run_are_refused_whole,

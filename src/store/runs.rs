@@ -419,30 +419,51 @@ impl Store {
         owner: &Owner,
         tasks: &[(TaskId, u32)],
     ) -> StoreResult<bool> {
+        self.claim_run_within(key, owner, tasks, None).await
+    }
+
+    /// [`Store::claim_run`], and a queued run starts only while fewer than `limit.max` runs
+    /// of its DAG (in its pool) are running: counted in the claiming transaction, which
+    /// holds the write lock, so instances claiming at once cannot together exceed it.
+    pub async fn claim_run_within(
+        &self,
+        key: RunKey,
+        owner: &Owner,
+        tasks: &[(TaskId, u32)],
+        limit: Option<u32>,
+    ) -> StoreResult<bool> {
         let now = to_text(self.now());
         let mut tx = self.begin_write().await?;
         // A process whose lease lapsed takes nothing on until it holds a new one.
         if !Self::lease_is_live(&mut tx, owner, &now).await? {
             return Ok(false);
         }
+        // Backfill runs have a pool of their own (as in `running_run_counts`).
+        let within = if limit.is_some() {
+            "AND (state = 'running' OR (SELECT COUNT(*) FROM dag_run c \
+             WHERE c.dag_id = dag_run.dag_id AND c.state = 'running' \
+             AND (c.run_type = 'backfill') = (dag_run.run_type = 'backfill')) < $5)"
+        } else {
+            ""
+        };
         let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE dag_run SET state = 'running', owner = $1, owner_epoch = $2, \
              start_date = COALESCE(start_date, $3) \
              WHERE id = $4 AND ({} OR state = 'running') \
-             AND ((owner = $1 AND owner_epoch = $2) OR {})",
+             AND ((owner = $1 AND owner_epoch = $2) OR {}) {within}",
             // Claiming starts a queued run; adopting a running one only changes its owner.
             RunState::sql_sources(RunState::Running),
             unowned("$3")
         ));
-        let claimed = sqlx::query(sql)
+        let mut query = sqlx::query(sql)
             .bind(owner.id.as_str())
             .bind(owner.epoch)
             .bind(&now)
-            .bind(key.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+            .bind(key.0);
+        if let Some(max) = limit {
+            query = query.bind(i64::from(max));
+        }
+        let claimed = query.execute(&mut *tx).await?.rows_affected() == 1;
         if claimed {
             for chunk in tasks.chunks(300) {
                 let q = super::sql::insert_values(

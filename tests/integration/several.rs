@@ -257,6 +257,36 @@ fn instances_starting_together_create_each_scheduled_interval_once() {
     drop(servers);
 }
 
+#[test]
+fn max_active_runs_holds_across_instances() {
+    let pg = PgSchema::new();
+    let shared = tempfile::tempdir().unwrap();
+    let ledger_path = shared.path().join("ledger");
+    // Each run notes when its task starts and ends; with one active run at a time the
+    // notes alternate however the instances race for the queued runs.
+    let dag = format!(
+        "dag_id: single\nmax_active_runs: 1\ntasks:\n  t: {{type: shell, command: \
+         'echo start >> {0}; sleep 0.2; echo end >> {0}'}}\n",
+        ledger_path.display()
+    );
+    let mut envs = instances(&pg, 3, &[("single", &dag)]);
+    for _ in 0..6 {
+        envs[0].ok(&["trigger", "single"]);
+    }
+    let servers: Vec<Server> = envs.iter_mut().map(Env::serve).collect();
+    wait_until("every run succeeds", || {
+        let s = states(&envs[0], "single");
+        s.len() == 6 && s.iter().all(|s| s == "success")
+    });
+    let notes = std::fs::read_to_string(&ledger_path).unwrap();
+    assert_eq!(
+        notes,
+        "start\nend\n".repeat(6),
+        "two runs were active at once"
+    );
+    drop(servers);
+}
+
 /// Runs SQL on the test database as its administrator.
 fn admin(sql: &str) {
     let base = orchestrator::store::testing::postgres_base();
