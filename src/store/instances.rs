@@ -410,7 +410,7 @@ mod tests {
 
     async fn a_claim_counts_the_running_runs_of_its_dag_itself(backend: crate::store::Backend) {
         let (_dir, store, first) = store_with_run(backend).await;
-        let mut insert = |dag: &'static str| {
+        let insert = |dag: &'static str| {
             let store = store.clone();
             async move {
                 let mut new = crate::store::testing::manual_run(dag);
