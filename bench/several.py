@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core import CHAIN, Project, ms, summary, trigger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# Marks the end of one query's answer on the kept psql session.
+END = "__end_of_answer__"
 ONE = """dag_id: one
 max_active_runs: 1000
 tasks:
@@ -48,16 +50,36 @@ class Pg:
         self.psql(f"CREATE SCHEMA {self.schema}")
         sep = "&" if "?" in base else "?"
         self.url = f"{base}{sep}options=-c%20search_path%3D{self.schema}"
+        self.session = None
 
     def psql(self, sql: str) -> str:
         return subprocess.run(["psql", self.base, "-At", "-F", "\t", "-c", sql], check=True,
                               capture_output=True, text=True).stdout
 
     def rows(self, sql: str):
-        out = self.psql(f"SET search_path TO {self.schema}; {sql}")
-        return [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+        """Rows of one query, over one psql session kept open: a psql process (and a new
+        server backend) per query would cost the machine more than the work measured
+        while a run is being polled for (SQLite's poll is an in-process read)."""
+        if self.session is None:
+            self.session = subprocess.Popen(
+                ["psql", self.url, "-At", "-F", "\t", "-q", "-X"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.session.stdin.write(f"{sql};\n\\echo {END}\n")
+        self.session.stdin.flush()
+        out = []
+        for line in self.session.stdout:
+            line = line.rstrip("\n")
+            if line == END:
+                return out
+            if line:
+                out.append(line.split("\t"))
+        raise RuntimeError(f"psql ended while answering: {sql}")
 
     def drop(self):
+        if self.session is not None:
+            self.session.stdin.close()
+            self.session.wait()
+            self.session = None
         self.psql(f"DROP SCHEMA {self.schema} CASCADE")
 
 

@@ -11,7 +11,8 @@ use crate::store::{NewRun, StoreError};
 impl Scheduler {
     /// Creates every scheduled run that is due now.
     pub(super) async fn schedule_due(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut active = self.store.active_run_counts().await?;
+        // Read when an interval is due (most wake-ups find none).
+        let mut active = None;
         let dags: Vec<_> = self
             .bag
             .dags
@@ -38,6 +39,10 @@ impl Scheduler {
                 };
                 let Some(due) = next.filter(|i| i.end <= now) else {
                     break;
+                };
+                let active = match &mut active {
+                    Some(active) => active,
+                    None => active.insert(self.store.active_run_counts().await?),
                 };
                 // Backfill runs do not hold the schedule back (their pool is separate).
                 let count = active.entry((dag.id.clone(), false)).or_default();

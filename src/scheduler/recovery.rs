@@ -245,8 +245,13 @@ impl Scheduler {
             .iter()
             .filter_map(|ti| run.dag.task(ti.task_id.as_str()).map(|(i, _)| (i, ti)))
             .collect();
-        // Tries other instances run for this run (claimed offers) go on there.
-        let claims = if self.shared_store() {
+        // Tries other instances run for this run (claimed offers) go on there. Only a
+        // running task instance can have one (a run taken for the first time has none).
+        let claims = if self.shared_store()
+            && known
+                .iter()
+                .any(|(_, ti)| ti.state == Some(TaskState::Running))
+        {
             self.store.claimed_offers(&self.owner, Some(key)).await?
         } else {
             Vec::new()
