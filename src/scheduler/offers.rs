@@ -10,11 +10,11 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::Mode;
-use super::active::{EndContext, TryEnd};
+use super::active::EndContext;
 use super::core::{Finished, Origin, Scheduler};
 use crate::executor::TryResult;
 use crate::ids::{RunKey, TaskId};
-use crate::metrics::{self, Event};
+use crate::metrics::Event;
 use crate::state::TaskState;
 use crate::store::{Change, ClaimedTry, OfferState, RemoteEnd, StoreError};
 use crate::tasks::{LogBatch, TaskError, TaskKind, TaskOutcome};
@@ -344,7 +344,8 @@ impl Scheduler {
     /// (retried per policy), and its offer goes.
     fn worker_lost(&mut self, key: RunKey, idx: usize) {
         let now = Utc::now();
-        let Some(run) = self.runs.get_mut(&key) else {
+        // Out of `runs` while its try is ended, back before its downstream is looked at.
+        let Some(mut run) = self.runs.remove(&key) else {
             return;
         };
         let task = run.dag.tasks[idx].id.clone();
@@ -355,28 +356,11 @@ impl Scheduler {
         if let Some(n) = self.running_by_dag.get_mut(&run.dag.id) {
             *n = n.saturating_sub(1);
         }
-        self.changes.push(Change::DropOffer {
-            run: key,
-            task: task.clone(),
-        });
+        self.changes.push(Change::DropOffer { run: key, task });
         run.running = run.running.saturating_sub(1);
-        let end = run.end_interrupted_try(idx, now, &mut self.changes);
-        let dag_id = run.dag.id.clone();
-        let state = match end {
-            TryEnd::RetryAt(at) => {
-                self.retries.insert((at, key, idx));
-                TaskState::UpForRetry
-            }
-            TryEnd::Done(state) => state,
-            TryEnd::Abandoned => return,
-        };
-        self.observe(key, || Event::TryEnded {
-            dag_id,
-            task_id: task,
-            end: metrics::TryEnd::State(state),
-            duration: None,
-        });
-        if state.is_finished() {
+        let state = self.end_interrupted(&mut run, idx, now);
+        self.runs.insert(key, run);
+        if state.is_some_and(TaskState::is_finished) {
             self.downstream_of(key, idx, now);
         }
     }

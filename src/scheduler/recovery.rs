@@ -287,22 +287,7 @@ impl Scheduler {
             }
             match ti.state {
                 Some(TaskState::Running) => {
-                    // Its process died or lost its lease: a failed try, retried per policy.
-                    let end = run.end_interrupted_try(idx, now, &mut self.changes);
-                    let state = match end {
-                        TryEnd::RetryAt(at) => {
-                            self.retries.insert((at, key, idx));
-                            TaskState::UpForRetry
-                        }
-                        TryEnd::Done(state) => state,
-                        TryEnd::Abandoned => continue,
-                    };
-                    self.observe(key, || Event::TryEnded {
-                        dag_id: run.dag.id.clone(),
-                        task_id: ti.task_id.clone(),
-                        end: metrics::TryEnd::State(state),
-                        duration: None,
-                    });
+                    self.end_interrupted(&mut run, idx, now);
                 }
                 Some(TaskState::Queued | TaskState::Scheduled) => run.slots[idx].set(None),
                 Some(TaskState::UpForRetry) => {
@@ -319,6 +304,33 @@ impl Scheduler {
         self.activated(key);
         self.check_run_done(key, now);
         Ok(())
+    }
+
+    /// Ends a try found running whose process is gone (its instance died or lost its
+    /// lease): a failed try, retried per the task's policy, and counted in the metrics.
+    /// The task's state after it; None when the try was abandoned (made up for).
+    pub(super) fn end_interrupted(
+        &mut self,
+        run: &mut ActiveRun,
+        idx: usize,
+        now: chrono::DateTime<Utc>,
+    ) -> Option<TaskState> {
+        let state = match run.end_interrupted_try(idx, now, &mut self.changes) {
+            TryEnd::RetryAt(at) => {
+                self.retries.insert((at, run.key(), idx));
+                TaskState::UpForRetry
+            }
+            TryEnd::Done(state) => state,
+            TryEnd::Abandoned => return None,
+        };
+        let (dag_id, task_id) = (run.dag.id.clone(), run.dag.tasks[idx].id.clone());
+        self.observe(run.key(), || Event::TryEnded {
+            dag_id,
+            task_id,
+            end: metrics::TryEnd::State(state),
+            duration: None,
+        });
+        Some(state)
     }
 
     /// Kills the process group a dead owner's try left running, so its retry never runs
