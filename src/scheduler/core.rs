@@ -118,6 +118,7 @@ pub(super) struct Parts {
     pub progress: Option<mpsc::UnboundedSender<Progress>>,
     pub lease: watch::Receiver<LeaseState>,
     pub keeper: (CancellationToken, tokio::task::JoinHandle<()>),
+    pub guard: super::lease::TriesGuard,
 }
 
 pub(super) struct Scheduler {
@@ -134,6 +135,9 @@ pub(super) struct Scheduler {
     pub(super) owner: Owner,
     pub(super) lease: watch::Receiver<LeaseState>,
     keeper: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// Every try's cancellation descends from it: the lease keeper stops them all when the
+    /// lease is about to lapse unrenewed.
+    pub(super) guard: super::lease::TriesGuard,
     pub(super) runs: HashMap<RunKey, ActiveRun>,
     pub(super) detached: HashMap<RunKey, Detached>,
     /// Runs a foreground process let go of (its lease lapsed, e.g. while suspended) and
@@ -206,6 +210,7 @@ impl Scheduler {
             owner,
             lease: parts.lease,
             keeper: Some(parts.keeper),
+            guard: parts.guard,
             runs: HashMap::new(),
             detached: HashMap::new(),
             readopt: HashSet::new(),
@@ -256,6 +261,8 @@ impl Scheduler {
                     match self.ride_out_outage(&e).await {
                         Ok(true) => {}
                         Ok(false) => break Ok(()),
+                        // Lost again while resuming: the loop meets it and rides it out.
+                        Err(e) if e.is_outage() => {}
                         Err(e) => break Err(e),
                     }
                 }
@@ -324,6 +331,9 @@ impl Scheduler {
     /// stopped tries have all ended.
     pub(super) fn start_over(&mut self) {
         self.runs.values().for_each(|r| r.cancel.cancel());
+        // Every try is told to stop here: tries started from now on are not (the lease
+        // keeper may have stopped them all already).
+        self.guard.take_fired();
         self.claims_abandoned |= !self.remote.is_empty();
         self.abandon_remote();
         self.remote.clear();
@@ -451,6 +461,14 @@ impl Scheduler {
     /// One turn: claim queued runs and cron intervals, start ready tasks, commit, act.
     async fn turn(&mut self) -> Result<(), StoreError> {
         self.handling = None;
+        // The lease keeper stopped every try while this loop waited on the database: the
+        // runs are taken on again from the store.
+        if self.guard.take_fired() {
+            tracing::warn!(
+                "this process's tries were stopped as its lease was about to lapse; taking its runs on again from the store"
+            );
+            self.start_over();
+        }
         if self.drain_deadline.is_none() {
             if self.cron_dirty && self.mode == Mode::Serve {
                 self.cron_dirty = false;

@@ -149,7 +149,16 @@ impl EngineHandle {
             tokio::select! {
                 state = &mut rx => return state.map_err(|_| EngineError::Stopped),
                 () = tokio::time::sleep(WAIT_POLL) => {
-                    let row = self.store.run(run).await?.ok_or(EngineError::UnknownRun(run))?;
+                    let row = match self.store.run(run).await {
+                        Ok(row) => row.ok_or(EngineError::UnknownRun(run))?,
+                        // The state database is away: the try waits on (its scheduler stops
+                        // it if the outage outlasts the lease), and looks again.
+                        Err(e) if e.is_outage() => {
+                            tracing::debug!(error = %e, run = %run, "cannot look at the child run yet");
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     if row.state.is_finished() {
                         return Ok(row.state);
                     }

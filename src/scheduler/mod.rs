@@ -158,11 +158,13 @@ impl Engine {
         let (lease_tx, lease_rx) =
             watch::channel(LeaseState::fresh(owner, Utc::now(), config.lease.lease));
         let keeper_stop = CancellationToken::new();
+        let guard = lease::TriesGuard::default();
         let keeper = tokio::spawn(lease::keep(
             store.clone(),
             lease_tx,
             config.lease,
             keeper_stop.clone(),
+            guard.clone(),
         ));
         let handle = EngineHandle::new(tx, store.clone(), lease_rx.clone());
         let scheduler = core::Scheduler::new(core::Parts {
@@ -176,6 +178,7 @@ impl Engine {
             progress,
             lease: lease_rx,
             keeper: (keeper_stop, keeper),
+            guard,
         });
         let done = tokio::spawn(scheduler.run());
         Self { handle, done }

@@ -152,7 +152,7 @@ impl Scheduler {
             });
             return Ok(());
         };
-        let cancel = CancellationToken::new();
+        let cancel = self.guard.child();
         self.running += 1;
         self.remote.insert(
             (c.run, c.task.clone()),

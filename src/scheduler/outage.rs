@@ -2,7 +2,8 @@
 //! while the database is away, but its running tries go on as long as its lease would still
 //! be valid: their ends are kept and committed once the database answers. When the lease
 //! is about to run out first, the tries stop (another instance may then adopt their runs)
-//! and the runs are taken on again from the store once it answers.
+//! and the runs are taken on again from the store once it answers and the lease is renewed
+//! (or a new one taken).
 
 use std::time::Duration;
 
@@ -12,8 +13,9 @@ use super::Command;
 use super::core::Scheduler;
 use crate::store::StoreError;
 
-/// Longest pause between attempts to reach the state database during an outage.
-const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Longest pause between attempts to reach the state database during an outage (a
+/// ping is cheap; the instance resumes within this of the database's return).
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(2);
 /// First pause between attempts to reach the state database.
 const OUTAGE_RETRY_FIRST: Duration = Duration::from_millis(250);
 
@@ -69,8 +71,28 @@ impl Scheduler {
                 () = tokio::time::sleep(pause) => {}
             }
             if self.store.ping().await.is_ok() {
-                tracing::info!("the state database answers again: resuming");
-                return Ok(true);
+                // Runs are taken on again only under a lease known to be live: the keeper
+                // renews it (or takes a new one) on its next heartbeat. Resuming before
+                // that could take a run on just before the lease turns out to have lapsed.
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return Ok(false),
+                    changed = self.lease.changed() => {
+                        if changed.is_err() {
+                            return Ok(false);
+                        }
+                        self.on_lease_change();
+                        // The ends of the stopped tries come first: taking a run on again
+                        // before one arrives would mistake it for the run's latest try.
+                        while let Ok(cmd) = self.rx.try_recv() {
+                            if let Some(cmd) = self.handle_offline(cmd) {
+                                self.handle(cmd).await?;
+                            }
+                        }
+                        tracing::info!("the state database answers again: resuming");
+                        return Ok(true);
+                    }
+                    () = tokio::time::sleep(self.config.lease.lease) => {}
+                }
             }
             pause = (pause * 2).min(OUTAGE_RETRY_MAX);
         }
@@ -86,6 +108,9 @@ impl Scheduler {
             let Some(lease_ends) = self.tries_may_run_until() else {
                 return Ok(Held::LeaseEnding);
             };
+            if self.guard.take_fired() {
+                return Ok(Held::LeaseEnding);
+            }
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(Held::Shutdown),
                 () = tokio::time::sleep_until(lease_ends) => return Ok(Held::LeaseEnding),
@@ -118,12 +143,12 @@ impl Scheduler {
         }
     }
 
-    /// When the running tries must have stopped: a heartbeat before the lease, as last
-    /// renewed, lapses, so they are gone before another instance may adopt their runs.
-    /// None if that moment has passed.
+    /// When the running tries must be told to stop: [`super::lease::stop_margin`] before the
+    /// lease, as last renewed, lapses. None if that moment has passed.
     fn tries_may_run_until(&self) -> Option<Instant> {
         let expires_at = self.lease.borrow().expires_at;
-        let margin = chrono::Duration::from_std(self.config.lease.heartbeat).ok()?;
+        let margin =
+            chrono::Duration::from_std(super::lease::stop_margin(self.config.lease)).ok()?;
         let left = (expires_at - margin - chrono::Utc::now()).to_std().ok()?;
         (!left.is_zero()).then(|| Instant::now() + left)
     }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
 
 use super::Mode;
 use super::active::{ActiveRun, TryEnd};
@@ -239,7 +238,7 @@ impl Scheduler {
         row.start_date.get_or_insert(now);
         self.handling = Some(row.key);
         let tis = self.store.task_instances(row.key).await?;
-        let mut run = ActiveRun::new(row, dag, &tis, CancellationToken::new());
+        let mut run = ActiveRun::new(row, dag, &tis, self.guard.child());
         let key = run.key();
         let known: Vec<_> = tis
             .iter()

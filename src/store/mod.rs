@@ -301,8 +301,6 @@ const PG_MIGRATIONS: [(i64, &str, &str); 2] = [
 /// How long opening a PostgreSQL store waits for the server before it reports it
 /// unreachable.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A pooled PostgreSQL connection idle this long is pinged before it is used again.
-const PG_IDLE_PING: Duration = Duration::from_secs(5);
 
 /// Where a PostgreSQL URL points, for messages: `host:port/database as user`, never the
 /// password.
@@ -472,19 +470,6 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(PG_CONNECT_TIMEOUT)
-            // A ping before every use would double the round trips of the scheduler's
-            // reads; a connection idle long enough to have gone stale (a restarted server,
-            // a proxy's idle cut) is checked, and a dead one is replaced, before its use.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PG_IDLE_PING {
-                        use sqlx::Connection;
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
             .connect_with(options)
             .await
             .map_err(connect_err)?;

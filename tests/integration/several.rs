@@ -412,6 +412,54 @@ fn a_try_runs_on_through_a_database_outage_shorter_than_the_lease_and_its_end_is
 }
 
 #[test]
+fn a_trigger_dag_try_waits_for_its_child_through_a_database_outage() {
+    let (outage, mut env) = Outage::new();
+    let marks = tempfile::tempdir().unwrap();
+    let go = marks.path().join("go");
+    env.vars.push(("ORCHESTRATOR_LEASE".into(), "10min".into()));
+    env.dag(
+        "child",
+        &format!(
+            "dag_id: child\ntasks:\n  t: {{type: shell, command: 'until [ -e {} ]; do sleep 0.05; done'}}\n",
+            go.display()
+        ),
+    );
+    env.dag(
+        "parent",
+        "dag_id: parent\ntasks:\n  trig: {type: trigger_dag, trigger_dag_id: child, wait_for_completion: true}\n",
+    );
+    let mut server = env.serve();
+    env.ok(&["trigger", "parent"]);
+    wait_until("the child runs", || {
+        env.runs("child")
+            .first()
+            .is_some_and(|r| r["state"] == "running")
+    });
+    outage.begin();
+    wait_until("the instance notices", || {
+        server.log().contains("lost the state database")
+    });
+    // Longer than the waiting try's pace of looking at its child (2 s): a look fails.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    outage.end();
+    wait_until("it resumes", || server.log().contains("answers again"));
+    std::fs::write(&go, "").unwrap();
+    wait_until("the parent succeeds", || {
+        env.runs("parent")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+    let run_id = env.runs("parent")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trig = crate::support::task(&env.run_detail(&run_id), "trig").clone();
+    assert_eq!(trig["try_number"], 1, "{trig}");
+    assert_eq!(env.runs("child").len(), 1, "the child was triggered twice");
+    assert_eq!(server.sigterm().code(), Some(0), "{}", server.log());
+}
+
+#[test]
 fn an_outage_longer_than_the_lease_stops_the_tries_and_the_run_resumes_after_it() {
     let (outage, mut env) = Outage::new();
     let marks = tempfile::tempdir().unwrap();
