@@ -11,11 +11,22 @@ publications/s.
 1GiB); a budget below what the build holds makes it spill to disk, and the table's peak RSS
 shows whether it stayed within the budget.
 
+`--files 100000,1000000` instead times `import` of a glob over that many small CSV files (two
+rows each, all in one folder: the worst case for the listing; `--per-folder 1000` spreads
+them over folders, `in/*/*.csv`), generated under `--tmp` and removed afterwards, and reports
+files/s and peak RSS. `--big-file 1,10` times `import` of one
+CSV file of that many GB, and reports MB/s and peak RSS (which should not grow with the size).
+Both need free space under `--tmp` (a 10 GB file and its Parquet: about 15 GB); they check it
+first.
+
 Usage: python3 bench/data.py [--scales S,M,L] [--repeats 1] [--memory-budget 256MiB]
                              [--binary target/release/orchestrator]
+       python3 bench/data.py --files 100000,1000000 [--per-folder 1000] [--repeats 3] [--tmp /tmp]
+       python3 bench/data.py --big-file 1,10 [--repeats 1] [--tmp /tmp]
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -62,17 +73,127 @@ def project(folder: Path, data: Path, budget=None):
         f"    vars: {{input_dir: {data}}}\n")
 
 
+def import_project(folder: Path, source: Path):
+    """A project with one DAG, `imp`, importing `source` into table `t`."""
+    (folder / "dags").mkdir(parents=True, exist_ok=True)
+    (folder / "dags/imp.yaml").write_text(
+        f"dag_id: imp\ntasks:\n  t: {{type: import, source: '{source}', table: t}}\n")
+
+
+def need_space(where: Path, gb: float):
+    free = shutil.disk_usage(where).free / 1e9
+    if free < gb:
+        sys.exit(f"{where} has {free:.0f} GB free; this needs about {gb:.0f} GB")
+
+
+def imported_files(folder: Path, binary: Path) -> str:
+    """The import's own summary line from its log (rows and files), to check the work done."""
+    out = subprocess.run([str(binary), "logs", latest_run(folder, binary), "t", "-o", "json"],
+                         cwd=folder, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, ORCHESTRATOR_BIND="127.0.0.1:1"))
+    lines = [line["message"] for line in json.loads(out.stdout) if "imported" in line["message"]]
+    return lines[-1] if lines else "?"
+
+
+def latest_run(folder: Path, binary: Path) -> str:
+    out = subprocess.run([str(binary), "runs", "list", "--dag", "imp", "-o", "json"], cwd=folder,
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, ORCHESTRATOR_BIND="127.0.0.1:1"))
+    return json.loads(out.stdout)[0]["run_id"]
+
+
+def many_files(binary: Path, counts, repeats: int, tmp: Path, per_folder: int):
+    """`import` of a glob over `count` small files, for each count: all in one folder, or
+    `per_folder` to a folder (`in/*/*.csv`)."""
+    layout = f"{per_folder:,} per folder" if per_folder else "one folder"
+    print(f"| files ({layout}) | wall s (median) | range s | files/s (median) "
+          "| peak RSS MB (median) | range MB |")
+    print("|---|---|---|---|---|---|")
+    for count in counts:
+        need_space(tmp, count * 8e-6 + 2)  # a 4 KiB block and an inode each, and the table
+        folder = Path(tempfile.mkdtemp(prefix="orchestrator-files-", dir=tmp))
+        try:
+            inputs = folder / "in"
+            inputs.mkdir()
+            start = time.perf_counter()
+            for i in range(count):
+                where = inputs
+                if per_folder:
+                    where = inputs / f"d{i // per_folder:06d}"
+                    if i % per_folder == 0:
+                        where.mkdir()
+                with open(where / f"f{i:08d}.csv", "w") as f:
+                    f.write(f"id,name,score\n{2 * i},n{i},{i % 97}.5\n{2 * i + 1},m{i},{i % 89}\n")
+            print(f"generated {count} files in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            import_project(folder, inputs / ("*/*.csv" if per_folder else "*.csv"))
+            runs = [timed(binary, ["run", "imp"], folder) for _ in range(repeats)]
+            print(f"{count}: {imported_files(folder, binary)}", file=sys.stderr)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        walls, rss = [r[0] for r in runs], [r[1] for r in runs]
+        med = statistics.median(walls)
+        print(f"| {count:,} | {med:.2f} | {min(walls):.2f}–{max(walls):.2f} | {count / med:,.0f} "
+              f"| {statistics.median(rss):.0f} | {min(rss):.0f}–{max(rss):.0f} |")
+        sys.stdout.flush()
+
+
+def big_file(binary: Path, sizes_gb, repeats: int, tmp: Path):
+    """`import` of one CSV file of each size."""
+    print("| file GB | wall s (median) | range s | MB/s (median) | peak RSS MB (median) | range MB |")
+    print("|---|---|---|---|---|---|")
+    for gb in sizes_gb:
+        need_space(tmp, gb * 1.6 + 2)  # the file, its Parquet (well under half) and some room
+        folder = Path(tempfile.mkdtemp(prefix="orchestrator-bigfile-", dir=tmp))
+        try:
+            source = folder / "big.csv"
+            start, size, chunk = time.perf_counter(), 0, 0
+            with open(source, "w") as f:
+                f.write("id,drug,journal,score,date,title\n")
+                while size < gb * 1e9:
+                    rows = "".join(
+                        f"{chunk}-{i},DRUG{i % 5000},Journal {i % 733},{(i * 7) % 1000}.25,"
+                        f"2020-{1 + i % 12:02d}-{1 + i % 28:02d},A study of drug {i % 5000} "
+                        f"in {chunk % 1000} patients\n" for i in range(10_000))
+                    size += f.write(rows)
+                    chunk += 1
+            print(f"generated {size / 1e9:.1f} GB in {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr)
+            import_project(folder, source)
+            runs = [timed(binary, ["run", "imp"], folder) for _ in range(repeats)]
+            print(f"{gb} GB: {imported_files(folder, binary)}", file=sys.stderr)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        walls, rss = [r[0] for r in runs], [r[1] for r in runs]
+        med = statistics.median(walls)
+        print(f"| {gb} | {med:.1f} | {min(walls):.1f}–{max(walls):.1f} | {size / 1e6 / med:.0f} "
+              f"| {statistics.median(rss):.0f} | {min(rss):.0f}–{max(rss):.0f} |")
+        sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", default="S,M,L")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--memory-budget", default=None, help="drug_graph memory_budget, e.g. 256MiB")
+    ap.add_argument("--files", default=None, help="import globs of this many small files, e.g. 100000,1000000")
+    ap.add_argument("--per-folder", type=int, default=0,
+                    help="with --files: this many files to a folder (default: all in one)")
+    ap.add_argument("--big-file", default=None, help="import one CSV file of this many GB, e.g. 1,10")
+    ap.add_argument("--tmp", default=tempfile.gettempdir(), help="where --files and --big-file write")
     ap.add_argument("--binary", default=str(ROOT / "target/release/orchestrator"))
     a = ap.parse_args()
     binary = Path(a.binary).resolve()
     if not binary.exists():
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    if a.files or a.big_file:
+        if a.files:
+            many_files(binary, [int(n) for n in a.files.split(",")], a.repeats, Path(a.tmp),
+                       a.per_folder)
+        if a.big_file:
+            big_file(binary, [float(g) if "." in g else int(g) for g in a.big_file.split(",")],
+                     a.repeats, Path(a.tmp))
+        return
     print(f"drug_graph memory_budget: {a.memory_budget or 'default (1GiB)'}")
     print("| scale | step | wall s (median) | range s | peak RSS MB | throughput |")
     print("|---|---|---|---|---|---|")

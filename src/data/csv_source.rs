@@ -6,54 +6,124 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
 use super::DataError;
 use super::parquet_io::TableWriter;
 use super::table::{Cell, SAMPLE_ROWS, infer};
 
-/// Reads a CSV file into `out`. Files after the first must have the same columns.
-pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(), DataError> {
-    let shown = path.display().to_string();
-    let file = File::open(path).map_err(|e| DataError::io(&shown, e))?;
+/// Reads an open CSV file, `name` as the user named it (for messages and rejects), into
+/// `out`. Files after the first must have the same columns. (An import of several files
+/// reads them through one [`CsvReader`].)
+pub fn read_csv(
+    file: File,
+    name: &str,
+    delimiter: u8,
+    out: &mut TableWriter,
+) -> Result<(), DataError> {
+    CsvReader::default().read(file, name, delimiter, out)
+}
+
+/// A CSV parser kept across the files of an import: building one costs about as much as
+/// reading a small file, which a glob of a million small files would pay a million times.
+#[derive(Default)]
+pub struct CsvReader {
+    /// The parser and the delimiter it was built for.
+    parser: Option<(u8, csv::Reader<LineCounter>)>,
+}
+
+impl CsvReader {
+    /// Reads an open CSV file into `out`, as [`read_csv`] does.
+    pub fn read(
+        &mut self,
+        file: File,
+        name: &str,
+        delimiter: u8,
+        out: &mut TableWriter,
+    ) -> Result<(), DataError> {
+        let csv_err = |e: csv::Error| DataError::Format(format!("{name}: {e}"));
+        let reader = match &mut self.parser {
+            Some((d, reader)) if *d == delimiter => reader,
+            parser => {
+                &mut parser
+                    .insert((delimiter, new_parser(delimiter).map_err(csv_err)?))
+                    .1
+            }
+        };
+        reader.get_mut().start(file);
+        // Clears the parser's buffer and state and counts bytes and lines from 0 again.
+        reader
+            .seek_raw(SeekFrom::Start(0), csv::Position::new())
+            .map_err(csv_err)?;
+        let read = read_records(reader, name, delimiter, out);
+        // The file is closed even when reading it failed.
+        let file = reader.get_mut().stop();
+        let last = read?;
+        let mut file = file.ok_or_else(|| DataError::Format(format!("{name}: file lost")))?;
+        if ends_in_open_quote(&mut file, last.1, delimiter).map_err(|e| DataError::io(name, e))? {
+            return Err(DataError::Format(format!(
+                "{name}: line {}: a quoted field is never closed (the quote runs to the end of the file)",
+                last.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A parser for `delimiter`, fed by a [`LineCounter`] holding no file yet, and already
+/// moved past its header logic (this module reads headers itself): every file then starts
+/// with a rewind.
+fn new_parser(delimiter: u8) -> Result<csv::Reader<LineCounter>, csv::Error> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(LineCounter::new(BufReader::with_capacity(1 << 20, file)));
+        .buffer_capacity(1 << 20)
+        .from_reader(LineCounter::default());
+    reader.seek_raw(SeekFrom::Start(0), csv::Position::new())?;
+    Ok(reader)
+}
+
+/// Reads the header and records of the file `reader` has just started; returns the (line,
+/// byte offset) of the last record, which only can run into the end of the file inside a
+/// quote (the csv crate takes the end of the file for the end of the field).
+fn read_records(
+    reader: &mut csv::Reader<LineCounter>,
+    name: &str,
+    delimiter: u8,
+    out: &mut TableWriter,
+) -> Result<(u64, u64), DataError> {
+    out.start_file(name);
     let mut record = csv::ByteRecord::new();
-    let csv_err = |e: csv::Error| DataError::Format(format!("{shown}: {e}"));
-    // Where the last record read starts: only it can have run into the end of the file
-    // inside a quote, which the csv crate accepts as the end of the field.
+    let csv_err = |e: csv::Error| DataError::Format(format!("{name}: {e}"));
     let mut last: (u64, u64);
     let header = loop {
         if !reader.read_byte_record(&mut record).map_err(csv_err)? {
             return Err(DataError::Format(format!(
-                "{shown}: empty file, expected a header row"
+                "{name}: empty file, expected a header row"
             )));
         }
-        last = (line_of(&reader, &record), start_of(&record));
+        last = (line_of(reader, &record), start_of(&record));
         if record.len() > 1 && is_blank(&record) {
             return Err(DataError::Format(format!(
-                "{shown}: line {}: the header has only delimiters, no column names",
+                "{name}: line {}: the header has only delimiters, no column names",
                 last.0
             )));
         }
         if !is_blank(&record) {
-            break header_names(&record, &shown)?;
+            break header_names(&record, name)?;
         }
         out.stats.blank += 1;
     };
     let mut sample = Vec::new();
     while sample.len() < SAMPLE_ROWS && reader.read_byte_record(&mut record).map_err(csv_err)? {
-        last = (line_of(&reader, &record), start_of(&record));
+        last = (line_of(reader, &record), start_of(&record));
         sample.push((last.0, record.clone()));
     }
     if out.started() {
         if out.names() != header.as_slice() {
             return Err(DataError::Format(format!(
-                "{shown}: columns {header:?} differ from the first file's {:?}",
+                "{name}: columns {header:?} differ from the first file's {:?}",
                 out.names()
             )));
         }
@@ -75,17 +145,11 @@ pub fn read_csv(path: &Path, delimiter: u8, out: &mut TableWriter) -> Result<(),
         handle(*line, rec, width, delimiter, out)?;
     }
     while reader.read_byte_record(&mut record).map_err(csv_err)? {
-        last = (line_of(&reader, &record), start_of(&record));
+        last = (line_of(reader, &record), start_of(&record));
         handle(last.0, &record, width, delimiter, out)?;
     }
-    if ends_in_open_quote(path, last.1, delimiter).map_err(|e| DataError::io(&shown, e))? {
-        return Err(DataError::Format(format!(
-            "{shown}: line {}: a quoted field is never closed (the quote runs to the end of the file)",
-            last.0
-        )));
-    }
     out.stats.blank += reader.get_ref().empty_lines();
-    Ok(())
+    Ok(last)
 }
 
 fn start_of(record: &csv::ByteRecord) -> u64 {
@@ -95,9 +159,9 @@ fn start_of(record: &csv::ByteRecord) -> u64 {
 /// Whether the record starting at byte `from` of the file ends inside a quoted field, i.e.
 /// its quote is never closed. Follows the csv crate's rules: a field is quoted when it starts
 /// with `"`, `""` inside it is a quote, and after the closing quote the field runs on
-/// unquoted to the next delimiter or line end.
-fn ends_in_open_quote(path: &Path, from: u64, delimiter: u8) -> std::io::Result<bool> {
-    use std::io::{Seek, SeekFrom};
+/// unquoted to the next delimiter or line end. Reads the file already open (not its path
+/// again: the file may have been renamed or removed since it was opened).
+fn ends_in_open_quote(file: &mut File, from: u64, delimiter: u8) -> std::io::Result<bool> {
     #[derive(PartialEq)]
     enum State {
         FieldStart,
@@ -105,16 +169,18 @@ fn ends_in_open_quote(path: &Path, from: u64, delimiter: u8) -> std::io::Result<
         Quoted,
         QuoteInQuoted,
     }
-    let mut file = BufReader::new(File::open(path)?);
     file.seek(SeekFrom::Start(from))?;
+    // A buffered reader's buffer is not zeroed first (a zeroed array per file shows in
+    // imports of many small files).
+    let mut file = BufReader::with_capacity(64 * 1024, file);
     let mut state = State::FieldStart;
-    let mut buf = [0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let buf = file.fill_buf()?;
+        let n = buf.len();
         if n == 0 {
             return Ok(state == State::Quoted);
         }
-        for &b in &buf[..n] {
+        for &b in buf {
             let end = b == delimiter || b == b'\n' || b == b'\r';
             state = match state {
                 State::Quoted if b == b'"' => State::QuoteInQuoted,
@@ -125,19 +191,22 @@ fn ends_in_open_quote(path: &Path, from: u64, delimiter: u8) -> std::io::Result<
                 _ => State::Unquoted,
             };
         }
+        file.consume(n);
     }
 }
 
-fn line_of<R: Read>(reader: &csv::Reader<LineCounter<R>>, record: &csv::ByteRecord) -> u64 {
+fn line_of(reader: &csv::Reader<LineCounter>, record: &csv::ByteRecord) -> u64 {
     record
         .position()
         .map_or(0, |p| reader.get_ref().line_at(p.byte()))
 }
 
-/// Tracks where lines start as bytes pass, so a record's byte offset gives its line (the
-/// csv crate's own line count skips blank lines). Only offsets not yet asked about are kept.
-struct LineCounter<R> {
-    inner: R,
+/// The file being read, under the parser: tracks where lines start as bytes pass, so a
+/// record's byte offset gives its line (the csv crate's own line count skips blank lines).
+/// Only offsets not yet asked about are kept.
+#[derive(Default)]
+struct LineCounter {
+    file: Option<File>,
     state: RefCell<LineState>,
 }
 
@@ -155,12 +224,16 @@ struct LineState {
 /// Flag bit on a newline offset: the line ends with `\r\n`.
 const AFTER_CR: u64 = 1 << 63;
 
-impl<R> LineCounter<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            state: RefCell::new(LineState::default()),
-        }
+impl LineCounter {
+    /// Starts on `file`, counting from its first byte.
+    fn start(&mut self, file: File) {
+        self.file = Some(file);
+        *self.state.get_mut() = LineState::default();
+    }
+
+    /// Gives the file back; reads then see an end.
+    fn stop(&mut self) -> Option<File> {
+        self.file.take()
     }
 
     /// 1-based line of the byte at `offset`; offsets must not decrease between calls.
@@ -201,9 +274,12 @@ impl<R> LineCounter<R> {
     }
 }
 
-impl<R: Read> Read for LineCounter<R> {
+impl Read for LineCounter {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let Some(file) = self.file.as_mut() else {
+            return Ok(0);
+        };
+        let n = file.read(buf)?;
         let st = self.state.get_mut();
         let (base, last_cr) = (st.read, st.last_cr);
         let data = &buf[..n];
@@ -221,6 +297,17 @@ impl<R: Read> Read for LineCounter<R> {
         }
         st.read += n as u64;
         Ok(n)
+    }
+}
+
+/// The parser rewinds its source when it starts a file (see [`CsvReader::read`]): the file
+/// has just been opened, so there is nothing to move. Nothing else seeks it.
+impl Seek for LineCounter {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        match to {
+            SeekFrom::Start(0) => Ok(0),
+            _ => Err(std::io::Error::other("a CSV source is only rewound")),
+        }
     }
 }
 
@@ -298,7 +385,7 @@ mod tests {
             ["out.parquet", "out.rejects"].map(|f| File::create(dir.path().join(f)).unwrap());
         let [parquet, rejects] = files;
         let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t");
-        read_csv(&input, b',', &mut out).unwrap();
+        read_csv(File::open(&input).unwrap(), "in.csv", b',', &mut out).unwrap();
         let blank = out.finish().unwrap().blank;
         let rejected = std::fs::read_to_string(dir.path().join("out.rejects"))
             .unwrap()
@@ -327,7 +414,7 @@ mod tests {
         // Cancelled from the second batch on.
         let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t")
             .stop_when(move || seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1);
-        let err = read_csv(&input, b',', &mut out).unwrap_err();
+        let err = read_csv(File::open(&input).unwrap(), "in.csv", b',', &mut out).unwrap_err();
         assert!(matches!(err, DataError::Cancelled(_)), "{err}");
         assert_eq!(err.to_string(), "importing t stopped");
         assert_eq!(
@@ -335,6 +422,47 @@ mod tests {
             2 * BATCH_ROWS,
             "it read one batch more"
         );
+    }
+
+    #[test]
+    fn one_parser_reads_file_after_file_each_from_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            ("a.csv", "a,b\n1,2\n\nbad\n3,\"x\ny\"\n", b','),
+            ("b.tsv", "a\tb\n\n4\t5\nworse\n", b'\t'),
+            ("c.csv", "a,b\r\n6,7\r\nlast\r\n", b','),
+        ];
+        let [parquet, rejects] =
+            ["out.parquet", "out.rejects"].map(|f| File::create(dir.path().join(f)).unwrap());
+        let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t");
+        let mut csv = CsvReader::default();
+        for (name, text, delimiter) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            let file = File::open(dir.path().join(name)).unwrap();
+            csv.read(file, name, delimiter, &mut out).unwrap();
+        }
+        std::fs::write(dir.path().join("d.csv"), "a,b\n8,\"open\n").unwrap();
+        let file = File::open(dir.path().join("d.csv")).unwrap();
+        let err = csv.read(file, "d.csv", b',', &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d.csv: line 2: a quoted field is never closed (the quote runs to the end of the file)"
+        );
+        let stats = out.finish().unwrap();
+        assert_eq!((stats.rows, stats.blank), (5, 2));
+        let rejected: Vec<(String, u64)> = std::fs::read_to_string(dir.path().join("out.rejects"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["file"].as_str().unwrap().into(),
+                    v["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let expected = [("a.csv", 4), ("b.tsv", 4), ("c.csv", 3)].map(|(f, l)| (f.into(), l));
+        assert_eq!(rejected, expected);
     }
 
     #[test]
@@ -368,7 +496,9 @@ mod import_tests {
     use crate::data::testing::{Imported, import};
 
     pub(super) fn import_csv(text: &str) -> Result<Imported, DataError> {
-        import("t.csv", text.as_bytes(), |p, out| read_csv(p, b',', out))
+        import("t.csv", text.as_bytes(), |f, name, out| {
+            read_csv(f, name, b',', out)
+        })
     }
 
     fn column(t: &Imported, i: usize) -> Vec<&str> {

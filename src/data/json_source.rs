@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 
 use serde_json::{Map, Value};
 
@@ -15,11 +14,11 @@ use super::exact::inexact_json_number;
 use super::parquet_io::TableWriter;
 use super::table::{Cell, SAMPLE_ROWS, infer, json_text_columns};
 
-/// Reads a JSON file into `out`.
-pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
-    let shown = path.display().to_string();
-    let file = File::open(path).map_err(|e| DataError::io(&shown, e))?;
-    let mut scanner = Scanner::new(BufReader::with_capacity(1 << 20, file), shown.clone());
+/// Reads an open JSON file, `name` as the user named it (for messages and rejects), into
+/// `out`.
+pub fn read_json(file: File, name: &str, out: &mut TableWriter) -> Result<(), DataError> {
+    out.start_file(name);
+    let mut scanner = Scanner::new(BufReader::with_capacity(1 << 20, file), name.to_string());
     let mut sample: Vec<(u64, Vec<u8>)> = Vec::new();
     while sample.len() < SAMPLE_ROWS {
         match scanner.next_element()? {
@@ -58,11 +57,11 @@ pub fn read_json(path: &Path, out: &mut TableWriter) -> Result<(), DataError> {
                 } else {
                     "is empty"
                 };
-                out.note_empty(format!("{shown} {shape}"));
+                out.note_empty(format!("{name} {shape}"));
                 return Ok(());
             }
             return Err(DataError::Format(format!(
-                "{shown}: none of the first {} element(s) is an object with keys, so there are no columns",
+                "{name}: none of the first {} element(s) is an object with keys, so there are no columns",
                 sample.len()
             )));
         }

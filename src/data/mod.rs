@@ -1,11 +1,13 @@
 //! Data plumbing shared by the data tasks: storage [`location`]s (local or object store),
-//! reading CSV and JSON sources into Arrow batches with per-row rejects ([`csv_source`],
-//! [`json_source`], [`table`]), Parquet in and out ([`parquet_io`]), and the
-//! [`warehouse`] (SQLite or PostgreSQL) with its [`ledger`] of committed writes.
+//! local [`glob`]s walked without holding their matches, reading CSV and JSON sources into
+//! Arrow batches with per-row rejects ([`csv_source`], [`json_source`], [`table`]), Parquet
+//! in and out ([`parquet_io`]), and the [`warehouse`] (SQLite or PostgreSQL) with its
+//! [`ledger`] of committed writes.
 
 pub mod csv_source;
 pub mod direct;
 pub mod exact;
+pub mod glob;
 pub mod json_source;
 pub mod ledger;
 pub mod location;

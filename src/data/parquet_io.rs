@@ -1,6 +1,6 @@
 //! Parquet in and out. [`TableWriter`] receives rows from a source, writes record batches
 //! to a Parquet file and refused rows to a rejects file (JSON lines: line, raw text,
-//! reason); [`read_batches`] streams a Parquet file back as record batches.
+//! reason, file); [`read_batches`] streams a Parquet file back as record batches.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,14 +11,20 @@ use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::DataError;
 use super::table::{BATCH_ROWS, BatchBuilder, Cell, ColumnType};
 use super::warehouse::MAX_COLUMNS;
 
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Most rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// Encoded bytes at which a row group is closed. A row group is held in memory until it is
+/// written, and the file's footer — held until the end — lists every row group: closing
+/// them at a size rather than only at a row count keeps both bounded, so a 10 GB file is
+/// imported in the memory of a 1 GB one, and wide rows cannot make a row group large.
+const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// Counts of one import.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,8 +52,24 @@ pub struct TableWriter {
     context: String,
     /// Whether the import was cancelled; asked once per batch.
     cancelled: Box<dyn Fn() -> bool + Send>,
-    /// Inputs that gave no columns (an empty JSON file or array), for the error if none does.
+    /// Inputs that gave no columns (an empty JSON file or array), for the error if none
+    /// does: the first few are named, the rest counted (a glob may match a million).
     empty_inputs: Vec<String>,
+    empty_more: u64,
+    /// The input being read, as the user named it (for rejects).
+    file: String,
+}
+
+/// How many empty inputs the "nothing to take columns from" error names.
+const EMPTY_NAMED: usize = 5;
+
+/// One line of the rejects file. Users' scripts read these fields: add, never rename.
+#[derive(serde::Serialize)]
+struct Reject<'a> {
+    line: u64,
+    raw: &'a str,
+    reason: &'a str,
+    file: &'a str,
 }
 
 impl TableWriter {
@@ -68,7 +90,15 @@ impl TableWriter {
             context: context.to_string(),
             cancelled: Box::new(|| false),
             empty_inputs: Vec::new(),
+            empty_more: 0,
+            file: String::new(),
         }
+    }
+
+    /// Names the input the next rows come from, as the user named it (a path or a URL;
+    /// rejects carry it).
+    pub fn start_file(&mut self, name: &str) {
+        name.clone_into(&mut self.file);
     }
 
     /// Makes the writer fail at its next batch once `cancelled` returns true, so a
@@ -99,7 +129,11 @@ impl TableWriter {
     /// Notes an input that had nothing to take columns from (`why` names it); the import
     /// fails with these notes if no input gives columns.
     pub fn note_empty(&mut self, why: String) {
-        self.empty_inputs.push(why);
+        if self.empty_inputs.len() < EMPTY_NAMED {
+            self.empty_inputs.push(why);
+        } else {
+            self.empty_more += 1;
+        }
     }
 
     /// Sets the columns: the given schema wins over inferred types. A table without
@@ -136,9 +170,14 @@ impl TableWriter {
             .ok_or_else(|| DataError::Format(format!("{}: columns set twice", self.context)))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            // Row groups are buffered in memory until full: keep them small so an import's
-            // memory stays flat (a few MB per table) whatever the file size.
+            // See ROW_GROUP_BYTES: the encoder also closes a row group at a size.
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Statistics per row group, not per page: a page index (an entry per page and
+            // column, about 0.5 MB per GB of input here) would be held until the footer
+            // is written, so memory would grow with the file. Row groups are small enough
+            // for readers to skip by their statistics.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
             .build();
         let writer = ArrowWriter::try_new(file, builder.schema(), Some(props))
             .map_err(|e| DataError::arrow(&self.context, e))?;
@@ -174,9 +213,15 @@ impl TableWriter {
     pub fn reject(&mut self, line: u64, raw: &str, reason: &str) -> Result<(), DataError> {
         self.stats.rejected += 1;
         let raw: String = raw.chars().take(10_000).collect();
-        let entry = serde_json::json!({"line": line, "raw": raw, "reason": reason});
-        writeln!(self.rejects, "{entry}")
-            .map_err(|e| DataError::io(&format!("{} rejects", self.context), e))
+        let entry = Reject {
+            line,
+            raw: &raw,
+            reason,
+            file: &self.file,
+        };
+        let failed = |e: std::io::Error| DataError::io(&format!("{} rejects", self.context), e);
+        serde_json::to_writer(&mut self.rejects, &entry).map_err(|e| failed(e.into()))?;
+        writeln!(self.rejects).map_err(failed)
     }
 
     fn flush(&mut self) -> Result<(), DataError> {
@@ -210,10 +255,13 @@ impl TableWriter {
     pub fn finish(mut self) -> Result<ImportStats, DataError> {
         if !self.started() {
             // A table without columns would only fail later, in `load`, far from its cause.
-            let why = match self.empty_inputs.as_slice() {
+            let mut why = match self.empty_inputs.as_slice() {
                 [] => "no input".to_string(),
                 notes => notes.join("; "),
             };
+            if self.empty_more > 0 {
+                why.push_str(&format!("; and {} more empty input(s)", self.empty_more));
+            }
             return Err(DataError::Format(format!(
                 "{}: nothing to take columns from: {why}",
                 self.context
@@ -248,6 +296,9 @@ impl Encoder {
                     writer
                         .write(&batch)
                         .map_err(|e| DataError::arrow(&context, e))?;
+                    if writer.in_progress_size() >= ROW_GROUP_BYTES {
+                        writer.flush().map_err(|e| DataError::arrow(&context, e))?;
+                    }
                 }
                 writer
                     .close()

@@ -1,7 +1,6 @@
 //! Test helpers for the readers: import a text into a table and read back what was kept.
 
 use std::fs::File;
-use std::path::Path;
 
 use super::DataError;
 use super::parquet_io::{ImportStats, TableWriter, read_batches};
@@ -20,11 +19,12 @@ pub struct Imported {
     pub stats: ImportStats,
 }
 
-/// Writes `text` to `file_name` in a temporary folder and imports it with `read`.
+/// Writes `text` to `file_name` in a temporary folder and imports it with `read` (given the
+/// open file and its full path as its name).
 pub fn import(
     file_name: &str,
     text: &[u8],
-    read: impl Fn(&Path, &mut TableWriter) -> Result<(), DataError>,
+    read: impl Fn(File, &str, &mut TableWriter) -> Result<(), DataError>,
 ) -> Result<Imported, DataError> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join(file_name);
@@ -32,7 +32,8 @@ pub fn import(
     let [parquet, rejects] =
         ["t.parquet", "t.rejects"].map(|f| File::create(dir.path().join(f)).unwrap());
     let mut out = TableWriter::new(parquet, rejects, Vec::new(), "t");
-    read(&input, &mut out)?;
+    let name = input.display().to_string();
+    read(File::open(&input).unwrap(), &name, &mut out)?;
     let stats = out.finish()?;
     let mut imported = Imported {
         stats,
@@ -58,6 +59,7 @@ pub fn import(
     for l in rejected.lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         let reason = v["reason"].as_str().unwrap().to_string();
+        assert_eq!(v["file"], name.as_str(), "a reject names its file");
         imported.rejects.push((v["line"].as_u64().unwrap(), reason));
     }
     Ok(imported)

@@ -720,10 +720,14 @@ fn import(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, Result<Imported, St
         Vec::new(),
         "t",
     );
+    let (file, shown) = (
+        std::fs::File::open(&input).unwrap(),
+        input.display().to_string(),
+    );
     let read = if name.ends_with(".csv") {
-        read_csv(&input, b',', &mut out)
+        read_csv(file, &shown, b',', &mut out)
     } else {
-        read_json(&input, &mut out)
+        read_json(file, &shown, &mut out)
     };
     let result = read.and_then(|()| out.finish()).map_err(|e| e.to_string());
     let imported = result.map(|_| {

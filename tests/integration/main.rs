@@ -13,6 +13,7 @@ mod graph_budget;
 mod hostile_dags;
 mod hostile_data;
 mod hostile_http;
+mod import_inputs;
 mod logs;
 mod metrics;
 mod pg_warehouse;

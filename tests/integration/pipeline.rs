@@ -151,8 +151,8 @@ fn unreadable_rows_go_to_the_rejects_file_with_line_and_reason() {
     assert_eq!(
         lines,
         vec![
-            json!({"line": 4, "raw": "2,b", "reason": "expected 3 fields, found 2"}),
-            json!({"line": 6, "raw": "3,c,not-a-number", "reason": "column 'score': 'not-a-number' is not float"}),
+            json!({"line": 4, "raw": "2,b", "reason": "expected 3 fields, found 2", "file": "in.csv"}),
+            json!({"line": 6, "raw": "3,c,not-a-number", "reason": "column 'score': 'not-a-number' is not float", "file": "in.csv"}),
         ]
     );
     let log = log_of(&env, "imp", "t");
