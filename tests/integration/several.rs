@@ -353,6 +353,17 @@ impl Drop for Outage {
     }
 }
 
+/// Waits for the first run of `dag` to succeed and returns its task instance `task`.
+fn task_of_succeeded_run(env: &Env, dag: &str, task: &str) -> serde_json::Value {
+    wait_until(&format!("the {dag} run succeeds"), || {
+        env.runs(dag)
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+    let run_id = env.runs(dag)[0]["run_id"].as_str().unwrap().to_string();
+    crate::support::task(&env.run_detail(&run_id), task).clone()
+}
+
 #[test]
 fn a_try_runs_on_through_a_database_outage_shorter_than_the_lease_and_its_end_is_kept() {
     let (outage, mut env) = Outage::new();
@@ -390,15 +401,8 @@ fn a_try_runs_on_through_a_database_outage_shorter_than_the_lease_and_its_end_is
     assert!(server.child.try_wait().unwrap().is_none(), "serve stopped");
     outage.end();
     wait_until("it resumes", || server.log().contains("answers again"));
-    wait_until("the run succeeds", || {
-        env.runs("slow")
-            .first()
-            .is_some_and(|r| r["state"] == "success")
-    });
     // The try that ran through the outage is the one recorded: nothing ran twice.
-    let run_id = env.runs("slow")[0]["run_id"].as_str().unwrap().to_string();
-    let detail = env.run_detail(&run_id);
-    let t = crate::support::task(&detail, "t");
+    let t = task_of_succeeded_run(&env, "slow", "t");
     assert_eq!(t["try_number"], 1, "{t}");
     assert_eq!(std::fs::read_to_string(&ended).unwrap(), "1\n");
     let (status, body) = server.get("/health");
@@ -444,16 +448,7 @@ fn a_trigger_dag_try_waits_for_its_child_through_a_database_outage() {
     outage.end();
     wait_until("it resumes", || server.log().contains("answers again"));
     std::fs::write(&go, "").unwrap();
-    wait_until("the parent succeeds", || {
-        env.runs("parent")
-            .first()
-            .is_some_and(|r| r["state"] == "success")
-    });
-    let run_id = env.runs("parent")[0]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let trig = crate::support::task(&env.run_detail(&run_id), "trig").clone();
+    let trig = task_of_succeeded_run(&env, "parent", "trig");
     assert_eq!(trig["try_number"], 1, "{trig}");
     assert_eq!(env.runs("child").len(), 1, "the child was triggered twice");
     assert_eq!(server.sigterm().code(), Some(0), "{}", server.log());
@@ -487,14 +482,7 @@ fn an_outage_longer_than_the_lease_stops_the_tries_and_the_run_resumes_after_it(
         server.log().contains("stops its tries")
     });
     outage.end();
-    wait_until("the run succeeds", || {
-        env.runs("slow")
-            .first()
-            .is_some_and(|r| r["state"] == "success")
-    });
-    let run_id = env.runs("slow")[0]["run_id"].as_str().unwrap().to_string();
-    let detail = env.run_detail(&run_id);
-    let t = crate::support::task(&detail, "t");
+    let t = task_of_succeeded_run(&env, "slow", "t");
     // The stopped try is recorded as interrupted (it failed, as a crashed one does) and
     // the retry ran after the outage.
     assert_eq!(t["try_number"], 2, "{t}");
