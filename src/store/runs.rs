@@ -422,7 +422,7 @@ impl Store {
         self.claim_run_within(key, owner, tasks, None).await
     }
 
-    /// [`Store::claim_run`], and a queued run starts only while fewer than `limit.max` runs
+    /// [`Store::claim_run`], and a queued run starts only while fewer than `limit` runs
     /// of its DAG (in its pool) are running: counted in the claiming transaction, which
     /// holds the write lock, so instances claiming at once cannot together exceed it.
     pub async fn claim_run_within(
