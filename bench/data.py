@@ -102,6 +102,15 @@ def latest_run(folder: Path, binary: Path) -> str:
     return json.loads(out.stdout)[0]["run_id"]
 
 
+def timed_imports(binary: Path, folder: Path, source: Path, repeats: int, label):
+    """`repeats` imports of `source` in a project in `folder`: (walls, peak RSS MBs); the
+    import's own summary of the last one goes to stderr, to check the work done."""
+    import_project(folder, source)
+    runs = [timed(binary, ["run", "imp"], folder) for _ in range(repeats)]
+    print(f"{label}: {imported_files(folder, binary)}", file=sys.stderr)
+    return [r[0] for r in runs], [r[1] for r in runs]
+
+
 def many_files(binary: Path, counts, repeats: int, tmp: Path, per_folder: int):
     """`import` of a glob over `count` small files, for each count: all in one folder, or
     `per_folder` to a folder (`in/*/*.csv`)."""
@@ -125,12 +134,10 @@ def many_files(binary: Path, counts, repeats: int, tmp: Path, per_folder: int):
                 with open(where / f"f{i:08d}.csv", "w") as f:
                     f.write(f"id,name,score\n{2 * i},n{i},{i % 97}.5\n{2 * i + 1},m{i},{i % 89}\n")
             print(f"generated {count} files in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-            import_project(folder, inputs / ("*/*.csv" if per_folder else "*.csv"))
-            runs = [timed(binary, ["run", "imp"], folder) for _ in range(repeats)]
-            print(f"{count}: {imported_files(folder, binary)}", file=sys.stderr)
+            walls, rss = timed_imports(binary, folder, inputs / ("*/*.csv" if per_folder
+                                                                  else "*.csv"), repeats, count)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        walls, rss = [r[0] for r in runs], [r[1] for r in runs]
         med = statistics.median(walls)
         print(f"| {count:,} | {med:.2f} | {min(walls):.2f}–{max(walls):.2f} | {count / med:,.0f} "
               f"| {statistics.median(rss):.0f} | {min(rss):.0f}–{max(rss):.0f} |")
@@ -158,12 +165,9 @@ def big_file(binary: Path, sizes_gb, repeats: int, tmp: Path):
                     chunk += 1
             print(f"generated {size / 1e9:.1f} GB in {time.perf_counter() - start:.0f} s",
                   file=sys.stderr)
-            import_project(folder, source)
-            runs = [timed(binary, ["run", "imp"], folder) for _ in range(repeats)]
-            print(f"{gb} GB: {imported_files(folder, binary)}", file=sys.stderr)
+            walls, rss = timed_imports(binary, folder, source, repeats, f"{gb} GB")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        walls, rss = [r[0] for r in runs], [r[1] for r in runs]
         med = statistics.median(walls)
         print(f"| {gb} | {med:.1f} | {min(walls):.1f}–{max(walls):.1f} | {size / 1e6 / med:.0f} "
               f"| {statistics.median(rss):.0f} | {min(rss):.0f}–{max(rss):.0f} |")

@@ -519,6 +519,9 @@ impl Scheduler {
 
     pub(super) async fn handle(&mut self, cmd: Command) -> Result<(), StoreError> {
         self.handling = None;
+        let Some(cmd) = self.handle_in_memory(cmd) else {
+            return Ok(());
+        };
         match cmd {
             Command::Wake => self.reread_store().await?,
             Command::InstanceStopped => {
@@ -526,6 +529,25 @@ impl Scheduler {
                 // Its runs are adoptable at once.
                 self.look_for_orphans = self.mode == Mode::Serve;
             }
+            Command::TriggerChild { req, reply } => {
+                let result = self.create_child(req).await;
+                let _ = reply.send(result);
+            }
+            Command::WatchRun { run, reply } => self.watch(run, reply).await?,
+            // Handled in memory above.
+            Command::Offers { .. }
+            | Command::Finished(_)
+            | Command::Record(_)
+            | Command::Dags(_)
+            | Command::Defer { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Handles a command that needs no database (a try's end, log lines, new DAGs, what
+    /// changed in the offers); returns the others.
+    pub(super) fn handle_in_memory(&mut self, cmd: Command) -> Option<Command> {
+        match cmd {
             Command::Offers { offered } => {
                 self.offers_changed = true;
                 if offered {
@@ -541,18 +563,17 @@ impl Scheduler {
                 self.cron_dirty = true;
                 self.look_for_queued = true;
             }
-            Command::TriggerChild { req, reply } => {
-                let result = self.create_child(req).await;
-                let _ = reply.send(result);
-            }
-            Command::WatchRun { run, reply } => self.watch(run, reply).await?,
             Command::Defer {
                 run,
                 task,
                 try_number,
             } => self.defer(run, &task, try_number),
+            cmd @ (Command::Wake
+            | Command::InstanceStopped
+            | Command::TriggerChild { .. }
+            | Command::WatchRun { .. }) => return Some(cmd),
         }
-        Ok(())
+        None
     }
 
     /// Keeps a running try's change for the next commit: log lines and the process group

@@ -165,28 +165,10 @@ impl Scheduler {
     /// Handles what needs no database (a try's end or log lines are kept for the next
     /// commit); returns the commands that do, to be handled once it answers.
     fn handle_offline(&mut self, cmd: Command) -> Option<Command> {
-        match cmd {
-            Command::Finished(f) => self.on_finished(*f),
-            Command::Record(change) => self.record(change),
-            Command::Defer {
-                run,
-                task,
-                try_number,
-            } => self.defer(run, &task, try_number),
-            Command::Offers { offered } => {
-                self.offers_changed = true;
-                self.look_for_offers |= offered;
-            }
-            Command::Wake | Command::InstanceStopped | Command::Dags(_) => {
-                // Looked at again on resuming (`missed_wakeups`); a new DAG bag is taken
-                // now as it costs nothing.
-                if let Command::Dags(bag) = cmd {
-                    self.bag = bag;
-                    self.cron.clear();
-                }
-            }
-            cmd @ (Command::TriggerChild { .. } | Command::WatchRun { .. }) => return Some(cmd),
+        match self.handle_in_memory(cmd)? {
+            // Looked at again on resuming (`missed_wakeups`).
+            Command::Wake | Command::InstanceStopped => None,
+            cmd => Some(cmd),
         }
-        None
     }
 }
