@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCALES = {"S": (1_000, 100_000), "M": (5_000, 1_000_000), "L": (10_000, 5_000_000)}
+SCALES = {"S": (1_000, 100_000), "M": (5_000, 1_000_000), "L": (10_000, 5_000_000),
+          "XL": (10_000, 20_000_000)}
 
 
 def generate(scale):

@@ -82,6 +82,10 @@ pub struct Rejected {
 /// What happened to the input.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Rows left out in all (`rejected` holds only the first ones once a sink takes them).
+    pub rejected_total: usize,
+    /// Where rejected rows are written as they are found, if anywhere.
+    sink: Option<RejectSink>,
     /// Drugs in the graph.
     pub drugs: usize,
     /// Publication rows read.
@@ -92,8 +96,62 @@ pub struct Report {
     pub mentioning: usize,
     /// (drug, publication) mentions.
     pub mentions: usize,
-    /// Rows left out.
+    /// Rows left out: all of them, or the first ones when a sink takes them
+    /// ([`GraphBuilder::with_rejects`]).
     pub rejected: Vec<Rejected>,
+}
+
+/// Rejected rows written as JSON lines as they are found, so that memory does not grow with
+/// their number (a few per thousand rows of dirty input: millions at terabyte scale).
+struct RejectSink {
+    out: Box<dyn Write + Send + Sync>,
+    /// How many rows the report keeps in memory besides (for the task's log).
+    keep: usize,
+    /// The first write that failed; later rows are counted, not written.
+    error: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for RejectSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RejectSink")
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RejectSink {
+    fn write(&mut self, r: &Rejected) {
+        if self.error.is_some() {
+            return;
+        }
+        let written = serde_json::to_writer(&mut self.out, r)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = written {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl Report {
+    /// Records a row left out.
+    fn reject(&mut self, r: Rejected) {
+        self.rejected_total += 1;
+        match &mut self.sink {
+            None => self.rejected.push(r),
+            Some(sink) => {
+                sink.write(&r);
+                if self.rejected.len() < sink.keep {
+                    self.rejected.push(r);
+                }
+            }
+        }
+    }
+
+    /// Records rows left out, in order.
+    fn reject_all(&mut self, rows: Vec<Rejected>) {
+        rows.into_iter().for_each(|r| self.reject(r));
+    }
 }
 
 /// A byte range of a chunk's text.
@@ -278,7 +336,7 @@ impl GraphBuilder {
         let mut seen = HashSet::new();
         for d in raw {
             let reject = |report: &mut Report, reason: String| {
-                report.rejected.push(Rejected {
+                report.reject(Rejected {
                     source: "drugs".into(),
                     row: d.row,
                     reason,
@@ -338,6 +396,23 @@ impl GraphBuilder {
     /// Spills to disk past the plan's memory budget instead of holding every row.
     pub fn with_budget(mut self, plan: SpillPlan) -> Self {
         self.plan = Some(plan);
+        self
+    }
+
+    /// Writes rejected rows to `out` as JSON lines as they are found (those found so far
+    /// first), keeping only the first `keep` in the report; [`BuiltGraph::close_rejects`]
+    /// flushes them and reports a failed write.
+    pub fn with_rejects(mut self, out: Box<dyn Write + Send + Sync>, keep: usize) -> Self {
+        let mut sink = RejectSink {
+            out,
+            keep,
+            error: None,
+        };
+        for r in &self.report.rejected {
+            sink.write(r);
+        }
+        self.report.rejected.truncate(keep);
+        self.report.sink = Some(sink);
         self
     }
 
@@ -414,7 +489,7 @@ impl GraphBuilder {
             let drugs = &chunk.drugs[row.drugs.start as usize..row.drugs.end as usize];
             self.mentions.extend(drugs.iter().map(|&d| (d, index)));
         }
-        self.report.rejected.extend(chunk.rejected);
+        self.report.reject_all(chunk.rejected);
     }
 
     /// Folds the row into an earlier record of the same publication, if there is one.
@@ -650,6 +725,17 @@ impl BuiltGraph {
     /// What happened to the input.
     pub fn report(&self) -> &Report {
         &self.b.report
+    }
+
+    /// Flushes the rejected rows' sink, if there is one, and returns its first error.
+    pub fn close_rejects(&mut self) -> std::io::Result<()> {
+        match self.b.report.sink.as_mut() {
+            None => Ok(()),
+            Some(sink) => match sink.error.take() {
+                Some(e) => Err(e),
+                None => sink.out.flush(),
+            },
+        }
     }
 
     /// Writes `graph.json` (one drug per line, deterministic), encoding on `threads`
@@ -1038,6 +1124,88 @@ mod tests {
             reasons,
             vec!["no title", "unreadable date 'someday'", "no date"]
         );
+    }
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reject_sink_gets_every_row_in_order_and_the_report_keeps_the_first() {
+        let raw = || {
+            let mut d = drugs(&["X", "Y"]);
+            d.push(RawDrug {
+                row: 3,
+                atccode: None,
+                drug: None,
+            });
+            d
+        };
+        let feed = |b: &mut GraphBuilder| {
+            for i in 0..50 {
+                let date = if i % 3 == 0 { "someday" } else { "2020-01-01" };
+                let title = if i % 5 == 0 { " " } else { "X and Y" };
+                b.add(&row(Source::Pubmed, "1", title, date, "J"));
+            }
+        };
+        let mut all = GraphBuilder::new(raw()).unwrap();
+        feed(&mut all);
+        let all = all.finish();
+        let expected: String = all
+            .report()
+            .rejected
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        assert_eq!(all.report().rejected_total, all.report().rejected.len());
+
+        let sink = Shared::default();
+        let mut b = GraphBuilder::new(raw())
+            .unwrap()
+            .with_rejects(Box::new(sink.clone()), 4);
+        feed(&mut b);
+        let mut built = b.finish();
+        built.close_rejects().unwrap();
+        let report = built.report();
+        assert_eq!(
+            String::from_utf8(sink.0.lock().unwrap().clone()).unwrap(),
+            expected
+        );
+        assert_eq!(report.rejected_total, all.report().rejected.len());
+        assert!(report.rejected_total > 10);
+        assert_eq!(report.rejected[..], all.report().rejected[..4]);
+        assert_eq!(report.rejected[0].reason, "no drug name");
+    }
+
+    #[test]
+    fn a_failed_reject_write_fails_closing() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut b = GraphBuilder::new(drugs(&["X"]))
+            .unwrap()
+            .with_rejects(Box::new(Broken), 1);
+        b.add(&row(Source::Pubmed, "1", " ", "2020-01-01", "J"));
+        b.add(&row(Source::Pubmed, "2", " ", "2020-01-01", "J"));
+        let mut built = b.finish();
+        assert_eq!(built.report().rejected_total, 2);
+        assert_eq!(built.close_rejects().unwrap_err().to_string(), "disk full");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! rows that could not take part and why.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -274,9 +273,18 @@ impl DrugGraphTask {
             budget: usize::try_from(budget).unwrap_or(usize::MAX),
             input_bytes,
         };
+        let mut files = files.into_iter();
+        let mut next = || {
+            files
+                .next()
+                .ok_or_else(|| DataError::Format("missing output file".into()))
+        };
+        let top_file = next()?;
+        let rejects = std::io::BufWriter::with_capacity(1 << 16, next()?);
         let mut builder = GraphBuilder::new(raw_drugs)
             .map_err(DataError::Format)?
-            .with_budget(plan);
+            .with_budget(plan)
+            .with_rejects(Box::new(rejects), SHOWN_REJECTS);
         timings.push(format!(
             "drugs and matcher {:.2}s",
             started.elapsed().as_secs_f64()
@@ -289,16 +297,13 @@ impl DrugGraphTask {
             return Err(DataError::Cancelled("drug_graph stopped".into()));
         }
         let t = std::time::Instant::now();
-        let built = builder.finish();
+        let mut built = builder.finish();
+        built
+            .close_rejects()
+            .map_err(|e| DataError::io(&rejects_name(&self.output), e))?;
         timings.push(format!("grouping {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let report = built.report();
-        let mut files = files.into_iter();
-        let mut next = || {
-            files
-                .next()
-                .ok_or_else(|| DataError::Format("missing output file".into()))
-        };
         let graph_error = |e| DataError::io(&self.output, e);
         let mut out = DirectWriter::open(graph, self.direct_io).map_err(graph_error)?;
         let direct = out.is_direct();
@@ -312,16 +317,8 @@ impl DrugGraphTask {
             t.elapsed().as_secs_f64(),
             if direct { " (direct I/O)" } else { "" }
         ));
-        serde_json::to_writer_pretty(std::io::BufWriter::new(next()?), &top)
+        serde_json::to_writer_pretty(std::io::BufWriter::new(top_file), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
-        let mut rejects = std::io::BufWriter::new(next()?);
-        for r in &report.rejected {
-            let line = serde_json::to_string(r).map_err(|e| DataError::Format(e.to_string()))?;
-            writeln!(rejects, "{line}").map_err(|e| DataError::io("graph rejects", e))?;
-        }
-        rejects
-            .flush()
-            .map_err(|e| DataError::io("graph rejects", e))?;
         let mut lines = vec![
             format!(
                 "{} drug(s); {} publication row(s) read; {} merged into another row of the same publication",
@@ -349,16 +346,16 @@ impl DrugGraphTask {
                 .take(SHOWN_REJECTS)
                 .map(|r| format!("left out {} row {}: {}", r.source, r.row, r.reason)),
         );
-        if report.rejected.len() > SHOWN_REJECTS {
+        if report.rejected_total > SHOWN_REJECTS {
             lines.push(format!(
                 "... and {} more row(s) left out (all are in {})",
-                report.rejected.len() - SHOWN_REJECTS,
+                report.rejected_total - SHOWN_REJECTS,
                 rejects_name(&self.output)
             ));
         }
         Ok(Summary {
             lines,
-            rejected: report.rejected.len(),
+            rejected: report.rejected_total,
         })
     }
 }

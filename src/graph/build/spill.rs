@@ -186,7 +186,7 @@ impl Spill {
                 drugs,
             );
         }
-        report.rejected.extend(chunk.rejected);
+        report.reject_all(chunk.rejected);
     }
 }
 
@@ -607,6 +607,8 @@ mod tests {
             mentioning: report.mentioning,
             mentions: report.mentions,
             rejected: report.rejected.clone(),
+            rejected_total: report.rejected_total,
+            ..Report::default()
         };
         (out, built.top_journals(), report, spilled)
     }
