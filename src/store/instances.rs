@@ -251,6 +251,8 @@ mod tests {
         store.commit(&a, &[start(run, 1)]).await.unwrap();
         // A stops (its lease ends): B adopts, and A's writes are fenced off from then on.
         store.stop_instance(&a).await.unwrap();
+        // Without a live lease, A cannot take the run back (as if it were queued) either.
+        assert!(!store.claim_run(run, &a, &tasks).await.unwrap());
         assert!(store.claim_run(run, &b, &tasks).await.unwrap());
         let late = Change::FinishTry {
             run,

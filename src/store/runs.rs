@@ -434,10 +434,6 @@ impl Store {
     ) -> StoreResult<bool> {
         let now = to_text(self.now());
         let mut tx = self.begin_write().await?;
-        // A process whose lease lapsed takes nothing on until it holds a new one.
-        if !Self::lease_is_live(&mut tx, owner, &now).await? {
-            return Ok(false);
-        }
         // Backfill runs have a pool of their own (as in `running_run_counts`).
         let within = if limit.is_some() {
             "AND (state = 'running' OR (SELECT COUNT(*) FROM dag_run c \
@@ -450,7 +446,11 @@ impl Store {
             "UPDATE dag_run SET state = 'running', owner = $1, owner_epoch = $2, \
              start_date = COALESCE(start_date, $3) \
              WHERE id = $4 AND ({} OR state = 'running') \
-             AND ((owner = $1 AND owner_epoch = $2) OR {}) {within}",
+             AND ((owner = $1 AND owner_epoch = $2) OR {}) {within} \
+             AND EXISTS (SELECT 1 FROM instance WHERE id = $1 AND epoch = $2 \
+             AND stopped_at IS NULL AND lease_expires_at > $3)",
+            // A process whose lease lapsed takes nothing on until it holds a new one
+            // (checked in the same statement: one round trip less per claim).
             // Claiming starts a queued run; adopting a running one only changes its owner.
             RunState::sql_sources(RunState::Running),
             unowned("$3")
