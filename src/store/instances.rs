@@ -287,6 +287,13 @@ mod tests {
             "nothing was written"
         );
         store.commit(&b, &[late]).await.unwrap();
+        // The try's own row ended with its task instance.
+        let tries = store.tries(run).await.unwrap();
+        assert_eq!(tries.len(), 1);
+        assert_eq!(
+            (tries[0].state, tries[0].end_date.is_some(), &tries[0].error),
+            (TaskState::Success, true, &None)
+        );
     }
 
     async fn refused_transitions_name_the_run_task_and_states(backend: crate::store::Backend) {

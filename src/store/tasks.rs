@@ -173,7 +173,7 @@ impl Store {
             insert_tries(&mut tx, owner, chunk).await?;
         }
         for change in changes {
-            apply(&mut tx, owner, change).await?;
+            apply(&mut tx, self.backend, owner, change).await?;
         }
         let offered = super::offers::apply_owner(&mut tx, changes).await?;
         let (remote_logs, ended) = super::offers::apply_worker(&mut tx, owner, changes).await?;
@@ -360,6 +360,7 @@ async fn refused(
 
 async fn apply(
     tx: &mut Transaction<'static, Any>,
+    backend: super::sql::Backend,
     owner: &Owner,
     change: &Change,
 ) -> StoreResult<()> {
@@ -400,38 +401,63 @@ async fn apply(
             next_retry_at,
             interrupted,
         } => {
-            let sql = sqlx::AssertSqlSafe(format!(
+            let update = format!(
                 "UPDATE task_instance SET state = $1, end_date = $2, error = $3, next_retry_at = $4 \
                  WHERE run = $5 AND task_id = $8 AND try_number = $9 AND {} AND {}",
                 TaskState::sql_sources(Some(*state), |f| f == Some(TaskState::Running)),
                 fence(5)
-            ));
-            let done = sqlx::query(sql)
-                .bind(state.as_str())
-                .bind(to_text(*at))
-                .bind(storable_opt(error.as_deref()))
-                .bind(next_retry_at.map(to_text))
-                .bind(run.0)
-                .bind(owner.id.as_str())
-                .bind(owner.epoch)
-                .bind(task.as_str())
-                .bind(i64::from(*try_number))
-                .execute(&mut **tx)
-                .await?;
-            if done.rows_affected() == 1 {
-                finish_try_row(
-                    tx,
-                    *run,
-                    task,
-                    *try_number,
-                    state.as_str(),
-                    *at,
-                    error.as_deref(),
-                    *interrupted,
-                )
-                .await?;
+            );
+            if backend == super::sql::Backend::Postgres {
+                // The try's own row is updated in the same statement (one round trip: the
+                // end of a try is on the path from one task to the next).
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "WITH ti AS ({update} RETURNING 1), tt AS (UPDATE task_try SET state = $1, \
+                     end_date = $2, error = $3, interrupted = $10 WHERE run = $5 AND task_id = $8 \
+                     AND try_number = $9 AND EXISTS (SELECT 1 FROM ti) RETURNING 1) \
+                     SELECT COUNT(*) FROM ti"
+                ));
+                let done: i64 = sqlx::query_scalar(sql)
+                    .bind(state.as_str())
+                    .bind(to_text(*at))
+                    .bind(storable_opt(error.as_deref()))
+                    .bind(next_retry_at.map(to_text))
+                    .bind(run.0)
+                    .bind(owner.id.as_str())
+                    .bind(owner.epoch)
+                    .bind(task.as_str())
+                    .bind(i64::from(*try_number))
+                    .bind(i64::from(*interrupted))
+                    .fetch_one(&mut **tx)
+                    .await?;
+                (*run, task, Some(*state), u64::try_from(done).unwrap_or(0))
+            } else {
+                let done = sqlx::query(sqlx::AssertSqlSafe(update))
+                    .bind(state.as_str())
+                    .bind(to_text(*at))
+                    .bind(storable_opt(error.as_deref()))
+                    .bind(next_retry_at.map(to_text))
+                    .bind(run.0)
+                    .bind(owner.id.as_str())
+                    .bind(owner.epoch)
+                    .bind(task.as_str())
+                    .bind(i64::from(*try_number))
+                    .execute(&mut **tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    finish_try_row(
+                        tx,
+                        *run,
+                        task,
+                        *try_number,
+                        state.as_str(),
+                        *at,
+                        error.as_deref(),
+                        *interrupted,
+                    )
+                    .await?;
+                }
+                (*run, task, Some(*state), done.rows_affected())
             }
-            (*run, task, Some(*state), done.rows_affected())
         }
         Change::AbandonTry {
             run,
