@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Data-task benchmarks (issue: data tasks, item 8).
 
-For each scale, generates sample-like dirty data (bench/gen_drug_data.py, cached under
-bench/out/), then runs the shipped drugs pipeline with the release binary and reports wall
+For each scale (S = 1k drugs x 100k publications, M = 5k x 1M, L = 10k x 5M, XL = 10k x 20M:
+about 4 GB of input and 17 GB more on disk while it runs; benchmark only), generates
+sample-like dirty data (bench/gen_drug_data.py, cached under bench/out/), then runs the shipped drugs pipeline with the release binary and reports wall
 time and peak RSS of import, load and drug_graph separately (each its own `orchestrator run`)
 and end to end (`orchestrator run drugs_orchestrator`, all in one process), with MB/s and
 publications/s.
@@ -204,6 +205,8 @@ def main():
     print("|---|---|---|---|---|---|")
     for scale in a.scales.split(","):
         data, pubs = generate(scale)
+        # Staging, warehouse and graph take about 3.5 times the input, plus the spill.
+        need_space(Path(tempfile.gettempdir()), sum(f.stat().st_size for f in data.iterdir()) * 4.5e-9 + 1)
         mb = sum(f.stat().st_size for f in data.iterdir()) / 1e6
         results = {}
         for _ in range(a.repeats):
