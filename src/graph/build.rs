@@ -21,6 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::fast::FixedState;
 
 use super::clean::{clean_text, parse_date};
+use super::index::{JournalSink, JournalUse};
 use super::matcher::DrugMatcher;
 
 mod spill;
@@ -659,12 +660,67 @@ impl BuiltGraph {
         out: &mut (impl Write + ?Sized),
         threads: usize,
     ) -> std::io::Result<()> {
+        self.write_json_indexed(out, threads, None)
+    }
+
+    /// [`Self::write_json`], handing each node's distinct journals to `index` as it goes.
+    pub fn write_json_indexed(
+        &self,
+        out: &mut (impl Write + ?Sized),
+        threads: usize,
+        index: Option<&mut dyn JournalSink>,
+    ) -> std::io::Result<()> {
         out.write_all(b"{\"drugs\": [\n")?;
         match &self.spilled {
-            Some(spilled) => spilled.write(self, out, threads)?,
-            None => self.write_nodes(0..self.order.len(), out, threads)?,
+            Some(spilled) => spilled.write(self, out, threads, index)?,
+            None => {
+                let all = 0..self.order.len();
+                self.write_nodes(all.clone(), out, threads)?;
+                if let Some(index) = index {
+                    self.index_nodes(all, index)?;
+                }
+            }
         }
         out.write_all(b"\n]}\n")
+    }
+
+    /// Hands the distinct journals of the drugs at output positions `range` to `index`.
+    fn index_nodes(&self, range: Range<usize>, index: &mut dyn JournalSink) -> std::io::Result<()> {
+        let b = &self.b;
+        index.table(&b.journals);
+        // Per journal, the kinds of mention of the current node through it (bit 0 PubMed,
+        // bit 1 clinical trial); reset as each node's list is made.
+        let mut kinds = vec![0u8; b.journals.len()];
+        let (mut seen, mut uses) = (Vec::new(), Vec::new());
+        for pos in range {
+            seen.clear();
+            for &r in &self.by_drug[self.offsets[pos]..self.offsets[pos + 1]] {
+                let record = &b.records[r as usize];
+                // A record without a journal (`NONE`) falls past the table.
+                let Some(k) = kinds.get_mut(record.journal as usize) else {
+                    continue;
+                };
+                if *k == 0 {
+                    seen.push(record.journal);
+                }
+                *k |= match record.kind {
+                    Source::Pubmed => 1,
+                    Source::ClinicalTrial => 2,
+                };
+            }
+            seen.sort_unstable_by_key(|&j| self.journal_rank[j as usize]);
+            uses.clear();
+            uses.extend(seen.iter().map(|&j| {
+                let k = std::mem::take(&mut kinds[j as usize]);
+                JournalUse {
+                    journal: j,
+                    pubmed: k & 1 != 0,
+                    trial: k & 2 != 0,
+                }
+            }));
+            index.node(&b.drugs[self.order[pos] as usize].1, &uses)?;
+        }
+        Ok(())
     }
 
     /// Writes the nodes of the drugs at output positions `range`.

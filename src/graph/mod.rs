@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod build;
 pub mod clean;
+pub mod index;
 pub mod matcher;
 pub mod stream;
 

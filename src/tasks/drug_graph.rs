@@ -1,7 +1,8 @@
 //! `drug_graph`: builds the drug-mention graph from the staged drugs, PubMed (CSV and JSON
-//! tables together) and clinical-trial tables, and writes `graph.json` and
-//! `top_journals.json` to the output store (atomically), plus `graph.rejects.jsonl` listing
-//! rows that could not take part and why.
+//! tables together) and clinical-trial tables, and writes `graph.json`, `top_journals.json`
+//! and the journal index `graph.journals.jsonl` (see [`crate::graph::index`]) to the output
+//! store (atomically), plus `graph.rejects.jsonl` listing rows that could not take part and
+//! why.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -16,6 +17,7 @@ use crate::data::direct::DirectWriter;
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
+use crate::graph::index::{IndexWriter, index_name};
 use crate::graph::{
     GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source, SpillPlan,
 };
@@ -188,6 +190,7 @@ impl DrugGraphTask {
             &self.output,
             &self.top_journals,
             &rejects_name(&self.output),
+            &index_name(&self.output),
         ]
         .map(|name| output.scratch(name))
         .into_iter()
@@ -223,16 +226,21 @@ impl DrugGraphTask {
                 "drug_graph stopped before publishing".into(),
             ));
         }
-        let mut scratch = scratch.into_iter();
-        for name in [&self.output, &self.top_journals] {
-            if let Some(file) = scratch.next() {
-                output.publish(name, file).await.map_err(fail)?;
-            }
+        let [graph, top, rejects, index] = <[_; 4]>::try_from(scratch)
+            .map_err(|_| ctx.failure("drug_graph: missing output file"))?;
+        // The index after the graph: readers take it only when it is not older.
+        let index_name = index_name(&self.output);
+        for (name, file) in [
+            (&self.output, graph),
+            (&self.top_journals, top),
+            (&index_name, index),
+        ] {
+            output.publish(name, file).await.map_err(fail)?;
         }
         publish_rejects(
             &output,
             &rejects_name(&self.output),
-            scratch.next(),
+            rejects,
             summary.rejected,
         )
         .await
@@ -242,9 +250,10 @@ impl DrugGraphTask {
             ctx.log.info(line);
         }
         ctx.log.info(format!(
-            "wrote {} and {}",
+            "wrote {}, {} and {}",
             output.display(&self.output),
-            output.display(&self.top_journals)
+            output.display(&self.top_journals),
+            output.display(&index_name)
         ));
         Ok(TaskOutcome::Success)
     }
@@ -293,28 +302,30 @@ impl DrugGraphTask {
         timings.push(format!("grouping {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let report = built.report();
-        let mut files = files.into_iter();
-        let mut next = || {
-            files
-                .next()
-                .ok_or_else(|| DataError::Format("missing output file".into()))
+        let Ok([top_file, rejects_file, index_file]) = <[_; 3]>::try_from(files) else {
+            return Err(DataError::Format("missing output file".into()));
         };
         let graph_error = |e| DataError::io(&self.output, e);
         let mut out = DirectWriter::open(graph, self.direct_io).map_err(graph_error)?;
         let direct = out.is_direct();
+        let mut index = IndexWriter::new(std::io::BufWriter::new(index_file));
         built
-            .write_json(&mut out, workers())
+            .write_json_indexed(&mut out, workers(), Some(&mut index))
             .and_then(|()| out.finish())
             .map_err(graph_error)?;
+        let graph_bytes = std::fs::metadata(graph).map_err(graph_error)?.len();
+        index
+            .finish(graph_bytes)
+            .map_err(|e| DataError::io(&index_name(&self.output), e))?;
         let top = built.top_journals();
         timings.push(format!(
             "sort and write {:.2}s{}",
             t.elapsed().as_secs_f64(),
             if direct { " (direct I/O)" } else { "" }
         ));
-        serde_json::to_writer_pretty(std::io::BufWriter::new(next()?), &top)
+        serde_json::to_writer_pretty(std::io::BufWriter::new(top_file), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
-        let mut rejects = std::io::BufWriter::new(next()?);
+        let mut rejects = std::io::BufWriter::new(rejects_file);
         for r in &report.rejected {
             let line = serde_json::to_string(r).map_err(|e| DataError::Format(e.to_string()))?;
             writeln!(rejects, "{line}").map_err(|e| DataError::io("graph rejects", e))?;
@@ -376,12 +387,13 @@ fn rejects_name(output: &str) -> String {
 async fn publish_rejects(
     output: &Location,
     name: &str,
-    file: Option<tempfile::NamedTempFile>,
+    file: tempfile::NamedTempFile,
     count: usize,
 ) -> Result<(), DataError> {
-    match file {
-        Some(f) if count > 0 => output.publish(name, f).await,
-        _ => output.remove(name).await,
+    if count > 0 {
+        output.publish(name, file).await
+    } else {
+        output.remove(name).await
     }
 }
 
@@ -695,7 +707,7 @@ mod tests {
         )
         .unwrap();
         let files = || {
-            (0..2)
+            (0..3)
                 .map(|i| File::create(out.join(format!("f{i}"))).unwrap())
                 .collect::<Vec<_>>()
         };

@@ -22,6 +22,7 @@ use super::{
     merge_hash,
 };
 use crate::graph::TopJournals;
+use crate::graph::index::JournalSink;
 
 /// Most partition files a spill writes at once.
 const MAX_PARTS: u64 = 512;
@@ -429,12 +430,14 @@ fn read_rows(path: &std::path::Path, mut f: impl FnMut(PreparedChunk)) -> io::Re
 }
 
 impl Spilled {
-    /// Writes every node, one range of drugs at a time, and works out the top journals.
+    /// Writes every node, one range of drugs at a time (handing each range's journals to
+    /// `index`), and works out the top journals.
     pub(super) fn write(
         &self,
         built: &BuiltGraph,
         out: &mut (impl Write + ?Sized),
         threads: usize,
+        mut index: Option<&mut dyn JournalSink>,
     ) -> io::Result<()> {
         if let Some(e) = self.failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
@@ -496,6 +499,10 @@ impl Spilled {
             }
             let part = sub.finish_in_memory();
             part.write_nodes(range.clone(), out, threads)?;
+            if let Some(index) = index.as_deref_mut() {
+                // Each part has its own journal ids; the index maps them to its own.
+                part.index_nodes(range.clone(), index)?;
+            }
             for (j, count) in part.journal_counts(range.clone()).into_iter().enumerate() {
                 if count > 0 {
                     *journals.entry(part.b.journals[j].clone()).or_default() += count;
