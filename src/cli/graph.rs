@@ -61,39 +61,57 @@ fn open_buffered(path: &Path) -> std::io::Result<BufReader<std::fs::File>> {
 }
 
 /// The related drugs from the journal index the task wrote beside the graph, when it is
-/// there, not older than the graph and made with a graph of its size; `None` otherwise (the
-/// caller streams the graph). An unknown drug is an error only once the index is found good.
+/// current (see [`current_index`]) and made with a graph of the graph's size; `None`
+/// otherwise (the caller streams the graph). An unknown drug is an error only once the index
+/// is found good.
 async fn indexed_related(found: &Found, drug: &str) -> anyhow::Result<Option<Vec<String>>> {
-    let name = index_name(&found.name);
-    let location = &found.location;
-    let (Ok(graph), Ok(index)) = (location.stat(&found.name).await, location.stat(&name).await)
-    else {
-        return Ok(None);
-    };
-    if index.modified < graph.modified {
-        tracing::debug!(
-            "{} is older than the graph: not used",
-            location.display(&name)
-        );
-        return Ok(None);
-    }
-    let Ok(copy) = location.fetch(&name).await else {
+    let Some((copy, graph_bytes)) = current_index(found).await else {
         return Ok(None);
     };
     let wanted = drug.to_string();
     let answer = tokio::task::spawn_blocking(move || {
-        index::related_drugs(|| open_buffered(copy.path()), &wanted, graph.bytes)
+        index::related_drugs(|| open_buffered(copy.path()), &wanted, graph_bytes)
     })
     .await?;
+    let shown = found.location.display(&index_name(&found.name));
     match answer {
         Ok(related) => {
-            tracing::debug!("{}: answered from the index", location.display(&name));
+            tracing::debug!("{shown}: answered from the index");
             Ok(Some(related))
         }
         Err(e @ IndexError::UnknownDrug(_)) => Err(ServiceError::Invalid(e.to_string()).into()),
         Err(e) => {
-            tracing::debug!("{}: {e}: not used", location.display(&name));
+            tracing::debug!("{shown}: not used: {e}");
             Ok(None)
+        }
+    }
+}
+
+/// A local copy of the journal index beside the graph, and the graph's size, when both are
+/// there and the index is not older than the graph (remotely: by the store's `Last-Modified`;
+/// the graph is not downloaded).
+async fn current_index(found: &Found) -> Option<(LocalCopy, u64)> {
+    let (location, name) = (&found.location, index_name(&found.name));
+    let not_used = |why: &dyn std::fmt::Display| {
+        tracing::debug!("{}: not used: {why}", location.display(&name));
+    };
+    let (graph, index) = tokio::join!(location.stat(&found.name), location.stat(&name));
+    let (graph, index) = match (graph, index) {
+        (Ok(graph), Ok(index)) => (graph, index),
+        (Err(e), _) | (_, Err(e)) => {
+            not_used(&e);
+            return None;
+        }
+    };
+    if index.modified < graph.modified {
+        not_used(&"older than the graph");
+        return None;
+    }
+    match location.fetch(&name).await {
+        Ok(copy) => Some((copy, graph.bytes)),
+        Err(e) => {
+            not_used(&e);
+            None
         }
     }
 }

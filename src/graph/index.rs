@@ -5,17 +5,18 @@
 //! JSON lines: one per drug node, in graph order, with the distinct journals of its PubMed
 //! and of its clinical-trial mentions as ids into a journal table —
 //! `{"drug":"A","pubmed":[0,3],"clinical_trials":[]}` — then one last line holding that
-//! table, the node count and the size of the graph file it was made with:
-//! `{"journals":["J0",..],"drugs":N,"graph_bytes":N}`. Ids are given in order of first
-//! appearance (a node's new journals by name), so a spilled build writes the same bytes as an
-//! in-memory one. The table comes last because the index is written as the graph is; so a
-//! truncated index is refused, and the recorded size tells a stale index (made with another
-//! graph) from a current one.
+//! table (every journal of the graph, sorted by name: an id is a position in it), the node
+//! count and the size of the graph file the index was made with:
+//! `{"journals":["J0",..],"drugs":N,"graph_bytes":N}`. The table comes last because the
+//! index is written as the graph is; so a truncated index is refused, and the recorded size
+//! tells a stale index (made with another graph) from a current one. A spilled build writes
+//! the same bytes as an in-memory one.
 //!
-//! [`IndexWriter`] receives nodes from [`super::BuiltGraph`] as the graph is written (a
-//! [`JournalSink`]); [`related_drugs`] reads the file back.
+//! [`super::BuiltGraph`] encodes the node lines ([`push_node`]) with the nodes, on the same
+//! threads, and hands them to an [`IndexSink`] — [`IndexWriter`] writes them out;
+//! [`related_drugs`] reads the file back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
@@ -48,41 +49,58 @@ pub fn index_name(graph: &str) -> String {
     format!("{stem}.journals.jsonl")
 }
 
-/// One distinct journal of a node, and through which kinds of mention it is linked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct JournalUse {
-    /// Id into the current table (see [`JournalSink::table`]).
-    pub journal: u32,
-    /// A PubMed mention goes through it.
-    pub pubmed: bool,
-    /// A clinical-trial mention goes through it.
-    pub trial: bool,
+/// Receives the index as the graph is written.
+pub trait IndexSink {
+    /// The journal table, sorted by name: the ids of the node lines that follow index it.
+    fn journals(&mut self, names: &[String]);
+    /// The next `count` node lines (made with [`push_node`]), in graph order.
+    fn nodes(&mut self, lines: &[u8], count: usize) -> io::Result<()>;
 }
 
-/// Receives each drug node's distinct journals, in graph order, as the graph is written.
-pub trait JournalSink {
-    /// The nodes that follow name journals by ids into `names` (one table for an in-memory
-    /// graph, one per range of drugs for a spilled one).
-    fn table(&mut self, names: &[String]);
-    /// The next node: its drug name and its distinct journals, sorted by journal name.
-    fn node(&mut self, drug: &str, journals: &[JournalUse]) -> io::Result<()>;
+/// Appends a node's line: its drug name and the ids of its PubMed and clinical-trial
+/// journals (each sorted, distinct).
+pub fn push_node(
+    buf: &mut Vec<u8>,
+    drug: &str,
+    pubmed: impl Iterator<Item = u32>,
+    trials: impl Iterator<Item = u32>,
+) {
+    buf.extend_from_slice(b"{\"drug\":");
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, drug);
+    buf.extend_from_slice(b",\"pubmed\":[");
+    push_ids(buf, pubmed);
+    buf.extend_from_slice(b"],\"clinical_trials\":[");
+    push_ids(buf, trials);
+    buf.extend_from_slice(b"]}\n");
 }
 
-const UNSEEN: u32 = u32::MAX;
+/// Appends ids separated by commas (without going through the formatter: this runs for
+/// every journal of every drug).
+fn push_ids(buf: &mut Vec<u8>, ids: impl Iterator<Item = u32>) {
+    for (i, mut id) in ids.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (id % 10) as u8;
+            id /= 10;
+            if id == 0 {
+                break;
+            }
+        }
+        buf.extend_from_slice(&digits[at..]);
+    }
+}
 
-/// Streams the index to `out`: lines as nodes come, the journal table at the end. Holds the
-/// journal names only, never the nodes.
+/// Streams the index to `out`: node lines as they come, the journal table at the end.
 pub struct IndexWriter<W: Write> {
     out: W,
     journals: Vec<String>,
-    ids: HashMap<String, u32>,
-    /// Current table's names and their ids in the index (`UNSEEN` until met).
-    names: Vec<String>,
-    local: Vec<u32>,
     nodes: u64,
-    line: Vec<u8>,
-    pubmed: Vec<u32>,
-    trials: Vec<u32>,
 }
 
 impl<W: Write> IndexWriter<W> {
@@ -91,30 +109,8 @@ impl<W: Write> IndexWriter<W> {
         Self {
             out,
             journals: Vec::new(),
-            ids: HashMap::new(),
-            names: Vec::new(),
-            local: Vec::new(),
             nodes: 0,
-            line: Vec::new(),
-            pubmed: Vec::new(),
-            trials: Vec::new(),
         }
-    }
-
-    /// The index id of the current table's journal `j`, given one on first sight.
-    fn id(&mut self, j: u32) -> u32 {
-        let slot = &mut self.local[j as usize];
-        if *slot != UNSEEN {
-            return *slot;
-        }
-        let name = &self.names[j as usize];
-        let next = self.journals.len() as u32;
-        let id = *self.ids.entry(name.clone()).or_insert(next);
-        if id == next {
-            self.journals.push(name.clone());
-        }
-        *slot = id;
-        id
     }
 
     /// Writes the last line, for a graph of `graph_bytes` bytes, and hands back the output.
@@ -131,54 +127,14 @@ impl<W: Write> IndexWriter<W> {
     }
 }
 
-impl<W: Write> JournalSink for IndexWriter<W> {
-    fn table(&mut self, names: &[String]) {
-        self.names = names.to_vec();
-        self.local.clear();
-        self.local.resize(names.len(), UNSEEN);
+impl<W: Write> IndexSink for IndexWriter<W> {
+    fn journals(&mut self, names: &[String]) {
+        self.journals = names.to_vec();
     }
 
-    fn node(&mut self, drug: &str, journals: &[JournalUse]) -> io::Result<()> {
-        let (mut pubmed, mut trials) = (
-            std::mem::take(&mut self.pubmed),
-            std::mem::take(&mut self.trials),
-        );
-        pubmed.clear();
-        trials.clear();
-        for u in journals {
-            if u.journal as usize >= self.local.len() {
-                return Err(io::Error::other("a journal id outside its table"));
-            }
-            let id = self.id(u.journal);
-            if u.pubmed {
-                pubmed.push(id);
-            }
-            if u.trial {
-                trials.push(id);
-            }
-        }
-        pubmed.sort_unstable();
-        trials.sort_unstable();
-        let line = &mut self.line;
-        line.clear();
-        line.extend_from_slice(b"{\"drug\":");
-        serde_json::to_writer(&mut *line, drug)?;
-        for (label, ids) in [
-            (&b",\"pubmed\":["[..], &pubmed),
-            (b"],\"clinical_trials\":[", &trials),
-        ] {
-            line.extend_from_slice(label);
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    line.push(b',');
-                }
-                write!(line, "{id}")?;
-            }
-        }
-        line.extend_from_slice(b"]}\n");
-        self.out.write_all(line)?;
-        self.nodes += 1;
-        (self.pubmed, self.trials) = (pubmed, trials);
+    fn nodes(&mut self, lines: &[u8], count: usize) -> io::Result<()> {
+        self.out.write_all(lines)?;
+        self.nodes += count as u64;
         Ok(())
     }
 }
@@ -373,12 +329,58 @@ mod tests {
         }
         assert_eq!(b.spilled(), spilling);
         let built = b.finish();
-        let (mut graph, mut index) = (Vec::new(), IndexWriter::new(Vec::new()));
-        built
-            .write_json_indexed(&mut graph, 2, Some(&mut index))
-            .unwrap();
-        let index = index.finish(graph.len() as u64).unwrap();
-        (graph, index)
+        let written: Vec<(Vec<u8>, Vec<u8>)> = [1, 2]
+            .into_iter()
+            .map(|threads| {
+                let (mut graph, mut index) = (Vec::new(), IndexWriter::new(Vec::new()));
+                built
+                    .write_json_indexed(&mut graph, threads, Some(&mut index))
+                    .unwrap();
+                let index = index.finish(graph.len() as u64).unwrap();
+                (graph, index)
+            })
+            .collect();
+        assert!(written[0] == written[1], "parallel writing differs");
+        written[0].clone()
+    }
+
+    /// Each node's journals, by kind, as the graph has them and as the index names them.
+    fn journals_by_kind(graph: &crate::graph::Graph, index: &[u8]) {
+        let lines: Vec<serde_json::Value> = index
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let (end, nodes) = lines.split_last().unwrap();
+        let table: Vec<&str> = end["journals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j.as_str().unwrap())
+            .collect();
+        assert!(table.windows(2).all(|w| w[0] < w[1]), "{table:?}");
+        assert_eq!(nodes.len(), graph.drugs.len());
+        for (node, line) in graph.drugs.iter().zip(nodes) {
+            assert_eq!(line["drug"], node.drug.as_str());
+            for (mentions, key) in [
+                (&node.pubmed, "pubmed"),
+                (&node.clinical_trials, "clinical_trials"),
+            ] {
+                let expected: BTreeSet<&str> = mentions
+                    .iter()
+                    .filter_map(|m| m.journal.as_deref())
+                    .collect();
+                let ids: Vec<u64> = line[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_u64().unwrap())
+                    .collect();
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "{line}");
+                let named: BTreeSet<&str> = ids.iter().map(|&i| table[i as usize]).collect();
+                assert_eq!(named, expected, "{line}");
+            }
+        }
     }
 
     fn asked() -> Vec<String> {
@@ -392,6 +394,7 @@ mod tests {
     fn the_index_answers_as_the_whole_graph_analysis_in_memory_and_spilled() {
         let (graph, index) = build(None);
         let g: crate::graph::Graph = serde_json::from_slice(&graph).unwrap();
+        journals_by_kind(&g, &index);
         let mut sizes = BTreeSet::new();
         for drug in asked() {
             let expected = analysis::related_drugs(&g, &drug);
@@ -419,23 +422,19 @@ mod tests {
 
     fn small_index() -> (Vec<u8>, u64) {
         let mut w = IndexWriter::new(Vec::new());
-        let names = ["J1".to_string(), "J0".to_string()];
-        let used = |journal, pubmed, trial| JournalUse {
-            journal,
-            pubmed,
-            trial,
-        };
-        w.table(&names);
-        w.node("A", &[used(1, true, false), used(0, true, false)])
-            .unwrap();
-        w.node("B", &[used(0, true, false)]).unwrap();
-        w.table(&["J0".to_string()]);
-        w.node("C", &[used(0, true, true)]).unwrap();
+        w.journals(&["J0".to_string(), "J1".to_string()]);
+        let mut lines = Vec::new();
+        push_node(&mut lines, "A", [0, 1].into_iter(), [].into_iter());
+        push_node(&mut lines, "B", [1].into_iter(), [].into_iter());
+        w.nodes(&lines, 2).unwrap();
+        lines.clear();
+        push_node(&mut lines, "C", [0].into_iter(), [0].into_iter());
+        w.nodes(&lines, 1).unwrap();
         (w.finish(42).unwrap(), 42)
     }
 
     #[test]
-    fn ids_are_given_in_order_of_first_appearance_across_tables() {
+    fn the_index_is_node_lines_then_the_journal_table() {
         let (index, _) = small_index();
         assert_eq!(
             String::from_utf8(index).unwrap(),
@@ -446,6 +445,9 @@ mod tests {
                 "{\"journals\":[\"J0\",\"J1\"],\"drugs\":3,\"graph_bytes\":42}\n",
             )
         );
+        let mut buf = Vec::new();
+        push_ids(&mut buf, [0, 9, 10, 4_294_967_295].into_iter());
+        assert_eq!(buf, b"0,9,10,4294967295");
     }
 
     #[test]
