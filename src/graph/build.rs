@@ -649,7 +649,9 @@ pub struct BuiltGraph {
 struct Scratch {
     sorted: Vec<(u64, u32)>,
     journals: Vec<u64>,
-    uses: Vec<u32>,
+    /// For the index: marks by journal id, and the ids marked.
+    marks: Vec<u8>,
+    seen: Vec<u32>,
 }
 
 /// A piece of the graph encoded: its nodes, and their journal index lines.
@@ -903,25 +905,45 @@ impl BuiltGraph {
     /// at hand, so the index costs no second walk over the records.
     fn encode_index_line(&self, name: &str, scratch: &mut Scratch, buf: &mut Vec<u8>) {
         let b = &self.b;
-        // Index id and kind in one number: `id << 1 | 1` for a clinical trial.
-        scratch.uses.clear();
-        scratch
-            .uses
-            .extend(scratch.sorted.iter().filter_map(|&(_, r)| {
-                let record = &b.records[r as usize];
-                let trial = u32::from(record.kind == Source::ClinicalTrial);
-                (record.journal != NONE).then(|| (self.index_id(record.journal) << 1) | trial)
-            }));
-        scratch.uses.sort_unstable();
-        scratch.uses.dedup();
-        let of_kind = |trial: u32| {
-            scratch
-                .uses
-                .iter()
-                .filter(move |&&u| u & 1 == trial)
-                .map(|&u| u >> 1)
+        // Per index id, the kinds of mention through it (bit 0 PubMed, bit 1 clinical
+        // trial); `seen` lists the ids marked, and every mark is reset below.
+        let (marks, seen) = (&mut scratch.marks, &mut scratch.seen);
+        seen.clear();
+        for &(_, r) in &scratch.sorted {
+            let record = &b.records[r as usize];
+            if record.journal == NONE {
+                continue;
+            }
+            let id = self.index_id(record.journal) as usize;
+            if id >= marks.len() {
+                marks.resize(id + 1, 0);
+            }
+            if marks[id] == 0 {
+                seen.push(id as u32);
+            }
+            marks[id] |= match record.kind {
+                Source::Pubmed => 1,
+                Source::ClinicalTrial => 2,
+            };
+        }
+        // In id order: a scan of the marks when the node uses a fair share of the journals
+        // (no sort), else a sort of the few it uses.
+        if seen.len() * 8 >= marks.len() {
+            seen.clear();
+            seen.extend((0..marks.len() as u32).filter(|&id| marks[id as usize] != 0));
+        } else {
+            seen.sort_unstable();
+        }
+        let (shown, ids): (&[u8], &[u32]) = (marks, seen);
+        let of_kind = |bit: u8| {
+            ids.iter()
+                .copied()
+                .filter(move |&id| shown[id as usize] & bit != 0)
         };
-        push_node(buf, name, of_kind(0), of_kind(1));
+        push_node(buf, name, of_kind(1), of_kind(2));
+        for &id in seen.iter() {
+            marks[id as usize] = 0;
+        }
     }
 
     fn encode_mention(&self, r: &Record, key: u64, buf: &mut Vec<u8>) {

@@ -289,8 +289,11 @@ mod tests {
                 } else {
                     Source::Pubmed
                 };
+                // The last drug keeps to two journals of many: its ids are sorted, not
+                // scanned for.
                 let journal = match (i % 9, kind) {
                     (0, _) => None,
+                    _ if d == 30 => Some(format!("Solo {}", i % 2)),
                     (_, Source::Pubmed) => Some(format!("{} {}", journals[d % 5], d % 3 + i % 2)),
                     (_, Source::ClinicalTrial) => {
                         Some(format!("{} {}", journals[(d * 7) % 5], (d + 1) % 4))
