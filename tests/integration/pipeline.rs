@@ -51,12 +51,13 @@ fn the_sample_pipeline_builds_the_expected_graph_and_reruns_byte_identical() {
     let log = log_of(&env, "drugs_import", "import_pubmed_csv");
     assert!(log.contains("imported 8 row(s) from 1 file(s) into imported_data/pubmed_csv.parquet; 0 rejected; 1 blank line(s) skipped"), "{log}");
 
-    let before: Vec<Vec<u8>> = ["graph.json", "top_journals.json"]
+    let outputs = ["graph.json", "top_journals.json", "graph.journals.jsonl"];
+    let before: Vec<Vec<u8>> = outputs
         .iter()
         .map(|f| std::fs::read(env.path(&format!("processed_data/{f}"))).unwrap())
         .collect();
     env.ok(&["run", "drugs_orchestrator"]);
-    let after: Vec<Vec<u8>> = ["graph.json", "top_journals.json"]
+    let after: Vec<Vec<u8>> = outputs
         .iter()
         .map(|f| std::fs::read(env.path(&format!("processed_data/{f}"))).unwrap())
         .collect();
