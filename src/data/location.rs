@@ -45,6 +45,15 @@ impl LocalCopy {
     }
 }
 
+/// What [`Location::stat`] tells of a stored file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Last modification (remotely, the store's `Last-Modified`).
+    pub modified: std::time::SystemTime,
+}
+
 impl Location {
     /// Parses a local path or an object-store URL.
     pub fn parse(text: &str) -> Result<Self, DataError> {
@@ -114,6 +123,40 @@ impl Location {
                 Ok(LocalCopy {
                     path: path.to_path_buf(),
                     _temp: Some(path),
+                })
+            }
+        }
+    }
+
+    /// Size and modification time of `name`, without reading it (one `HEAD` request
+    /// remotely).
+    pub async fn stat(&self, name: &str) -> Result<Stat, DataError> {
+        match self {
+            Self::Local(dir) => {
+                let path = dir.join(name);
+                let shown = path.display().to_string();
+                let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => DataError::Missing(shown.clone()),
+                    _ => DataError::io(&shown, e),
+                })?;
+                Ok(Stat {
+                    bytes: meta.len(),
+                    modified: meta.modified().map_err(|e| DataError::io(&shown, e))?,
+                })
+            }
+            Self::Remote { store, prefix, .. } => {
+                let meta = store
+                    .head(&Self::object(prefix, name))
+                    .await
+                    .map_err(|e| match e {
+                        object_store::Error::NotFound { .. } => {
+                            DataError::Missing(self.display(name))
+                        }
+                        e => self.error(name, e),
+                    })?;
+                Ok(Stat {
+                    bytes: meta.size,
+                    modified: meta.last_modified.into(),
                 })
             }
         }

@@ -6,8 +6,9 @@
 //! Sized for millions of rows on a few cores: rows are cleaned, matched and JSON-encoded in
 //! chunks on worker threads ([`Preparer`]); one thread merges the chunks, in source order,
 //! into a compact store (one byte arena, interned journals, 32-byte records); writing sorts
-//! each drug's mentions and encodes nodes on worker threads while the caller writes the
-//! pieces in order ([`BuiltGraph::write_json`]).
+//! each drug's mentions and encodes nodes — and, if asked, their journal index lines
+//! ([`super::index`]) — on worker threads while the caller writes the pieces in order
+//! ([`BuiltGraph::write_json`], [`BuiltGraph::write_json_indexed`]).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -21,6 +22,7 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::fast::FixedState;
 
 use super::clean::{clean_text, parse_date};
+use super::index::{IndexSink, push_node};
 use super::matcher::DrugMatcher;
 
 mod spill;
@@ -620,6 +622,7 @@ impl GraphBuilder {
             by_drug,
             journal_rank,
             journal_json,
+            index_ids: None,
             spilled: None,
         }
     }
@@ -710,6 +713,8 @@ pub struct BuiltGraph {
     /// Position of each journal in name order, and the JSON of each name in that order.
     journal_rank: Vec<u32>,
     journal_json: Vec<Vec<u8>>,
+    /// Index id of each journal, when not its rank (a part of a spilled graph).
+    index_ids: Option<Vec<u32>>,
     /// The rows on disk, when they went there.
     spilled: Option<spill::Spilled>,
 }
@@ -719,6 +724,16 @@ pub struct BuiltGraph {
 struct Scratch {
     sorted: Vec<(u64, u32)>,
     journals: Vec<u64>,
+    /// For the index: marks by journal id, and the ids marked.
+    marks: Vec<u8>,
+    seen: Vec<u32>,
+}
+
+/// A piece of the graph encoded: its nodes, and their journal index lines.
+#[derive(Default)]
+struct Encoded {
+    graph: Vec<u8>,
+    index: Vec<u8>,
 }
 
 impl BuiltGraph {
@@ -745,31 +760,68 @@ impl BuiltGraph {
         out: &mut (impl Write + ?Sized),
         threads: usize,
     ) -> std::io::Result<()> {
+        self.write_json_indexed(out, threads, None)
+    }
+
+    /// [`Self::write_json`], also handing the journal index to `index` as it goes (its
+    /// lines are encoded with the nodes, on the same threads).
+    pub fn write_json_indexed(
+        &self,
+        out: &mut (impl Write + ?Sized),
+        threads: usize,
+        mut index: Option<&mut dyn IndexSink>,
+    ) -> std::io::Result<()> {
         out.write_all(b"{\"drugs\": [\n")?;
         match &self.spilled {
-            Some(spilled) => spilled.write(self, out, threads)?,
-            None => self.write_nodes(0..self.order.len(), out, threads)?,
+            Some(spilled) => spilled.write(self, out, threads, index)?,
+            None => {
+                if let Some(index) = index.as_deref_mut() {
+                    index.journals(&self.journals_by_name());
+                }
+                self.write_nodes(0..self.order.len(), out, threads, index)?;
+            }
         }
         out.write_all(b"\n]}\n")
     }
 
-    /// Writes the nodes of the drugs at output positions `range`.
+    /// The journal names sorted.
+    fn journals_by_name(&self) -> Vec<String> {
+        let mut names = vec![String::new(); self.journal_rank.len()];
+        for (j, &rank) in self.journal_rank.iter().enumerate() {
+            names[rank as usize].clone_from(&self.b.journals[j]);
+        }
+        names
+    }
+
+    /// The index id of journal `j`: its rank by name unless the graph is part of a larger one.
+    fn index_id(&self, j: u32) -> u32 {
+        match &self.index_ids {
+            Some(ids) => ids[j as usize],
+            None => self.journal_rank[j as usize],
+        }
+    }
+
+    /// Writes the nodes of the drugs at output positions `range` (and their index lines).
     fn write_nodes(
         &self,
         range: Range<usize>,
         out: &mut (impl Write + ?Sized),
         threads: usize,
+        mut index: Option<&mut dyn IndexSink>,
     ) -> std::io::Result<()> {
         let pieces = self.pieces(threads, range);
         if threads <= 1 {
-            let (mut scratch, mut buf) = (Scratch::default(), Vec::new());
+            let (mut scratch, mut piece) = (Scratch::default(), Encoded::default());
             for range in pieces {
-                buf.clear();
-                self.encode(range, &mut scratch, &mut buf);
-                out.write_all(&buf)?;
+                let count = range.len();
+                self.encode(range, &mut scratch, &mut piece, index.is_some());
+                out.write_all(&piece.graph)?;
+                if let Some(index) = index.as_deref_mut() {
+                    index.nodes(&piece.index, count)?;
+                }
             }
         } else {
-            self.write_parallel(pieces, out, threads)?;
+            self.write_parallel(pieces, out, threads, index)?;
         }
         Ok(())
     }
@@ -793,9 +845,11 @@ impl BuiltGraph {
         pieces: Vec<Range<usize>>,
         out: &mut (impl Write + ?Sized),
         threads: usize,
+        mut index: Option<&mut dyn IndexSink>,
     ) -> std::io::Result<()> {
-        type Job = (Range<usize>, Vec<u8>, mpsc::SyncSender<Vec<u8>>);
+        type Job = (Range<usize>, Encoded, mpsc::SyncSender<Encoded>);
         let window = threads * 2;
+        let indexing = index.is_some();
         std::thread::scope(|scope| {
             let (jobs, job_rx) = mpsc::sync_channel::<Job>(window);
             // Each worker owns a handle: if they all stop, queued jobs (and their reply
@@ -806,29 +860,33 @@ impl BuiltGraph {
                 scope.spawn(move || {
                     let mut scratch = Scratch::default();
                     // The lock guard is a temporary: it is released before encoding.
-                    while let Ok(Ok((range, mut buf, reply))) = job_rx.lock().map(|rx| rx.recv()) {
-                        buf.clear();
-                        self.encode(range, &mut scratch, &mut buf);
-                        if reply.send(buf).is_err() {
+                    while let Ok(Ok((range, mut piece, reply))) = job_rx.lock().map(|rx| rx.recv())
+                    {
+                        self.encode(range, &mut scratch, &mut piece, indexing);
+                        if reply.send(piece).is_err() {
                             return;
                         }
                     }
                 });
             }
             drop(job_rx);
-            // Receivers of the pieces in flight, oldest first; buffers are reused.
-            let mut in_flight: VecDeque<mpsc::Receiver<Vec<u8>>> = VecDeque::new();
-            let mut spare: Vec<Vec<u8>> = Vec::new();
+            // Receivers of the pieces in flight (and their node counts), oldest first;
+            // buffers are reused.
+            let mut in_flight: VecDeque<(mpsc::Receiver<Encoded>, usize)> = VecDeque::new();
+            let mut spare: Vec<Encoded> = Vec::new();
             let stopped = || std::io::Error::other("a graph encoding thread stopped");
-            let mut write_oldest = |in_flight: &mut VecDeque<mpsc::Receiver<Vec<u8>>>,
-                                    spare: &mut Vec<Vec<u8>>|
+            let mut write_oldest = |in_flight: &mut VecDeque<(mpsc::Receiver<Encoded>, usize)>,
+                                    spare: &mut Vec<Encoded>|
              -> std::io::Result<()> {
-                if let Some(rx) = in_flight.pop_front() {
-                    let buf = rx.recv().map_err(|_| stopped())?;
-                    out.write_all(&buf)?;
+                if let Some((rx, count)) = in_flight.pop_front() {
+                    let piece = rx.recv().map_err(|_| stopped())?;
+                    out.write_all(&piece.graph)?;
+                    if let Some(index) = index.as_deref_mut() {
+                        index.nodes(&piece.index, count)?;
+                    }
                     // A piece holding one very popular drug can be large: do not keep it.
-                    if buf.capacity() <= SPARE_CAPACITY {
-                        spare.push(buf);
+                    if piece.graph.capacity() <= SPARE_CAPACITY {
+                        spare.push(piece);
                     }
                 }
                 Ok(())
@@ -838,9 +896,10 @@ impl BuiltGraph {
                     write_oldest(&mut in_flight, &mut spare)?;
                 }
                 let (tx, rx) = mpsc::sync_channel(1);
+                let count = range.len();
                 jobs.send((range, spare.pop().unwrap_or_default(), tx))
                     .map_err(|_| stopped())?;
-                in_flight.push_back(rx);
+                in_flight.push_back((rx, count));
             }
             while !in_flight.is_empty() {
                 write_oldest(&mut in_flight, &mut spare)?;
@@ -849,9 +908,19 @@ impl BuiltGraph {
         })
     }
 
-    /// Appends the nodes of the drugs at output positions `range`.
-    fn encode(&self, range: Range<usize>, scratch: &mut Scratch, buf: &mut Vec<u8>) {
+    /// Encodes the nodes of the drugs at output positions `range` into `piece` (emptied
+    /// first), and their index lines when `indexing`.
+    fn encode(
+        &self,
+        range: Range<usize>,
+        scratch: &mut Scratch,
+        piece: &mut Encoded,
+        indexing: bool,
+    ) {
         let b = &self.b;
+        let buf = &mut piece.graph;
+        buf.clear();
+        piece.index.clear();
         for pos in range {
             if pos > 0 {
                 buf.extend_from_slice(b",\n");
@@ -912,6 +981,54 @@ impl BuiltGraph {
                 buf.push(b'}');
             }
             buf.extend_from_slice(b"]}");
+            if indexing {
+                self.encode_index_line(name, scratch, &mut piece.index);
+            }
+        }
+    }
+
+    /// Appends the index line of the node whose records are `scratch.sorted`: while they are
+    /// at hand, so the index costs no second walk over the records.
+    fn encode_index_line(&self, name: &str, scratch: &mut Scratch, buf: &mut Vec<u8>) {
+        let b = &self.b;
+        // Per index id, the kinds of mention through it (bit 0 PubMed, bit 1 clinical
+        // trial); `seen` lists the ids marked, and every mark is reset below.
+        let (marks, seen) = (&mut scratch.marks, &mut scratch.seen);
+        seen.clear();
+        for &(_, r) in &scratch.sorted {
+            let record = &b.records[r as usize];
+            if record.journal == NONE {
+                continue;
+            }
+            let id = self.index_id(record.journal) as usize;
+            if id >= marks.len() {
+                marks.resize(id + 1, 0);
+            }
+            if marks[id] == 0 {
+                seen.push(id as u32);
+            }
+            marks[id] |= match record.kind {
+                Source::Pubmed => 1,
+                Source::ClinicalTrial => 2,
+            };
+        }
+        // In id order: a scan of the marks when the node uses a fair share of the journals
+        // (no sort), else a sort of the few it uses.
+        if seen.len() * 8 >= marks.len() {
+            seen.clear();
+            seen.extend((0..marks.len() as u32).filter(|&id| marks[id as usize] != 0));
+        } else {
+            seen.sort_unstable();
+        }
+        let (shown, ids): (&[u8], &[u32]) = (marks, seen);
+        let of_kind = |bit: u8| {
+            ids.iter()
+                .copied()
+                .filter(move |&id| shown[id as usize] & bit != 0)
+        };
+        push_node(buf, name, of_kind(1), of_kind(2));
+        for &id in seen.iter() {
+            marks[id as usize] = 0;
         }
     }
 

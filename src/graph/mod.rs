@@ -1,11 +1,13 @@
 //! The drug-mention graph: which publications (PubMed articles, clinical trials) and which
 //! journals mention each drug, with dates. Built by the `drug_graph` task from cleaned rows
-//! ([`clean`]) with a multi-pattern whole-word matcher ([`matcher`]); read back by the
-//! `graph` analyses ([`analysis`], streamed over the file by [`stream`]).
+//! ([`clean`]) with a multi-pattern whole-word matcher ([`matcher`]), with a compact journal
+//! index beside it ([`index`]); read back by the `graph` analyses ([`analysis`], streamed
+//! over the file by [`stream`], or answered from the index).
 
 pub mod analysis;
 pub mod build;
 pub mod clean;
+pub mod index;
 pub mod matcher;
 pub mod stream;
 

@@ -1,7 +1,8 @@
 //! `drug_graph`: builds the drug-mention graph from the staged drugs, PubMed (CSV and JSON
-//! tables together) and clinical-trial tables, and writes `graph.json` and
-//! `top_journals.json` to the output store (atomically), plus `graph.rejects.jsonl` listing
-//! rows that could not take part and why.
+//! tables together) and clinical-trial tables, and writes `graph.json`, `top_journals.json`
+//! and the journal index `graph.journals.jsonl` (see [`crate::graph::index`]) to the output
+//! store (atomically), plus `graph.rejects.jsonl` listing rows that could not take part and
+//! why.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use crate::data::direct::DirectWriter;
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
+use crate::graph::index::{IndexWriter, index_name};
 use crate::graph::{
     GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source, SpillPlan,
 };
@@ -187,6 +189,7 @@ impl DrugGraphTask {
             &self.output,
             &self.top_journals,
             &rejects_name(&self.output),
+            &index_name(&self.output),
         ]
         .map(|name| output.scratch(name))
         .into_iter()
@@ -222,16 +225,21 @@ impl DrugGraphTask {
                 "drug_graph stopped before publishing".into(),
             ));
         }
-        let mut scratch = scratch.into_iter();
-        for name in [&self.output, &self.top_journals] {
-            if let Some(file) = scratch.next() {
-                output.publish(name, file).await.map_err(fail)?;
-            }
+        let [graph, top, rejects, index] = <[_; 4]>::try_from(scratch)
+            .map_err(|_| ctx.failure("drug_graph: missing output file"))?;
+        // The index after the graph: readers take it only when it is not older.
+        let index_name = index_name(&self.output);
+        for (name, file) in [
+            (&self.output, graph),
+            (&self.top_journals, top),
+            (&index_name, index),
+        ] {
+            output.publish(name, file).await.map_err(fail)?;
         }
         publish_rejects(
             &output,
             &rejects_name(&self.output),
-            scratch.next(),
+            rejects,
             summary.rejected,
         )
         .await
@@ -241,9 +249,10 @@ impl DrugGraphTask {
             ctx.log.info(line);
         }
         ctx.log.info(format!(
-            "wrote {} and {}",
+            "wrote {}, {} and {}",
             output.display(&self.output),
-            output.display(&self.top_journals)
+            output.display(&self.top_journals),
+            output.display(&index_name)
         ));
         Ok(TaskOutcome::Success)
     }
@@ -281,6 +290,7 @@ impl DrugGraphTask {
         };
         let top_file = next()?;
         let rejects = std::io::BufWriter::with_capacity(1 << 16, next()?);
+        let index_file = next()?;
         let mut builder = GraphBuilder::new(raw_drugs)
             .map_err(DataError::Format)?
             .with_budget(plan)
@@ -307,10 +317,15 @@ impl DrugGraphTask {
         let graph_error = |e| DataError::io(&self.output, e);
         let mut out = DirectWriter::open(graph, self.direct_io).map_err(graph_error)?;
         let direct = out.is_direct();
+        let mut index = IndexWriter::new(std::io::BufWriter::new(index_file));
         built
-            .write_json(&mut out, workers())
+            .write_json_indexed(&mut out, workers(), Some(&mut index))
             .and_then(|()| out.finish())
             .map_err(graph_error)?;
+        let graph_bytes = std::fs::metadata(graph).map_err(graph_error)?.len();
+        index
+            .finish(graph_bytes)
+            .map_err(|e| DataError::io(&index_name(&self.output), e))?;
         let top = built.top_journals();
         timings.push(format!(
             "sort and write {:.2}s{}",
@@ -373,12 +388,13 @@ fn rejects_name(output: &str) -> String {
 async fn publish_rejects(
     output: &Location,
     name: &str,
-    file: Option<tempfile::NamedTempFile>,
+    file: tempfile::NamedTempFile,
     count: usize,
 ) -> Result<(), DataError> {
-    match file {
-        Some(f) if count > 0 => output.publish(name, f).await,
-        _ => output.remove(name).await,
+    if count > 0 {
+        output.publish(name, file).await
+    } else {
+        output.remove(name).await
     }
 }
 
@@ -692,7 +708,7 @@ mod tests {
         )
         .unwrap();
         let files = || {
-            (0..2)
+            (0..3)
                 .map(|i| File::create(out.join(format!("f{i}"))).unwrap())
                 .collect::<Vec<_>>()
         };

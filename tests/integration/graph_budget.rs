@@ -90,6 +90,10 @@ fn a_tiny_budget_spills_and_writes_the_same_bytes() {
         read("spilled/graph.rejects.jsonl"),
         read("memory/graph.rejects.jsonl")
     );
+    assert!(
+        read("spilled/graph.journals.jsonl") == read("memory/graph.journals.jsonl"),
+        "spilled journal index differs"
+    );
     let run_id = env.runs("big")[0]["run_id"].as_str().unwrap().to_string();
     let log = env.ok(&["logs", &run_id, "spilled"]);
     assert!(log.contains("spilled to disk"), "{log}");

@@ -51,12 +51,13 @@ fn the_sample_pipeline_builds_the_expected_graph_and_reruns_byte_identical() {
     let log = log_of(&env, "drugs_import", "import_pubmed_csv");
     assert!(log.contains("imported 8 row(s) from 1 file(s) into imported_data/pubmed_csv.parquet; 0 rejected; 1 blank line(s) skipped"), "{log}");
 
-    let before: Vec<Vec<u8>> = ["graph.json", "top_journals.json"]
+    let outputs = ["graph.json", "top_journals.json", "graph.journals.jsonl"];
+    let before: Vec<Vec<u8>> = outputs
         .iter()
         .map(|f| std::fs::read(env.path(&format!("processed_data/{f}"))).unwrap())
         .collect();
     env.ok(&["run", "drugs_orchestrator"]);
-    let after: Vec<Vec<u8>> = ["graph.json", "top_journals.json"]
+    let after: Vec<Vec<u8>> = outputs
         .iter()
         .map(|f| std::fs::read(env.path(&format!("processed_data/{f}"))).unwrap())
         .collect();
@@ -123,6 +124,103 @@ fn the_sample_pipeline_builds_the_expected_graph_and_reruns_byte_identical() {
     let missing = env.run(&["graph", "related-drugs", "nothing"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("drug 'nothing' is not in the graph"));
+}
+
+/// `graph related-drugs` for every drug of the sample (and an unknown one): the answers, or
+/// the error.
+fn related_answers(env: &Env) -> Vec<Value> {
+    let drugs = [
+        "atropine",
+        " Tetracycline ",
+        "ETHANOL",
+        "diphenhydramine",
+        "epinephrine",
+    ];
+    let mut answers: Vec<Value> = drugs
+        .iter()
+        .chain(&["isoprenaline", "betamethasone"])
+        .map(|d| env.json(&["graph", "related-drugs", d]))
+        .collect();
+    let missing = env.run(&["graph", "related-drugs", "nothing"]);
+    assert_eq!(missing.status.code(), Some(2));
+    answers.push(Value::String(text(&missing.stderr)));
+    answers
+}
+
+#[test]
+fn the_journal_index_answers_as_the_graph_and_one_made_with_another_graph_is_ignored() {
+    let env = project();
+    env.ok(&["run", "drugs_orchestrator"]);
+    let index_path = env.path("processed_data/graph.journals.jsonl");
+    let index = std::fs::read_to_string(&index_path).unwrap();
+    let graph_bytes = std::fs::metadata(env.path("processed_data/graph.json"))
+        .unwrap()
+        .len();
+    let lines: Vec<Value> = index
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{index}");
+    assert_eq!(lines[7]["graph_bytes"], graph_bytes);
+    assert_eq!(lines[7]["drugs"], 7);
+    let names: Vec<&str> = lines[..7]
+        .iter()
+        .map(|l| l["drug"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "ATROPINE");
+
+    let indexed = related_answers(&env);
+    assert!(index_log(&env).contains("answered from the index"));
+    assert_eq!(
+        indexed[1],
+        json!({"drug": "TETRACYCLINE", "related_drugs": ["ETHANOL"]})
+    );
+    std::fs::remove_file(&index_path).unwrap();
+    assert_eq!(
+        related_answers(&env),
+        indexed,
+        "the streamed answers differ"
+    );
+
+    // A new publication relates atropine to tetracycline; the index of the graph before it,
+    // made to look newer than the graph, is told apart by the graph's size.
+    let csv = env.path("data/sample/pubmed.csv");
+    let mut rows = std::fs::read_to_string(&csv).unwrap();
+    rows.push_str("\n9,\"Atropine and tetracycline\",2020-01-01,\"Journal of food protection\"\n");
+    std::fs::write(&csv, rows).unwrap();
+    env.ok(&["run", "drugs_orchestrator"]);
+    let current = related_answers(&env);
+    assert_eq!(
+        current[1],
+        json!({"drug": "TETRACYCLINE", "related_drugs": ["ATROPINE", "ETHANOL"]})
+    );
+    std::fs::write(&index_path, &index).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&index_path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(related_answers(&env), current);
+    let log = index_log(&env);
+    assert!(
+        log.contains(&format!(
+            "the index was made for a graph of {graph_bytes} bytes"
+        )),
+        "{log}"
+    );
+}
+
+/// What `graph related-drugs tetracycline` logs of the journal index.
+fn index_log(env: &Env) -> String {
+    let out = env
+        .command(&["graph", "related-drugs", "tetracycline"])
+        .env("RUST_LOG", "orchestrator::cli::graph=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    text(&out.stderr)
 }
 
 fn import_dag(source: &str) -> String {

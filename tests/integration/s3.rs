@@ -98,6 +98,7 @@ fn the_pipeline_stages_and_publishes_on_an_s3_compatible_server() {
         "staging/pubmed_json.parquet",
         "output/graph.json",
         "output/top_journals.json",
+        "output/graph.journals.jsonl",
     ] {
         assert!(
             listing.contains(&format!("<Key>{key}</Key>")),
@@ -119,6 +120,20 @@ fn the_pipeline_stages_and_publishes_on_an_s3_compatible_server() {
     );
     let related: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(related["related_drugs"], serde_json::json!(["ATROPINE"]));
+
+    // The stored journal index answered, without downloading the graph.
+    let out = env
+        .command(&["graph", "related-drugs", "betamethasone"])
+        .envs(s3_vars(&moto))
+        .env("RUST_LOG", "orchestrator::cli::graph=debug")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ATROPINE\n");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("s3://orchestrator-test/output/graph.journals.jsonl: answered from the index"),
+        "{log}"
+    );
 }
 
 /// Credentials, endpoint and `s3://` staging and output on the moto server.

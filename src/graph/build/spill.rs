@@ -5,12 +5,14 @@
 //! (drug position, publication offset) reference per mention to the file of the drug's
 //! range of output positions. Writing loads one range at a time (its references and the
 //! publications they point to) into an ordinary in-memory builder and encodes its nodes,
-//! so the output is byte for byte the one of the in-memory path.
+//! so the output is byte for byte the one of the in-memory path. The journal index needs
+//! every journal name up front (its ids are positions in their sorted list): grouping
+//! collects them, and each range's journals are mapped onto that list as it is written.
 //!
 //! The spill folder is a [`tempfile::TempDir`]: removed when the builder or the built graph
 //! is dropped, whether the task succeeded, failed or was cancelled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
@@ -22,6 +24,7 @@ use super::{
     merge_hash,
 };
 use crate::graph::TopJournals;
+use crate::graph::index::IndexSink;
 
 /// Most partition files a spill writes at once.
 const MAX_PARTS: u64 = 512;
@@ -225,6 +228,8 @@ pub(super) struct Spilled {
     ranges: Vec<Range<usize>>,
     pubs: PathBuf,
     refs: Vec<PathBuf>,
+    /// Every journal name, sorted: the journal index's table.
+    journals: Vec<String>,
     failure: Mutex<Option<io::Error>>,
     top: Mutex<Option<TopJournals>>,
 }
@@ -247,6 +252,7 @@ pub(super) fn finish(mut b: GraphBuilder) -> BuiltGraph {
         ranges: Vec::new(),
         pubs: PathBuf::new(),
         refs: Vec::new(),
+        journals: Vec::new(),
         failure: Mutex::new(Some(e)),
         top: Mutex::new(None),
     }));
@@ -301,11 +307,13 @@ fn group(b: &GraphBuilder, mut spill: Spill, counts: &mut Report) -> io::Result<
         .map(|p| File::create(p).map(|f| BufWriter::with_capacity(buffer, f)))
         .collect::<io::Result<Vec<_>>>()?;
     let mut head = Vec::with_capacity(PUB_HEAD);
+    let mut journals = HashSet::new();
     for i in 0..parts {
         let path = dir.path().join(format!("rows-{i}"));
         let mut sub = b.empty_like();
         read_rows(&path, |chunk| sub.accept_in_memory(chunk))?;
         std::fs::remove_file(&path)?;
+        journals.extend(sub.journals.iter().cloned());
         counts.merged += sub.report.merged;
         counts.mentioning += sub.records.len();
         counts.mentions += sub.mentions.len();
@@ -343,11 +351,14 @@ fn group(b: &GraphBuilder, mut spill: Spill, counts: &mut Report) -> io::Result<
     for r in &mut refs {
         r.flush()?;
     }
+    let mut journals: Vec<String> = journals.into_iter().collect();
+    journals.sort_unstable();
     Ok(Spilled {
         _dir: Some(dir),
         ranges,
         pubs: pubs_path,
         refs: refs_paths,
+        journals,
         failure: Mutex::new(None),
         top: Mutex::new(None),
     })
@@ -429,15 +440,20 @@ fn read_rows(path: &std::path::Path, mut f: impl FnMut(PreparedChunk)) -> io::Re
 }
 
 impl Spilled {
-    /// Writes every node, one range of drugs at a time, and works out the top journals.
+    /// Writes every node, one range of drugs at a time (handing each range's journals to
+    /// `index`), and works out the top journals.
     pub(super) fn write(
         &self,
         built: &BuiltGraph,
         out: &mut (impl Write + ?Sized),
         threads: usize,
+        mut index: Option<&mut dyn IndexSink>,
     ) -> io::Result<()> {
         if let Some(e) = self.failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
+        }
+        if let Some(index) = index.as_deref_mut() {
+            index.journals(&self.journals);
         }
         let mut journals: HashMap<String, usize> = HashMap::new();
         let mut pubs = BufReader::with_capacity(1 << 20, File::open(&self.pubs)?);
@@ -494,8 +510,13 @@ impl Spilled {
                 let record = sub.records.len() as u32 - 1;
                 sub.mentions.push((built.order[pos as usize], record));
             }
-            let part = sub.finish_in_memory();
-            part.write_nodes(range.clone(), out, threads)?;
+            let mut part = sub.finish_in_memory();
+            if index.is_some() {
+                part.index_ids = Some(self.index_ids(&part.b.journals)?);
+            }
+            // Reborrowed for this part only (`as_deref_mut` would keep it for the whole loop).
+            let part_index = index.as_mut().map(|i| &mut **i as &mut dyn IndexSink);
+            part.write_nodes(range.clone(), out, threads, part_index)?;
             for (j, count) in part.journal_counts(range.clone()).into_iter().enumerate() {
                 if count > 0 {
                     *journals.entry(part.b.journals[j].clone()).or_default() += count;
@@ -516,6 +537,19 @@ impl Spilled {
             });
         }
         Ok(())
+    }
+
+    /// The index ids (positions in the whole graph's sorted journals) of a part's journals.
+    fn index_ids(&self, names: &[String]) -> io::Result<Vec<u32>> {
+        names
+            .iter()
+            .map(|n| match self.journals.binary_search(n) {
+                Ok(id) => Ok(id as u32),
+                Err(_) => Err(io::Error::other(
+                    "a journal is missing from the spill's list",
+                )),
+            })
+            .collect()
     }
 
     /// The top journals, known once the graph is written.
