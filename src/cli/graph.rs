@@ -4,7 +4,7 @@
 //! otherwise it reads the graph as a stream (one drug node at a time), so memory does not
 //! grow with it either way.
 
-use std::io::BufReader;
+use std::io::{BufReader, Seek};
 use std::path::Path;
 
 use super::output::json;
@@ -12,7 +12,7 @@ use super::{Config, Format, GraphCommand, Outcome};
 use crate::data::Location;
 use crate::data::location::LocalCopy;
 use crate::graph::TopJournals;
-use crate::graph::index::{self, IndexError, index_name};
+use crate::graph::index::{self, GraphStamp, IndexError, index_name};
 use crate::graph::stream::{self, StreamError};
 use crate::service::ServiceError;
 
@@ -60,17 +60,30 @@ fn open_buffered(path: &Path) -> std::io::Result<BufReader<std::fs::File>> {
     ))
 }
 
+/// Readers of one opened file, each from its start: the passes of an analysis read the
+/// same file even when the task publishes a new one under its name meanwhile.
+fn rereader(
+    path: &Path,
+) -> std::io::Result<impl FnMut() -> std::io::Result<BufReader<std::fs::File>>> {
+    let file = std::fs::File::open(path)?;
+    Ok(move || {
+        let mut f = file.try_clone()?;
+        f.seek(std::io::SeekFrom::Start(0))?;
+        Ok(BufReader::with_capacity(READ_BUFFER, f))
+    })
+}
+
 /// The related drugs from the journal index the task wrote beside the graph, when it is
 /// current (see [`current_index`]) and made with a graph of the graph's size; `None`
 /// otherwise (the caller streams the graph). An unknown drug is an error only once the index
 /// is found good.
 async fn indexed_related(found: &Found, drug: &str) -> anyhow::Result<Option<Vec<String>>> {
-    let Some((copy, graph_bytes)) = current_index(found).await else {
+    let Some((copy, graph)) = current_index(found).await else {
         return Ok(None);
     };
     let wanted = drug.to_string();
     let answer = tokio::task::spawn_blocking(move || {
-        index::related_drugs(|| open_buffered(copy.path()), &wanted, graph_bytes)
+        index::related_drugs(rereader(copy.path())?, &wanted, graph)
     })
     .await?;
     let shown = found.location.display(&index_name(&found.name));
@@ -90,7 +103,7 @@ async fn indexed_related(found: &Found, drug: &str) -> anyhow::Result<Option<Vec
 /// A local copy of the journal index beside the graph, and the graph's size, when both are
 /// there and the index is not older than the graph (remotely: by the store's `Last-Modified`;
 /// the graph is not downloaded).
-async fn current_index(found: &Found) -> Option<(LocalCopy, u64)> {
+async fn current_index(found: &Found) -> Option<(LocalCopy, GraphStamp)> {
     let (location, name) = (&found.location, index_name(&found.name));
     let not_used = |why: &dyn std::fmt::Display| {
         tracing::debug!("{}: not used: {why}", location.display(&name));
@@ -108,7 +121,13 @@ async fn current_index(found: &Found) -> Option<(LocalCopy, u64)> {
         return None;
     }
     match location.fetch(&name).await {
-        Ok(copy) => Some((copy, graph.bytes)),
+        Ok(copy) => Some((
+            copy,
+            match location {
+                Location::Local(_) => GraphStamp::local(graph.bytes, Some(graph.modified)),
+                _ => GraphStamp::size(graph.bytes),
+            },
+        )),
         Err(e) => {
             not_used(&e);
             None
@@ -120,14 +139,14 @@ async fn current_index(found: &Found) -> Option<(LocalCopy, u64)> {
 async fn streamed_related(found: &Found, drug: &str) -> anyhow::Result<Vec<String>> {
     let copy = found.fetch().await?;
     let wanted = drug.to_string();
-    tokio::task::spawn_blocking(move || {
-        stream::related_drugs(|| open_buffered(copy.path()), &wanted)
-    })
-    .await?
-    .map_err(|e| match e {
-        StreamError::UnknownDrug(_) => anyhow::Error::from(ServiceError::Invalid(e.to_string())),
-        e => anyhow::anyhow!("{}: {e}", found.shown()),
-    })
+    tokio::task::spawn_blocking(move || stream::related_drugs(rereader(copy.path())?, &wanted))
+        .await?
+        .map_err(|e| match e {
+            StreamError::UnknownDrug(_) => {
+                anyhow::Error::from(ServiceError::Invalid(e.to_string()))
+            }
+            e => anyhow::anyhow!("{}: {e}", found.shown()),
+        })
 }
 
 /// The `top_journals.json` the task wrote beside the graph when there is one (and, for

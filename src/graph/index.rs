@@ -31,13 +31,8 @@ pub enum IndexError {
     #[error("not a journal index: {0}")]
     Format(String),
     /// The index was made with another graph.
-    #[error("the index was made for a graph of {recorded} bytes, the graph has {actual}")]
-    Stale {
-        /// Graph size the index records.
-        recorded: u64,
-        /// Size of the graph at hand.
-        actual: u64,
-    },
+    #[error("the index was made for {0}")]
+    Stale(String),
     /// The asked drug has no node.
     #[error("drug '{0}' is not in the graph")]
     UnknownDrug(String),
@@ -113,12 +108,13 @@ impl<W: Write> IndexWriter<W> {
         }
     }
 
-    /// Writes the last line, for a graph of `graph_bytes` bytes, and hands back the output.
-    pub fn finish(mut self, graph_bytes: u64) -> io::Result<W> {
+    /// Writes the last line, for the graph `stamp` describes, and hands back the output.
+    pub fn finish(mut self, stamp: GraphStamp) -> io::Result<W> {
         let end = EndLine {
             journals: std::mem::take(&mut self.journals),
             drugs: self.nodes,
-            graph_bytes,
+            graph_bytes: stamp.bytes,
+            graph_modified_ns: stamp.modified_ns,
         };
         serde_json::to_writer(&mut self.out, &end)?;
         self.out.write_all(b"\n")?;
@@ -155,6 +151,44 @@ struct EndLine {
     journals: Vec<String>,
     drugs: u64,
     graph_bytes: u64,
+    /// The graph file's modification time when written (nanoseconds since the epoch): a
+    /// local graph replaced by another of the same size (a restore, a copy) differs in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    graph_modified_ns: Option<u64>,
+}
+
+/// What tells one graph file from another without reading it: its size and, for a local
+/// file, its modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraphStamp {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Modification time in nanoseconds since the epoch, where it identifies the file (a
+    /// local one: an object store's time is the upload's, not the write's).
+    pub modified_ns: Option<u64>,
+}
+
+impl GraphStamp {
+    /// A stamp of the size alone.
+    pub fn size(bytes: u64) -> Self {
+        Self {
+            bytes,
+            modified_ns: None,
+        }
+    }
+
+    /// The stamp of a local file's metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self::local(meta.len(), meta.modified().ok())
+    }
+
+    /// The stamp of a local file of `bytes` bytes modified at `modified`.
+    pub fn local(bytes: u64, modified: Option<std::time::SystemTime>) -> Self {
+        let modified_ns = modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok());
+        Self { bytes, modified_ns }
+    }
 }
 
 /// Calls `f` on every node line (every line but the last), then checks and returns the
@@ -189,12 +223,12 @@ fn read_index(
 }
 
 /// [`super::analysis::related_drugs`] from the index (`open` gives a fresh reader each time),
-/// provided it was made with a graph of `graph_bytes` bytes: two passes over the index, the
+/// provided it was made with the graph `graph` describes: two passes over the index, the
 /// first finding the drug and checking the index whole, the second testing every node.
 pub fn related_drugs<R: BufRead>(
     mut open: impl FnMut() -> io::Result<R>,
     drug: &str,
-    graph_bytes: u64,
+    graph: GraphStamp,
 ) -> Result<Vec<String>, IndexError> {
     let wanted = drug.trim();
     let mut found = None;
@@ -204,11 +238,18 @@ pub fn related_drugs<R: BufRead>(
         }
         Ok(())
     })?;
-    if end.graph_bytes != graph_bytes {
-        return Err(IndexError::Stale {
-            recorded: end.graph_bytes,
-            actual: graph_bytes,
-        });
+    if end.graph_bytes != graph.bytes {
+        return Err(IndexError::Stale(format!(
+            "a graph of {} bytes, the graph has {}",
+            end.graph_bytes, graph.bytes
+        )));
+    }
+    if let (Some(recorded), Some(actual)) = (end.graph_modified_ns, graph.modified_ns)
+        && recorded != actual
+    {
+        return Err(IndexError::Stale(
+            "a graph modified at another time (of the same size)".into(),
+        ));
     }
     let Some((name, pubmed)) = found else {
         return Err(IndexError::UnknownDrug(wanted.to_string()));
@@ -339,7 +380,7 @@ mod tests {
                 built
                     .write_json_indexed(&mut graph, threads, Some(&mut index))
                     .unwrap();
-                let index = index.finish(graph.len() as u64).unwrap();
+                let index = index.finish(GraphStamp::size(graph.len() as u64)).unwrap();
                 (graph, index)
             })
             .collect();
@@ -401,8 +442,12 @@ mod tests {
         let mut sizes = BTreeSet::new();
         for drug in asked() {
             let expected = analysis::related_drugs(&g, &drug);
-            let indexed = related_drugs(|| Ok(&index[..]), &drug, graph.len() as u64)
-                .map_err(|e| e.to_string());
+            let indexed = related_drugs(
+                || Ok(&index[..]),
+                &drug,
+                GraphStamp::size(graph.len() as u64),
+            )
+            .map_err(|e| e.to_string());
             assert_eq!(indexed, expected, "{drug:?}");
             sizes.insert(expected.map_or(usize::MAX, |r| r.len()));
         }
@@ -424,6 +469,10 @@ mod tests {
     }
 
     fn small_index() -> (Vec<u8>, u64) {
+        small_index_stamped(GraphStamp::size(42))
+    }
+
+    fn small_index_stamped(stamp: GraphStamp) -> (Vec<u8>, u64) {
         let mut w = IndexWriter::new(Vec::new());
         w.journals(&["J0".to_string(), "J1".to_string()]);
         let mut lines = Vec::new();
@@ -433,7 +482,7 @@ mod tests {
         lines.clear();
         push_node(&mut lines, "C", [0].into_iter(), [0].into_iter());
         w.nodes(&lines, 1).unwrap();
-        (w.finish(42).unwrap(), 42)
+        (w.finish(stamp).unwrap(), stamp.bytes)
     }
 
     #[test]
@@ -457,24 +506,35 @@ mod tests {
     fn a_stale_truncated_or_damaged_index_is_refused() {
         let (index, bytes) = small_index();
         assert_eq!(
-            related_drugs(|| Ok(&index[..]), "a", bytes).unwrap(),
+            related_drugs(|| Ok(&index[..]), "a", GraphStamp::size(bytes)).unwrap(),
             vec!["B"]
         );
-        let err = related_drugs(|| Ok(&index[..]), "a", bytes + 1).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                IndexError::Stale {
-                    recorded: 42,
-                    actual: 43
-                }
-            ),
-            "{err}"
+        let err = related_drugs(|| Ok(&index[..]), "a", GraphStamp::size(bytes + 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the index was made for a graph of 42 bytes, the graph has 43"
         );
+        // A graph of the same size written at another time is another graph.
+        let (stamped, _) = small_index_stamped(GraphStamp {
+            bytes: 42,
+            modified_ns: Some(7),
+        });
+        let at = |ns| GraphStamp {
+            bytes: 42,
+            modified_ns: Some(ns),
+        };
+        assert_eq!(
+            related_drugs(|| Ok(&stamped[..]), "a", at(7)).unwrap(),
+            vec!["B"]
+        );
+        let err = related_drugs(|| Ok(&stamped[..]), "a", at(8)).unwrap_err();
+        assert!(matches!(err, IndexError::Stale(_)), "{err}");
+        // Where the time does not identify the file (an object store), the size decides.
+        assert!(related_drugs(|| Ok(&stamped[..]), "a", GraphStamp::size(42)).is_ok());
         // An unknown drug is told only once the index is known good.
-        let err = related_drugs(|| Ok(&index[..]), "Z", bytes + 1).unwrap_err();
-        assert!(matches!(err, IndexError::Stale { .. }), "{err}");
-        let err = related_drugs(|| Ok(&index[..]), "Z", bytes).unwrap_err();
+        let err = related_drugs(|| Ok(&index[..]), "Z", GraphStamp::size(bytes + 1)).unwrap_err();
+        assert!(matches!(err, IndexError::Stale(_)), "{err}");
+        let err = related_drugs(|| Ok(&index[..]), "Z", GraphStamp::size(bytes)).unwrap_err();
         assert_eq!(err.to_string(), "drug 'Z' is not in the graph");
         let text = String::from_utf8(index).unwrap();
         let last = text.trim_end().rfind('\n').unwrap() + 1;
@@ -495,7 +555,8 @@ mod tests {
             String::new(),
         ];
         for broken in damaged {
-            let err = related_drugs(|| Ok(broken.as_bytes()), "a", bytes).unwrap_err();
+            let err =
+                related_drugs(|| Ok(broken.as_bytes()), "a", GraphStamp::size(bytes)).unwrap_err();
             assert!(matches!(err, IndexError::Format(_)), "{broken:?}: {err}");
         }
     }

@@ -16,7 +16,7 @@ use crate::data::direct::DirectWriter;
 use crate::data::parquet_io::read_batches;
 use crate::data::table::text_at;
 use crate::data::{DataError, Location};
-use crate::graph::index::{IndexWriter, index_name};
+use crate::graph::index::{GraphStamp, IndexWriter, index_name};
 use crate::graph::{
     GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Source, SpillPlan,
 };
@@ -322,9 +322,10 @@ impl DrugGraphTask {
             .write_json_indexed(&mut out, workers(), Some(&mut index))
             .and_then(|()| out.finish())
             .map_err(graph_error)?;
-        let graph_bytes = std::fs::metadata(graph).map_err(graph_error)?.len();
+        // Publishing renames the file: its size and time stay those recorded here.
+        let stamp = GraphStamp::of(&std::fs::metadata(graph).map_err(graph_error)?);
         index
-            .finish(graph_bytes)
+            .finish(stamp)
             .map_err(|e| DataError::io(&index_name(&self.output), e))?;
         let top = built.top_journals();
         timings.push(format!(

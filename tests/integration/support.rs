@@ -323,3 +323,18 @@ impl Drop for PgSchema {
         orchestrator::store::testing::drop_schema(&self.base, &self.name);
     }
 }
+
+/// A journal index without the graph's modification time it records (the one part that
+/// differs between two builds of the same graph).
+pub fn index_without_time(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let key = ",\"graph_modified_ns\":";
+    match text.find(key) {
+        Some(at) => {
+            let rest = &text[at + key.len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{}{}", &text[..at], &rest[digits..]).into_bytes()
+        }
+        None => bytes.to_vec(),
+    }
+}
