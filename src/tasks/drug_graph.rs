@@ -143,6 +143,17 @@ impl DrugGraphTask {
     /// Checks arguments at load time.
     pub fn validate(&self) -> Result<(), String> {
         self.budget()?;
+        // Four files are written: none may be another (the index and rejects names are
+        // made from the graph's).
+        let derived = [index_name(&self.output), rejects_name(&self.output)];
+        if self.top_journals == self.output || derived.contains(&self.top_journals) {
+            return Err(format!(
+                "drug_graph 'top_journals': '{}' is also the name of the graph or of a file \
+                 named after it ({}, {})",
+                self.top_journals, derived[0], derived[1]
+            ));
+        }
+
         std::iter::once(&self.drugs)
             .chain(&self.pubmed)
             .chain(&self.clinical_trials)
@@ -636,6 +647,22 @@ mod tests {
         for bad in ["", "MiB", "12XB", "-1MiB", "1..2G", "1e400"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_top_journals_file_cannot_be_one_the_task_writes_otherwise() {
+        let task = |yaml: &str| serde_norway::from_str::<DrugGraphTask>(yaml).unwrap();
+        assert!(task("{}").validate().is_ok());
+        for clash in ["graph.json", "graph.journals.jsonl", "graph.rejects.jsonl"] {
+            let err = task(&format!("{{top_journals: {clash}}}"))
+                .validate()
+                .unwrap_err();
+            assert!(err.starts_with("drug_graph 'top_journals'"), "{err}");
+        }
+        let err = task("{output: out/g.json, top_journals: out/g.rejects.jsonl}")
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("out/g.journals.jsonl"), "{err}");
     }
 
     fn parquet(dir: &Path, name: &str, columns: &[(&str, Vec<String>)]) -> PathBuf {
