@@ -100,12 +100,7 @@ impl Location {
                 let result = store
                     .get(&Self::object(prefix, name))
                     .await
-                    .map_err(|e| match e {
-                        object_store::Error::NotFound { .. } => {
-                            DataError::Missing(self.display(name))
-                        }
-                        e => self.error(name, e),
-                    })?;
+                    .map_err(|e| self.read_error(name, e))?;
                 let temp = tempfile::NamedTempFile::new()
                     .map_err(|e| DataError::io("a temporary file", e))?;
                 let (file, path) = temp.into_parts();
@@ -148,12 +143,7 @@ impl Location {
                 let meta = store
                     .head(&Self::object(prefix, name))
                     .await
-                    .map_err(|e| match e {
-                        object_store::Error::NotFound { .. } => {
-                            DataError::Missing(self.display(name))
-                        }
-                        e => self.error(name, e),
-                    })?;
+                    .map_err(|e| self.read_error(name, e))?;
                 Ok(Stat {
                     bytes: meta.size,
                     modified: meta.last_modified.into(),
@@ -275,6 +265,14 @@ impl Location {
 
     fn error(&self, name: &str, e: object_store::Error) -> DataError {
         DataError::Store(redact::text(&format!("{}: {e}", self.display(name))).into_owned())
+    }
+
+    /// [`Self::error`], telling a missing object apart.
+    fn read_error(&self, name: &str, e: object_store::Error) -> DataError {
+        match e {
+            object_store::Error::NotFound { .. } => DataError::Missing(self.display(name)),
+            e => self.error(name, e),
+        }
     }
 }
 

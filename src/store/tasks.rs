@@ -407,43 +407,38 @@ async fn apply(
                 TaskState::sql_sources(Some(*state), |f| f == Some(TaskState::Running)),
                 fence(5)
             );
-            if backend == super::sql::Backend::Postgres {
+            let postgres = backend == super::sql::Backend::Postgres;
+            let sql = if postgres {
                 // The try's own row is updated in the same statement (one round trip: the
                 // end of a try is on the path from one task to the next).
-                let sql = sqlx::AssertSqlSafe(format!(
+                format!(
                     "WITH ti AS ({update} RETURNING 1), tt AS (UPDATE task_try SET state = $1, \
                      end_date = $2, error = $3, interrupted = $10 WHERE run = $5 AND task_id = $8 \
                      AND try_number = $9 AND EXISTS (SELECT 1 FROM ti) RETURNING 1) \
                      SELECT COUNT(*) FROM ti"
-                ));
-                let done: i64 = sqlx::query_scalar(sql)
-                    .bind(state.as_str())
-                    .bind(to_text(*at))
-                    .bind(storable_opt(error.as_deref()))
-                    .bind(next_retry_at.map(to_text))
-                    .bind(run.0)
-                    .bind(owner.id.as_str())
-                    .bind(owner.epoch)
-                    .bind(task.as_str())
-                    .bind(i64::from(*try_number))
+                )
+            } else {
+                update
+            };
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(state.as_str())
+                .bind(to_text(*at))
+                .bind(storable_opt(error.as_deref()))
+                .bind(next_retry_at.map(to_text))
+                .bind(run.0)
+                .bind(owner.id.as_str())
+                .bind(owner.epoch)
+                .bind(task.as_str())
+                .bind(i64::from(*try_number));
+            let done = if postgres {
+                let row = query
                     .bind(i64::from(*interrupted))
                     .fetch_one(&mut **tx)
                     .await?;
-                (*run, task, Some(*state), u64::try_from(done).unwrap_or(0))
+                u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0)
             } else {
-                let done = sqlx::query(sqlx::AssertSqlSafe(update))
-                    .bind(state.as_str())
-                    .bind(to_text(*at))
-                    .bind(storable_opt(error.as_deref()))
-                    .bind(next_retry_at.map(to_text))
-                    .bind(run.0)
-                    .bind(owner.id.as_str())
-                    .bind(owner.epoch)
-                    .bind(task.as_str())
-                    .bind(i64::from(*try_number))
-                    .execute(&mut **tx)
-                    .await?;
-                if done.rows_affected() == 1 {
+                let done = query.execute(&mut **tx).await?.rows_affected();
+                if done == 1 {
                     finish_try_row(
                         tx,
                         *run,
@@ -456,8 +451,9 @@ async fn apply(
                     )
                     .await?;
                 }
-                (*run, task, Some(*state), done.rows_affected())
-            }
+                done
+            };
+            (*run, task, Some(*state), done)
         }
         Change::AbandonTry {
             run,
