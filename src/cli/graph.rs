@@ -74,7 +74,7 @@ fn rereader(
 }
 
 /// The related drugs from the journal index the task wrote beside the graph, when it is
-/// current (see [`current_index`]) and made with a graph of the graph's size; `None`
+/// current (see [`current_index`]) and made with this graph (its size and, locally, time); `None`
 /// otherwise (the caller streams the graph). An unknown drug is an error only once the index
 /// is found good.
 async fn indexed_related(found: &Found, drug: &str) -> anyhow::Result<Option<Vec<String>>> {
@@ -100,7 +100,7 @@ async fn indexed_related(found: &Found, drug: &str) -> anyhow::Result<Option<Vec
     }
 }
 
-/// A local copy of the journal index beside the graph, and the graph's size, when both are
+/// A local copy of the journal index beside the graph, and the graph's stamp, when both are
 /// there and the index is not older than the graph (remotely: by the store's `Last-Modified`;
 /// the graph is not downloaded).
 async fn current_index(found: &Found) -> Option<(LocalCopy, GraphStamp)> {
