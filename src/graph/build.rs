@@ -702,6 +702,28 @@ impl Preparer {
     }
 }
 
+/// A generated row for tests: kind, id, title, date, journal.
+#[cfg(test)]
+pub(crate) type TestRow = (Source, Option<String>, String, String, Option<String>);
+
+#[cfg(test)]
+impl GraphBuilder {
+    /// Adds `rows` as rows 1, 2… of a source named `t`, one row at a time.
+    pub(crate) fn add_rows(&mut self, rows: &[TestRow]) {
+        for (i, (kind, id, title, date, journal)) in rows.iter().enumerate() {
+            self.add(&RawPublication {
+                source: "t",
+                row: i + 1,
+                kind: *kind,
+                id: id.as_deref().map(Cow::Borrowed),
+                title: Some(Cow::Borrowed(title)),
+                date: Some(Cow::Borrowed(date)),
+                journal: journal.as_deref().map(Cow::Borrowed),
+            });
+        }
+    }
+}
+
 /// A finished graph, held compactly until written.
 pub struct BuiltGraph {
     b: GraphBuilder,

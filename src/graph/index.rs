@@ -278,10 +278,9 @@ pub fn related_drugs<R: BufRead>(
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
 
     use super::*;
-    use crate::graph::{GraphBuilder, RawDrug, RawPublication, Source, SpillPlan, analysis};
+    use crate::graph::{GraphBuilder, RawDrug, Source, SpillPlan, analysis};
 
     /// Dirty and unicode drugs: names differing in case or accents only, a name twice (two
     /// ATC codes), one without a code.
@@ -314,7 +313,7 @@ mod tests {
     /// Kind, id, title, date, journal: each drug keeps to a few journals (so that relations
     /// are neither all nor none), with journals missing, escaped or accented, and split
     /// records.
-    type Row = (Source, Option<String>, String, String, Option<String>);
+    type Row = crate::graph::build::TestRow;
 
     fn rows() -> Vec<Row> {
         let journals = ["Jé", "J\"2\"", "K \\ k", "Ω journal", "😀"];
@@ -360,17 +359,7 @@ mod tests {
         if let Some(plan) = plan {
             b = b.with_budget(plan);
         }
-        for (i, (kind, id, title, date, journal)) in rows().iter().enumerate() {
-            b.add(&RawPublication {
-                source: "t",
-                row: i + 1,
-                kind: *kind,
-                id: id.as_deref().map(Cow::Borrowed),
-                title: Some(Cow::Borrowed(title)),
-                date: Some(Cow::Borrowed(date)),
-                journal: journal.as_deref().map(Cow::Borrowed),
-            });
-        }
+        b.add_rows(&rows());
         assert_eq!(b.spilled(), spilling);
         let built = b.finish();
         let written: Vec<(Vec<u8>, Vec<u8>)> = [1, 2]

@@ -564,10 +564,9 @@ impl Spilled {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
 
     use super::*;
-    use crate::graph::{RawDrug, RawPublication};
+    use crate::graph::RawDrug;
 
     fn drugs() -> Vec<RawDrug> {
         let mut names: Vec<String> = (0..30).map(|i| format!("DRUG{i}")).collect();
@@ -585,8 +584,7 @@ mod tests {
 
     /// Generated rows with split records (same title and date, one missing id or journal),
     /// conflicting ids, escapes and non-ASCII text.
-    /// Kind, id, title, date, journal.
-    type Row = (Source, Option<String>, String, String, Option<String>);
+    type Row = crate::graph::build::TestRow;
 
     fn rows() -> Vec<Row> {
         (0..12_000usize)
@@ -616,19 +614,8 @@ mod tests {
         if let Some(plan) = plan {
             b = b.with_budget(plan);
         }
-        for (i, (kind, id, title, date, journal)) in rows().iter().enumerate() {
-            let raw = RawPublication {
-                source: "t",
-                row: i + 1,
-                kind: *kind,
-                id: id.as_deref().map(Cow::Borrowed),
-                title: Some(Cow::Borrowed(title)),
-                date: Some(Cow::Borrowed(date)),
-                journal: journal.as_deref().map(Cow::Borrowed),
-            };
-            // One row a chunk: the spill starts in the middle of the input.
-            b.add(&raw);
-        }
+        // One row a chunk: the spill starts in the middle of the input.
+        b.add_rows(&rows());
         let spilled = b.spilled();
         let built = b.finish();
         let mut out = Vec::new();
@@ -692,17 +679,7 @@ mod tests {
             budget: 16 << 10,
             input_bytes: 0,
         });
-        for (kind, id, title, date, journal) in rows().iter().take(3_000) {
-            b.add(&RawPublication {
-                source: "t",
-                row: 1,
-                kind: *kind,
-                id: id.as_deref().map(Cow::Borrowed),
-                title: Some(Cow::Borrowed(title)),
-                date: Some(Cow::Borrowed(date)),
-                journal: journal.as_deref().map(Cow::Borrowed),
-            });
-        }
+        b.add_rows(&rows()[..3_000]);
         assert!(b.spilled());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(b);
@@ -717,16 +694,7 @@ mod tests {
             budget: 1,
             input_bytes: 0,
         });
-        let (kind, id, title, date, journal) = &rows()[0];
-        b.add(&RawPublication {
-            source: "t",
-            row: 1,
-            kind: *kind,
-            id: id.as_deref().map(Cow::Borrowed),
-            title: Some(Cow::Borrowed(title)),
-            date: Some(Cow::Borrowed(date)),
-            journal: journal.as_deref().map(Cow::Borrowed),
-        });
+        b.add_rows(&rows()[..1]);
         let built = b.finish();
         assert!(built.write_json(&mut Vec::new(), 1).is_err());
     }
