@@ -410,6 +410,15 @@ pub fn read_batches(path: &Path) -> Result<ParquetRecordBatchReader, DataError> 
         .map_err(|e| DataError::arrow(&context, e))
 }
 
+/// How many rows the Parquet file at `path` holds, from its footer.
+pub fn row_count(path: &Path) -> Result<u64, DataError> {
+    let context = path.display().to_string();
+    let file = File::open(path).map_err(|e| DataError::io(&context, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| DataError::arrow(&context, e))?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -173,6 +173,9 @@ struct PreparedRow {
     id: Option<Span>,
     journal: Option<Span>,
     drugs: Range<u32>,
+    /// Whether the publication counts here: a spilled row is read back once per range of
+    /// drugs it mentions, and counts (as mentioning, as merged) in its first range only.
+    primary: bool,
 }
 
 /// Rows cleaned and matched together, their text in one buffer: handing a chunk to the
@@ -264,6 +267,8 @@ struct Record {
     id_len: u32,
     journal: u32,
     kind: Source,
+    /// Made from primary rows (see [`PreparedRow::primary`]).
+    primary: bool,
 }
 
 const NONE: u32 = u32::MAX;
@@ -485,6 +490,7 @@ impl GraphBuilder {
                 id_len: id.map_or(NONE, |i| i.len() as u32),
                 journal: journal.unwrap_or(NONE),
                 kind: row.kind,
+                primary: row.primary,
             });
             self.next
                 .push(self.heads.insert(row.hash, index).unwrap_or(NONE));
@@ -528,7 +534,7 @@ impl GraphBuilder {
                 if r.journal == NONE {
                     r.journal = journal.unwrap_or(NONE);
                 }
-                self.report.merged += 1;
+                self.report.merged += usize::from(row.primary);
                 return true;
             }
             at = self.next[at as usize];
@@ -570,21 +576,13 @@ impl GraphBuilder {
     }
 
     fn finish_in_memory(mut self) -> BuiltGraph {
-        self.report.mentioning = self.records.len();
+        self.report.mentioning = self.records.iter().filter(|r| r.primary).count();
         self.report.mentions = self.mentions.len();
         // Only needed while merging.
         self.heads = FastMap::default();
         self.next = Vec::new();
-        let mut order: Vec<u32> = (0..self.drugs.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (ca, na) = &self.drugs[a as usize];
-            let (cb, nb) = &self.drugs[b as usize];
-            (na, ca).cmp(&(nb, cb))
-        });
-        let mut rank = vec![0usize; order.len()];
-        for (pos, &d) in order.iter().enumerate() {
-            rank[d as usize] = pos;
-        }
+        let (order, rank) = self.output_order();
+        let rank: Vec<usize> = rank.into_iter().map(|p| p as usize).collect();
         // Counting sort by drug: offsets[p]..offsets[p + 1] are the records of the drug at
         // output position p, in source order.
         let mut offsets = vec![0usize; order.len() + 1];
@@ -625,6 +623,22 @@ impl GraphBuilder {
             index_ids: None,
             spilled: None,
         }
+    }
+
+    /// The drugs' indices in output order (by name, then ATC code), and each drug's position
+    /// in it.
+    fn output_order(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.drugs.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (ca, na) = &self.drugs[a as usize];
+            let (cb, nb) = &self.drugs[b as usize];
+            (na, ca).cmp(&(nb, cb))
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (pos, &d) in order.iter().enumerate() {
+            rank[d as usize] = pos as u32;
+        }
+        (order, rank)
     }
 
     /// Graph order of two records whose order keys are equal (same date, same id start):
@@ -698,6 +712,7 @@ impl Preparer {
             id,
             journal,
             drugs: first as u32..chunk.drugs.len() as u32,
+            primary: true,
         });
     }
 }
@@ -764,6 +779,11 @@ impl BuiltGraph {
         &self.b.report
     }
 
+    /// What the spill took, when the rows went to disk.
+    pub fn spill_summary(&self) -> Option<String> {
+        self.spilled.as_ref().map(spill::Spilled::summary)
+    }
+
     /// Flushes the rejected rows' sink, if there is one, and returns its first error.
     pub fn close_rejects(&mut self) -> std::io::Result<()> {
         match self.b.report.sink.as_mut() {
@@ -776,9 +796,10 @@ impl BuiltGraph {
     }
 
     /// Writes `graph.json` (one drug per line, deterministic), encoding on `threads`
-    /// threads while this one writes the pieces in order.
+    /// threads while this one writes the pieces in order. A spilled graph reads its rows
+    /// back as it writes (and completes its report): it can be written once.
     pub fn write_json(
-        &self,
+        &mut self,
         out: &mut (impl Write + ?Sized),
         threads: usize,
     ) -> std::io::Result<()> {
@@ -788,14 +809,18 @@ impl BuiltGraph {
     /// [`Self::write_json`], also handing the journal index to `index` as it goes (its
     /// lines are encoded with the nodes, on the same threads).
     pub fn write_json_indexed(
-        &self,
+        &mut self,
         out: &mut (impl Write + ?Sized),
         threads: usize,
         mut index: Option<&mut dyn IndexSink>,
     ) -> std::io::Result<()> {
         out.write_all(b"{\"drugs\": [\n")?;
-        match &self.spilled {
-            Some(spilled) => spilled.write(self, out, threads, index)?,
+        match self.spilled.take() {
+            Some(mut spilled) => {
+                let written = spilled.write(self, out, threads, index);
+                self.spilled = Some(spilled);
+                written?;
+            }
             None => {
                 if let Some(index) = index.as_deref_mut() {
                     index.journals(&self.journals_by_name());
@@ -1118,7 +1143,7 @@ impl BuiltGraph {
     }
 
     /// The graph as owned values (for tests and small graphs).
-    pub fn to_graph(&self) -> Result<super::Graph, String> {
+    pub fn to_graph(&mut self) -> Result<super::Graph, String> {
         let mut buf = Vec::new();
         self.write_json(&mut buf, 1).map_err(|e| e.to_string())?;
         serde_json::from_slice(&buf).map_err(|e| e.to_string())
@@ -1206,7 +1231,7 @@ mod tests {
             "25/05/2020",
             "J of X",
         ));
-        let built = b.finish();
+        let mut built = b.finish();
         let (g, report) = (built.to_graph().unwrap(), built.report());
         assert_eq!(report.merged, 1);
         let trials = &g.drugs[0].clinical_trials;
@@ -1241,7 +1266,7 @@ mod tests {
             "A",
         ));
         b.add(&row(Source::Pubmed, "NCT1", "Glucagon", "2020-01-01", "A"));
-        let built = b.finish();
+        let mut built = b.finish();
         let (g, report) = (built.to_graph().unwrap(), built.report());
         assert_eq!(report.merged, 0);
         assert_eq!(g.drugs[0].clinical_trials.len(), 3);
@@ -1372,7 +1397,7 @@ mod tests {
             },
         ];
         let b = GraphBuilder::new(raw).unwrap();
-        let built = b.finish();
+        let mut built = b.finish();
         let (g, report) = (built.to_graph().unwrap(), built.report());
         let names: Vec<&str> = g.drugs.iter().map(|d| d.drug.as_str()).collect();
         assert_eq!(names, vec!["ASPIRIN", "ZINC"]);
@@ -1387,7 +1412,7 @@ mod tests {
         let most = "B".repeat(MAX_DRUG_NAME);
         let b =
             GraphBuilder::new(drugs(&["ETHANOL\nA03BA,ATROPINE", "X\r", &long, &most])).unwrap();
-        let built = b.finish();
+        let mut built = b.finish();
         let (g, report) = (built.to_graph().unwrap(), built.report());
         let names: Vec<&str> = g.drugs.iter().map(|d| d.drug.as_str()).collect();
         assert_eq!(names, vec![most.as_str()]);
@@ -1414,7 +1439,7 @@ mod tests {
         b.add(&row(Source::Pubmed, "2", "none\r\nhere", "2020-01-01", "J"));
         b.add(&row(Source::Pubmed, "3", &long, "2020-01-01", "J"));
         b.add(&row(Source::Pubmed, "4", "X  and\ttab", "2020-01-01", "J"));
-        let built = b.finish();
+        let mut built = b.finish();
         let reasons: Vec<&str> = built
             .report()
             .rejected
@@ -1494,7 +1519,7 @@ mod tests {
             };
             b.add(&row(kind, &id, &title, &date, &journal));
         }
-        let built = b.finish();
+        let mut built = b.finish();
         assert!(
             built.pieces(2, 0..40).len() > 2,
             "the test must cover several pieces"

@@ -352,19 +352,20 @@ mod tests {
             .collect()
     }
 
-    /// The graph and its index, built in memory or within `plan`.
+    /// The graph and its index, built in memory or within `plan` (a spilled graph is written
+    /// once: each thread count gets its own build).
     fn build(plan: Option<SpillPlan>) -> (Vec<u8>, Vec<u8>) {
-        let mut b = GraphBuilder::new(drugs()).unwrap();
-        let spilling = plan.is_some();
-        if let Some(plan) = plan {
-            b = b.with_budget(plan);
-        }
-        b.add_rows(&rows());
-        assert_eq!(b.spilled(), spilling);
-        let built = b.finish();
         let written: Vec<(Vec<u8>, Vec<u8>)> = [1, 2]
             .into_iter()
             .map(|threads| {
+                let mut b = GraphBuilder::new(drugs()).unwrap();
+                let spilling = plan.is_some();
+                if let Some(plan) = plan.clone() {
+                    b = b.with_budget(plan);
+                }
+                b.add_rows(&rows());
+                assert_eq!(b.spilled(), spilling);
+                let mut built = b.finish();
                 let (mut graph, mut index) = (Vec::new(), IndexWriter::new(Vec::new()));
                 built
                     .write_json_indexed(&mut graph, threads, Some(&mut index))
@@ -450,6 +451,7 @@ mod tests {
                 dir: dir.path().to_path_buf(),
                 budget,
                 input_bytes: 2 << 20,
+                input_rows: 0,
             };
             let (spilled_graph, spilled_index) = build(Some(plan));
             assert!(spilled_graph == graph, "graph differs at budget {budget}");

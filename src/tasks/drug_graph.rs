@@ -285,6 +285,11 @@ impl DrugGraphTask {
             .filter_map(|(_, _, p)| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
+        // Only an estimate: a file that cannot be read fails the build when it is read.
+        let input_rows = sources
+            .iter()
+            .filter_map(|(_, _, p)| crate::data::parquet_io::row_count(p).ok())
+            .sum();
         let plan = SpillPlan {
             // Beside the output (its scratch file is), else the system's temporary folder.
             dir: graph
@@ -292,6 +297,7 @@ impl DrugGraphTask {
                 .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf),
             budget: usize::try_from(budget).unwrap_or(usize::MAX),
             input_bytes,
+            input_rows,
         };
         let mut files = files.into_iter();
         let mut next = || {
@@ -324,7 +330,6 @@ impl DrugGraphTask {
             .map_err(|e| DataError::io(&rejects_name(&self.output), e))?;
         timings.push(format!("grouping {:.2}s", t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
-        let report = built.report();
         let graph_error = |e| DataError::io(&self.output, e);
         let mut out = DirectWriter::open(graph, self.direct_io).map_err(graph_error)?;
         let direct = out.is_direct();
@@ -344,6 +349,8 @@ impl DrugGraphTask {
             t.elapsed().as_secs_f64(),
             if direct { " (direct I/O)" } else { "" }
         ));
+        // A spilled graph's counts are complete once it is written.
+        let report = built.report();
         serde_json::to_writer_pretty(std::io::BufWriter::new(top_file), &top)
             .map_err(|e| DataError::Format(format!("{}: {e}", self.top_journals)))?;
         let mut lines = vec![
@@ -361,8 +368,9 @@ impl DrugGraphTask {
         ];
         if spilled {
             lines.push(format!(
-                "the rows passed the memory budget ({} bytes): they were spilled to disk and merged back",
-                budget
+                "the rows passed the memory budget ({} bytes): they were spilled to disk and merged back ({})",
+                budget,
+                built.spill_summary().unwrap_or_default()
             ));
         }
         lines.push(format!("timings: {}", timings.join(", ")));

@@ -1,13 +1,16 @@
-//! Building the graph within a memory budget. Past the budget the builder writes every row
-//! it holds, and every row after, to partition files chosen by the row's merge hash (rows
-//! that may be one publication land in one file, in source order). Grouping then merges
-//! each partition alone, writes each publication once to a publications file and a
-//! (drug position, publication offset) reference per mention to the file of the drug's
-//! range of output positions. Writing loads one range at a time (its references and the
-//! publications they point to) into an ordinary in-memory builder and encodes its nodes,
-//! so the output is byte for byte the one of the in-memory path. The journal index needs
-//! every journal name up front (its ids are positions in their sorted list): grouping
-//! collects them, and each range's journals are mapped onto that list as it is written.
+//! Building the graph within a memory budget. Past the budget the builder cuts the drugs (in
+//! output order) into ranges expected to fit the budget once loaded, and writes every row it
+//! holds, and every row after, to the file of each range of drugs the row mentions, with that
+//! range's drugs only: a publication is stored once per range it is needed in, never once per
+//! mention, and the data goes to disk once and comes back once. Rows that may be one
+//! publication have one title, so the same drugs: they land in the same files, in source
+//! order, and merge there as they would have in memory. Writing loads one range at a time
+//! into an ordinary in-memory builder and encodes its nodes, so the output is byte for byte
+//! the one of the in-memory path. The ranges are cut by the rows held when the spill began (a
+//! sample of each drug's share); a range whose rows turn out larger than the budget is split
+//! again, by the bytes its drugs really took, before it is loaded. The journal index needs
+//! every journal name up front (its ids are positions in their sorted list): the spill
+//! collects them as rows go by.
 //!
 //! The spill folder is a [`tempfile::TempDir`]: removed when the builder or the built graph
 //! is dropped, whether the task succeeded, failed or was cancelled.
@@ -16,8 +19,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use foldhash::fast::FixedState;
 
 use super::{
     BuiltGraph, GraphBuilder, NONE, PreparedChunk, PreparedRow, Record, Report, Source, Span,
@@ -26,17 +31,17 @@ use super::{
 use crate::graph::TopJournals;
 use crate::graph::index::IndexSink;
 
-/// Most partition files a spill writes at once.
-const MAX_PARTS: u64 = 512;
+/// Most range files a spill writes at once.
+const MAX_PARTS: usize = 512;
 
-/// Rows per chunk read back from a partition.
+/// Rows per chunk read back from a range file.
 const ROWS_PER_CHUNK: usize = 8192;
 
 /// Size of a spilled row's fixed part: kind, order key, merge hash, four lengths.
 const ROW_HEAD: usize = 1 + 8 + 8 + 4 * 4;
 
-/// Size of a spilled publication's fixed part: kind, order key, three lengths.
-const PUB_HEAD: usize = 1 + 8 + 4 * 3;
+/// The bit of a spilled row's kind byte that marks a primary row ([`PreparedRow::primary`]).
+const PRIMARY: u8 = 0x80;
 
 /// When and where a builder spills.
 #[derive(Clone, Debug)]
@@ -45,8 +50,12 @@ pub struct SpillPlan {
     pub dir: PathBuf,
     /// Memory budget of the whole build, in bytes.
     pub budget: usize,
-    /// Estimated size of the input in bytes, to choose how many partitions to spill to.
+    /// Size of the input in bytes, to choose how many ranges to spill to when its rows
+    /// are not known.
     pub input_bytes: u64,
+    /// Rows of the input (0: not known): with the rows read when the spill begins, how
+    /// much the whole input will take.
+    pub input_rows: u64,
 }
 
 impl SpillPlan {
@@ -60,17 +69,6 @@ impl SpillPlan {
     }
 }
 
-/// A builder's spill in progress.
-pub(super) struct Spill {
-    dir: Option<tempfile::TempDir>,
-    parts: Vec<BufWriter<File>>,
-    /// Estimated bytes each drug (by index) takes once loaded for writing.
-    drug_bytes: Vec<u64>,
-    rows_budget: usize,
-    error: Option<io::Error>,
-    scratch: Vec<u8>,
-}
-
 fn kind_byte(kind: Source) -> u8 {
     match kind {
         Source::Pubmed => 0,
@@ -79,7 +77,7 @@ fn kind_byte(kind: Source) -> u8 {
 }
 
 fn byte_kind(b: u8) -> io::Result<Source> {
-    match b {
+    match b & !PRIMARY {
         0 => Ok(Source::Pubmed),
         1 => Ok(Source::ClinicalTrial),
         _ => Err(io::Error::other("a spill file is damaged")),
@@ -90,112 +88,340 @@ fn len_or_none(x: Option<&[u8]>) -> u32 {
     x.map_or(NONE, |x| x.len() as u32)
 }
 
+/// What one mention of a publication costs once loaded for writing (its text and record,
+/// its share of the merge table and its mention), given the publication's text length.
+fn mention_cost(text: usize) -> u64 {
+    text as u64 + 88
+}
+
+/// One row on its way to disk.
+struct Row<'a> {
+    kind: Source,
+    primary: bool,
+    key: u64,
+    hash: u64,
+    title: &'a [u8],
+    id: Option<&'a [u8]>,
+    journal: Option<&'a [u8]>,
+    drugs: &'a [u32],
+}
+
+impl<'a> Row<'a> {
+    fn of(chunk: &'a PreparedChunk, row: &PreparedRow) -> Self {
+        Self {
+            kind: row.kind,
+            primary: row.primary,
+            key: row.key,
+            hash: row.hash,
+            title: chunk.slice(row.title),
+            id: row.id.map(|s| chunk.slice(s)),
+            journal: row.journal.map(|s| chunk.slice(s)),
+            drugs: &chunk.drugs[row.drugs.start as usize..row.drugs.end as usize],
+        }
+    }
+
+    fn text_len(&self) -> usize {
+        self.title.len() + self.id.map_or(0, <[u8]>::len) + self.journal.map_or(0, <[u8]>::len)
+    }
+}
+
+/// A range of drugs' rows on disk.
+struct Part {
+    /// Output positions of the drugs.
+    range: Range<usize>,
+    path: PathBuf,
+}
+
+/// The files of a set of ranges, being written.
+struct Writers {
+    ranges: Vec<Range<usize>>,
+    paths: Vec<PathBuf>,
+    files: Vec<BufWriter<File>>,
+    /// (range, drug) pairs of the row being written.
+    split: Vec<(u32, u32)>,
+    scratch: Vec<u8>,
+}
+
+impl Writers {
+    /// Creates one file per range in `dir`, named `{prefix}{i}`, with buffers that together
+    /// take about a quarter of `rows_budget`.
+    fn create(
+        dir: &Path,
+        prefix: &str,
+        ranges: Vec<Range<usize>>,
+        rows_budget: usize,
+    ) -> io::Result<Self> {
+        let buffer = (rows_budget / 4 / ranges.len().max(1)).clamp(4 << 10, 1 << 20);
+        let paths: Vec<PathBuf> = (0..ranges.len())
+            .map(|i| dir.join(format!("{prefix}{i}")))
+            .collect();
+        let files = paths
+            .iter()
+            .map(|p| File::create(p).map(|f| BufWriter::with_capacity(buffer, f)))
+            .collect::<io::Result<_>>()?;
+        Ok(Self {
+            ranges,
+            paths,
+            files,
+            split: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Writes `row` to the file of each range its drugs are in, with that range's drugs;
+    /// the first copy keeps the row's primary mark.
+    fn write(&mut self, rank: &[u32], row: &Row<'_>) -> io::Result<()> {
+        let Self {
+            ranges,
+            files,
+            split,
+            scratch: buf,
+            ..
+        } = self;
+        split.clear();
+        for &d in row.drugs {
+            let pos = rank.get(d as usize).copied().unwrap_or(u32::MAX) as usize;
+            let q = ranges.partition_point(|r| r.end <= pos);
+            if q == ranges.len() {
+                return Err(io::Error::other("a spilled row names an unknown drug"));
+            }
+            split.push((q as u32, d));
+        }
+        split.sort_unstable();
+        let mut primary = row.primary;
+        for group in split.chunk_by(|a, b| a.0 == b.0) {
+            buf.clear();
+            buf.push(kind_byte(row.kind) | if primary { PRIMARY } else { 0 });
+            buf.extend_from_slice(&row.key.to_le_bytes());
+            buf.extend_from_slice(&row.hash.to_le_bytes());
+            for len in [
+                row.title.len() as u32,
+                len_or_none(row.id),
+                len_or_none(row.journal),
+                group.len() as u32,
+            ] {
+                buf.extend_from_slice(&len.to_le_bytes());
+            }
+            buf.extend_from_slice(row.title);
+            buf.extend_from_slice(row.id.unwrap_or_default());
+            buf.extend_from_slice(row.journal.unwrap_or_default());
+            for &(_, d) in group {
+                buf.extend_from_slice(&d.to_le_bytes());
+            }
+            files[group[0].0 as usize].write_all(buf)?;
+            primary = false;
+        }
+        Ok(())
+    }
+
+    /// Flushes every file and returns the ranges' parts.
+    fn finish(self) -> io::Result<Vec<Part>> {
+        for mut f in self.files {
+            f.flush()?;
+        }
+        Ok(self
+            .ranges
+            .into_iter()
+            .zip(self.paths)
+            .map(|(range, path)| Part { range, path })
+            .collect())
+    }
+}
+
+/// Cuts the output positions `span` into ranges of at most `limit` bytes (a single drug may
+/// take more), never between two drugs of one name (`joined(pos)`: the drug at `pos` has
+/// the name of the one before; top journals counts a name once).
+fn cut(
+    span: Range<usize>,
+    limit: u64,
+    bytes: impl Fn(usize) -> u64,
+    joined: impl Fn(usize) -> bool,
+) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut held) = (span.start, 0u64);
+    for pos in span.clone() {
+        let b = bytes(pos);
+        if pos > start && held + b > limit && !joined(pos) {
+            ranges.push(start..pos);
+            (start, held) = (pos, 0);
+        }
+        held += b;
+    }
+    ranges.push(start..span.end);
+    ranges
+}
+
+/// Bytes one range's rows may take once loaded: half the rows' budget, as two ranges are
+/// held at once while the graph is written (one read back while the other is encoded).
+fn range_budget(rows_budget: usize) -> u64 {
+    (rows_budget as u64 / 2).max(1)
+}
+
+/// A builder's spill in progress.
+pub(super) struct Spill {
+    dir: Option<tempfile::TempDir>,
+    /// Output position of each drug (by index), and the drug at each position.
+    rank: Vec<u32>,
+    order: Vec<u32>,
+    writers: Option<Writers>,
+    /// Estimated bytes each drug (by index) takes once loaded for writing.
+    drug_bytes: Vec<u64>,
+    rows_budget: usize,
+    /// Every journal name seen.
+    journals: HashSet<Box<[u8]>, FixedState>,
+    error: Option<io::Error>,
+}
+
 impl Spill {
-    fn new(plan: &SpillPlan, drugs: usize) -> io::Result<Self> {
+    /// Cuts the drugs into ranges by what the builder holds and opens their files.
+    fn new(plan: &SpillPlan, b: &GraphBuilder) -> io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(".graph-spill-")
             .tempdir_in(&plan.dir)?;
-        let budget = plan.rows_budget();
-        // Each partition must fit the budget when merged: spilled rows take about twice
-        // their Parquet size.
-        let count = (plan.input_bytes.saturating_mul(2) / budget as u64 + 1).clamp(4, MAX_PARTS);
-        let buffer = (budget / 4 / count as usize).clamp(4 << 10, 1 << 20);
-        let parts = (0..count)
-            .map(|i| {
-                File::create(dir.path().join(format!("rows-{i}")))
-                    .map(|f| BufWriter::with_capacity(buffer, f))
-            })
-            .collect::<io::Result<_>>()?;
+        let (order, rank) = b.output_order();
+        let rows_budget = plan.rows_budget();
+        // What each drug's rows held so far take: a sample of its share. (The rows' real
+        // cost is counted as they are written, these included.)
+        let mut shares = vec![0u64; b.drugs.len()];
+        for &(d, r) in &b.mentions {
+            let r = &b.records[r as usize];
+            let journal = if r.journal == NONE {
+                0
+            } else {
+                b.journals[r.journal as usize].len()
+            };
+            let id = if r.id_len == NONE { 0 } else { r.id_len };
+            if let Some(x) = shares.get_mut(d as usize) {
+                *x += mention_cost(r.title_len as usize + id as usize + journal);
+            }
+        }
+        // Every drug weighs a byte, so that drugs not seen yet spread over the ranges too.
+        let weight = |pos: usize| shares[order[pos] as usize] + 1;
+        let sample: u64 = (0..order.len()).map(weight).sum();
+        // What the whole input will take once loaded: the rows so far scaled by the rows to
+        // come, else (rows unknown) about four times the input's Parquet size.
+        let held: u64 = shares.iter().sum();
+        let seen = b.report.rows as u64;
+        let expected = if plan.input_rows > seen && seen > 0 {
+            u64::try_from(u128::from(held) * u128::from(plan.input_rows) / u128::from(seen))
+                .unwrap_or(u64::MAX)
+        } else {
+            plan.input_bytes.saturating_mul(4).max(held)
+        };
+        // Aim a third under a range's budget, so that few ranges need splitting again.
+        let count = (expected.saturating_mul(3) / 2 / range_budget(rows_budget) + 1)
+            .clamp(2, MAX_PARTS as u64 / 2);
+        let name = |pos: usize| &b.drugs[order[pos] as usize].1;
+        let ranges = cut(0..order.len(), sample.div_ceil(count), weight, |pos| {
+            pos > 0 && name(pos) == name(pos - 1)
+        });
+        let writers = Writers::create(dir.path(), "range-", ranges, rows_budget)?;
+        let mut journals = HashSet::default();
+        journals.extend(b.journals.iter().map(|j| j.as_bytes().into()));
         Ok(Self {
             dir: Some(dir),
-            parts,
-            drug_bytes: vec![0; drugs],
-            rows_budget: budget,
+            rank,
+            order,
+            writers: Some(writers),
+            drug_bytes: vec![0; b.drugs.len()],
+            rows_budget,
+            journals,
             error: None,
-            scratch: Vec::new(),
         })
     }
 
     fn failed(e: io::Error) -> Self {
         Self {
             dir: None,
-            parts: Vec::new(),
+            rank: Vec::new(),
+            order: Vec::new(),
+            writers: None,
             drug_bytes: Vec::new(),
             rows_budget: 1,
+            journals: HashSet::default(),
             error: Some(e),
-            scratch: Vec::new(),
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one row's fields")]
-    fn write_row(
-        &mut self,
-        kind: Source,
-        key: u64,
-        hash: u64,
-        title: &[u8],
-        id: Option<&[u8]>,
-        journal: Option<&[u8]>,
-        drugs: &[u32],
-    ) {
+    /// Writes a row to its ranges' files, counting what its drugs will take.
+    fn write_row(&mut self, row: &Row<'_>) {
         if self.error.is_some() {
             return;
         }
-        let buf = &mut self.scratch;
-        buf.clear();
-        buf.push(kind_byte(kind));
-        buf.extend_from_slice(&key.to_le_bytes());
-        buf.extend_from_slice(&hash.to_le_bytes());
-        for len in [
-            title.len() as u32,
-            len_or_none(id),
-            len_or_none(journal),
-            drugs.len() as u32,
-        ] {
-            buf.extend_from_slice(&len.to_le_bytes());
+        let Some(writers) = self.writers.as_mut() else {
+            return;
+        };
+        if let Err(e) = writers.write(&self.rank, row) {
+            self.error = Some(e);
+            return;
         }
-        buf.extend_from_slice(title);
-        buf.extend_from_slice(id.unwrap_or_default());
-        buf.extend_from_slice(journal.unwrap_or_default());
-        for d in drugs {
-            buf.extend_from_slice(&d.to_le_bytes());
-        }
-        // What the publication costs once loaded for writing, and each mention on top.
-        let cost =
-            (title.len() + id.map_or(0, <[u8]>::len) + journal.map_or(0, <[u8]>::len)) as u64 + 64;
-        for &d in drugs {
+        let cost = mention_cost(row.text_len());
+        for &d in row.drugs {
             if let Some(b) = self.drug_bytes.get_mut(d as usize) {
-                *b += cost + 24;
+                *b += cost;
             }
         }
-        let part = (hash % self.parts.len() as u64) as usize;
-        if let Err(e) = self.parts[part].write_all(buf) {
-            self.error = Some(e);
+        if let Some(j) = row.journal
+            && !self.journals.contains(j)
+        {
+            self.journals.insert(j.into());
         }
     }
 
-    /// Writes a chunk's rows to the partitions.
+    /// Writes a chunk's rows to disk.
     pub(super) fn accept(&mut self, chunk: PreparedChunk, report: &mut Report) {
         report.rows += chunk.rows_read;
         for row in &chunk.rows {
-            let drugs = &chunk.drugs[row.drugs.start as usize..row.drugs.end as usize];
-            self.write_row(
-                row.kind,
-                row.key,
-                row.hash,
-                chunk.slice(row.title),
-                row.id.map(|s| chunk.slice(s)),
-                row.journal.map(|s| chunk.slice(s)),
-                drugs,
-            );
+            self.write_row(&Row::of(&chunk, row));
         }
         report.reject_all(chunk.rejected);
+    }
+
+    /// Flushes the files: the rows, ready to be written range by range.
+    fn close(mut self) -> io::Result<Spilled> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let dir = self
+            .dir
+            .take()
+            .ok_or_else(|| io::Error::other("no spill folder"))?;
+        let parts = self
+            .writers
+            .take()
+            .ok_or_else(|| io::Error::other("no spill files"))?
+            .finish()?;
+        let mut journals: Vec<String> = self
+            .journals
+            .iter()
+            .map(|j| String::from_utf8_lossy(j).into_owned())
+            .collect();
+        journals.sort_unstable();
+        let bytes = parts
+            .iter()
+            .map(|p| std::fs::metadata(&p.path).map(|m| m.len()))
+            .sum::<io::Result<u64>>()?;
+        Ok(Spilled {
+            dir: Some(dir),
+            first_ranges: parts.len(),
+            bytes,
+            loading: std::time::Duration::ZERO,
+            parts,
+            rank: self.rank,
+            order: self.order,
+            drug_bytes: self.drug_bytes,
+            rows_budget: self.rows_budget,
+            journals,
+            splits: 0,
+            failure: None,
+            top: None,
+        })
     }
 }
 
 /// Moves every row the builder holds (already merged) to disk; rows go there from now on.
 pub(super) fn start(b: &mut GraphBuilder, plan: &SpillPlan) {
-    let mut spill = Spill::new(plan, b.drugs.len()).unwrap_or_else(Spill::failed);
+    let mut spill = Spill::new(plan, b).unwrap_or_else(Spill::failed);
     let mentions = std::mem::take(&mut b.mentions);
     let mut m = 0;
     let mut drugs = Vec::new();
@@ -207,9 +433,16 @@ pub(super) fn start(b: &mut GraphBuilder, plan: &SpillPlan) {
             m += 1;
         }
         let title = b.title(r);
-        let journal = (r.journal != NONE).then(|| b.journals[r.journal as usize].as_bytes());
-        let hash = merge_hash(r.kind, title, r.key);
-        spill.write_row(r.kind, r.key, hash, title, b.id(r), journal, &drugs);
+        spill.write_row(&Row {
+            kind: r.kind,
+            primary: r.primary,
+            key: r.key,
+            hash: merge_hash(r.kind, title, r.key),
+            title,
+            id: b.id(r),
+            journal: (r.journal != NONE).then(|| b.journals[r.journal as usize].as_bytes()),
+            drugs: &drugs,
+        });
     }
     b.text = Vec::new();
     b.records = Vec::new();
@@ -221,147 +454,52 @@ pub(super) fn start(b: &mut GraphBuilder, plan: &SpillPlan) {
     b.spill = Some(spill);
 }
 
-/// The spilled rows, grouped for writing.
+/// The spilled rows, by range of drugs, until the graph is written (once).
 pub(super) struct Spilled {
-    _dir: Option<tempfile::TempDir>,
-    /// Output positions of each group of drugs, in order; together they cover every drug.
-    ranges: Vec<Range<usize>>,
-    pubs: PathBuf,
-    refs: Vec<PathBuf>,
+    dir: Option<tempfile::TempDir>,
+    /// The ranges' files, in output order; together they cover every drug.
+    parts: Vec<Part>,
+    rank: Vec<u32>,
+    order: Vec<u32>,
+    drug_bytes: Vec<u64>,
+    rows_budget: usize,
     /// Every journal name, sorted: the journal index's table.
     journals: Vec<String>,
-    failure: Mutex<Option<io::Error>>,
-    top: Mutex<Option<TopJournals>>,
+    /// Ranges split again so far (names their files).
+    splits: usize,
+    /// Ranges cut when the spill began, and the bytes their files took.
+    first_ranges: usize,
+    bytes: u64,
+    /// Time spent reading ranges back (and splitting them), as opposed to encoding them.
+    loading: std::time::Duration,
+    /// Why the rows cannot be written, when they cannot.
+    failure: Option<io::Error>,
+    top: Option<TopJournals>,
 }
 
-/// Merges the spilled rows partition by partition and groups them by drug on disk.
+/// Closes the spill: the built graph writes its rows range by range.
 pub(super) fn finish(mut b: GraphBuilder) -> BuiltGraph {
-    let spill = b.spill.take();
-    let mut counts = Report::default();
-    let grouped = match spill {
-        Some(spill) => group(&b, spill, &mut counts),
+    let spilled = match b.spill.take() {
+        Some(spill) => spill.close(),
         None => Err(io::Error::other("nothing was spilled")),
     };
     let mut built = b.finish_in_memory();
-    let report = &mut built.b.report;
-    report.merged += counts.merged;
-    report.mentioning = counts.mentioning;
-    report.mentions = counts.mentions;
-    built.spilled = Some(grouped.unwrap_or_else(|e| Spilled {
-        _dir: None,
-        ranges: Vec::new(),
-        pubs: PathBuf::new(),
-        refs: Vec::new(),
+    built.spilled = Some(spilled.unwrap_or_else(|e| Spilled {
+        dir: None,
+        parts: Vec::new(),
+        rank: Vec::new(),
+        order: Vec::new(),
+        drug_bytes: Vec::new(),
+        rows_budget: 1,
         journals: Vec::new(),
-        failure: Mutex::new(Some(e)),
-        top: Mutex::new(None),
+        splits: 0,
+        first_ranges: 0,
+        bytes: 0,
+        loading: std::time::Duration::ZERO,
+        failure: Some(e),
+        top: None,
     }));
     built
-}
-
-fn group(b: &GraphBuilder, mut spill: Spill, counts: &mut Report) -> io::Result<Spilled> {
-    if let Some(e) = spill.error.take() {
-        return Err(e);
-    }
-    let dir = spill
-        .dir
-        .take()
-        .ok_or_else(|| io::Error::other("no spill folder"))?;
-    for part in &mut spill.parts {
-        part.flush()?;
-    }
-    let parts = std::mem::take(&mut spill.parts).len();
-    let mut order: Vec<u32> = (0..b.drugs.len() as u32).collect();
-    order.sort_by(|&x, &y| {
-        let (cx, nx) = &b.drugs[x as usize];
-        let (cy, ny) = &b.drugs[y as usize];
-        (nx, cx).cmp(&(ny, cy))
-    });
-    let mut rank = vec![0u32; order.len()];
-    for (pos, &d) in order.iter().enumerate() {
-        rank[d as usize] = pos as u32;
-    }
-    // Cut the drugs into ranges that fit the budget once loaded, never between two drugs of
-    // one name (top journals counts a name once).
-    let name = |pos: usize| &b.drugs[order[pos] as usize].1;
-    let mut ranges = Vec::new();
-    let (mut start, mut held) = (0, 0u64);
-    for (pos, &drug) in order.iter().enumerate() {
-        let bytes = spill.drug_bytes[drug as usize];
-        if pos > start && held + bytes > spill.rows_budget as u64 && name(pos) != name(pos - 1) {
-            ranges.push(start..pos);
-            (start, held) = (pos, 0);
-        }
-        held += bytes;
-    }
-    ranges.push(start..order.len());
-    let pubs_path = dir.path().join("publications");
-    let mut pubs = BufWriter::with_capacity(1 << 20, File::create(&pubs_path)?);
-    let mut pubs_len = 0u64;
-    let refs_paths: Vec<PathBuf> = (0..ranges.len())
-        .map(|i| dir.path().join(format!("refs-{i}")))
-        .collect();
-    let buffer = (spill.rows_budget / 4 / ranges.len()).clamp(4 << 10, 1 << 20);
-    let mut refs = refs_paths
-        .iter()
-        .map(|p| File::create(p).map(|f| BufWriter::with_capacity(buffer, f)))
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut head = Vec::with_capacity(PUB_HEAD);
-    let mut journals = HashSet::new();
-    for i in 0..parts {
-        let path = dir.path().join(format!("rows-{i}"));
-        let mut sub = b.empty_like();
-        read_rows(&path, |chunk| sub.accept_in_memory(chunk))?;
-        std::fs::remove_file(&path)?;
-        journals.extend(sub.journals.iter().cloned());
-        counts.merged += sub.report.merged;
-        counts.mentioning += sub.records.len();
-        counts.mentions += sub.mentions.len();
-        let mut m = 0;
-        for (r_index, r) in sub.records.iter().enumerate() {
-            let title = sub.title(r);
-            let id = sub.id(r);
-            let journal = (r.journal != NONE).then(|| sub.journals[r.journal as usize].as_bytes());
-            head.clear();
-            head.push(kind_byte(r.kind));
-            head.extend_from_slice(&r.key.to_le_bytes());
-            for len in [title.len() as u32, len_or_none(id), len_or_none(journal)] {
-                head.extend_from_slice(&len.to_le_bytes());
-            }
-            pubs.write_all(&head)?;
-            pubs.write_all(title)?;
-            pubs.write_all(id.unwrap_or_default())?;
-            pubs.write_all(journal.unwrap_or_default())?;
-            let offset = pubs_len;
-            pubs_len += (head.len() + title.len()) as u64
-                + id.map_or(0, |x| x.len() as u64)
-                + journal.map_or(0, |x| x.len() as u64);
-            while m < sub.mentions.len() && sub.mentions[m].1 == r_index as u32 {
-                let pos = rank[sub.mentions[m].0 as usize] as usize;
-                let q = ranges.partition_point(|r| r.end <= pos);
-                let mut reference = [0u8; 12];
-                reference[..4].copy_from_slice(&(pos as u32).to_le_bytes());
-                reference[4..].copy_from_slice(&offset.to_le_bytes());
-                refs[q].write_all(&reference)?;
-                m += 1;
-            }
-        }
-    }
-    pubs.flush()?;
-    for r in &mut refs {
-        r.flush()?;
-    }
-    let mut journals: Vec<String> = journals.into_iter().collect();
-    journals.sort_unstable();
-    Ok(Spilled {
-        _dir: Some(dir),
-        ranges,
-        pubs: pubs_path,
-        refs: refs_paths,
-        journals,
-        failure: Mutex::new(None),
-        top: Mutex::new(None),
-    })
 }
 
 /// Reads `buf.len()` bytes, or nothing at the end of the file (`false`).
@@ -391,13 +529,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-/// Reads a partition back as prepared chunks, in the order its rows were written.
-fn read_rows(path: &std::path::Path, mut f: impl FnMut(PreparedChunk)) -> io::Result<()> {
+/// Reads a range file back as prepared chunks, in the order its rows were written.
+fn read_rows(path: &Path, mut f: impl FnMut(PreparedChunk) -> io::Result<()>) -> io::Result<()> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut chunk = PreparedChunk::default();
     let mut head = [0u8; ROW_HEAD];
     while read_or_end(&mut r, &mut head)? {
         let kind = byte_kind(head[0])?;
+        let primary = head[0] & PRIMARY != 0;
         let (key, hash) = (u64_at(&head, 1), u64_at(&head, 9));
         let lens = [17, 21, 25].map(|at| u32_at(&head, at));
         let drugs = u32_at(&head, 29) as usize;
@@ -428,101 +567,119 @@ fn read_rows(path: &std::path::Path, mut f: impl FnMut(PreparedChunk)) -> io::Re
             id: spans[1],
             journal: spans[2],
             drugs: first..chunk.drugs.len() as u32,
+            primary,
         });
         if chunk.rows.len() >= ROWS_PER_CHUNK {
-            f(std::mem::take(&mut chunk));
+            f(std::mem::take(&mut chunk))?;
         }
     }
     if !chunk.rows.is_empty() {
-        f(chunk);
+        f(chunk)?;
     }
     Ok(())
 }
 
 impl Spilled {
     /// Writes every node, one range of drugs at a time (handing each range's journals to
-    /// `index`), and works out the top journals.
+    /// `index`), adds what the ranges held to `built`'s report and works out the top
+    /// journals. The rows are read once: a second call fails.
     pub(super) fn write(
-        &self,
-        built: &BuiltGraph,
+        &mut self,
+        built: &mut BuiltGraph,
         out: &mut (impl Write + ?Sized),
         threads: usize,
         mut index: Option<&mut dyn IndexSink>,
     ) -> io::Result<()> {
-        if let Some(e) = self.failure.lock().ok().and_then(|mut f| f.take()) {
+        if let Some(e) = self.failure.take() {
             return Err(e);
         }
+        // Taken: the rows are read once, and the folder goes when this returns, written or
+        // not, rather than with the graph.
+        let folder = self
+            .dir
+            .take()
+            .ok_or_else(|| io::Error::other("the spilled rows were written already"))?;
+        let dir = folder.path().to_path_buf();
         if let Some(index) = index.as_deref_mut() {
             index.journals(&self.journals);
         }
         let mut journals: HashMap<String, usize> = HashMap::new();
-        let mut pubs = BufReader::with_capacity(1 << 20, File::open(&self.pubs)?);
-        let mut at = 0u64;
-        let mut head = [0u8; PUB_HEAD];
-        for (range, refs_path) in self.ranges.iter().zip(&self.refs) {
-            let bytes = std::fs::read(refs_path)?;
-            let mut refs: Vec<(u64, u32)> = bytes
-                .chunks_exact(12)
-                .map(|c| (u64_at(c, 4), u32_at(c, 0)))
-                .collect();
-            drop(bytes);
-            // In file order, so that reading the publications only moves forward.
-            refs.sort_unstable();
-            let mut sub = built.b.empty_like();
-            sub.drugs = built.b.drugs.clone();
-            let mut last = None;
-            for (offset, pos) in refs {
-                if last != Some(offset) {
-                    last = Some(offset);
-                    pubs.seek_relative(offset as i64 - at as i64)?;
-                    pubs.read_exact(&mut head)?;
-                    let kind = byte_kind(head[0])?;
-                    let key = u64_at(&head, 1);
-                    let [title_len, id_len, journal_len] = [9, 13, 17].map(|i| u32_at(&head, i));
-                    let start = sub.text.len();
-                    let text_len =
-                        title_len as usize + if id_len == NONE { 0 } else { id_len as usize };
-                    sub.text.resize(start + text_len, 0);
-                    pubs.read_exact(&mut sub.text[start..])?;
-                    let journal = if journal_len == NONE {
-                        NONE
-                    } else {
-                        let mut name = vec![0u8; journal_len as usize];
-                        pubs.read_exact(&mut name)?;
-                        sub.intern(&name)
-                    };
-                    at = offset
-                        + (PUB_HEAD + text_len) as u64
-                        + if journal_len == NONE {
-                            0
-                        } else {
-                            u64::from(journal_len)
-                        };
-                    sub.records.push(Record {
-                        key,
-                        start: start as u64,
-                        title_len,
-                        id_len,
-                        journal,
-                        kind,
-                    });
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.reverse();
+        let mut template = built.b.empty_like();
+        template.drugs = built.b.drugs.clone();
+        let (mut merged, mut mentioning, mut mentions) = (0, 0, 0);
+        let this = &*self;
+        // One thread reads the next range back while this one encodes and writes the last:
+        // reading is one thread's work and writing often waits for the disk. A range is
+        // handed over only when this thread is ready for it, so at most two are held.
+        let (splits, loading) = std::thread::scope(|scope| -> io::Result<_> {
+            let (loaded_tx, loaded_rx) = mpsc::sync_channel::<io::Result<(Part, BuiltGraph)>>(0);
+            let (spare_tx, spare_rx) = mpsc::channel::<(Vec<u8>, Vec<Record>)>();
+            let loader = scope.spawn(move || {
+                let (mut splits, mut loading) = (0, std::time::Duration::ZERO);
+                while let Some(part) = parts.pop() {
+                    let started = std::time::Instant::now();
+                    let loaded = this
+                        .split(&dir, part, &template.drugs, &mut splits)
+                        .and_then(|mut pieces| {
+                            pieces.reverse();
+                            let part = pieces.pop();
+                            // Pieces of a range split again go before the ranges after it.
+                            parts.extend(pieces);
+                            part.map(|part| this.load(part, &template, spare_rx.try_recv().ok()))
+                                .transpose()
+                        });
+                    loading += started.elapsed();
+                    let failed = loaded.is_err();
+                    match loaded.transpose() {
+                        None => continue,
+                        Some(loaded) => {
+                            if loaded_tx.send(loaded).is_err() || failed {
+                                break;
+                            }
+                        }
+                    }
                 }
-                let record = sub.records.len() as u32 - 1;
-                sub.mentions.push((built.order[pos as usize], record));
-            }
-            let mut part = sub.finish_in_memory();
-            if index.is_some() {
-                part.index_ids = Some(self.index_ids(&part.b.journals)?);
-            }
-            // Reborrowed for this part only (`as_deref_mut` would keep it for the whole loop).
-            let part_index = index.as_mut().map(|i| &mut **i as &mut dyn IndexSink);
-            part.write_nodes(range.clone(), out, threads, part_index)?;
-            for (j, count) in part.journal_counts(range.clone()).into_iter().enumerate() {
-                if count > 0 {
-                    *journals.entry(part.b.journals[j].clone()).or_default() += count;
+                (splits, loading)
+            });
+            for loaded in loaded_rx {
+                let (part, mut loaded) = loaded?;
+                merged += loaded.b.report.merged;
+                mentioning += loaded.b.report.mentioning;
+                mentions += loaded.b.report.mentions;
+                if index.is_some() {
+                    loaded.index_ids = Some(this.index_ids(&loaded.b.journals)?);
                 }
+                // Reborrowed for this part only (`as_deref_mut` would keep it for the loop).
+                let part_index = index.as_mut().map(|i| &mut **i as &mut dyn IndexSink);
+                loaded.write_nodes(part.range.clone(), out, threads, part_index)?;
+                for (j, count) in loaded
+                    .journal_counts(part.range.clone())
+                    .into_iter()
+                    .enumerate()
+                {
+                    if count > 0 {
+                        *journals.entry(loaded.b.journals[j].clone()).or_default() += count;
+                    }
+                }
+                let BuiltGraph { b: mut used, .. } = loaded;
+                used.text.clear();
+                used.records.clear();
+                // The loader may have finished: its buffers are then not needed.
+                let _ = spare_tx.send((used.text, used.records));
             }
-        }
+            loader
+                .join()
+                .map_err(|_| io::Error::other("the thread reading the spill stopped"))
+        })?;
+        self.splits += splits;
+        self.loading += loading;
+        let report = &mut built.b.report;
+        report.merged += merged;
+        report.mentioning += mentioning;
+        report.mentions += mentions;
+        drop(folder);
         let max = journals.values().copied().max().unwrap_or(0);
         let mut top: Vec<String> = journals
             .into_iter()
@@ -530,13 +687,68 @@ impl Spilled {
             .map(|(j, _)| j)
             .collect();
         top.sort();
-        if let Ok(mut slot) = self.top.lock() {
-            *slot = Some(TopJournals {
-                max_distinct_drugs: max,
-                journals: top,
-            });
-        }
+        self.top = Some(TopJournals {
+            max_distinct_drugs: max,
+            journals: top,
+        });
         Ok(())
+    }
+
+    /// The part itself when its rows fit the budget (or it holds one name), else its rows
+    /// split again by the bytes its drugs took, into parts that fit.
+    fn split(
+        &self,
+        dir: &Path,
+        part: Part,
+        drugs: &[(Option<String>, String)],
+        splits: &mut usize,
+    ) -> io::Result<Vec<Part>> {
+        let bytes = |pos: usize| self.drug_bytes[self.order[pos] as usize];
+        let held: u64 = part.range.clone().map(bytes).sum();
+        let limit = range_budget(self.rows_budget);
+        if held <= limit {
+            return Ok(vec![part]);
+        }
+        let name = |pos: usize| &drugs[self.order[pos] as usize].1;
+        let ranges = cut(part.range.clone(), limit, bytes, |pos| {
+            pos > part.range.start && name(pos) == name(pos - 1)
+        });
+        if ranges.len() < 2 {
+            return Ok(vec![part]);
+        }
+        *splits += 1;
+        let prefix = format!("split-{splits}-");
+        let mut writers = Writers::create(dir, &prefix, ranges, self.rows_budget)?;
+        read_rows(&part.path, |chunk| {
+            chunk
+                .rows
+                .iter()
+                .try_for_each(|row| writers.write(&self.rank, &Row::of(&chunk, row)))
+        })?;
+        std::fs::remove_file(&part.path)?;
+        writers.finish()
+    }
+
+    /// Reads a range's rows back into an in-memory graph of its drugs (made like
+    /// `template`, with `spare`'s emptied buffers: pages the kernel need not hand out, and
+    /// zero, again for every range), and removes its file.
+    fn load(
+        &self,
+        part: Part,
+        template: &GraphBuilder,
+        spare: Option<(Vec<u8>, Vec<Record>)>,
+    ) -> io::Result<(Part, BuiltGraph)> {
+        let mut sub = template.empty_like();
+        sub.drugs = template.drugs.clone();
+        if let Some((text, records)) = spare {
+            (sub.text, sub.records) = (text, records);
+        }
+        read_rows(&part.path, |chunk| {
+            sub.accept_in_memory(chunk);
+            Ok(())
+        })?;
+        std::fs::remove_file(&part.path)?;
+        Ok((part, sub.finish_in_memory()))
     }
 
     /// The index ids (positions in the whole graph's sorted journals) of a part's journals.
@@ -552,13 +764,20 @@ impl Spilled {
             .collect()
     }
 
+    /// What the spill took: ranges, bytes on disk, ranges split again.
+    pub(super) fn summary(&self) -> String {
+        format!(
+            "{} range(s) of drugs, {} MB on disk, {} range(s) split again; reading them back took {:.2}s",
+            self.first_ranges,
+            self.bytes / 1_000_000,
+            self.splits,
+            self.loading.as_secs_f64()
+        )
+    }
+
     /// The top journals, known once the graph is written.
     pub(super) fn top_journals(&self) -> TopJournals {
-        self.top
-            .lock()
-            .ok()
-            .and_then(|t| t.clone())
-            .unwrap_or_default()
+        self.top.clone().unwrap_or_default()
     }
 }
 
@@ -610,16 +829,26 @@ mod tests {
     }
 
     fn build(plan: Option<SpillPlan>) -> (Vec<u8>, TopJournals, Report, bool) {
+        let (out, top, report, spilled, _) = build_rows(plan, &rows());
+        (out, top, report, spilled)
+    }
+
+    /// Builds and writes `rows`; also says how many ranges were split again.
+    fn build_rows(
+        plan: Option<SpillPlan>,
+        rows: &[Row],
+    ) -> (Vec<u8>, TopJournals, Report, bool, usize) {
         let mut b = GraphBuilder::new(drugs()).unwrap();
         if let Some(plan) = plan {
             b = b.with_budget(plan);
         }
         // One row a chunk: the spill starts in the middle of the input.
-        b.add_rows(&rows());
+        b.add_rows(rows);
         let spilled = b.spilled();
-        let built = b.finish();
+        let mut built = b.finish();
         let mut out = Vec::new();
         built.write_json(&mut out, 2).unwrap();
+        let splits = built.spilled.as_ref().map_or(0, |s| s.splits);
         let report = built.report();
         let report = Report {
             drugs: report.drugs,
@@ -631,7 +860,7 @@ mod tests {
             rejected_total: report.rejected_total,
             ..Report::default()
         };
-        (out, built.top_journals(), report, spilled)
+        (out, built.top_journals(), report, spilled, splits)
     }
 
     #[test]
@@ -645,6 +874,7 @@ mod tests {
                 dir: dir.path().to_path_buf(),
                 budget,
                 input_bytes: 2 << 20,
+                input_rows: 0,
             };
             let (bytes, spilled_top, spilled_report, spilled) = build(Some(plan));
             assert!(spilled, "a {budget}-byte budget must spill");
@@ -667,8 +897,77 @@ mod tests {
             dir: dir.path().to_path_buf(),
             budget: 1 << 30,
             input_bytes: 2 << 20,
+            input_rows: 0,
         };
         assert!(!build(Some(plan)).3, "a large budget stays in memory");
+    }
+
+    #[test]
+    fn a_range_that_outgrows_the_budget_is_split_again_and_the_bytes_stay_the_same() {
+        // The rows held when the spill begins mention one drug only, so the ranges cut from
+        // them give every other drug almost nothing: the rows after pile into few ranges.
+        let mut rows = rows();
+        for (i, row) in rows.iter_mut().take(1_500).enumerate() {
+            row.2 = format!("DRUG3 alone {i}");
+        }
+        let (memory, top, report, _, _) = build_rows(None, &rows);
+        let dir = tempfile::tempdir().unwrap();
+        let plan = SpillPlan {
+            dir: dir.path().to_path_buf(),
+            budget: 128 << 10,
+            input_bytes: 0,
+            input_rows: 0,
+        };
+        let (bytes, spilled_top, spilled_report, spilled, splits) = build_rows(Some(plan), &rows);
+        assert!(spilled);
+        assert!(splits > 0, "no range was split again");
+        assert!(bytes == memory, "a split range changed the output");
+        assert_eq!(spilled_top, top);
+        assert_eq!(
+            (
+                spilled_report.merged,
+                spilled_report.mentioning,
+                spilled_report.mentions
+            ),
+            (report.merged, report.mentioning, report.mentions)
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn knowing_the_input_rows_cuts_ranges_that_fit_without_a_second_split() {
+        let (memory, ..) = build(None);
+        let dir = tempfile::tempdir().unwrap();
+        let rows = rows();
+        for budget in [128 << 10, 512 << 10] {
+            let plan = SpillPlan {
+                dir: dir.path().to_path_buf(),
+                budget,
+                input_bytes: 0,
+                input_rows: rows.len() as u64,
+            };
+            let (bytes, _, _, spilled, splits) = build_rows(Some(plan), &rows);
+            assert!(spilled && bytes == memory);
+            assert_eq!(splits, 0, "a range was split again at budget {budget}");
+        }
+    }
+
+    #[test]
+    fn a_spilled_graph_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = GraphBuilder::new(drugs()).unwrap().with_budget(SpillPlan {
+            dir: dir.path().to_path_buf(),
+            budget: 64 << 10,
+            input_bytes: 0,
+            input_rows: 0,
+        });
+        b.add_rows(&rows());
+        let mut built = b.finish();
+        built.write_json(&mut Vec::new(), 1).unwrap();
+        // The rows were read back and their files removed as the ranges were written.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let again = built.write_json(&mut Vec::new(), 1).unwrap_err();
+        assert!(again.to_string().contains("written already"), "{again}");
     }
 
     #[test]
@@ -678,6 +977,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             budget: 16 << 10,
             input_bytes: 0,
+            input_rows: 0,
         });
         b.add_rows(&rows()[..3_000]);
         assert!(b.spilled());
@@ -693,9 +993,10 @@ mod tests {
             dir: dir.path().join("missing"),
             budget: 1,
             input_bytes: 0,
+            input_rows: 0,
         });
         b.add_rows(&rows()[..1]);
-        let built = b.finish();
+        let mut built = b.finish();
         assert!(built.write_json(&mut Vec::new(), 1).is_err());
     }
 }
