@@ -257,6 +257,24 @@ fn range_budget(rows_budget: usize) -> u64 {
     (rows_budget as u64 / 2).max(1)
 }
 
+/// `e`, saying it happened in the spill folder `dir` (errors reach the user as the graph's).
+fn in_spill(dir: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("spill folder {}: {e}", dir.display()))
+}
+
+/// At most `max` ranges: consecutive ones joined when there are more, so that a spill never
+/// holds more files open than that (a joined range too large to load is split again).
+fn at_most(ranges: Vec<Range<usize>>, max: usize) -> Vec<Range<usize>> {
+    if ranges.len() <= max {
+        return ranges;
+    }
+    let group = ranges.len().div_ceil(max.max(1));
+    ranges
+        .chunks(group)
+        .map(|g| g[0].start..g[g.len() - 1].end)
+        .collect()
+}
+
 /// A builder's spill in progress.
 pub(super) struct Spill {
     dir: Option<tempfile::TempDir>,
@@ -277,7 +295,8 @@ impl Spill {
     fn new(plan: &SpillPlan, b: &GraphBuilder) -> io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(".graph-spill-")
-            .tempdir_in(&plan.dir)?;
+            .tempdir_in(&plan.dir)
+            .map_err(|e| in_spill(&plan.dir, e))?;
         let (order, rank) = b.output_order();
         let rows_budget = plan.rows_budget();
         // What each drug's rows held so far take: a sample of its share. (The rows' real
@@ -295,9 +314,6 @@ impl Spill {
                 *x += mention_cost(r.title_len as usize + id as usize + journal);
             }
         }
-        // Every drug weighs a byte, so that drugs not seen yet spread over the ranges too.
-        let weight = |pos: usize| shares[order[pos] as usize] + 1;
-        let sample: u64 = (0..order.len()).map(weight).sum();
         // What the whole input will take once loaded: the rows so far scaled by the rows to
         // come, else (rows unknown) about four times the input's Parquet size.
         let held: u64 = shares.iter().sum();
@@ -311,11 +327,18 @@ impl Spill {
         // Aim a third under a range's budget, so that few ranges need splitting again.
         let count = (expected.saturating_mul(3) / 2 / range_budget(rows_budget) + 1)
             .clamp(2, MAX_PARTS as u64 / 2);
+        // What is still to come is spread evenly over the drugs: early rows that mention few
+        // of them must not leave the others all in one range.
+        let unseen = expected.saturating_sub(held) / (order.len() as u64).max(1);
+        let weight = |pos: usize| shares[order[pos] as usize] + unseen + 1;
+        let total: u64 = (0..order.len()).map(weight).sum();
         let name = |pos: usize| &b.drugs[order[pos] as usize].1;
-        let ranges = cut(0..order.len(), sample.div_ceil(count), weight, |pos| {
+        let ranges = cut(0..order.len(), total.div_ceil(count), weight, |pos| {
             pos > 0 && name(pos) == name(pos - 1)
         });
-        let writers = Writers::create(dir.path(), "range-", ranges, rows_budget)?;
+        let ranges = at_most(ranges, MAX_PARTS / 2);
+        let writers = Writers::create(dir.path(), "range-", ranges, rows_budget)
+            .map_err(|e| in_spill(dir.path(), e))?;
         let mut journals = HashSet::default();
         journals.extend(b.journals.iter().map(|j| j.as_bytes().into()));
         Ok(Self {
@@ -380,7 +403,10 @@ impl Spill {
     /// Flushes the files: the rows, ready to be written range by range.
     fn close(mut self) -> io::Result<Spilled> {
         if let Some(e) = self.error.take() {
-            return Err(e);
+            return Err(match &self.dir {
+                Some(dir) => in_spill(dir.path(), e),
+                None => e,
+            });
         }
         let dir = self
             .dir
@@ -631,6 +657,7 @@ impl Spilled {
                                 .transpose()
                         });
                     loading += started.elapsed();
+                    let loaded = loaded.map_err(|e| in_spill(&dir, e));
                     let failed = loaded.is_err();
                     match loaded.transpose() {
                         None => continue,
@@ -713,6 +740,7 @@ impl Spilled {
         let ranges = cut(part.range.clone(), limit, bytes, |pos| {
             pos > part.range.start && name(pos) == name(pos - 1)
         });
+        let ranges = at_most(ranges, MAX_PARTS / 2);
         if ranges.len() < 2 {
             return Ok(vec![part]);
         }
@@ -950,6 +978,17 @@ mod tests {
             assert!(spilled && bytes == memory);
             assert_eq!(splits, 0, "a range was split again at budget {budget}");
         }
+    }
+
+    #[test]
+    fn ranges_are_joined_down_to_the_most_files_a_spill_opens() {
+        let ranges: Vec<Range<usize>> = (0..10).map(|i| i * 3..i * 3 + 3).collect();
+        assert_eq!(at_most(ranges.clone(), 10), ranges);
+        let joined = at_most(ranges, 4);
+        assert!(joined.len() <= 4);
+        assert_eq!(joined.first().map(|r| r.start), Some(0));
+        assert_eq!(joined.last().map(|r| r.end), Some(30));
+        assert!(joined.windows(2).all(|w| w[0].end == w[1].start));
     }
 
     #[test]
