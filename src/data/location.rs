@@ -161,11 +161,18 @@ impl Location {
                 let parent = target.parent().unwrap_or(dir).to_path_buf();
                 std::fs::create_dir_all(&parent)
                     .map_err(|e| DataError::io(&parent.display().to_string(), e))?;
-                tempfile::Builder::new()
-                    .prefix(&format!(".{}.", file_name(name)))
+                let prefix = format!(".{}.", file_name(name));
+                let file = tempfile::Builder::new()
+                    .prefix(&prefix)
                     .suffix(".tmp")
                     .tempfile_in(&parent)
-                    .map_err(|e| DataError::io(&parent.display().to_string(), e))
+                    .map_err(|e| DataError::io(&parent.display().to_string(), e))?;
+                // Locked while this process holds it (a file system without locks just
+                // keeps stale files), so that the scratch files of a run killed outright
+                // can be told apart and removed.
+                let _ = file.as_file().try_lock();
+                sweep_stale_scratch(&parent, &prefix, file.path());
+                Ok(file)
             }
             Self::Remote { .. } => {
                 tempfile::NamedTempFile::new().map_err(|e| DataError::io("a temporary file", e))
@@ -305,4 +312,74 @@ fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), Da
         ))
         .into_owned(),
     ))
+}
+
+/// How old an unlocked scratch file must be to count as left by a killed run (a file is
+/// locked a moment after it is made).
+const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the scratch files named `{prefix}….tmp` in `dir`, other than `ours`, that no
+/// process holds (see [`Location::scratch`]) and that are over a minute old: what runs killed
+/// outright (`kill -9`, out of memory) left of the same output.
+fn sweep_stale_scratch(dir: &Path, prefix: &str, ours: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".tmp"));
+        if !named || path == ours {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_SCRATCH);
+        // Taken, the lock is released when the file closes.
+        if old && std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_files_left_by_killed_runs_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Location::Local(dir.path().to_path_buf());
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        let aged = |path: &Path| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+        };
+        // Held by a live process (this one), however old.
+        let live = out.scratch("graph.json").unwrap();
+        aged(live.path());
+        // Left by a killed run: unlocked and old; another of a different output; a fresh one.
+        let left = dir.path().join(".graph.json.abc123.tmp");
+        let other = dir.path().join(".top.json.abc123.tmp");
+        let fresh = dir.path().join(".graph.json.new456.tmp");
+        for p in [&left, &other, &fresh] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        aged(&left);
+        aged(&other);
+        let next = out.scratch("graph.json").unwrap();
+        assert!(!left.exists(), "the stale scratch file stayed");
+        assert!(live.path().exists() && next.path().exists());
+        assert!(other.exists() && fresh.exists());
+    }
 }

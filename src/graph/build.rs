@@ -27,7 +27,7 @@ use super::matcher::DrugMatcher;
 
 mod spill;
 
-pub use spill::SpillPlan;
+pub use spill::{SpillPlan, sweep_stale};
 
 type FastMap<K, V> = HashMap<K, V, FixedState>;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::{
     BuiltGraph, GraphBuilder, PreparedChunk, Preparer, RawDrug, RawPublication, Rejected, Report,
-    Source, SpillPlan,
+    Source, SpillPlan, sweep_stale,
 };
 
 /// The graph as written to `graph.json`.

@@ -299,6 +299,9 @@ impl DrugGraphTask {
             input_bytes,
             input_rows,
         };
+        // Folders of builds killed outright would otherwise stay (and fill the disk).
+        let swept = crate::graph::sweep_stale(&plan.dir);
+        let plan_dir = plan.dir.clone();
         let mut files = files.into_iter();
         let mut next = || {
             files
@@ -366,6 +369,12 @@ impl DrugGraphTask {
                 top.journals.join(", ")
             ),
         ];
+        if swept > 0 {
+            lines.push(format!(
+                "removed {swept} spill folder(s) left in {} by a build that was killed",
+                plan_dir.display()
+            ));
+        }
         if spilled {
             lines.push(format!(
                 "the rows passed the memory budget ({} bytes): they were spilled to disk and merged back ({})",

@@ -74,7 +74,18 @@ fn a_tiny_budget_spills_and_writes_the_same_bytes() {
     dag.push_str(&graph_task("memory", ""));
     dag.push_str(&graph_task("spilled", "    memory_budget: 1MiB\n"));
     env.dag("big", &dag);
+    // What a build killed outright (`kill -9`, out of memory) leaves: an unlocked spill folder,
+    // here ten minutes old. The next build removes it.
+    let stale = env.path("processed_data/spilled/.graph-spill-killed");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("range-0"), b"rows").unwrap();
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::open(&stale)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
     env.ok(&["run", "big"]);
+    assert!(!stale.exists(), "the stale spill folder was left");
     let read = |p: &str| std::fs::read(env.path(&format!("processed_data/{p}"))).unwrap();
     let memory = read("memory/graph.json");
     assert!(memory.len() > 1 << 20, "the graph must pass the budget");
@@ -98,6 +109,10 @@ fn a_tiny_budget_spills_and_writes_the_same_bytes() {
     let run_id = env.runs("big")[0]["run_id"].as_str().unwrap().to_string();
     let log = env.ok(&["logs", &run_id, "spilled"]);
     assert!(log.contains("spilled to disk"), "{log}");
+    assert!(
+        log.contains("removed 1 spill folder(s)") && log.contains("killed"),
+        "{log}"
+    );
     assert!(
         !env.ok(&["logs", &run_id, "memory"])
             .contains("spilled to disk")

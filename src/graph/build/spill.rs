@@ -275,9 +275,62 @@ fn at_most(ranges: Vec<Range<usize>>, max: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Name of every spill folder, before its random part.
+const SPILL_PREFIX: &str = ".graph-spill-";
+
+/// How old a spill folder nobody holds must be before it counts as left by a killed run (a
+/// folder is locked a moment after it is made).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes a spill folder in `dir`, locked for as long as the returned file is open: a run
+/// killed outright (`kill -9`, out of memory) cannot remove it, but releases the lock, so a
+/// later run can tell it from one in use ([`sweep_stale`]).
+fn locked_folder(dir: &Path) -> io::Result<(tempfile::TempDir, File)> {
+    let folder = tempfile::Builder::new()
+        .prefix(SPILL_PREFIX)
+        .tempdir_in(dir)?;
+    let lock = File::open(folder.path())?;
+    lock.try_lock().map_err(io::Error::from)?;
+    Ok((folder, lock))
+}
+
+/// Removes the spill folders in `dir` that runs killed outright left (unlocked, and not
+/// made in the last minute); returns how many.
+pub fn sweep_stale(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(SPILL_PREFIX));
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_dir)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if !(ours && old) {
+            continue;
+        }
+        // Held by a live build: its lock cannot be taken. Taken, it is released on drop.
+        let unheld = File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if unheld && std::fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A builder's spill in progress.
 pub(super) struct Spill {
     dir: Option<tempfile::TempDir>,
+    /// Held while the folder is in use (see [`locked_folder`]).
+    lock: Option<File>,
     /// Output position of each drug (by index), and the drug at each position.
     rank: Vec<u32>,
     order: Vec<u32>,
@@ -293,10 +346,7 @@ pub(super) struct Spill {
 impl Spill {
     /// Cuts the drugs into ranges by what the builder holds and opens their files.
     fn new(plan: &SpillPlan, b: &GraphBuilder) -> io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(".graph-spill-")
-            .tempdir_in(&plan.dir)
-            .map_err(|e| in_spill(&plan.dir, e))?;
+        let (dir, lock) = locked_folder(&plan.dir).map_err(|e| in_spill(&plan.dir, e))?;
         let (order, rank) = b.output_order();
         let rows_budget = plan.rows_budget();
         // What each drug's rows held so far take: a sample of its share. (The rows' real
@@ -343,6 +393,7 @@ impl Spill {
         journals.extend(b.journals.iter().map(|j| j.as_bytes().into()));
         Ok(Self {
             dir: Some(dir),
+            lock: Some(lock),
             rank,
             order,
             writers: Some(writers),
@@ -356,6 +407,7 @@ impl Spill {
     fn failed(e: io::Error) -> Self {
         Self {
             dir: None,
+            lock: None,
             rank: Vec::new(),
             order: Vec::new(),
             writers: None,
@@ -429,6 +481,7 @@ impl Spill {
             .sum::<io::Result<u64>>()?;
         Ok(Spilled {
             dir: Some(dir),
+            _lock: self.lock.take(),
             first_ranges: parts.len(),
             bytes,
             loading: std::time::Duration::ZERO,
@@ -483,6 +536,8 @@ pub(super) fn start(b: &mut GraphBuilder, plan: &SpillPlan) {
 /// The spilled rows, by range of drugs, until the graph is written (once).
 pub(super) struct Spilled {
     dir: Option<tempfile::TempDir>,
+    /// Held while the folder is in use (see [`locked_folder`]).
+    _lock: Option<File>,
     /// The ranges' files, in output order; together they cover every drug.
     parts: Vec<Part>,
     rank: Vec<u32>,
@@ -512,6 +567,7 @@ pub(super) fn finish(mut b: GraphBuilder) -> BuiltGraph {
     let mut built = b.finish_in_memory();
     built.spilled = Some(spilled.unwrap_or_else(|e| Spilled {
         dir: None,
+        _lock: None,
         parts: Vec::new(),
         rank: Vec::new(),
         order: Vec::new(),
@@ -989,6 +1045,34 @@ mod tests {
         assert_eq!(joined.first().map(|r| r.start), Some(0));
         assert_eq!(joined.last().map(|r| r.end), Some(30));
         assert!(joined.windows(2).all(|w| w[0].end == w[1].start));
+    }
+
+    #[test]
+    fn only_spill_folders_left_by_killed_runs_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let age = |path: &Path, secs: u64| {
+            let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+            File::open(path).unwrap().set_modified(then).unwrap();
+        };
+        // Left by a killed run: unlocked and old.
+        let left = dir.path().join(format!("{SPILL_PREFIX}left"));
+        std::fs::create_dir(&left).unwrap();
+        std::fs::write(left.join("range-0"), b"rows").unwrap();
+        age(&left, 600);
+        // In use by a live build, however old.
+        let (live, _lock) = locked_folder(dir.path()).unwrap();
+        age(live.path(), 600);
+        // Just made: not locked yet, perhaps.
+        let fresh = dir.path().join(format!("{SPILL_PREFIX}fresh"));
+        std::fs::create_dir(&fresh).unwrap();
+        // Not a spill folder.
+        let other = dir.path().join("keep");
+        std::fs::create_dir(&other).unwrap();
+        age(&other, 600);
+        assert_eq!(sweep_stale(dir.path()), 1);
+        assert!(!left.exists());
+        assert!(live.path().exists() && fresh.exists() && other.exists());
+        assert_eq!(sweep_stale(&dir.path().join("missing")), 0);
     }
 
     #[test]
