@@ -171,7 +171,8 @@ impl Location {
                 // keeps stale files), so that the scratch files of a run killed outright
                 // can be told apart and removed.
                 let _ = file.as_file().try_lock();
-                sweep_stale_scratch(&parent, &prefix, file.path());
+                // Those of killed runs writing the same output (this one is held).
+                remove_unheld(&parent, |n| n.starts_with(&prefix) && n.ends_with(".tmp"));
                 Ok(file)
             }
             Self::Remote { .. } => {
@@ -314,38 +315,43 @@ fn remote_store(url: &url::Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath), Da
     ))
 }
 
-/// How old an unlocked scratch file must be to count as left by a killed run (a file is
+/// How old an unlocked file or folder must be to count as left by a killed run (one is
 /// locked a moment after it is made).
-const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(60);
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Removes the scratch files named `{prefix}….tmp` in `dir`, other than `ours`, that no
-/// process holds (see [`Location::scratch`]) and that are over a minute old: what runs killed
-/// outright (`kill -9`, out of memory) left of the same output.
-fn sweep_stale_scratch(dir: &Path, prefix: &str, ours: &Path) {
+/// Removes the files and folders in `dir` whose names `ours` accepts that no process holds
+/// locked and that are over a minute old: what runs killed outright (`kill -9`, out of
+/// memory) left of their work in progress. Returns how many went.
+pub fn remove_unheld(dir: &Path, ours: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return 0;
     };
+    let mut removed = 0;
     for entry in entries.flatten() {
-        let path = entry.path();
-        let named = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".tmp"));
-        if !named || path == ours {
+        if !entry.file_name().to_str().is_some_and(&ours) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .ok()
-            .filter(std::fs::Metadata::is_file)
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_SCRATCH);
-        // Taken, the lock is released when the file closes.
-        if old && std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
-            let _ = std::fs::remove_file(&path);
+        let Some(meta) = entry.metadata().ok().filter(|m| {
+            m.modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER)
+        }) else {
+            continue;
+        };
+        let path = entry.path();
+        // Held by a live process, the lock cannot be taken; taken, it goes with the handle.
+        if !std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            continue;
         }
+        let gone = if meta.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed += usize::from(gone.is_ok());
     }
+    removed
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use crate::graph::TopJournals;
 use crate::graph::index::IndexSink;
 
 /// Most range files a spill writes at once.
-const MAX_PARTS: usize = 512;
+const MAX_PARTS: usize = 256;
 
 /// Rows per chunk read back from a range file.
 const ROWS_PER_CHUNK: usize = 8192;
@@ -278,10 +278,6 @@ fn at_most(ranges: Vec<Range<usize>>, max: usize) -> Vec<Range<usize>> {
 /// Name of every spill folder, before its random part.
 const SPILL_PREFIX: &str = ".graph-spill-";
 
-/// How old a spill folder nobody holds must be before it counts as left by a killed run (a
-/// folder is locked a moment after it is made).
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Makes a spill folder in `dir`, locked for as long as the returned file is open: a run
 /// killed outright (`kill -9`, out of memory) cannot remove it, but releases the lock, so a
 /// later run can tell it from one in use ([`sweep_stale`]).
@@ -297,33 +293,7 @@ fn locked_folder(dir: &Path) -> io::Result<(tempfile::TempDir, File)> {
 /// Removes the spill folders in `dir` that runs killed outright left (unlocked, and not
 /// made in the last minute); returns how many.
 pub fn sweep_stale(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(SPILL_PREFIX));
-        let old = entry
-            .metadata()
-            .ok()
-            .filter(std::fs::Metadata::is_dir)
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_AFTER);
-        if !(ours && old) {
-            continue;
-        }
-        // Held by a live build: its lock cannot be taken. Taken, it is released on drop.
-        let unheld = File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
-        if unheld && std::fs::remove_dir_all(&path).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
+    crate::data::location::remove_unheld(dir, |n| n.starts_with(SPILL_PREFIX))
 }
 
 /// A builder's spill in progress.
@@ -376,7 +346,7 @@ impl Spill {
         };
         // Aim a third under a range's budget, so that few ranges need splitting again.
         let count = (expected.saturating_mul(3) / 2 / range_budget(rows_budget) + 1)
-            .clamp(2, MAX_PARTS as u64 / 2);
+            .clamp(2, MAX_PARTS as u64);
         // What is still to come is spread evenly over the drugs: early rows that mention few
         // of them must not leave the others all in one range.
         let unseen = expected.saturating_sub(held) / (order.len() as u64).max(1);
@@ -386,7 +356,7 @@ impl Spill {
         let ranges = cut(0..order.len(), total.div_ceil(count), weight, |pos| {
             pos > 0 && name(pos) == name(pos - 1)
         });
-        let ranges = at_most(ranges, MAX_PARTS / 2);
+        let ranges = at_most(ranges, MAX_PARTS);
         let writers = Writers::create(dir.path(), "range-", ranges, rows_budget)
             .map_err(|e| in_spill(dir.path(), e))?;
         let mut journals = HashSet::default();
@@ -796,7 +766,7 @@ impl Spilled {
         let ranges = cut(part.range.clone(), limit, bytes, |pos| {
             pos > part.range.start && name(pos) == name(pos - 1)
         });
-        let ranges = at_most(ranges, MAX_PARTS / 2);
+        let ranges = at_most(ranges, MAX_PARTS);
         if ranges.len() < 2 {
             return Ok(vec![part]);
         }
